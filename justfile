@@ -1,0 +1,52 @@
+# Every recipe builds or reuses the project's virtual environment itself: a fresh machine needs python3 and pip.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+venv := ".venv"
+bin := venv / "bin"
+
+# List the recipes.
+default:
+    @just --list
+
+# Create or refresh .venv when pyproject.toml changed (pip >= 25.1 reads dependency groups).
+venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x {{bin}}/python ] || [ pyproject.toml -nt {{venv}}/.installed ]; then
+        [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
+        {{bin}}/python -m pip install -q --disable-pip-version-check -U 'pip>=25.1'
+        {{bin}}/python -m pip install -q --disable-pip-version-check -e '.[all]' --group dev
+        touch {{venv}}/.installed
+    fi
+
+# The whole test suite (starts its own PostgreSQL and fake Flowmailer servers), with the core coverage gate.
+test *args: venv
+    {{bin}}/coverage erase
+    {{bin}}/coverage run -m pytest {{args}}
+    {{bin}}/coverage report --include='src/flowmailer/core/*' --fail-under=95
+
+# Lint, format check, strict types over src, tests and bench, and the import contracts.
+check: venv
+    {{bin}}/ruff check src tests bench
+    {{bin}}/ruff format --check src tests bench
+    {{bin}}/mypy
+    {{bin}}/lint-imports
+
+# Apply ruff's fixes and formatting.
+fmt: venv
+    {{bin}}/ruff check --fix src tests bench
+    {{bin}}/ruff format src tests bench
+
+# Build the documentation with warnings as errors (regenerates the lifecycle diagram first).
+docs: venv
+    {{bin}}/python docs/gen_lifecycle.py
+    {{bin}}/mkdocs build --strict --site-dir .site
+
+# Benchmarks: each prints ratios measured side by side in one run.
+bench *args: venv
+    {{bin}}/python bench/run.py {{args}}
+
+# The demo: a few thousand messages through a faulty fake Flowmailer, nothing lost or duplicated.
+demo *args: venv
+    {{bin}}/flowmailer demo {{args}}

@@ -1,0 +1,1 @@
+"""The imperative shells: they drive the core through ports and hold no policy of their own."""

@@ -1,0 +1,12 @@
+"""The pure core: values, decisions and the sans-IO Flowmailer protocol. No sockets, files, clocks or randomness.
+
+Every private module declares its ``__all__``; this package re-exports them so that the rest of the code
+imports from ``flowmailer.core`` alone.
+"""
+
+from flowmailer.core._dns import *
+from flowmailer.core._errors import *
+from flowmailer.core._events import *
+from flowmailer.core._http import *
+from flowmailer.core._models import *
+from flowmailer.core._outcomes import *

@@ -1,0 +1,76 @@
+"""One error root, split by blame. Every message says what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowmailer.core._models import ErrorDetail
+
+__all__ = [
+    "AmbiguousError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "FlowmailerError",
+    "RejectedError",
+    "TransientError",
+]
+
+
+class FlowmailerError(Exception):
+    """Root of every error this package raises; transport exceptions never leak past it."""
+
+
+class ConfigurationError(FlowmailerError, ValueError):
+    """The caller's input or configuration is wrong; fix it, retrying will not help."""
+
+    def __init__(self, field: str, problem: str, fix: str) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{field}: {problem}. {fix}")
+
+
+class RejectedError(FlowmailerError):
+    """Flowmailer refused the request for good (400/403/404/413/422); resending the same thing fails again."""
+
+    def __init__(self, status: int, errors: Sequence[ErrorDetail], message: str | None = None) -> None:
+        self.status = status
+        self.errors = tuple(errors)
+        if message is None:
+            listed = "; ".join(e.describe() for e in self.errors) or "no error details were given"
+            message = f"Flowmailer rejected the request with HTTP {status}: {listed}. Fix the request; do not retry it."
+        super().__init__(message)
+
+
+class AuthenticationError(FlowmailerError):
+    """Flowmailer refused the credentials; never retried, because Flowmailer locks the IP for ten minutes."""
+
+    def __init__(self, client_id: str, detail: str) -> None:
+        self.client_id = client_id
+        self.detail = detail
+        super().__init__(
+            f"Flowmailer refused the credentials of client id {client_id!r} ({detail}). Check the client id "
+            "and secret for this source system; no further token request is made, because Flowmailer locks "
+            "the calling IP address for ten minutes after bad credentials."
+        )
+
+
+class TransientError(FlowmailerError):
+    """Flowmailer was unreachable or answered 'not now' until the retry policy gave up; nothing was accepted."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class AmbiguousError(FlowmailerError):
+    """The request was written but no answer came: Flowmailer may have accepted the message.
+
+    Reconcile with ``Client.messages_by_tag(client_reference)`` before resending; the outbox's relay does this.
+    """
+
+    def __init__(self, message: str, *, client_reference: str | None = None) -> None:
+        self.client_reference = client_reference
+        super().__init__(message)

@@ -1,0 +1,98 @@
+"""HTTP as plain values: what the sans-IO protocol builds and interprets, and what transports carry."""
+
+from __future__ import annotations
+
+import enum
+from urllib.parse import quote, urlsplit
+
+import attrs
+
+from flowmailer.core._errors import ConfigurationError
+
+__all__ = ["Host", "Origin", "WireRequest", "WireResponse"]
+
+
+class Host(enum.Enum):
+    """Which of Flowmailer's two host names a request is for."""
+
+    LOGIN = "login"
+    API = "api"
+
+
+@attrs.frozen
+class Origin:
+    """An HTTPS origin: the DNS name TLS verifies, and the port. There is no plain-HTTP origin."""
+
+    host: str
+    port: int = 443
+
+    @classmethod
+    def parse(cls, url: str, *, field: str = "base_url") -> Origin:
+        """Parse ``https://host[:port]``; anything else is refused with the fix."""
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            raise ConfigurationError(
+                field,
+                f"{url!r} is not an https:// URL",
+                "Flowmailer's guidelines require HTTPS with a verified certificate; use https://",
+            )
+        if not parts.hostname:
+            raise ConfigurationError(field, f"{url!r} has no host name", "give a URL like https://api.flowmailer.net")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigurationError(field, f"{url!r} has a path or query", "give only scheme, host and port")
+        try:
+            port = parts.port or 443
+        except ValueError as e:
+            raise ConfigurationError(field, f"{url!r} has an invalid port", "use a port from 1 to 65535") from e
+        return cls(parts.hostname, port)
+
+    def url(self) -> str:
+        return f"https://{self.host}" if self.port == 443 else f"https://{self.host}:{self.port}"
+
+
+@attrs.frozen
+class WireRequest:
+    """One HTTP request, built by the protocol, carried by a transport.
+
+    ``path`` is already encoded, matrix parameters included; ``query`` pairs are encoded by ``target``.
+    """
+
+    method: str
+    host: Host
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    #: True for requests that change state at Flowmailer (a resent submit may duplicate a message).
+    idempotent: bool = True
+
+    @property
+    def target(self) -> str:
+        """The request target: path and query string."""
+        if not self.query:
+            return self.path
+        qs = "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in self.query)
+        return f"{self.path}?{qs}"
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for k, v in self.headers:
+            if k.lower() == lname:
+                return v
+        return None
+
+
+@attrs.frozen
+class WireResponse:
+    """One HTTP response as the transport received it; header names are kept as sent."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for k, v in self.headers:
+            if k.lower() == lname:
+                return v
+        return None

@@ -1,0 +1,4 @@
+"""Test support for users of flowmailer: a fake Flowmailer server, fakes of every port, conformance suites.
+
+Not imported by ``import flowmailer``.
+"""
