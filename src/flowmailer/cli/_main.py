@@ -1,11 +1,20 @@
-"""Entry point and sub-command dispatch for the ``flowmailer`` command."""
+"""Entry point and sub-command dispatch for the ``flowmailer`` command.
+
+Each sub-command lives in its own module with ``register(subparsers)``, which adds a parser whose
+``handler`` default takes the parsed arguments and returns the exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Sequence
 
 from flowmailer._version import __version__
+
+#: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
+#: optional extras (trio, psycopg, rich) load only for the command that needs them.
+COMMANDS: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="An independent client for Flowmailer's REST API (not Flowmailer's own).",
     )
     parser.add_argument("--version", action="version", version=f"flowmailer {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"flowmailer.cli.{name}").register(subparsers)
     return parser
 
 
@@ -24,4 +35,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0  # pragma: no cover
+    code: int = args.handler(args)
+    return code
