@@ -1,1 +1,7 @@
-"""Adapters: the ports made real (urllib3, trio, resolvers, token stores, SQLite and PostgreSQL outboxes)."""
+"""Adapters: the ports made real (urllib3, trio, resolvers, token stores, SQLite and PostgreSQL outboxes).
+
+Each private module declares its ``__all__``; adapters that need an optional extra (trio, psycopg, dnspython)
+are imported from their own module, not from here, so that this package imports with the base install.
+"""
+
+from flowmailer.adapters._clock import *

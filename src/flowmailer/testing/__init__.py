@@ -1,4 +1,6 @@
 """Test support for users of flowmailer: a fake Flowmailer server, fakes of every port, conformance suites.
 
-Not imported by ``import flowmailer``.
+Not imported by ``import flowmailer``. Each private module declares its ``__all__``.
 """
+
+from flowmailer.testing._clock import *
