@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 
 from flowmailer._version import __version__
+from flowmailer.core import ConfigurationError, FlowmailerError
 
 #: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
 #: optional extras (trio, psycopg, rich) load only for the command that needs them.
@@ -35,5 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except ConfigurationError as e:
+        print(f"flowmailer {args.command}: {e}", file=sys.stderr)
+        return 2
+    except FlowmailerError as e:
+        print(f"flowmailer {args.command}: {e}", file=sys.stderr)
+        return 1
     return code

@@ -1,0 +1,304 @@
+"""The command's configuration: flags over environment over a TOML file; secrets only from the environment or a file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from flowmailer.core import ConfigurationError, Origin
+
+__all__ = [
+    "CONFIG_ENV",
+    "SECRET_ENV",
+    "SETTINGS",
+    "Config",
+    "PostgresOutbox",
+    "Secret",
+    "Setting",
+    "SqliteOutbox",
+    "add_config_arguments",
+    "config_from_args",
+    "load_config",
+    "parse_outbox",
+]
+
+CONFIG_ENV = "FLOWMAILER_CONFIG"
+SECRET_ENV = "FLOWMAILER_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+DEFAULT_API_URL = "https://api.flowmailer.net"
+DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A credential that shows up in no repr, log line or traceback; ``reveal()`` is the one way to read it."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@attrs.frozen
+class Setting:
+    """One configurable value: its TOML key (also the Config attribute), its flag and its environment variable."""
+
+    name: str
+    flag: str
+    env: str
+    help: str
+    #: A path resolved against the TOML file's folder when the file gives it relative.
+    is_path: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("account_id", "--account-id", "FLOWMAILER_ACCOUNT_ID", "Flowmailer account id"),
+    Setting("client_id", "--client-id", "FLOWMAILER_CLIENT_ID", "OAuth2 client id of this source system"),
+    Setting(
+        "client_secret_file",
+        "--client-secret-file",
+        "FLOWMAILER_CLIENT_SECRET_FILE",
+        f"file holding the client secret (or set {SECRET_ENV}; never a flag)",
+        is_path=True,
+    ),
+    Setting("api_url", "--api-url", "FLOWMAILER_API_URL", f"API base URL (default {DEFAULT_API_URL})"),
+    Setting("login_url", "--login-url", "FLOWMAILER_LOGIN_URL", f"OAuth2 base URL (default {DEFAULT_LOGIN_URL})"),
+    Setting(
+        "ca_bundle",
+        "--ca-bundle",
+        "FLOWMAILER_CA_BUNDLE",
+        "PEM file of CAs to trust, not the OS store",
+        is_path=True,
+    ),
+    Setting("outbox", "--outbox", "FLOWMAILER_OUTBOX", "sqlite:///abs/path.db, sqlite:rel/path.db or postgresql://..."),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@attrs.frozen
+class SqliteOutbox:
+    """An outbox in a SQLite file on this machine."""
+
+    path: Path
+
+
+@attrs.frozen(repr=False)
+class PostgresOutbox:
+    """An outbox in PostgreSQL, shared by relays on several machines; ``dsn`` may carry a password."""
+
+    dsn: str
+
+    def __repr__(self) -> str:
+        return f"PostgresOutbox({redact_url(self.dsn)!r})"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:********@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_outbox(url: str, *, base: Path | None = None, allow_password: bool = True) -> SqliteOutbox | PostgresOutbox:
+    """Read an outbox URL; a relative SQLite path is taken relative to ``base`` (the TOML file's folder)."""
+    fix = "use sqlite:///absolute/path.db, sqlite:relative/path.db or postgresql://user@host/dbname"
+    scheme, _, rest = url.partition(":")
+    if scheme == "sqlite":
+        path_text = rest[2:] if rest.startswith("//") else rest
+        if not path_text or path_text.startswith("//"):
+            raise ConfigurationError("outbox", f"{url!r} names no file", fix)
+        path = Path(path_text)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return SqliteOutbox(path)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            password = urlsplit(url).password
+        except ValueError as e:
+            raise ConfigurationError("outbox", f"{redact_url(url)!r} is not a valid URL", fix) from e
+        if password is not None and not allow_password:
+            raise ConfigurationError(
+                "outbox",
+                "the URL carries a password, and secrets are read only from the environment or a file",
+                "drop the password from the URL and use PGPASSWORD or ~/.pgpass, or set the URL in FLOWMAILER_OUTBOX",
+            )
+        return PostgresOutbox(url)
+    raise ConfigurationError("outbox", f"{redact_url(url)!r} is neither a sqlite: nor a postgresql:// URL", fix)
+
+
+@attrs.frozen
+class Config:
+    """Everything the command needs to reach Flowmailer and the outbox; ``repr`` never shows the secret."""
+
+    account_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    api_url: str = DEFAULT_API_URL
+    login_url: str = DEFAULT_LOGIN_URL
+    ca_bundle: Path | None = None
+    outbox: SqliteOutbox | PostgresOutbox | None = None
+    #: Where each setting came from ("flag --x", "environment X", "file.toml"), for ``doctor`` and errors.
+    sources: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    def require_credentials(self) -> tuple[str, str, Secret]:
+        """The account id, client id and secret, or an error naming the first one missing and how to set it."""
+        for name in ("account_id", "client_id"):
+            if getattr(self, name) is None:
+                raise _missing(name)
+        if self.client_secret is None:
+            raise ConfigurationError(
+                "client_secret",
+                "no client secret is configured",
+                f"set {SECRET_ENV}, or name a file holding it with --client-secret-file, "
+                "FLOWMAILER_CLIENT_SECRET_FILE or client_secret_file in the TOML file",
+            )
+        assert self.account_id is not None
+        assert self.client_id is not None
+        return self.account_id, self.client_id, self.client_secret
+
+    def require_outbox(self) -> SqliteOutbox | PostgresOutbox:
+        if self.outbox is None:
+            raise _missing("outbox")
+        return self.outbox
+
+
+def _missing(name: str) -> ConfigurationError:
+    s = _BY_NAME[name]
+    return ConfigurationError(name, "is not configured", f"pass {s.flag}, set {s.env}, or put {name} in the TOML file")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The configuration flags every sub-command that talks to Flowmailer or the outbox accepts."""
+    group = parser.add_argument_group("configuration (flags override environment, which overrides the TOML file)")
+    group.add_argument("--config", metavar="FILE", help=f"TOML configuration file (or set {CONFIG_ENV})")
+    for s in SETTINGS:
+        group.add_argument(s.flag, dest=s.name, metavar="VALUE", help=f"{s.help} [{s.env}]")
+    # Claimed so that argparse cannot read it as an abbreviation of --client-secret-file and echo the secret.
+    group.add_argument("--client-secret", nargs="?", action=_RefuseSecretFlag, help=argparse.SUPPRESS)
+
+
+class _RefuseSecretFlag(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error(
+            f"--client-secret: secrets are never taken from a flag (other users can read a command line); "
+            f"set {SECRET_ENV} or pass --client-secret-file"
+        )
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    flags = {name: getattr(args, name, None) for name in ("config", *_BY_NAME)}
+    return load_config(flags, os.environ if environ is None else environ)
+
+
+def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Config:
+    """Assemble the configuration: a flag wins over the environment, which wins over the TOML file."""
+    file_values: dict[str, str] = {}
+    file_name = flags.get("config") or environ.get(CONFIG_ENV) or None
+    base: Path | None = None
+    if file_name is not None:
+        file_values = _read_toml(Path(file_name))
+        base = Path(file_name).parent
+
+    chosen: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if (value := flags.get(s.name)) is not None:
+            chosen[s.name], sources[s.name] = value, f"flag {s.flag}"
+        elif value := environ.get(s.env):
+            chosen[s.name], sources[s.name] = value, f"environment {s.env}"
+        elif s.name in file_values:
+            value = file_values[s.name]
+            if s.is_path and base is not None:
+                value = str(base / value)
+            chosen[s.name], sources[s.name] = value, str(file_name)
+
+    secret = _choose_secret(chosen, sources, environ)
+    api_url = chosen.get("api_url", DEFAULT_API_URL)
+    login_url = chosen.get("login_url", DEFAULT_LOGIN_URL)
+    Origin.parse(api_url, field="api_url")
+    Origin.parse(login_url, field="login_url")
+    outbox = None
+    if "outbox" in chosen:
+        from_env = sources["outbox"].startswith("environment")
+        from_file = sources["outbox"] == str(file_name)
+        outbox = parse_outbox(chosen["outbox"], base=base if from_file else None, allow_password=from_env)
+    return Config(
+        account_id=chosen.get("account_id"),
+        client_id=chosen.get("client_id"),
+        client_secret=secret,
+        api_url=api_url.rstrip("/"),
+        login_url=login_url.rstrip("/"),
+        ca_bundle=Path(chosen["ca_bundle"]) if "ca_bundle" in chosen else None,
+        outbox=outbox,
+        sources=sources,
+    )
+
+
+def _choose_secret(chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]) -> Secret | None:
+    """The secret file named by a flag wins; then the secret in the environment; then a file named elsewhere."""
+    env_secret = environ.get(SECRET_ENV) or None
+    file_source = sources.get("client_secret_file", "")
+    if env_secret is not None and file_source.startswith("environment"):
+        raise ConfigurationError(
+            "client_secret",
+            f"both {SECRET_ENV} and FLOWMAILER_CLIENT_SECRET_FILE are set",
+            "unset one of them, so that it is clear which secret is used",
+        )
+    if env_secret is not None and not file_source.startswith("flag"):
+        sources["client_secret"] = f"environment {SECRET_ENV}"
+        return Secret(env_secret)
+    if "client_secret_file" not in chosen:
+        return None
+    path = Path(chosen["client_secret_file"])
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError) as e:
+        raise ConfigurationError(
+            "client_secret_file",
+            f"cannot read {str(path)!r} ({e.__class__.__name__}: {getattr(e, 'strerror', None) or e})",
+            f"make the file readable by this user, or set {SECRET_ENV} instead",
+        ) from None
+    if not text:
+        raise ConfigurationError("client_secret_file", f"{str(path)!r} is empty", "write the client secret into it")
+    sources["client_secret"] = f"file {path} (named by {file_source})"
+    return Secret(text)
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigurationError(
+            "config", f"cannot read {str(path)!r} ({e.strerror or e})", f"check --config or {CONFIG_ENV}"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigurationError("config", f"{str(path)!r} is not valid TOML ({e})", "fix the file's syntax") from None
+    for key, value in data.items():
+        if key == "client_secret":
+            raise ConfigurationError(
+                f"{path}: client_secret",
+                "secrets are never read from the TOML file",
+                f"delete the line; set {SECRET_ENV}, or name a file holding the secret with client_secret_file",
+            )
+        if key not in _BY_NAME:
+            raise ConfigurationError(
+                f"{path}: {key}", "is not a setting", f"use only these keys: {', '.join(sorted(_BY_NAME))}"
+            )
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"{path}: {key}", f"{value!r} is not a string", f'write it in quotes: {key} = "..."'
+            )
+    return data

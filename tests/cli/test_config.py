@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from flowmailer.cli._config import (
+    SECRET_ENV,
+    Config,
+    PostgresOutbox,
+    Secret,
+    SqliteOutbox,
+    add_config_arguments,
+    config_from_args,
+    load_config,
+    parse_outbox,
+)
+from flowmailer.core import ConfigurationError
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "flowmailer.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_flag_wins_over_environment_which_wins_over_the_toml_file(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path, 'account_id = "from-file"\nclient_id = "file-client"\napi_url = "https://file.test"\n')
+    environ = {
+        "FLOWMAILER_CONFIG": str(toml),
+        "FLOWMAILER_ACCOUNT_ID": "from-env",
+        "FLOWMAILER_CLIENT_ID": "env-client",
+    }
+    config = load_config({"account_id": "from-flag"}, environ)
+    assert (config.account_id, config.client_id, config.api_url) == ("from-flag", "env-client", "https://file.test")
+    assert config.sources == {
+        "account_id": "flag --account-id",
+        "client_id": "environment FLOWMAILER_CLIENT_ID",
+        "api_url": str(toml),
+    }
+
+
+def test_config_flag_wins_over_config_environment_variable(tmp_path: Path) -> None:
+    first = write_toml(tmp_path, 'account_id = "first"\n')
+    second = tmp_path / "second.toml"
+    second.write_text('account_id = "second"\n', encoding="utf-8")
+    assert load_config({"config": str(second)}, {"FLOWMAILER_CONFIG": str(first)}).account_id == "second"
+
+
+def test_defaults_when_nothing_is_configured() -> None:
+    config = load_config({}, {})
+    assert config == Config(api_url="https://api.flowmailer.net", login_url="https://login.flowmailer.net")
+
+
+def test_secret_comes_from_the_environment_and_never_shows_in_repr_or_str() -> None:
+    config = load_config({"client_id": "c"}, {SECRET_ENV: SECRET})
+    assert config.client_secret is not None
+    assert config.client_secret.reveal() == SECRET
+    assert SECRET not in repr(config)
+    assert SECRET not in str(config.client_secret)
+    assert config.sources["client_secret"] == f"environment {SECRET_ENV}"
+
+
+def test_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(SECRET + "\n", encoding="utf-8")
+    config = load_config({"client_secret_file": str(tmp_path / "secret")}, {})
+    assert config.client_secret == Secret(SECRET)
+
+
+def test_secret_file_in_toml_is_relative_to_the_toml_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(SECRET, encoding="utf-8")
+    toml = write_toml(tmp_path, 'client_secret_file = "secret"\n')
+    config = load_config({"config": str(toml)}, {})
+    assert config.client_secret == Secret(SECRET)
+
+
+def test_secret_file_flag_wins_over_secret_environment_variable(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file", encoding="utf-8")
+    config = load_config({"client_secret_file": str(tmp_path / "secret")}, {SECRET_ENV: SECRET})
+    assert config.client_secret == Secret("from-file")
+
+
+def test_secret_environment_variable_wins_over_secret_file_in_toml(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file", encoding="utf-8")
+    toml = write_toml(tmp_path, 'client_secret_file = "secret"\n')
+    config = load_config({"config": str(toml)}, {SECRET_ENV: SECRET})
+    assert config.client_secret == Secret(SECRET)
+
+
+def test_secret_in_both_environment_variables_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_config({}, {SECRET_ENV: SECRET, "FLOWMAILER_CLIENT_SECRET_FILE": str(tmp_path / "secret")})
+    assert info.value.field == "client_secret"
+    assert SECRET not in str(info.value)
+
+
+def test_secret_in_toml_body_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path, f'client_secret = "{SECRET}"\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"config": str(toml)}, {})
+    assert info.value.field.endswith("client_secret")
+    assert SECRET_ENV in info.value.fix
+    assert SECRET not in str(info.value)
+
+
+def test_unreadable_or_empty_secret_file_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as missing:
+        load_config({"client_secret_file": str(tmp_path / "nope")}, {})
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as empty:
+        load_config({"client_secret_file": str(tmp_path / "empty")}, {})
+    assert missing.value.field == empty.value.field == "client_secret_file"
+
+
+def test_secret_flag_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="flowmailer x", allow_abbrev=False)
+    add_config_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--client-secret", SECRET])
+    err = capsys.readouterr().err
+    assert "never taken from a flag" in err
+    assert SECRET not in err
+
+
+def test_unknown_toml_key_is_refused_with_the_valid_keys(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path, 'acount_id = "1"\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"config": str(toml)}, {})
+    assert "acount_id" in info.value.field
+    assert "account_id" in info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"), [("account_id = 12\n", "not a string"), ("account_id = \n", "not valid TOML")]
+)
+def test_bad_toml_values_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    toml = write_toml(tmp_path, text)
+    with pytest.raises(ConfigurationError, match=problem):
+        load_config({"config": str(toml)}, {})
+
+
+def test_missing_toml_file_names_the_config_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({}, {"FLOWMAILER_CONFIG": str(tmp_path / "missing.toml")})
+    assert info.value.field == "config"
+
+
+def test_plain_http_api_url_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"api_url": "http://api.flowmailer.net"}, {})
+    assert info.value.field == "api_url"
+
+
+def test_require_credentials_names_the_missing_setting_and_how_to_set_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"account_id": "1"}, {}).require_credentials()
+    assert info.value.field == "client_id"
+    assert "--client-id" in info.value.fix
+    assert "FLOWMAILER_CLIENT_ID" in info.value.fix
+    with pytest.raises(ConfigurationError, match=SECRET_ENV):
+        load_config({"account_id": "1", "client_id": "c"}, {}).require_credentials()
+
+
+def test_require_outbox_names_the_setting() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({}, {}).require_outbox()
+    assert "--outbox" in info.value.fix
+
+
+def test_config_from_args_reads_the_parsed_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--account-id", "7", "--outbox", "sqlite:///tmp/o.db"])
+    config = config_from_args(args, {})
+    assert (config.account_id, config.outbox) == ("7", SqliteOutbox(Path("/tmp/o.db")))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///var/lib/outbox.db", SqliteOutbox(Path("/var/lib/outbox.db"))),
+        ("sqlite:outbox.db", SqliteOutbox(Path("outbox.db"))),
+        ("postgresql://relay@db.internal/mail", PostgresOutbox("postgresql://relay@db.internal/mail")),
+        ("postgres://relay@db.internal/mail", PostgresOutbox("postgres://relay@db.internal/mail")),
+    ],
+)
+def test_outbox_urls(url: str, expected: object) -> None:
+    assert parse_outbox(url) == expected
+
+
+@pytest.mark.parametrize("url", ["sqlite:", "sqlite://", "mysql://x/y", "outbox.db"])
+def test_bad_outbox_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_outbox(url)
+    assert info.value.field == "outbox"
+
+
+def test_relative_sqlite_outbox_in_toml_is_relative_to_the_toml_file(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path, 'outbox = "sqlite:outbox.db"\n')
+    assert load_config({"config": str(toml)}, {}).outbox == SqliteOutbox(tmp_path / "outbox.db")
+
+
+def test_postgres_password_is_refused_in_a_flag_or_toml_but_taken_from_the_environment(tmp_path: Path) -> None:
+    url = f"postgresql://relay:{SECRET}@db.internal/mail"
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"outbox": url}, {})
+    assert SECRET not in str(info.value)
+    toml = write_toml(tmp_path, f'outbox = "{url}"\n')
+    with pytest.raises(ConfigurationError):
+        load_config({"config": str(toml)}, {})
+    config = load_config({}, {"FLOWMAILER_OUTBOX": url})
+    assert config.outbox == PostgresOutbox(url)
+    assert SECRET not in repr(config)
