@@ -4,9 +4,13 @@ Every private module declares its ``__all__``; this package re-exports them so t
 imports from ``flowmailer.core`` alone.
 """
 
+from flowmailer.core._addresses import *
 from flowmailer.core._dns import *
 from flowmailer.core._errors import *
 from flowmailer.core._events import *
 from flowmailer.core._http import *
+from flowmailer.core._lifecycle import *
 from flowmailer.core._models import *
 from flowmailer.core._outcomes import *
+from flowmailer.core._retry import *
+from flowmailer.core._tokens import *

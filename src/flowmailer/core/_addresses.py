@@ -1,0 +1,134 @@
+"""Which IP address the next request goes to: rotation, cool-down of failing addresses, and DNS freshness."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from flowmailer.core._dns import Resolution
+from flowmailer.core._retry import _require, _require_number
+
+__all__ = ["AddressBook", "AddressHealth", "AddressPolicy"]
+
+
+@attrs.frozen
+class AddressPolicy:
+    """How long failing addresses rest, how long DNS answers and connections are trusted."""
+
+    #: The first failure rests an address this long; each further consecutive failure doubles it, up to the cap.
+    cool_down: float = 1.0
+    cool_down_cap: float = 60.0
+    #: A DNS answer is trusted for at least this long, so a TTL of 0 does not mean a lookup per request.
+    min_ttl: float = 5.0
+    #: Connections older than this are closed after their current request, so traffic follows a DNS change
+    #: even when steady load keeps every connection busy.
+    max_connection_age: float = 300.0
+
+    def __attrs_post_init__(self) -> None:
+        _require_number(self.cool_down, "AddressPolicy.cool_down", strict=True)
+        _require_number(self.cool_down_cap, "AddressPolicy.cool_down_cap", minimum=self.cool_down)
+        _require_number(self.min_ttl, "AddressPolicy.min_ttl")
+        _require_number(self.max_connection_age, "AddressPolicy.max_connection_age", strict=True)
+
+    def connection_expired(self, opened_at: float, now: float) -> bool:
+        return now - opened_at >= self.max_connection_age
+
+    def rest(self, failures: int) -> float:
+        """The cool-down after ``failures`` consecutive failures."""
+        return min(self.cool_down_cap, self.cool_down * 2.0 ** min(failures - 1, 64))
+
+
+@attrs.frozen
+class AddressHealth:
+    """One address and its consecutive failures; it is not picked before ``cooling_until`` if another can be."""
+
+    address: str
+    failures: int = 0
+    cooling_until: float = -math.inf
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cooling_until
+
+
+def _check(resolution: Resolution) -> None:
+    _require(
+        bool(resolution.addresses),
+        "resolution.addresses",
+        "is empty",
+        "a resolver returns NotSent when a name does not resolve; keep the current addresses then",
+    )
+    _require_number(resolution.ttl, "resolution.ttl")
+
+
+@attrs.frozen
+class AddressBook:
+    """Every address of one DNS name with its health, as of the last resolution. Build with ``from_resolution``."""
+
+    entries: tuple[AddressHealth, ...]
+    resolved_at: float
+    ttl: float
+    policy: AddressPolicy = AddressPolicy()
+    #: Where round-robin rotation continues.
+    cursor: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        _require(bool(self.entries), "AddressBook.entries", "is empty", "build the book with from_resolution")
+
+    @classmethod
+    def from_resolution(cls, resolution: Resolution, now: float, policy: AddressPolicy | None = None) -> AddressBook:
+        _check(resolution)
+        entries = tuple(AddressHealth(a) for a in dict.fromkeys(resolution.addresses))
+        return cls(entries, now, resolution.ttl, policy or AddressPolicy())
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(e.address for e in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def pick(self, now: float, avoid: str | None = None) -> tuple[str, AddressBook]:
+        """The next address in rotation that is not cooling down, never ``avoid`` while another exists.
+
+        When every candidate is cooling down, the one whose cool-down ends first: there is always an answer.
+        """
+        n = len(self.entries)
+        order = [self.entries[(self.cursor + i) % n] for i in range(n)]
+        candidates = [e for e in order if e.address != avoid] or order
+        chosen = next((e for e in candidates if not e.cooling(now)), None)
+        if chosen is None:
+            chosen = min(candidates, key=lambda e: e.cooling_until)
+        index = self.entries.index(chosen)
+        return chosen.address, attrs.evolve(self, cursor=(index + 1) % n)
+
+    def _with(self, address: str, health: AddressHealth) -> AddressBook:
+        return attrs.evolve(self, entries=tuple(health if e.address == address else e for e in self.entries))
+
+    def mark_failed(self, address: str, now: float) -> AddressBook:
+        """Rest ``address``, longer for each consecutive failure. An address no longer in the book is ignored."""
+        for e in self.entries:
+            if e.address == address:
+                failures = e.failures + 1
+                return self._with(address, AddressHealth(address, failures, now + self.policy.rest(failures)))
+        return self
+
+    def mark_ok(self, address: str) -> AddressBook:
+        """``address`` answered: it is healthy again at once."""
+        return self._with(address, AddressHealth(address))
+
+    def needs_resolve(self, now: float) -> bool:
+        return now >= self.resolved_at + max(self.ttl, self.policy.min_ttl)
+
+    def updated(self, resolution: Resolution, now: float) -> AddressBook:
+        """A fresh resolution: addresses that remain keep their health, vanished ones are dropped."""
+        _check(resolution)
+        known = {e.address: e for e in self.entries}
+        entries = tuple(known.get(a, AddressHealth(a)) for a in dict.fromkeys(resolution.addresses))
+        return attrs.evolve(
+            self, entries=entries, resolved_at=now, ttl=resolution.ttl, cursor=self.cursor % len(entries)
+        )
+
+    def resolve_failed(self, now: float) -> AddressBook:
+        """Re-resolution failed: keep serving the known addresses and ask DNS again after ``min_ttl``."""
+        return attrs.evolve(self, resolved_at=now, ttl=0.0)

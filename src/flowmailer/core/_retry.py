@@ -1,0 +1,273 @@
+"""What to do after an attempt: the retry policy, its decisions, and the retry budget shared by a client.
+
+Pure: the shell passes in elapsed time, the current time and the random draw, and does the sleeping itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TypeAlias
+
+import attrs
+
+from flowmailer.core._errors import ConfigurationError
+from flowmailer.core._outcomes import (
+    Accepted,
+    Ambiguous,
+    CredentialsRejected,
+    NotSent,
+    Outcome,
+    Rejected,
+    TokenInvalid,
+    Transient,
+)
+
+__all__ = [
+    "Done",
+    "GiveUp",
+    "GiveUpReason",
+    "Reconcile",
+    "RefreshToken",
+    "Retry",
+    "RetryBudget",
+    "RetryDecision",
+    "RetryPolicy",
+    "RetryState",
+]
+
+
+def _require(ok: bool, field: str, problem: str, fix: str) -> None:
+    """Refuse a bad setting with a ConfigurationError that names the field and the fix."""
+    if not ok:
+        raise ConfigurationError(field, problem, fix)
+
+
+def _require_number(value: float, field: str, *, minimum: float = 0.0, strict: bool = False) -> None:
+    """Refuse NaN, infinities and values below ``minimum`` (or equal to it when ``strict``)."""
+    bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+    ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    _require(ok, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
+
+
+@attrs.frozen
+class Done:
+    """Flowmailer accepted the message: stop."""
+
+    message_id: str
+
+
+@attrs.frozen
+class Retry:
+    """Send again after ``delay`` seconds (0 means at once), preferably to another address."""
+
+    delay: float
+    outcome: NotSent | Transient
+
+
+@attrs.frozen
+class RefreshToken:
+    """Fetch a new token, then send again at once. Happens at most once per submission."""
+
+    outcome: TokenInvalid
+
+
+@attrs.frozen
+class Reconcile:
+    """The request may have been accepted: never resend blindly, ask Flowmailer by client reference first."""
+
+    outcome: Ambiguous
+
+
+class GiveUpReason(enum.Enum):
+    """Why a submission stopped without being accepted."""
+
+    #: Flowmailer refused the message for good; resending the same message fails again.
+    REJECTED = "rejected"
+    #: The token request was refused: stop every request for this credential (Flowmailer locks the IP).
+    CREDENTIALS_REJECTED = "credentials rejected"
+    #: The token was refused again right after a refresh: authentication trouble, not an expired token.
+    TOKEN_INVALID_AGAIN = "token invalid after refresh"  # noqa: S105 (a reason, not a secret)
+    ATTEMPTS_EXHAUSTED = "attempts exhausted"
+    #: The next attempt would start at or after the deadline.
+    DEADLINE = "deadline"
+    #: Flowmailer asked to wait longer than ``max_retry_after``: wait it out elsewhere (the outbox), never sooner.
+    RETRY_AFTER_TOO_LONG = "retry-after too long"
+    #: The client's retry budget is empty: Flowmailer looks down, so retries would only add load.
+    BUDGET_EMPTY = "retry budget empty"
+
+
+@attrs.frozen
+class GiveUp:
+    """Stop this submission; ``outcome`` is the last attempt's, whose ``retry_after`` (if any) says when to return."""
+
+    reason: GiveUpReason
+    outcome: Outcome
+
+    @property
+    def permanent(self) -> bool:
+        """True when the message itself was refused, so sending it later cannot help (dead-letter it)."""
+        return self.reason is GiveUpReason.REJECTED
+
+
+RetryDecision: TypeAlias = Done | Retry | RefreshToken | Reconcile | GiveUp
+
+
+@attrs.frozen
+class RetryState:
+    """What the policy remembers about one submission between attempts; start with ``RetryState()``."""
+
+    attempts: int = 0
+    refreshed: bool = False
+    #: Consecutive NotSent outcomes; a full sweep over every address without reaching Flowmailer backs off.
+    not_sent_streak: int = 0
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Capped exponential backoff with full jitter, bounded by attempts and by a deadline.
+
+    A ``Retry-After`` up to ``max_retry_after`` replaces the backoff; a longer one gives up
+    (``RETRY_AFTER_TOO_LONG``) rather than come back sooner than Flowmailer asked, so the outbox waits it out.
+    """
+
+    max_attempts: int = 5
+    #: Seconds from the start of the first attempt; no attempt is scheduled to start at or after it.
+    deadline: float = 60.0
+    base_delay: float = 0.5
+    cap: float = 10.0
+    multiplier: float = 2.0
+    max_retry_after: float = 30.0
+
+    def __attrs_post_init__(self) -> None:
+        _require(
+            self.max_attempts >= 1,
+            "RetryPolicy.max_attempts",
+            f"{self.max_attempts!r} allows no attempt",
+            "give 1 (never retry) or more",
+        )
+        _require_number(self.deadline, "RetryPolicy.deadline", strict=True)
+        _require_number(self.base_delay, "RetryPolicy.base_delay", strict=True)
+        _require_number(self.cap, "RetryPolicy.cap", minimum=self.base_delay)
+        _require_number(self.multiplier, "RetryPolicy.multiplier", minimum=1.0)
+        _require_number(self.max_retry_after, "RetryPolicy.max_retry_after")
+
+    def next_delay(self, attempt: int, u: float) -> float:
+        """Full jitter: ``u`` times the capped exponential ceiling for ``attempt`` (1 = after the first attempt)."""
+        _require(attempt >= 1, "attempt", f"{attempt!r} is not an attempt number", "count attempts from 1")
+        _require(0.0 <= u < 1.0, "u", f"{u!r} is not a draw from [0, 1)", "pass random.random()")
+        try:
+            ceiling = min(self.cap, self.base_delay * self.multiplier ** (attempt - 1))
+        except OverflowError:
+            ceiling = self.cap
+        return u * ceiling
+
+    def decide(
+        self, outcome: Outcome, state: RetryState, *, elapsed: float, u: float, addresses: int = 1
+    ) -> tuple[RetryDecision, RetryState]:
+        """Decide what follows ``outcome``, the end of attempt ``state.attempts + 1``.
+
+        ``elapsed`` is seconds since the first attempt started, ``u`` a draw from [0, 1) and ``addresses`` how
+        many addresses the name resolved to (a NotSent goes on at once until each was tried once).
+        """
+        _require(addresses >= 1, "addresses", f"{addresses!r} addresses", "pass the address book's size")
+        _require_number(elapsed, "elapsed")
+        streak = state.not_sent_streak + 1 if isinstance(outcome, NotSent) else 0
+        state = attrs.evolve(state, attempts=state.attempts + 1, not_sent_streak=streak)
+        decision: RetryDecision
+        if isinstance(outcome, Accepted):
+            decision = Done(outcome.message_id)
+        elif isinstance(outcome, Rejected):
+            decision = GiveUp(GiveUpReason.REJECTED, outcome)
+        elif isinstance(outcome, CredentialsRejected):
+            decision = GiveUp(GiveUpReason.CREDENTIALS_REJECTED, outcome)
+        elif isinstance(outcome, Ambiguous):
+            decision = Reconcile(outcome)
+        elif isinstance(outcome, TokenInvalid) and state.refreshed:
+            decision = GiveUp(GiveUpReason.TOKEN_INVALID_AGAIN, outcome)
+        elif state.attempts >= self.max_attempts:
+            decision = GiveUp(GiveUpReason.ATTEMPTS_EXHAUSTED, outcome)
+        elif isinstance(outcome, TokenInvalid):
+            decision = RefreshToken(outcome) if elapsed < self.deadline else GiveUp(GiveUpReason.DEADLINE, outcome)
+            state = attrs.evolve(state, refreshed=True)
+        else:
+            decision = self._wait(outcome, state, elapsed=elapsed, u=u, addresses=addresses)
+        return decision, state
+
+    def _wait(
+        self, outcome: NotSent | Transient, state: RetryState, *, elapsed: float, u: float, addresses: int
+    ) -> Retry | GiveUp:
+        if isinstance(outcome, Transient) and outcome.retry_after is not None:
+            if outcome.retry_after > self.max_retry_after:
+                return GiveUp(GiveUpReason.RETRY_AFTER_TOO_LONG, outcome)
+            delay = max(0.0, outcome.retry_after)
+        elif isinstance(outcome, NotSent) and state.not_sent_streak % addresses:
+            delay = 0.0
+        elif isinstance(outcome, NotSent):
+            delay = self.next_delay(state.not_sent_streak // addresses, u)
+        else:
+            delay = self.next_delay(state.attempts, u)
+        if elapsed + delay >= self.deadline:
+            return GiveUp(GiveUpReason.DEADLINE, outcome)
+        return Retry(delay, outcome)
+
+
+@attrs.frozen
+class RetryBudget:
+    """A token bucket shared by one client: each retry spends a token, time and successes put them back.
+
+    First attempts never need the budget; when Flowmailer is down the bucket runs dry and retries stop, so a
+    client never multiplies its load on a struggling service.
+    """
+
+    capacity: float = 10.0
+    refill_per_second: float = 0.2
+    #: Tokens a success puts back: 0.1 lets about one retry in ten requests through when time alone cannot.
+    deposit_per_success: float = 0.1
+    tokens: float = attrs.field(default=attrs.Factory(lambda self: self.capacity, takes_self=True))
+    #: When ``tokens`` was last brought up to date; None until the first use.
+    updated_at: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _require_number(self.capacity, "RetryBudget.capacity", minimum=1.0)
+        _require_number(self.refill_per_second, "RetryBudget.refill_per_second")
+        _require_number(self.deposit_per_success, "RetryBudget.deposit_per_success")
+        _require(
+            math.isfinite(self.tokens) and 0.0 <= self.tokens <= self.capacity,
+            "RetryBudget.tokens",
+            f"{self.tokens!r} is outside [0, capacity]",
+            "leave it out to start full",
+        )
+
+    def _at(self, now: float) -> RetryBudget:
+        """The bucket refilled up to ``now`` (a clock that runs backwards refills nothing)."""
+        if self.updated_at is None:
+            return attrs.evolve(self, updated_at=now)
+        if now <= self.updated_at:
+            return self
+        gained = (now - self.updated_at) * self.refill_per_second
+        return attrs.evolve(self, tokens=min(self.capacity, self.tokens + gained), updated_at=now)
+
+    def try_spend(self, now: float) -> tuple[bool, RetryBudget]:
+        """Take one token for a retry if there is one; ``(False, ...)`` means: do not retry."""
+        current = self._at(now)
+        if current.tokens < 1.0:
+            return False, current
+        return True, attrs.evolve(current, tokens=current.tokens - 1.0)
+
+    def deposit(self, now: float) -> RetryBudget:
+        """Record a success."""
+        current = self._at(now)
+        return attrs.evolve(current, tokens=min(self.capacity, current.tokens + self.deposit_per_success))
+
+    def admit(self, decision: RetryDecision, now: float) -> tuple[RetryDecision, RetryBudget]:
+        """Apply the budget to a decision: a Retry spends a token or becomes GiveUp(BUDGET_EMPTY); Done deposits.
+
+        Token refreshes and reconciliations resend nothing blindly, so they spend nothing.
+        """
+        if isinstance(decision, Done):
+            return decision, self.deposit(now)
+        if isinstance(decision, Retry):
+            allowed, budget = self.try_spend(now)
+            return (decision if allowed else GiveUp(GiveUpReason.BUDGET_EMPTY, decision.outcome)), budget
+        return decision, self
