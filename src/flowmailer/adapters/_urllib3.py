@@ -1,0 +1,260 @@
+"""The synchronous transport: urllib3 connections to chosen IP addresses, TLS verified against the DNS name."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from collections import deque
+
+import attrs
+import truststore
+import urllib3.exceptions
+from urllib3.connection import HTTPSConnection
+from urllib3.util.wait import wait_for_read
+
+from flowmailer.adapters._clock import SystemClock
+from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
+from flowmailer.ports import Clock
+
+__all__ = ["MAX_CONNECTIONS", "PoolStats", "Urllib3Transport"]
+
+#: Flowmailer's guidelines allow up to 10 concurrent connections; this transport never opens more.
+MAX_CONNECTIONS = 10
+
+#: What urllib3, http.client and the socket layer raise for network trouble (SSLError and CertificateError are
+#: OSError and ValueError subclasses); everything else is a bug and propagates.
+_NETWORK_ERRORS = (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException, ssl.CertificateError)
+
+_Key = tuple[str, int, str]
+
+
+@attrs.frozen
+class PoolStats:
+    """How many connections are open, idle, and were ever opened (each one a TLS handshake)."""
+
+    open: int
+    idle: int
+    opened: int
+
+
+@attrs.define
+class _Conn:
+    conn: HTTPSConnection
+    born: float
+
+
+class Urllib3Transport:
+    """A :class:`flowmailer.ports.Transport`: keep-alive connections per (origin, IP address), at most
+    ``max_connections`` open in all; the socket goes to the IP, SNI and the certificate check use the DNS name.
+
+    Trust comes from the operating system's store (truststore) unless ``ca_bundle`` or ``ssl_context`` is given.
+    Connections older than ``max_connection_age`` are closed on return, so traffic follows DNS changes.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_connections: int = MAX_CONNECTIONS,
+        checkout_timeout: float = 30.0,
+        max_connection_age: float = 300.0,
+        ca_bundle: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Clock | None = None,
+        user_agent: str = "flowmailer-python",
+    ) -> None:
+        if not 1 <= max_connections <= MAX_CONNECTIONS:
+            raise ConfigurationError(
+                "max_connections",
+                f"{max_connections!r} is outside 1..{MAX_CONNECTIONS}",
+                f"Flowmailer's guidelines allow at most {MAX_CONNECTIONS} concurrent connections; use 1 to 10",
+            )
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("checkout_timeout", checkout_timeout),
+            ("max_connection_age", max_connection_age),
+        ):
+            if not value > 0:
+                raise ConfigurationError(name, f"{value!r} is not a positive number of seconds", "use e.g. 5")
+        if ca_bundle is not None and ssl_context is not None:
+            raise ConfigurationError("ca_bundle", "both ca_bundle and ssl_context were given", "give one of them")
+        self._ssl_context = _verifying_context(ca_bundle, ssl_context)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max = max_connections
+        self._checkout_timeout = checkout_timeout
+        self._max_age = max_connection_age
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._user_agent = user_agent
+        self._lock = threading.Condition()
+        self._idle: dict[_Key, deque[_Conn]] = {}
+        self._open = 0
+        self._opened = 0
+        self._closed = False
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(self._open, sum(len(q) for q in self._idle.values()), self._opened)
+
+    def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
+        key = (origin.host, origin.port, address)
+        got = self._checkout(key)
+        if isinstance(got, NotSent):
+            return got
+        conn, is_new = got
+        if is_new:
+            failed = self._connect(conn, origin, address)
+            if failed is not None:
+                self._discard()
+                return failed
+        reusable = False
+        try:
+            result, reusable = self._exchange(conn.conn, request, origin, address)
+        finally:
+            self._checkin(key, conn, reusable)
+        return result
+
+    def close(self) -> None:
+        """Close every idle connection now; connections in use close when they come back."""
+        with self._lock:
+            self._closed = True
+            idle = [c for q in self._idle.values() for c in q]
+            self._idle.clear()
+            self._open -= len(idle)
+            self._lock.notify_all()
+        for c in idle:
+            c.conn.close()
+
+    def _checkout(self, key: _Key) -> tuple[_Conn, bool] | NotSent:
+        """An idle live connection for ``key``, or a new unconnected one (``True``) within the cap."""
+        deadline = self._clock.monotonic() + self._checkout_timeout
+        to_close: list[_Conn] = []
+        try:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return NotSent("the transport is closed")
+                    now = self._clock.monotonic()
+                    queue = self._idle.get(key)
+                    while queue:
+                        c = queue.pop()
+                        if now - c.born < self._max_age and _still_open(c.conn):
+                            return c, False
+                        to_close.append(c)
+                        self._open -= 1
+                    if self._open >= self._max:
+                        victim = self._oldest_idle()
+                        if victim is not None:
+                            to_close.append(victim)
+                            self._open -= 1
+                    if self._open < self._max:
+                        self._open += 1
+                        self._opened += 1
+                        c = _Conn(self._new_connection(key), now)
+                        return c, True
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
+                    self._lock.wait(remaining)
+        finally:
+            for c in to_close:
+                c.conn.close()
+
+    def _oldest_idle(self) -> _Conn | None:
+        oldest: tuple[_Key, _Conn] | None = None
+        for key, queue in self._idle.items():
+            if queue and (oldest is None or queue[0].born < oldest[1].born):
+                oldest = (key, queue[0])
+        if oldest is None:
+            return None
+        return self._idle[oldest[0]].popleft()
+
+    def _new_connection(self, key: _Key) -> HTTPSConnection:
+        host, port, address = key
+        return HTTPSConnection(
+            address,
+            port,
+            timeout=self._connect_timeout,
+            ssl_context=self._ssl_context,
+            server_hostname=host,
+        )
+
+    def _connect(self, c: _Conn, origin: Origin, address: str) -> NotSent | None:
+        try:
+            c.conn.connect()
+        except _NETWORK_ERRORS as e:
+            c.conn.close()
+            return NotSent(f"could not connect to {origin.host} at {address}:{origin.port}: {_describe(e)}")
+        c.conn.timeout = self._read_timeout
+        return None
+
+    def _exchange(
+        self, conn: HTTPSConnection, request: WireRequest, origin: Origin, address: str
+    ) -> tuple[TransportResult, bool]:
+        headers = {"Host": origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"}
+        headers["User-Agent"] = self._user_agent
+        headers.update(request.headers)
+        try:
+            conn.request(request.method, request.target, body=request.body or None, headers=headers)
+        except _NETWORK_ERRORS as e:
+            # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
+            conn.close()
+            return NotSent(f"connection to {address} closed before the request was written: {_describe(e)}"), False
+        try:
+            response = conn.getresponse()
+            body = response.data
+        except _NETWORK_ERRORS as e:
+            conn.close()
+            return Ambiguous(f"request written to {address}, then no complete answer: {_describe(e)}"), False
+        result = WireResponse(response.status, tuple(response.headers.items()), body)
+        return result, not conn.is_closed
+
+    def _checkin(self, key: _Key, c: _Conn, reusable: bool) -> None:
+        with self._lock:
+            if reusable and not self._closed and self._clock.monotonic() - c.born < self._max_age:
+                self._idle.setdefault(key, deque()).append(c)
+                self._lock.notify()
+                return
+            self._open -= 1
+            self._lock.notify()
+        c.conn.close()
+
+    def _discard(self) -> None:
+        with self._lock:
+            self._open -= 1
+            self._lock.notify()
+
+
+def _still_open(conn: HTTPSConnection) -> bool:
+    """An idle keep-alive connection is unusable if the server closed it (it became readable: EOF or junk)."""
+    sock = conn.sock
+    return sock is not None and not wait_for_read(sock, timeout=0.0)
+
+
+def _verifying_context(ca_bundle: str | None, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:
+    if ssl_context is None:
+        if ca_bundle is None:
+            ssl_context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        else:
+            try:
+                ssl_context = ssl.create_default_context(cafile=ca_bundle)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigurationError(
+                    "ca_bundle", f"cannot load {ca_bundle!r}: {e}", "give a readable PEM file of CA certificates"
+                ) from e
+    if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
+        raise ConfigurationError(
+            "ssl_context",
+            "the context does not verify certificates and host names",
+            "Flowmailer's guidelines require a verified certificate; keep verify_mode=CERT_REQUIRED and "
+            "check_hostname=True",
+        )
+    return ssl_context
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text
