@@ -1,0 +1,192 @@
+"""The address book: rotation, never the failed address, cool-down and recovery, re-resolution."""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowmailer.core import AddressBook, AddressHealth, AddressPolicy, ConfigurationError, Resolution
+
+ips = st.lists(
+    st.integers(min_value=2, max_value=250).map(lambda i: f"127.0.0.{i}"), min_size=1, max_size=6, unique=True
+)
+times = st.floats(min_value=0.0, max_value=1e5)
+
+
+@st.composite
+def books(draw: st.DrawFn) -> AddressBook:
+    """A book in any state of health: each address has had some failures, possibly still cooling down."""
+    addresses = draw(ips)
+    entries = tuple(
+        AddressHealth(a, draw(st.integers(min_value=0, max_value=8)), draw(st.none() | times) or -math.inf)
+        for a in addresses
+    )
+    return AddressBook(entries, 0.0, 60.0, cursor=draw(st.integers(min_value=0, max_value=len(entries) - 1)))
+
+
+def book_of(*addresses: str, ttl: float = 60.0, now: float = 0.0) -> AddressBook:
+    return AddressBook.from_resolution(Resolution(addresses, ttl), now)
+
+
+@given(books(), times, st.none() | st.sampled_from(["127.0.0.2", "127.0.0.3", "192.0.2.1"]))
+def test_pick_always_returns_an_address_of_the_book(book: AddressBook, now: float, avoid: str | None) -> None:
+    address, _ = book.pick(now, avoid=avoid)
+    assert address in book.addresses
+
+
+@given(books(), times, st.data())
+def test_pick_never_returns_the_avoided_address_when_another_exists(
+    book: AddressBook, now: float, data: st.DataObject
+) -> None:
+    avoid = data.draw(st.sampled_from(book.addresses))
+    address, _ = book.pick(now, avoid=avoid)
+    assert address != avoid or len(book) == 1
+
+
+@given(books(), times, st.integers(min_value=1, max_value=4))
+def test_rotation_picks_every_healthy_address_equally_often(book: AddressBook, now: float, rounds: int) -> None:
+    healthy = {e.address for e in book.entries if not e.cooling(now)}
+    picked: collections.Counter[str] = collections.Counter()
+    for _ in range(rounds * len(healthy)):
+        address, book = book.pick(now)
+        picked[address] += 1
+    assert picked == dict.fromkeys(healthy, rounds)
+
+
+@given(books(), times)
+def test_a_failed_address_rests_while_another_is_healthy(book: AddressBook, now: float) -> None:
+    failed = book.addresses[0]
+    book = book.mark_failed(failed, now)
+    others_healthy = any(not e.cooling(now) for e in book.entries if e.address != failed)
+    picks = set()
+    for _ in range(2 * len(book)):
+        address, book = book.pick(now)
+        picks.add(address)
+    assert (failed not in picks) or not others_healthy
+
+
+@given(st.integers(min_value=1, max_value=80), times)
+def test_cool_down_doubles_per_consecutive_failure_up_to_the_cap(failures: int, now: float) -> None:
+    policy = AddressPolicy(cool_down=0.5, cool_down_cap=40.0)
+    book = AddressBook.from_resolution(Resolution(("127.0.0.2",), 60.0), 0.0, policy)
+    for _ in range(failures):
+        book = book.mark_failed("127.0.0.2", now)
+    assert book.entries[0] == AddressHealth("127.0.0.2", failures, now + min(40.0, 0.5 * 2 ** (failures - 1)))
+
+
+@given(books(), times, st.floats(min_value=0.0, max_value=100.0))
+def test_a_cooled_down_address_is_picked_again_once_its_cool_down_ends(
+    book: AddressBook, now: float, later: float
+) -> None:
+    failed = book.addresses[-1]
+    book = book.mark_failed(failed, now)
+    ends = book.entries[-1].cooling_until
+    book = attrs.evolve(
+        book, entries=tuple(AddressHealth(e.address) if e.address != failed else e for e in book.entries)
+    )
+    picks = set()
+    for _ in range(len(book)):
+        address, book = book.pick(ends + later)
+        picks.add(address)
+    assert failed in picks
+
+
+@given(books(), times)
+def test_mark_ok_recovers_an_address_at_once(book: AddressBook, now: float) -> None:
+    address = book.addresses[0]
+    recovered = book.mark_failed(address, now).mark_ok(address)
+    assert recovered.entries[0] == AddressHealth(address)
+    assert not recovered.entries[0].cooling(now)
+
+
+@given(ips, times)
+def test_when_every_address_cools_down_the_one_ending_first_is_picked(addresses: list[str], now: float) -> None:
+    book = book_of(*addresses)
+    for i, address in enumerate(addresses):
+        for _ in range(len(addresses) - i):
+            book = book.mark_failed(address, now)
+    assert book.pick(now)[0] == addresses[-1]
+
+
+def test_a_failure_reported_for_a_vanished_address_changes_nothing() -> None:
+    book = book_of("127.0.0.2")
+    assert book.mark_failed("127.0.0.9", 1.0) == book
+    assert book.mark_ok("127.0.0.9") == book
+
+
+@given(st.floats(min_value=0.0, max_value=1000.0), times, st.floats(min_value=0.0, max_value=2000.0))
+def test_needs_resolve_exactly_when_the_ttl_ran_out(ttl: float, resolved_at: float, after: float) -> None:
+    book = book_of("127.0.0.2", ttl=ttl, now=resolved_at)
+    assert book.needs_resolve(resolved_at + after) == (after >= max(ttl, book.policy.min_ttl))
+
+
+@given(books(), ips, times)
+def test_updated_keeps_remaining_health_drops_vanished_and_adds_new_healthy(
+    book: AddressBook, fresh: list[str], now: float
+) -> None:
+    before = {e.address: e for e in book.entries}
+    after = book.updated(Resolution(tuple(fresh), 30.0), now)
+    assert after.addresses == tuple(fresh)
+    for entry in after.entries:
+        assert entry == before.get(entry.address, AddressHealth(entry.address))
+    assert (after.resolved_at, after.ttl) == (now, 30.0)
+    assert not after.needs_resolve(now)
+    assert after.pick(now)[0] in fresh
+
+
+def test_resolve_failed_keeps_the_addresses_and_asks_again_after_min_ttl() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3", ttl=60.0).mark_failed("127.0.0.3", 60.0)
+    kept = book.resolve_failed(60.0)
+    assert kept.entries == book.entries
+    assert not kept.needs_resolve(60.0 + kept.policy.min_ttl - 0.001)
+    assert kept.needs_resolve(60.0 + kept.policy.min_ttl)
+
+
+def test_a_repeated_address_in_a_resolution_counts_once() -> None:
+    assert book_of("127.0.0.2", "127.0.0.3", "127.0.0.2").addresses == ("127.0.0.2", "127.0.0.3")
+
+
+@given(times, st.floats(min_value=0.0, max_value=1000.0))
+def test_a_connection_expires_at_its_maximum_age(opened_at: float, age: float) -> None:
+    policy = AddressPolicy(max_connection_age=300.0)
+    assert policy.connection_expired(opened_at, opened_at + age) == (age >= 300.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"cool_down": 0.0}, "AddressPolicy.cool_down"),
+        ({"cool_down": 2.0, "cool_down_cap": 1.0}, "AddressPolicy.cool_down_cap"),
+        ({"min_ttl": -1.0}, "AddressPolicy.min_ttl"),
+        ({"max_connection_age": math.inf}, "AddressPolicy.max_connection_age"),
+    ],
+)
+def test_a_bad_address_policy_is_refused_naming_the_field(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        AddressPolicy(**kwargs)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("resolution", "field"),
+    [(Resolution((), 60.0), "resolution.addresses"), (Resolution(("127.0.0.2",), math.nan), "resolution.ttl")],
+)
+def test_a_bad_resolution_is_refused_and_the_book_is_unchanged(resolution: Resolution, field: str) -> None:
+    book = book_of("127.0.0.2")
+    with pytest.raises(ConfigurationError) as caught:
+        book.updated(resolution, 1.0)
+    assert caught.value.field == field
+    with pytest.raises(ConfigurationError):
+        AddressBook.from_resolution(resolution, 1.0)
+    assert book == book_of("127.0.0.2")
+
+
+def test_an_empty_book_cannot_be_built() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        AddressBook((), 0.0, 60.0)
+    assert caught.value.field == "AddressBook.entries"
