@@ -1,1 +1,2 @@
 """The imperative shells: they drive the core through ports and hold no policy of their own."""
+from flowmailer.app._relay import *

@@ -5,8 +5,16 @@ from __future__ import annotations
 import attrs
 
 from flowmailer.core._outcomes import Outcome
+from flowmailer.core._relay import RelayDecision
 
-__all__ = ["AttemptFinished", "Event"]
+__all__ = [
+    "AttemptFinished",
+    "Event",
+    "RelayClaimed",
+    "RelayNotRecorded",
+    "RelayRecorded",
+    "RelayStopped",
+]
 
 
 @attrs.frozen
@@ -20,4 +28,41 @@ class AttemptFinished:
     attempt: int = 1
 
 
-Event = AttemptFinished
+@attrs.frozen
+class RelayClaimed:
+    """A relay leased ``count`` rows from the outbox."""
+
+    owner: str
+    count: int
+
+
+@attrs.frozen
+class RelayRecorded:
+    """A relay recorded the core's decision for one outbox row (accepted, retry, reconcile, dead, or halt)."""
+
+    owner: str
+    outbox_id: int
+    client_reference: str
+    attempts: int
+    decision: RelayDecision
+
+
+@attrs.frozen
+class RelayNotRecorded:
+    """A relay could not record a row's outcome (its lease was lost, or the outbox failed); the row is reconciled."""
+
+    owner: str
+    outbox_id: int
+    reason: str
+
+
+@attrs.frozen
+class RelayStopped:
+    """A relay stopped: ``released`` claims went back unstarted, ``abandoned`` were still in flight at the timeout."""
+
+    owner: str
+    released: int
+    abandoned: int
+
+
+Event = AttemptFinished | RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped

@@ -1,0 +1,424 @@
+"""The relay: drains the outbox through a client, reconciling every ambiguity before any resend.
+
+A thin shell over ``flowmailer.core._relay``: one claimer loop (which also renews leases) and a pool of worker
+threads, each of which sends or reconciles one claim and records what the core decided.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from types import FrameType
+
+import attrs
+
+from flowmailer.core import (
+    Accepted,
+    AuthenticationError,
+    Cause,
+    Claim,
+    ConfigurationError,
+    Dead,
+    FlowmailerError,
+    Found,
+    LeaseLostError,
+    NotFound,
+    OutboxId,
+    Outcome,
+    ReconcileAt,
+    ReconcileResult,
+    RecordAccepted,
+    RelayClaimed,
+    RelayDecision,
+    RelayNotRecorded,
+    RelayRecorded,
+    RelayRules,
+    RelayStopped,
+    Resend,
+    RetryAt,
+    SubmissionState,
+    check_duration,
+    decide_after_reconcile,
+    decide_after_submit,
+    decide_before_send,
+    lease_allows_send,
+    outcome_of,
+)
+from flowmailer.ports import Clock, Observer, Outbox, Submitter
+
+__all__ = ["MAX_CONCURRENCY", "Relay", "RelayStats"]
+
+#: Flowmailer's guidelines allow up to 10 concurrent connections; the relay never submits more at once.
+MAX_CONCURRENCY = 10
+
+_PENDING = (
+    SubmissionState.QUEUED,
+    SubmissionState.IN_FLIGHT,
+    SubmissionState.RETRY_SCHEDULED,
+    SubmissionState.RECONCILING,
+)
+
+
+@attrs.frozen
+class RelayStats:
+    """What one relay did since it started; the observer receives the same as events."""
+
+    claimed: int = 0
+    #: Accepted messages, reconciled ones included.
+    accepted: int = 0
+    #: Accepted because a search by tag found them after an ambiguous send or a lost relay.
+    reconciled: int = 0
+    #: Extra copies a search found at Flowmailer (0 unless a reconciliation came too late).
+    duplicates: int = 0
+    #: Later sends and searches scheduled, by cause.
+    retries: Mapping[Cause, int] = attrs.field(factory=dict)
+    dead: int = 0
+    #: Decisions that could not be recorded: the lease was lost to another relay, or the outbox failed.
+    not_recorded: int = 0
+    #: Claims handed back unstarted at a graceful stop (or after the credentials were refused).
+    released: int = 0
+    #: Claims still in flight when the stop timeout ran out; their leases expire and they are reconciled.
+    abandoned: int = 0
+
+
+class Relay:
+    """Drains ``outbox`` through ``client`` with at most ``concurrency`` submissions at once.
+
+    ``run()`` claims, submits, records and renews until ``stop()`` (or a signal, after
+    ``install_signal_handlers()``); ``run(until_empty=True)`` / ``drain()`` also returns once nothing is left to
+    send. A stop lets in-flight submissions finish for up to ``stop_timeout`` seconds and releases the rest.
+    Give the client a short in-process retry policy: the outbox holds the long waits.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: Submitter,
+        *,
+        rules: RelayRules | None = None,
+        concurrency: int = MAX_CONCURRENCY,
+        batch_size: int = 20,
+        lease: float = 30.0,
+        clock: Clock,
+        observer: Observer | None = None,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        idle_wait: float = 1.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ConfigurationError(
+                "concurrency",
+                f"{concurrency!r} is not between 1 and {MAX_CONCURRENCY}",
+                "Flowmailer's guidelines allow at most 10 concurrent submissions; give 1 to 10",
+            )
+        if batch_size < 1:
+            raise ConfigurationError("batch_size", f"{batch_size!r} is not a positive whole number", "give 1 or more")
+        self._outbox = outbox
+        self._client = client
+        self._rules = rules if rules is not None else RelayRules()
+        self._concurrency = concurrency
+        self._batch_size = batch_size
+        self._lease = check_duration(lease, "lease")
+        self._renew_every = self._lease / 3
+        self._clock = clock
+        self._observer = observer
+        self._owner = owner if owner is not None else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._rng = rng if rng is not None else random.Random()
+        self._idle_wait = check_duration(idle_wait, "idle_wait")
+        self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
+
+        self._cond = threading.Condition()
+        self._held: dict[OutboxId, Claim] = {}  # claimed and not yet recorded
+        self._lease_end: dict[OutboxId, float] = {}
+        self._queue: collections.deque[Claim] = collections.deque()  # claimed, not yet started
+        self._running = False
+        self._stopping = False  # workers take nothing more
+        self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
+        self._halted: AuthenticationError | None = None
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._retries: collections.Counter[Cause] = collections.Counter()
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    def stats(self) -> RelayStats:
+        with self._cond:
+            c = self._counts
+            return RelayStats(
+                claimed=c["claimed"], accepted=c["accepted"], reconciled=c["reconciled"],
+                duplicates=c["duplicates"], retries=dict(self._retries), dead=c["dead"],
+                not_recorded=c["not_recorded"], released=c["released"], abandoned=c["abandoned"],
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop claiming, finish what is in flight, release the rest. Safe from a signal handler or any thread."""
+        self._stop_requested = True
+        if self._cond.acquire(blocking=False):  # never block: the interrupted thread may hold the lock
+            try:
+                self._cond.notify_all()
+            finally:
+                self._cond.release()
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the relay gracefully. Call it from the main thread."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
+
+    def drain(self) -> RelayStats:
+        """Run until every message is accepted or dead (for tests, the demo and one-shot jobs)."""
+        return self.run(until_empty=True)
+
+    def run(self, *, until_empty: bool = False) -> RelayStats:
+        """Relay until stopped (or, with ``until_empty``, until nothing is left to send); raises
+        ``AuthenticationError`` after a graceful stop if Flowmailer refused the credentials."""
+        with self._cond:
+            if self._running:
+                raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
+            self._running, self._stopping = True, False
+        workers = [
+            threading.Thread(target=self._work, name=f"flowmailer-relay-{i}", daemon=True)
+            for i in range(self._concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._loop(until_empty)
+        finally:
+            self._shutdown(workers)
+        if self._halted is not None:
+            raise self._halted
+        return self.stats()
+
+    # -- the claimer loop --------------------------------------------------------------------------------------
+
+    def _loop(self, until_empty: bool) -> None:
+        renew_at = self._clock.monotonic() + self._renew_every
+        while not self._stop_requested:
+            if self._clock.monotonic() >= renew_at:
+                self._renew()
+                renew_at = self._clock.monotonic() + self._renew_every
+            with self._cond:
+                room = self._concurrency + self._batch_size - len(self._held)
+                busy = bool(self._held)
+            if room >= max(1, self._batch_size // 2):
+                claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
+                if claims:
+                    self._take(claims)
+                    continue
+            if busy:
+                with self._cond:  # a worker finishing, or stop(), wakes us
+                    self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
+            elif until_empty and self._drained():
+                return
+            else:
+                self._outbox.wait_for_work(self._idle_wait)
+
+    def _drained(self) -> bool:
+        counts = self._outbox.counts()
+        return not any(counts.get(state, 0) for state in _PENDING)
+
+    def _take(self, claims: list[Claim]) -> None:
+        with self._cond:
+            for claim in claims:
+                self._held[claim.id] = claim
+                self._lease_end[claim.id] = claim.lease_until
+                self._queue.append(claim)
+            self._counts["claimed"] += len(claims)
+            self._cond.notify_all()
+        self._emit(RelayClaimed(self._owner, len(claims)))
+
+    def _renew(self, claims: list[Claim] | None = None) -> frozenset[OutboxId]:
+        """Extend the leases held; a claim lost while still waiting for a worker is dropped unsent."""
+        with self._cond:
+            claims = list(self._held.values()) if claims is None else claims
+        if not claims:
+            return frozenset()
+        until = self._clock.now() + self._lease
+        try:
+            kept = self._outbox.renew(claims, self._lease)
+        except FlowmailerError:
+            return frozenset()  # the outbox is failing; leases may run out and the rows will be reconciled
+        lost = []
+        with self._cond:
+            for claim in claims:
+                if claim.id in kept:
+                    self._lease_end[claim.id] = until
+                elif claim in self._queue:
+                    self._queue.remove(claim)
+                    self._forget(claim)
+                    lost.append(claim)
+            self._counts["not_recorded"] += len(lost)
+        for claim in lost:
+            self._emit(RelayNotRecorded(self._owner, claim.id, "lease lost before it was sent"))
+        return kept
+
+    def _forget(self, claim: Claim) -> None:
+        self._held.pop(claim.id, None)
+        self._lease_end.pop(claim.id, None)
+        self._cond.notify_all()
+
+    def _shutdown(self, workers: list[threading.Thread]) -> None:
+        with self._cond:
+            self._stopping = True
+            unstarted = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for claim in unstarted:
+            self._release(claim)
+        deadline = self._clock.monotonic() + self._stop_timeout
+        renew_at = self._clock.monotonic() + self._renew_every
+        while True:
+            with self._cond:
+                left = deadline - self._clock.monotonic()
+                if not self._held or left <= 0:
+                    abandoned = len(self._held)
+                    break
+                self._cond.wait(max(0.0, min(left, renew_at - self._clock.monotonic(), self._idle_wait)))
+            if self._clock.monotonic() >= renew_at:
+                self._renew()
+                renew_at = self._clock.monotonic() + self._renew_every
+        with self._cond:
+            self._counts["abandoned"] += abandoned
+            self._running = False
+        if not abandoned:
+            for worker in workers:
+                worker.join()
+        self._emit(RelayStopped(self._owner, len(unstarted), abandoned))
+
+    def _release(self, claim: Claim) -> None:
+        try:
+            self._outbox.release(claim)
+        except FlowmailerError as e:
+            self._not_recorded(claim, e)
+        else:
+            with self._cond:
+                self._counts["released"] += 1
+        finally:
+            with self._cond:
+                self._forget(claim)
+
+    # -- the workers -------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping and not self._stop_requested:
+                    self._cond.wait()
+                if self._stopping or self._stop_requested:
+                    return  # what is still queued is released by the shutdown
+                claim = self._queue.popleft()
+            try:
+                self._process(claim)
+            finally:
+                with self._cond:
+                    self._forget(claim)
+
+    def _process(self, claim: Claim) -> None:
+        try:
+            self._handle(claim)
+        except FlowmailerError as e:  # LeaseLostError, or the outbox failing: the lease runs out, a relay reconciles
+            self._not_recorded(claim, e)
+        except Exception as e:  # noqa: BLE001 - a worker outlives a bug in one claim; its lease runs out, it is reconciled
+            self._not_recorded(claim, e)
+
+    def _handle(self, claim: Claim) -> None:
+        """Search first if Flowmailer may have the message, send if it has not, and record the core's decision."""
+        if claim.must_reconcile:
+            found = decide_after_reconcile(
+                claim, self._search(claim), now=self._clock.now(), rules=self._rules, u=self._u()
+            )
+            if not isinstance(found, Resend):
+                self._record(claim, found)
+                return
+            claim = self._resend(claim)
+        decision: RelayDecision | None = decide_before_send(claim, now=self._clock.now(), rules=self._rules)
+        if decision is None:
+            if not self._still_ours(claim):
+                return
+            outcome = self._send(claim)
+            decision = decide_after_submit(claim, outcome, now=self._clock.now(), rules=self._rules, u=self._u())
+        self._record(claim, decision)
+
+    def _u(self) -> float:
+        return self._rng.random()
+
+    def _send(self, claim: Claim) -> Outcome:
+        try:
+            return Accepted(self._client.submit(claim.message))
+        except FlowmailerError as e:
+            self._note_halt(e)
+            return outcome_of(e)
+
+    def _resend(self, claim: Claim) -> Claim:
+        """Not found at Flowmailer: take the row back in flight under a new claim (fenced like any outcome)."""
+        fresh = self._outbox.resend(claim, self._lease)
+        with self._cond:
+            self._held[fresh.id] = fresh
+            self._lease_end[fresh.id] = fresh.lease_until
+        return fresh
+
+    def _search(self, claim: Claim) -> ReconcileResult:
+        try:
+            ids = tuple(m.id for m in self._client.messages_by_tag(f"ref:{claim.client_reference}"))
+        except FlowmailerError as e:
+            self._note_halt(e)
+            return outcome_of(e)
+        return Found(ids) if ids else NotFound()
+
+    def _still_ours(self, claim: Claim) -> bool:
+        """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""
+        with self._cond:
+            end = self._lease_end.get(claim.id, claim.lease_until)
+        if lease_allows_send(end - self._clock.now(), self._lease):
+            return True
+        if claim.id in self._renew([claim]):
+            return True
+        self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
+        return False
+
+    def _note_halt(self, error: FlowmailerError) -> None:
+        if isinstance(error, AuthenticationError):
+            self._halted = error
+            self.stop()
+
+    def _record(self, claim: Claim, decision: RelayDecision) -> None:
+        if isinstance(decision, RecordAccepted):
+            self._outbox.mark_accepted(claim, decision.message_id)
+        elif isinstance(decision, RetryAt):
+            self._outbox.schedule_retry(claim, decision.at, decision.reason)
+        elif isinstance(decision, ReconcileAt):
+            self._outbox.schedule_reconcile(claim, decision.at, decision.reason)
+        elif isinstance(decision, Dead):
+            self._outbox.mark_dead(claim, decision.reason, decision.errors)
+        else:
+            self._release(claim)
+        with self._cond:
+            if isinstance(decision, RecordAccepted):
+                self._counts["accepted"] += 1
+                self._counts["reconciled"] += decision.reconciled
+                self._counts["duplicates"] += decision.copies - 1
+            elif isinstance(decision, RetryAt | ReconcileAt):
+                self._retries[decision.cause] += 1
+            elif isinstance(decision, Dead):
+                self._counts["dead"] += 1
+        self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
+
+    def _not_recorded(self, claim: Claim, error: Exception) -> None:
+        with self._cond:
+            self._counts["not_recorded"] += 1
+        self._emit(RelayNotRecorded(self._owner, claim.id, f"{type(error).__name__}: {error}"))
+
+    def _emit(self, event: RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped) -> None:
+        if self._observer is not None:
+            self._observer.on_event(event)

@@ -1,0 +1,22 @@
+"""What the relay needs from a client: send one message, and find messages by tag."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from flowmailer.core import Message, SubmitMessage
+
+__all__ = ["Submitter"]
+
+
+class Submitter(Protocol):
+    """The two calls of :class:`flowmailer.app.Client` the relay makes; a test may pass a small fake instead.
+
+    ``submit`` returns Flowmailer's message id after a 201 and otherwise raises a ``FlowmailerError``
+    (``RejectedError``, ``TransientError``, ``AmbiguousError``, ``AuthenticationError``).
+    """
+
+    def submit(self, message: SubmitMessage) -> str: ...
+
+    def messages_by_tag(self, tag: str) -> Iterable[Message]: ...

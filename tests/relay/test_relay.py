@@ -1,0 +1,388 @@
+"""The relay shell over the in-memory outbox, a fake clock and a scripted client: no network, no waiting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from flowmailer.app import Relay
+from flowmailer.core import (
+    AmbiguousError,
+    AuthenticationError,
+    Cause,
+    Claim,
+    ConfigurationError,
+    Dead,
+    ErrorDetail,
+    Event,
+    Message,
+    OutboxId,
+    RecordAccepted,
+    RejectedError,
+    RelayClaimed,
+    RelayRecorded,
+    RelayRules,
+    RelayStopped,
+    RetryPolicy,
+    SubmissionState,
+    SubmitMessage,
+    TransientError,
+)
+from flowmailer.testing import FakeClock, MemoryOutbox
+
+WAIT = 10.0  # seconds a test waits for another thread before it fails; never slept
+S = SubmissionState
+RULES = RelayRules(max_attempts=5, max_age=3600.0, backoff=RetryPolicy(base_delay=1.0, cap=30.0), reconcile_delay=5.0)
+
+#: What the fake client does with one send: accept, raise, or take it and then lose the answer.
+Behaviour = str | Exception
+ACCEPT, TAKEN_THEN_LOST, LOST = "accept", "taken-then-lost", "lost"
+
+
+class FakeClient:
+    """A Submitter holding what 'Flowmailer' accepted, with a scripted behaviour per client reference."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self._lock = threading.Lock()
+        self.accepted: dict[str, list[str]] = {}
+        self.scripts: dict[str, list[Behaviour]] = {}
+        self.search_faults: list[Exception] = []
+        self.sends: Counter[str] = Counter()
+        self.searches: Counter[str] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.started = threading.Semaphore(0)
+        self.gate = gate
+
+    def submit(self, message: SubmitMessage) -> str:
+        ref = message.client_reference()
+        assert ref is not None
+        with self._lock:
+            self.sends[ref] += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            script = self.scripts.get(ref, [])
+            behaviour = script.pop(0) if script else ACCEPT
+        self.started.release()
+        try:
+            if self.gate is not None:
+                assert self.gate.wait(WAIT)
+            if isinstance(behaviour, Exception):
+                raise behaviour
+            if behaviour == LOST:
+                raise AmbiguousError("reset after write", client_reference=ref)
+            with self._lock:
+                message_id = f"m-{ref}-{len(self.accepted.get(ref, []))}"
+                self.accepted.setdefault(ref, []).append(message_id)
+            if behaviour == TAKEN_THEN_LOST:
+                raise AmbiguousError("reset after write", client_reference=ref)
+            return message_id
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def messages_by_tag(self, tag: str) -> Iterator[Message]:
+        ref = tag.removeprefix("ref:")
+        with self._lock:
+            self.searches[ref] += 1
+            if self.search_faults:
+                raise self.search_faults.pop(0)
+            ids = list(self.accepted.get(ref, []))
+        return iter([Message(id=i, tags=(tag,)) for i in ids])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def on_event(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+
+def message(i: int) -> SubmitMessage:
+    return SubmitMessage(sender_address="app@example.com", recipient_address=f"user{i}@example.com", subject=f"#{i}")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def outbox(clock: FakeClock) -> MemoryOutbox:
+    return MemoryOutbox(clock)
+
+
+def enqueue(outbox: MemoryOutbox, n: int) -> list[str]:
+    ids = outbox.enqueue_many([message(i) for i in range(n)])
+    return [ref_of(outbox, i) for i in ids]
+
+
+def ref_of(outbox: MemoryOutbox, outbox_id: OutboxId) -> str:
+    status = outbox.status(outbox_id)
+    assert status is not None
+    return status.client_reference
+
+
+def relay(outbox: MemoryOutbox, client: FakeClient, clock: FakeClock, **kwargs: object) -> Relay:
+    options: dict[str, object] = {"rules": RULES, "clock": clock, "owner": "relay-1", "lease": 30.0}
+    options.update(kwargs)
+    return Relay(outbox, client, **options)  # type: ignore[arg-type]
+
+
+def test_drain_sends_every_message_once(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    refs = enqueue(outbox, 50)
+    client = FakeClient()
+    stats = relay(outbox, client, clock).drain()
+    assert outbox.counts()[S.ACCEPTED] == 50
+    assert client.sends == Counter(dict.fromkeys(refs, 1))
+    assert (stats.claimed, stats.accepted, stats.dead, stats.reconciled) == (50, 50, 0, 0)
+
+
+def test_never_more_submissions_at_once_than_the_concurrency(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    enqueue(outbox, 30)
+    gate = threading.Event()
+    client = FakeClient(gate)
+    r = relay(outbox, client, clock, concurrency=3, batch_size=5)
+    runner = threading.Thread(target=r.drain)
+    runner.start()
+    for _ in range(3):
+        assert client.started.acquire(timeout=WAIT)
+    gate.set()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert client.most_in_flight == 3
+    assert outbox.counts()[S.ACCEPTED] == 30
+
+
+def test_a_transient_failure_is_retried_later(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [TransientError("503 twice", retry_after=20.0)]
+    start = clock.now()
+    stats = relay(outbox, client, clock).drain()
+    assert client.sends[ref] == 2
+    assert outbox.counts()[S.ACCEPTED] == 1
+    assert stats.retries == {Cause.TRANSIENT: 1}
+    assert clock.now() - start >= 20.0
+
+
+def test_an_ambiguous_send_that_flowmailer_took_is_reconciled_not_resent(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [TAKEN_THEN_LOST]
+    start = clock.now()
+    stats = relay(outbox, client, clock).drain()
+    assert client.sends[ref] == 1
+    assert client.searches[ref] == 1
+    assert len(client.accepted[ref]) == 1
+    status = outbox.status(1)
+    assert status is not None
+    assert (status.state, status.message_id) == (S.ACCEPTED, client.accepted[ref][0])
+    assert (stats.accepted, stats.reconciled, stats.duplicates) == (1, 1, 0)
+    assert clock.now() - start >= RULES.reconcile_delay
+
+
+def test_an_ambiguous_send_that_flowmailer_lost_is_resent_once_after_the_search(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [LOST]
+    stats = relay(outbox, client, clock).drain()
+    assert client.sends[ref] == 2
+    assert client.searches[ref] == 1
+    assert len(client.accepted[ref]) == 1
+    assert (stats.accepted, stats.reconciled) == (1, 0)
+    assert stats.retries == {Cause.AMBIGUOUS: 1}
+
+
+def test_a_failed_search_is_asked_again_before_any_resend(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [TAKEN_THEN_LOST]
+    client.search_faults = [TransientError("search got 503"), TransientError("search got 503")]
+    stats = relay(outbox, client, clock).drain()
+    assert client.searches[ref] == 3
+    assert client.sends[ref] == 1
+    assert stats.retries == {Cause.AMBIGUOUS: 1, Cause.RECONCILE_FAILED: 2}
+    assert stats.reconciled == 1
+
+
+def test_a_rejected_message_is_dead_with_flowmailers_errors(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    errors = (ErrorDetail(code="invalid", field="recipientAddress", default_message="bad address"),)
+    client.scripts[ref] = [RejectedError(400, errors)]
+    stats = relay(outbox, client, clock).drain()
+    status = outbox.status(1)
+    assert status is not None
+    assert status.state is S.DEAD
+    assert status.errors == errors
+    assert "recipientAddress: bad address" in (status.last_reason or "")
+    assert stats.dead == 1
+
+
+def test_give_up_after_max_attempts(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [TransientError("503")] * 10
+    relay(outbox, client, clock).drain()
+    assert client.sends[ref] == RULES.max_attempts
+    status = outbox.status(1)
+    assert status is not None
+    assert status.state is S.DEAD
+    assert status.last_reason == f"gave up after {RULES.max_attempts} attempts; the last: 503"
+
+
+def claim_and_die(outbox: MemoryOutbox, n: int) -> list[Claim]:
+    """What a relay killed with SIGKILL leaves behind: rows in flight under a lease nobody renews."""
+    return outbox.claim("dead-relay", n, 30.0)
+
+
+def test_a_dead_relays_claims_are_reconciled_before_any_resend(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    refs = enqueue(outbox, 4)
+    client = FakeClient()
+    taken = claim_and_die(outbox, 4)
+    for c in taken[:2]:  # the dead relay's first two sends reached Flowmailer
+        client.submit(c.message)
+    client.sends.clear()
+    stats = relay(outbox, client, clock).drain()
+    assert outbox.counts()[S.ACCEPTED] == 4
+    assert {ref: len(ids) for ref, ids in client.accepted.items()} == dict.fromkeys(refs, 1)
+    assert client.searches == Counter(dict.fromkeys(refs, 1))
+    assert client.sends == Counter(dict.fromkeys(refs[2:], 1))
+    assert stats.reconciled == 2
+
+
+def test_the_lease_is_renewed_while_a_send_outlives_it(clock: FakeClock) -> None:
+    gate = threading.Event()
+    client = FakeClient(gate)
+    renewed = threading.Semaphore(0)
+
+    class WatchedOutbox(MemoryOutbox):
+        def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+            kept = super().renew(claims, lease)
+            renewed.release()
+            return kept
+
+    watched = WatchedOutbox(clock)
+    watched.enqueue(message(1))
+    r = relay(watched, client, clock, lease=30.0, idle_wait=0.01)
+    runner = threading.Thread(target=r.drain)
+    runner.start()
+    assert client.started.acquire(timeout=WAIT)
+    for _ in range(4):  # 80 s in all, far past the 30 s lease
+        clock.advance(20.0)
+        assert renewed.acquire(timeout=WAIT)
+        assert watched.claim("relay-2", 10, 30.0) == []
+    gate.set()
+    runner.join(WAIT)
+    assert watched.counts()[S.ACCEPTED] == 1
+    assert client.sends.total() == 1
+
+
+def test_stop_finishes_what_is_in_flight_and_releases_the_rest(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    enqueue(outbox, 20)
+    gate = threading.Event()
+    client = FakeClient(gate)
+    recorder = Recorder()
+    r = relay(outbox, client, clock, concurrency=2, batch_size=10, observer=recorder)
+    result: list[object] = []
+    runner = threading.Thread(target=lambda: result.append(r.run()))
+    runner.start()
+    for _ in range(2):
+        assert client.started.acquire(timeout=WAIT)
+    r.stop()
+    gate.set()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    counts = outbox.counts()
+    assert counts[S.ACCEPTED] == 2
+    assert counts[S.QUEUED] == 18
+    assert counts[S.IN_FLIGHT] == 0
+    assert client.sends.total() == 2
+    stats = r.stats()
+    assert stats.released == stats.claimed - 2
+    assert [e for e in recorder.events if isinstance(e, RelayStopped)] == [RelayStopped("relay-1", stats.released, 0)]
+    released = outbox.status(20)
+    assert released is not None
+    assert released.attempts == 0
+
+
+def test_sigterm_stops_the_relay_gracefully(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    enqueue(outbox, 20)
+    gate = threading.Event()
+    client = FakeClient(gate)
+    r = relay(outbox, client, clock, concurrency=2, batch_size=4)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def signal_when_sending() -> None:
+        assert client.started.acquire(timeout=WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        gate.set()
+
+    killer = threading.Thread(target=signal_when_sending)
+    try:
+        r.install_signal_handlers()
+        killer.start()
+        stats = r.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+        killer.join(WAIT)
+    counts = outbox.counts()
+    assert counts[S.IN_FLIGHT] == 0
+    assert counts[S.ACCEPTED] + counts[S.QUEUED] == 20
+    assert counts[S.ACCEPTED] == stats.accepted
+
+
+def test_refused_credentials_stop_the_relay_and_lose_nothing(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    refs = enqueue(outbox, 5)
+    client = FakeClient()
+    for ref in refs:
+        client.scripts[ref] = [AuthenticationError("client-1", "invalid_client")]
+    with pytest.raises(AuthenticationError):
+        relay(outbox, client, clock, concurrency=1).run()
+    counts = outbox.counts()
+    assert counts[S.QUEUED] == 5
+    assert counts[S.DEAD] == 0
+
+
+def test_the_observer_sees_claims_and_every_recorded_decision(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    refs = enqueue(outbox, 3)
+    client = FakeClient()
+    client.scripts[refs[0]] = [RejectedError(400, ())]
+    recorder = Recorder()
+    relay(outbox, client, clock, observer=recorder).drain()
+    claimed = sum(e.count for e in recorder.events if isinstance(e, RelayClaimed))
+    decisions = {e.client_reference: e.decision for e in recorder.events if isinstance(e, RelayRecorded)}
+    assert claimed == 3
+    assert isinstance(decisions[refs[0]], Dead)
+    assert all(isinstance(decisions[ref], RecordAccepted) for ref in refs[1:])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"concurrency": 11}, "concurrency"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lease": 0.0}, "lease"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(
+    outbox: MemoryOutbox, clock: FakeClock, kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        relay(outbox, FakeClient(), clock, **kwargs)
+    assert e.value.field == field
