@@ -45,6 +45,17 @@ def test_an_extra_ca_can_be_added_to_a_truststore_context(server: TlsServer) -> 
         assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
 
 
+def test_an_expired_certificate_is_refused_and_nothing_is_sent(tmp_path: Path) -> None:
+    with (
+        tls_server(tmp_path, expired=True) as server,
+        closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport,
+    ):
+        result = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(result, NotSent)
+        assert "expired" in result.reason
+        assert server.received() == ()
+
+
 @pytest.mark.parametrize("n", [0, 11, 100])
 def test_more_than_ten_connections_or_none_is_refused(n: int) -> None:
     with pytest.raises(ConfigurationError) as e:

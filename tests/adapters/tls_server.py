@@ -8,6 +8,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trustme
@@ -21,12 +22,19 @@ HOST = "api.flowmailer.test"
 class TlsServer:
     """Answers 201 with a Location on every address in ``addresses``; implements TransportTestServer."""
 
-    def __init__(self, tmp: Path, addresses: tuple[str, ...] = ("127.0.0.2", "127.0.0.3")) -> None:
+    def __init__(
+        self, tmp: Path, addresses: tuple[str, ...] = ("127.0.0.2", "127.0.0.3"), *, expired: bool = False
+    ) -> None:
         self.ca = trustme.CA()
         self.ca_bundle = str(tmp / "ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_bundle)
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert(HOST).configure_cert(self._context)
+        if expired:
+            now = datetime.now(UTC)
+            cert = self.ca.issue_cert(HOST, not_before=now - timedelta(days=2), not_after=now - timedelta(days=1))
+        else:
+            cert = self.ca.issue_cert(HOST)
+        cert.configure_cert(self._context)
         self._lock = threading.Lock()
         self._received: list[ReceivedRequest] = []
         self._handshakes = 0
@@ -207,8 +215,8 @@ def _blackhole(address: str, port: int) -> list[socket.socket]:
 
 
 @contextlib.contextmanager
-def tls_server(tmp: Path) -> Iterator[TlsServer]:
-    server = TlsServer(tmp)
+def tls_server(tmp: Path, *, expired: bool = False) -> Iterator[TlsServer]:
+    server = TlsServer(tmp, expired=expired)
     try:
         yield server
     finally:

@@ -41,6 +41,7 @@ class PoolStats:
 @attrs.define
 class _Conn:
     conn: HTTPSConnection
+    key: _Key
     born: float
 
 
@@ -92,6 +93,7 @@ class Urllib3Transport:
         self._lock = threading.Condition()
         self._idle: dict[_Key, deque[_Conn]] = {}
         self._open = 0
+        self._per_key: dict[_Key, int] = {}
         self._opened = 0
         self._closed = False
 
@@ -108,13 +110,13 @@ class Urllib3Transport:
         if is_new:
             failed = self._connect(conn, origin, address)
             if failed is not None:
-                self._discard()
+                self._checkin(conn, reusable=False)
                 return failed
         reusable = False
         try:
             result, reusable = self._exchange(conn.conn, request, origin, address)
         finally:
-            self._checkin(key, conn, reusable)
+            self._checkin(conn, reusable)
         return result
 
     def close(self) -> None:
@@ -123,13 +125,18 @@ class Urllib3Transport:
             self._closed = True
             idle = [c for q in self._idle.values() for c in q]
             self._idle.clear()
-            self._open -= len(idle)
+            for c in idle:
+                self._forget(c)
             self._lock.notify_all()
         for c in idle:
             c.conn.close()
 
     def _checkout(self, key: _Key) -> tuple[_Conn, bool] | NotSent:
-        """An idle live connection for ``key``, or a new unconnected one (``True``) within the cap."""
+        """An idle live connection for ``key``, or a new unconnected one (``True``) within the cap.
+
+        At the cap, a key that already has connections waits for one of them (a handshake costs more than a
+        wait); a key with none takes the slot of the oldest idle connection to another address.
+        """
         deadline = self._clock.monotonic() + self._checkout_timeout
         to_close: list[_Conn] = []
         try:
@@ -144,16 +151,17 @@ class Urllib3Transport:
                         if now - c.born < self._max_age and _still_open(c.conn):
                             return c, False
                         to_close.append(c)
-                        self._open -= 1
-                    if self._open >= self._max:
+                        self._forget(c)
+                    if self._open >= self._max and not self._per_key.get(key):
                         victim = self._oldest_idle()
                         if victim is not None:
                             to_close.append(victim)
-                            self._open -= 1
+                            self._forget(victim)
                     if self._open < self._max:
                         self._open += 1
                         self._opened += 1
-                        c = _Conn(self._new_connection(key), now)
+                        self._per_key[key] = self._per_key.get(key, 0) + 1
+                        c = _Conn(self._new_connection(key), key, now)
                         return c, True
                     remaining = deadline - now
                     if remaining <= 0:
@@ -163,14 +171,17 @@ class Urllib3Transport:
             for c in to_close:
                 c.conn.close()
 
+    def _forget(self, c: _Conn) -> None:
+        self._open -= 1
+        self._per_key[c.key] -= 1
+        if not self._per_key[c.key]:
+            del self._per_key[c.key]
+
     def _oldest_idle(self) -> _Conn | None:
-        oldest: tuple[_Key, _Conn] | None = None
-        for key, queue in self._idle.items():
-            if queue and (oldest is None or queue[0].born < oldest[1].born):
-                oldest = (key, queue[0])
-        if oldest is None:
+        queues = [q for q in self._idle.values() if q]
+        if not queues:
             return None
-        return self._idle[oldest[0]].popleft()
+        return min(queues, key=lambda q: q[0].born).popleft()
 
     def _new_connection(self, key: _Key) -> HTTPSConnection:
         host, port, address = key
@@ -212,20 +223,16 @@ class Urllib3Transport:
         result = WireResponse(response.status, tuple(response.headers.items()), body)
         return result, not conn.is_closed
 
-    def _checkin(self, key: _Key, c: _Conn, reusable: bool) -> None:
+    def _checkin(self, c: _Conn, reusable: bool) -> None:
         with self._lock:
             if reusable and not self._closed and self._clock.monotonic() - c.born < self._max_age:
-                self._idle.setdefault(key, deque()).append(c)
-                self._lock.notify()
-                return
-            self._open -= 1
-            self._lock.notify()
-        c.conn.close()
-
-    def _discard(self) -> None:
-        with self._lock:
-            self._open -= 1
-            self._lock.notify()
+                self._idle.setdefault(c.key, deque()).append(c)
+            else:
+                self._forget(c)
+                reusable = False
+            self._lock.notify_all()
+        if not reusable:
+            c.conn.close()
 
 
 def _still_open(conn: HTTPSConnection) -> bool:
