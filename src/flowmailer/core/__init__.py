@@ -12,6 +12,8 @@ from flowmailer.core._http import *
 from flowmailer.core._lifecycle import *
 from flowmailer.core._models import *
 from flowmailer.core._outcomes import *
-from flowmailer.core._relay import *
+from flowmailer.core._protocol import *
+from flowmailer.core._ranges import *
 from flowmailer.core._retry import *
 from flowmailer.core._tokens import *
+from flowmailer.core._wire import *

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import enum
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
 import attrs
 
-__all__ = ["ErrorDetail"]
+from flowmailer.core._errors import ConfigurationError
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "AccessToken",
+    "Attachment",
+    "Credentials",
+    "DeliveryNotificationType",
+    "Disposition",
+    "ErrorDetail",
+    "EventType",
+    "Header",
+    "Message",
+    "MessageEvent",
+    "MessageType",
+    "ObjectRef",
+    "Simulation",
+    "SubmitMessage",
+]
+
+#: Flowmailer refuses a message whose JSON body is larger than this ("message.toobig").
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 
 @attrs.frozen
@@ -21,3 +49,332 @@ class ErrorDetail:
     def describe(self) -> str:
         where = f"{self.field}: " if self.field else ""
         return f"{where}{self.default_message or self.code or 'error'}"
+
+
+class MessageType(enum.Enum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    LETTER = "LETTER"
+
+
+class DeliveryNotificationType(enum.Enum):
+    """Which SMS delivery reports Flowmailer asks the carrier for."""
+
+    NONE = "NONE"
+    FAILURE = "FAILURE"
+    DELIVERY_AND_FAILURE = "DELIVERY_AND_FAILURE"
+
+
+class Disposition(enum.Enum):
+    ATTACHMENT = "attachment"
+    INLINE = "inline"
+    RELATED = "related"
+
+
+class EventType(enum.Enum):
+    """The event types Flowmailer documents; a new one arrives as a plain ``str`` instead of failing."""
+
+    SOFTBOUNCE = "SOFTBOUNCE"
+    HARDBOUNCE = "HARDBOUNCE"
+    COMPLAINT = "COMPLAINT"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
+    REJECT = "REJECT"
+    DISCARD = "DISCARD"
+    DELIVERED = "DELIVERED"
+    POSTED = "POSTED"
+    ATTEMPT = "ATTEMPT"
+    QUEUEATTEMPT = "QUEUEATTEMPT"
+    SUBMITTED = "SUBMITTED"
+    PROCESSED = "PROCESSED"
+    INSERTED = "INSERTED"
+    OPENED = "OPENED"
+    CLICKED = "CLICKED"
+    HELD = "HELD"
+    CUSTOM = "CUSTOM"
+    REPLY = "REPLY"
+    RESENT = "RESENT"
+    SUSPENDED = "SUSPENDED"
+    RESUBMITTED = "RESUBMITTED"
+    ERROR = "ERROR"
+    RESUMED = "RESUMED"
+    EVENT_SUSPENDED = "EVENT_SUSPENDED"
+    EVENT_ERROR = "EVENT_ERROR"
+    EVENT_RESUMED = "EVENT_RESUMED"
+    EVENT_DISCARD = "EVENT_DISCARD"
+
+
+def _utc_seconds(value: datetime) -> datetime:
+    """Flowmailer's request dates have whole seconds in UTC; normalising here keeps wire round trips exact."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigurationError(
+            "schedule_at", f"{value.isoformat()} is a naive datetime", "pass an aware one, e.g. datetime.now(UTC)"
+        )
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def _optional_utc_seconds(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc_seconds(value)
+
+
+def _json_object(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A private copy of ``data`` exactly as JSON will carry it, so the frozen message cannot change under us."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError("data", f"is a {type(value).__name__}, not a mapping", "pass a dict (a JSON object)")
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError("data", f"is not JSON ({e})", "use only str, numbers, bools, lists, dicts") from e
+    return copied
+
+
+def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _tags(value: Iterable[str]) -> tuple[str, ...]:
+    tags: tuple[object, ...] = tuple(value)
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise ConfigurationError("tags", f"{tag!r} is not a non-empty string", "give tags as non-empty strings")
+    return tags  # type: ignore[return-value]  # every element was checked above
+
+
+def _require_text(field: str, value: str | None, fix: str) -> None:
+    if not value or not value.strip():
+        raise ConfigurationError(field, "is missing or empty", fix)
+
+
+def _refuse_display_name(field: str, value: str) -> None:
+    if "<" in value or ">" in value:
+        raise ConfigurationError(
+            field,
+            f"{value!r} carries a display name",
+            "give the bare address (bob@example.com) and put the name in header_from_name or header_to_name",
+        )
+
+
+@attrs.frozen
+class Header:
+    """An extra email header."""
+
+    name: str
+    value: str
+
+    def __attrs_post_init__(self) -> None:
+        _require_text("header.name", self.name, "give every extra header a name")
+        if any(c in self.name + self.value for c in "\r\n"):
+            raise ConfigurationError("header", f"{self.name!r} contains a line break", "remove CR and LF")
+
+
+@attrs.frozen
+class Attachment:
+    """A file carried with an email; ``content`` is raw bytes, base64 only on the wire."""
+
+    content: bytes
+    content_type: str
+    filename: str | None = None
+    disposition: Disposition | None = None
+    content_id: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _require_text("attachment.content_type", self.content_type, "give the MIME type, e.g. application/pdf")
+        if self.disposition is Disposition.RELATED and not self.content_id:
+            raise ConfigurationError(
+                "attachment.content_id",
+                f"a related attachment ({self.filename or self.content_type}) has no content_id",
+                "set content_id to the cid the HTML refers to",
+            )
+
+
+def _string_bound(value: str | None) -> int:
+    # A code point costs at most 12 bytes of ASCII-escaped JSON (a surrogate pair, \\uXXXX\\uXXXX).
+    return 0 if value is None else 12 * len(value) + 32
+
+
+def _bytes_bound(value: bytes | None) -> int:
+    return 0 if value is None else 4 * math.ceil(len(value) / 3) + 32
+
+
+_EMAIL_TEXT = ("html", "header_from_address", "header_from_name", "header_to_address", "header_to_name")
+_EMAIL_ONLY = (*_EMAIL_TEXT, "mimedata", "attachments", "headers")
+
+
+@attrs.frozen(kw_only=True)
+class SubmitMessage:
+    """One message for ``POST messages/submit``; everything Flowmailer would refuse is refused here first."""
+
+    message_type: MessageType = MessageType.EMAIL
+    sender_address: str
+    recipient_address: str
+    header_from_address: str | None = None
+    header_from_name: str | None = None
+    header_to_address: str | None = None
+    header_to_name: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    mimedata: bytes | None = None
+    attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=_tuple)
+    data: dict[str, Any] | None = attrs.field(default=None, converter=_json_object, hash=False)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+    flow_selector: str | None = None
+    delivery_notification_type: DeliveryNotificationType | None = None
+    schedule_at: datetime | None = attrs.field(default=None, converter=_optional_utc_seconds)
+    headers: tuple[Header, ...] = attrs.field(default=(), converter=_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.message_type, MessageType):
+            raise ConfigurationError("message_type", f"{self.message_type!r} is not a MessageType", "use MessageType")
+        _require_text("sender_address", self.sender_address, "give the sender's address (or phone number for SMS)")
+        _require_text("recipient_address", self.recipient_address, "give the recipient's address or phone number")
+        _refuse_display_name("sender_address", self.sender_address)
+        _refuse_display_name("recipient_address", self.recipient_address)
+        if self.message_type is not MessageType.EMAIL:
+            kind = self.message_type.value
+            for name in _EMAIL_ONLY:
+                if getattr(self, name):
+                    raise ConfigurationError(name, f"is for EMAIL only, not {kind}", f"remove {name} from {kind}s")
+        if self.delivery_notification_type is not None and self.message_type is not MessageType.SMS:
+            raise ConfigurationError(
+                "delivery_notification_type",
+                f"is for SMS only, not {self.message_type.value}",
+                "remove delivery_notification_type",
+            )
+        if self._size_bound() > MAX_MESSAGE_BYTES:
+            from flowmailer.core._wire import message_to_json
+
+            size = len(message_to_json(self))
+            if size > MAX_MESSAGE_BYTES:
+                raise ConfigurationError(
+                    "message",
+                    f"is {size} bytes as JSON, over Flowmailer's limit of {MAX_MESSAGE_BYTES}",
+                    "send large files as links, or shrink the attachments",
+                )
+
+    def _size_bound(self) -> int:
+        """An upper bound on the JSON size that costs no encoding; only messages near the limit are encoded."""
+        bound = 1024 + sum(_string_bound(getattr(self, name)) for name in (*_EMAIL_TEXT, "subject", "text"))
+        bound += _string_bound(self.sender_address) + _string_bound(self.recipient_address)
+        bound += _string_bound(self.flow_selector) + _bytes_bound(self.mimedata)
+        bound += sum(_string_bound(t) for t in self.tags)
+        bound += sum(_string_bound(h.name) + _string_bound(h.value) for h in self.headers)
+        for a in self.attachments:
+            bound += _bytes_bound(a.content) + _string_bound(a.content_type) + 128
+            bound += _string_bound(a.filename) + _string_bound(a.content_id)
+        if self.data is not None:
+            bound += len(json.dumps(self.data))
+        return bound
+
+    def with_client_reference(self, ref: str, prefix: str = "ref:") -> SubmitMessage:
+        """A copy tagged ``<prefix><ref>``, so that an ambiguous submission can be found again by tag."""
+        _require_text("ref", ref, "give a unique reference, e.g. str(uuid.uuid4())")
+        tag = f"{prefix}{ref}"
+        kept = tuple(t for t in self.tags if not t.startswith(prefix))
+        return attrs.evolve(self, tags=(*kept, tag))
+
+    def client_reference(self, prefix: str = "ref:") -> str | None:
+        for tag in self.tags:
+            if tag.startswith(prefix):
+                return tag[len(prefix) :]
+        return None
+
+
+@attrs.frozen
+class ObjectRef:
+    """A flow or source as a message names it."""
+
+    id: str | None = None
+    description: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageEvent:
+    """One entry of ``message_events``; tolerant, because Flowmailer adds fields and event types."""
+
+    id: str | None = None
+    message_id: str | None = None
+    type: EventType | str | None = None
+    received: datetime | None = None
+    inserted: datetime | None = None
+    data: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    extra_data: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    snippet: str | None = None
+    mta: str | None = None
+    sub_type: str | None = None
+    tag: str | None = None
+    message_tags: tuple[str, ...] = ()
+    link_name: str | None = None
+    link_target: str | None = None
+    user_agent: str | None = None
+    device_category: str | None = None
+    operating_system: str | None = None
+    remote_addr: str | None = None
+    referer: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """A message as ``GET messages/{id}`` and the message listings return it; most fields may be absent."""
+
+    id: str
+    transaction_id: str | None = None
+    message_id_header: str | None = None
+    message_type: MessageType | str | None = None
+    source: ObjectRef | None = None
+    flow: ObjectRef | None = None
+    sender_address: str | None = None
+    recipient_address: str | None = None
+    subject: str | None = None
+    status: str | None = None
+    submitted: datetime | None = None
+    backend_start: datetime | None = None
+    backend_done: datetime | None = None
+    online_link: str | None = None
+    tags: tuple[str, ...] = ()
+    events: tuple[MessageEvent, ...] = ()
+    headers_in: tuple[Header, ...] = ()
+    headers_out: tuple[Header, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Simulation:
+    """What ``POST messages/simulate`` previews: the message as the flow would send it."""
+
+    message_type: MessageType | str | None = None
+    sender_address: str | None = None
+    recipient_address: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    flow: ObjectRef | None = None
+    data: dict[str, Any] | None = attrs.field(default=None, hash=False)
+
+
+@attrs.frozen
+class Credentials:
+    """One source system's API credentials. The secret never shows in repr, str or any error."""
+
+    account_id: str
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        where = "the credentials page of the Flowmailer dashboard"
+        _require_text("account_id", self.account_id, f"copy the account id from {where}")
+        _require_text("client_id", self.client_id, f"copy the client id from {where}")
+        _require_text("client_secret", self.client_secret, f"copy the client secret from {where}")
+
+
+@attrs.frozen
+class AccessToken:
+    """A bearer token and the epoch second it stops working; the value never shows in repr."""
+
+    value: str = attrs.field(repr=False)
+    expires_at: float
+
+    @classmethod
+    def issued(cls, value: str, expires_in: float, now: float) -> AccessToken:
+        """The token Flowmailer issued at ``now`` (epoch seconds) for ``expires_in`` seconds."""
+        return cls(value, now + expires_in)

@@ -1,0 +1,406 @@
+"""The sans-IO Flowmailer protocol: operations become WireRequests, TransportResults become typed results.
+
+Both transports and the fake server's tests share these functions; nothing here touches a socket or a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Callable, Iterable
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+import attrs
+
+from flowmailer.core._errors import ConfigurationError
+from flowmailer.core._http import Host, WireRequest, WireResponse
+from flowmailer.core._models import AccessToken, Credentials, ErrorDetail, SubmitMessage
+from flowmailer.core._outcomes import (
+    Accepted,
+    Ambiguous,
+    CredentialsRejected,
+    Outcome,
+    Rejected,
+    TokenInvalid,
+    Transient,
+    TransportResult,
+)
+from flowmailer.core._ranges import DateRange, ReferenceRange
+from flowmailer.core._wire import dump_json, from_json, message_to_json, wire_converter
+
+__all__ = [
+    "FIRST_PAGE",
+    "JSON_CONTENT_TYPE",
+    "MEDIA_TYPE",
+    "Page",
+    "SortField",
+    "SortOrder",
+    "classify_submit",
+    "interpret_one",
+    "interpret_page",
+    "interpret_token",
+    "message_events_request",
+    "message_request",
+    "messages_request",
+    "parse_retry_after",
+    "simulate_request",
+    "submit_request",
+    "tag_messages_request",
+    "token_request",
+]
+
+MEDIA_TYPE = "application/vnd.flowmailer.v1.12+json"
+JSON_CONTENT_TYPE = f"{MEDIA_TYPE};charset=UTF-8"
+
+T = TypeVar("T")
+
+#: The start of a reference-range listing, a hundred items at a time.
+FIRST_PAGE = ReferenceRange()
+
+#: OAuth error codes that mean "these credentials are wrong": never retried, Flowmailer locks the IP.
+_BAD_CREDENTIALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
+#: Permanent refusals of a well-formed request: resending the same request gets the same answer.
+_REJECTED = frozenset({400, 403, 404, 413, 422})
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+class SortOrder(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+class SortField(enum.Enum):
+    """``INSERTED`` with ``ASC`` is what Flowmailer advises for keeping a complete local copy."""
+
+    INSERTED = "INSERTED"
+    SUBMITTED = "SUBMITTED"
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a reference-range listing; ``next_range`` is None when the listing is done for now."""
+
+    items: tuple[T, ...]
+    next_range: ReferenceRange | None = None
+
+
+# --- building requests ---------------------------------------------------------------------------------------
+
+
+def _segment(field: str, value: str) -> str:
+    if not value:
+        raise ConfigurationError(field, "is empty", f"give a non-empty {field}")
+    return quote(value, safe="")
+
+
+def _path(account_id: str, *segments: str, matrix: Iterable[tuple[str, str | None]] = ()) -> str:
+    """``/{account}/seg/seg;name=value``: matrix parameters ride on the last segment, before any query."""
+    path = "/" + _segment("account_id", account_id) + "".join("/" + s for s in segments)
+    return path + "".join(f";{name}={quote(value, safe=',:')}" for name, value in matrix if value is not None)
+
+
+def _ids(values: Iterable[int | str]) -> str | None:
+    joined = ",".join(str(v) for v in values)
+    return joined or None
+
+
+def _param(value: DateRange | None) -> str | None:
+    return None if value is None else value.param()
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _api_headers(token: AccessToken, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    return (("Accept", MEDIA_TYPE), ("Authorization", f"Bearer {token.value}"), *extra)
+
+
+def token_request(credentials: Credentials) -> WireRequest:
+    """``POST /oauth/token`` on the login host. Repeating it is harmless, so it counts as idempotent."""
+    form = urlencode(
+        {
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "grant_type": "client_credentials",
+            "scope": "api",
+        }
+    )
+    headers = (("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded"))
+    return WireRequest("POST", Host.LOGIN, "/oauth/token", headers=headers, body=form.encode("ascii"))
+
+
+def submit_request(account_id: str, token: AccessToken, message: SubmitMessage) -> WireRequest:
+    """``POST messages/submit``: not idempotent, a blind resend may duplicate the message."""
+    return WireRequest(
+        "POST",
+        Host.API,
+        _path(account_id, "messages", "submit"),
+        headers=_api_headers(token, ("Content-Type", JSON_CONTENT_TYPE)),
+        body=message_to_json(message),
+        idempotent=False,
+    )
+
+
+def simulate_request(account_id: str, token: AccessToken, message: SubmitMessage, source_id: str) -> WireRequest:
+    """``POST messages/simulate``: a preview that sends nothing, so it may be repeated."""
+    if not source_id:
+        raise ConfigurationError("source_id", "is empty", "give the id of the source to simulate as")
+    return WireRequest(
+        "POST",
+        Host.API,
+        _path(account_id, "messages", "simulate"),
+        headers=_api_headers(token, ("Content-Type", JSON_CONTENT_TYPE)),
+        body=dump_json({**wire_converter.unstructure(message), "sourceId": source_id}),
+    )
+
+
+def _listing(
+    token: AccessToken, path: str, page: ReferenceRange, query: Iterable[tuple[str, str | None]]
+) -> WireRequest:
+    pairs = tuple((k, v) for k, v in query if v is not None)
+    return WireRequest("GET", Host.API, path, query=pairs, headers=_api_headers(token, ("Range", page.header())))
+
+
+def message_events_request(
+    account_id: str,
+    token: AccessToken,
+    *,
+    page: ReferenceRange = FIRST_PAGE,
+    flow_ids: Iterable[int | str] = (),
+    source_ids: Iterable[int | str] = (),
+    daterange: DateRange | None = None,
+    receivedrange: DateRange | None = None,
+    sortorder: SortOrder | None = None,
+    add_message_tags: bool = False,
+) -> WireRequest:
+    """``GET message_events``: the one way to learn what happened to messages (never per-message polling)."""
+    matrix = (
+        ("flow_ids", _ids(flow_ids)),
+        ("source_ids", _ids(source_ids)),
+        ("daterange", _param(daterange)),
+        ("receivedrange", _param(receivedrange)),
+    )
+    query = (
+        ("sortorder", sortorder and sortorder.value),
+        ("addmessagetags", _bool(True) if add_message_tags else None),
+    )
+    return _listing(token, _path(account_id, "message_events", matrix=matrix), page, query)
+
+
+def _message_flags(
+    add_events: bool, add_headers: bool, add_online_link: bool, add_tags: bool
+) -> tuple[tuple[str, str | None], ...]:
+    flags = {"addevents": add_events, "addheaders": add_headers, "addonlinelink": add_online_link, "addtags": add_tags}
+    return tuple((name, _bool(True) if on else None) for name, on in flags.items())
+
+
+def messages_request(
+    account_id: str,
+    token: AccessToken,
+    *,
+    page: ReferenceRange = FIRST_PAGE,
+    flow_ids: Iterable[int | str] = (),
+    daterange: DateRange | None = None,
+    sortfield: SortField | None = None,
+    sortorder: SortOrder | None = None,
+    add_events: bool = False,
+    add_headers: bool = False,
+    add_online_link: bool = False,
+    add_tags: bool = False,
+) -> WireRequest:
+    """``GET messages``, a reference-range listing."""
+    matrix = (("flow_ids", _ids(flow_ids)), ("daterange", _param(daterange)))
+    query = (
+        ("sortfield", sortfield and sortfield.value),
+        ("sortorder", sortorder and sortorder.value),
+        *_message_flags(add_events, add_headers, add_online_link, add_tags),
+    )
+    return _listing(token, _path(account_id, "messages", matrix=matrix), page, query)
+
+
+def message_request(
+    account_id: str, token: AccessToken, message_id: str, *, add_events: bool = False, add_tags: bool = False
+) -> WireRequest:
+    """``GET messages/{id}``."""
+    query = tuple((k, v) for k, v in _message_flags(add_events, False, False, add_tags) if v is not None)
+    path = _path(account_id, "messages", _segment("message_id", message_id))
+    return WireRequest("GET", Host.API, path, query=query, headers=_api_headers(token))
+
+
+def tag_messages_request(
+    account_id: str,
+    token: AccessToken,
+    tag: str,
+    *,
+    page: ReferenceRange = FIRST_PAGE,
+    daterange: DateRange | None = None,
+    add_events: bool = False,
+    add_headers: bool = False,
+    add_online_link: bool = False,
+    add_tags: bool = False,
+) -> WireRequest:
+    """``GET tag/{tag}/messages``: how an ambiguous submission is reconciled by its client reference."""
+    matrix = (("daterange", _param(daterange)),)
+    path = _path(account_id, "tag", _segment("tag", tag), "messages", matrix=matrix)
+    return _listing(token, path, page, _message_flags(add_events, add_headers, add_online_link, add_tags))
+
+
+# --- interpreting responses ----------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta-seconds, or an HTTP-date read against ``now``), never < 0."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(int(value)))
+    except ValueError:
+        pass
+    if now is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _errors(body: bytes) -> tuple[ErrorDetail, ...]:
+    """``allErrors`` for API refusals, or the OAuth ``error`` pair; whatever the body, never raises."""
+    obj = _json_object(body)
+    if isinstance(obj.get("allErrors"), list):
+        try:
+            return wire_converter.structure(obj["allErrors"], tuple[ErrorDetail, ...])
+        except Exception:  # noqa: BLE001 - a malformed error list must not hide the refusal itself
+            return ()
+    if isinstance(obj.get("error"), str):
+        description = obj.get("error_description")
+        return (ErrorDetail(code=obj["error"], default_message=description if isinstance(description, str) else None),)
+    return ()
+
+
+def _oauth_error(response: WireResponse) -> str | None:
+    error = _json_object(response.body).get("error")
+    if isinstance(error, str):
+        return error
+    challenge = response.header("WWW-Authenticate") or ""
+    m = re.search(r'error="([^"]*)"', challenge)
+    return m[1] if m else None
+
+
+def _refusal(response: WireResponse, now: float | None) -> Outcome:
+    """What a non-success status means for any API request (token requests have their own reading)."""
+    status = response.status
+    if status == 401:
+        if _oauth_error(response) == "invalid_token":
+            return TokenInvalid(_describe(response))
+        return Rejected(401, _errors(response.body))
+    if status in _REJECTED:
+        return Rejected(status, _errors(response.body))
+    if status in (408, 429) or status >= 500:
+        retry_after = parse_retry_after(response.header("Retry-After"), now)
+        return Transient(status, retry_after, _describe(response))
+    return Rejected(status, _errors(response.body))
+
+
+def _describe(response: WireResponse) -> str:
+    details = "; ".join(
+        e.describe() + (f" ({e.code})" if e.default_message and e.code else "") for e in _errors(response.body)
+    )
+    return f"HTTP {response.status}" + (f": {details}" if details else "")
+
+
+def _location_id(location: str | None) -> str | None:
+    if not location:
+        return None
+    segments = urlsplit(location.strip()).path.split("/")
+    if len(segments) < 3 or segments[-2] != "messages":
+        return None
+    message_id = unquote(segments[-1])
+    return message_id if _MESSAGE_ID.fullmatch(message_id) else None
+
+
+def classify_submit(result: TransportResult, *, now: float | None = None) -> Outcome:
+    """How a submit attempt ended.
+
+    Accepted only on 201 with a Location ending in ``/messages/{id}``. A 201 without a usable Location, or any
+    other 2xx, is Ambiguous: Flowmailer may have taken the message, so it is reconciled, not resent. 408, 429 and
+    5xx are Transient (``Retry-After`` read against ``now``, epoch seconds, when it is an HTTP-date). Every other
+    status (1xx, 3xx, the remaining 4xx) is Rejected: the same request to the same API gets the same answer, and
+    a blind resend of a POST risks a duplicate, so it is reported rather than retried.
+    """
+    if not isinstance(result, WireResponse):
+        return result
+    if result.status == 201:
+        message_id = _location_id(result.header("Location"))
+        if message_id is None:
+            return Ambiguous(f"201 Created without a usable Location ({result.header('Location')!r})")
+        return Accepted(message_id)
+    if 200 <= result.status < 300:
+        return Ambiguous(f"HTTP {result.status} instead of 201 Created")
+    return _refusal(result, now)
+
+
+def interpret_token(result: TransportResult, now: float) -> AccessToken | Outcome:
+    """Read a token response given ``now`` (epoch seconds). Any 401, or a 400 naming bad credentials, stops."""
+    if not isinstance(result, WireResponse):
+        return result
+    if result.status == 200:
+        body = _json_object(result.body)
+        value, expires_in = body.get("access_token"), body.get("expires_in")
+        if not isinstance(value, str) or not value or isinstance(expires_in, bool):
+            return Transient(200, None, "token response without an access_token")
+        if not isinstance(expires_in, int | float) or expires_in <= 0:
+            return Transient(200, None, "token response without a positive expires_in")
+        return AccessToken.issued(value, float(expires_in), now)
+    error = _oauth_error(result)
+    if result.status == 401 or (result.status == 400 and error in _BAD_CREDENTIALS):
+        return CredentialsRejected(_describe(result))
+    return _refusal(result, now)
+
+
+def _read(result: TransportResult, parse: Callable[[WireResponse], T], now: float | None) -> T | Outcome:
+    if not isinstance(result, WireResponse):
+        return result
+    if result.status not in (200, 206):
+        return _refusal(result, now)
+    try:
+        return parse(result)
+    except ConfigurationError as e:
+        return Transient(result.status, None, f"unreadable answer: {e}")
+
+
+def interpret_page(result: TransportResult, item_type: type[T], *, now: float | None = None) -> Page[T] | Outcome:
+    """A reference-range page of ``item_type`` (MessageEvent, Message), or the Outcome that stopped it.
+
+    A garbled body or ``Next-Range`` is Transient: reading again is harmless.
+    """
+
+    def parse(response: WireResponse) -> Page[T]:
+        items = from_json(response.body, tuple[item_type, ...], what="body", fix="report this answer")  # type: ignore[valid-type]
+        next_header = response.header("Next-Range")
+        if not items or next_header is None:
+            return Page(items)
+        return Page(items, ReferenceRange.parse(next_header, header="Next-Range"))
+
+    return _read(result, parse, now)
+
+
+def interpret_one(result: TransportResult, item_type: type[T], *, now: float | None = None) -> T | Outcome:
+    """A single resource (``messages/{id}``, a simulation), or the Outcome that stopped it."""
+    return _read(result, lambda r: from_json(r.body, item_type, what="body", fix="report this answer"), now)

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+
+from flowmailer.core import (
+    MAX_MESSAGE_BYTES,
+    AccessToken,
+    Attachment,
+    ConfigurationError,
+    Credentials,
+    DeliveryNotificationType,
+    Disposition,
+    Header,
+    MessageType,
+    SubmitMessage,
+    message_to_json,
+)
+from tests.strategies import submit_messages
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+def email(**overrides: Any) -> SubmitMessage:
+    fields: dict[str, Any] = {"sender_address": "shop@example.com", "recipient_address": "jane@example.org"}
+    return SubmitMessage(**(fields | overrides))
+
+
+def error(**overrides: Any) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as info:
+        email(**overrides)
+    return info.value
+
+
+@pytest.mark.parametrize("field", ["sender_address", "recipient_address"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_missing_or_empty_address_names_the_field(field: str, value: str) -> None:
+    assert error(**{field: value}).field == field
+
+
+@pytest.mark.parametrize("field", ["sender_address", "recipient_address"])
+def test_address_with_a_display_name_is_refused_with_the_fix(field: str) -> None:
+    e = error(**{field: "Bob <bob@example.com>"})
+    assert e.field == field
+    assert "header_from_name" in e.fix
+
+
+EMAIL_ONLY: dict[str, Any] = {
+    "html": "<p>hi</p>",
+    "header_from_address": "a@example.com",
+    "header_from_name": "A",
+    "header_to_address": "b@example.com",
+    "header_to_name": "B",
+    "mimedata": b"MIME-Version: 1.0",
+    "attachments": [Attachment(b"x", "text/plain")],
+    "headers": [Header("X-A", "1")],
+}
+
+
+@pytest.mark.parametrize("kind", [MessageType.SMS, MessageType.LETTER])
+@pytest.mark.parametrize("field", sorted(EMAIL_ONLY))
+def test_email_only_field_on_sms_or_letter_is_refused(kind: MessageType, field: str) -> None:
+    assert error(message_type=kind, **{field: EMAIL_ONLY[field]}).field == field
+
+
+@pytest.mark.parametrize("kind", [MessageType.EMAIL, MessageType.LETTER])
+def test_delivery_notification_type_on_non_sms_is_refused(kind: MessageType) -> None:
+    e = error(message_type=kind, delivery_notification_type=DeliveryNotificationType.FAILURE)
+    assert e.field == "delivery_notification_type"
+
+
+def test_delivery_notification_type_on_sms_is_accepted() -> None:
+    sms = email(message_type=MessageType.SMS, delivery_notification_type=DeliveryNotificationType.NONE)
+    assert sms.delivery_notification_type is DeliveryNotificationType.NONE
+
+
+def test_message_type_that_is_not_the_enum_is_refused() -> None:
+    assert error(message_type="EMAIL").field == "message_type"
+
+
+def test_related_attachment_without_content_id_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Attachment(b"png", "image/png", disposition=Disposition.RELATED)
+    assert info.value.field == "attachment.content_id"
+
+
+def test_related_attachment_with_content_id_is_accepted() -> None:
+    assert Attachment(b"png", "image/png", disposition=Disposition.RELATED, content_id="logo").content_id == "logo"
+
+
+def test_attachment_without_content_type_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="content_type"):
+        Attachment(b"x", "")
+
+
+@pytest.mark.parametrize(("name", "value"), [("", "v"), ("X-A", "a\r\nBcc: evil@example.com")])
+def test_header_without_name_or_with_a_line_break_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Header(name, value)
+
+
+def test_empty_tag_is_refused() -> None:
+    assert error(tags=["ok", ""]).field == "tags"
+
+
+def test_sequences_become_tuples() -> None:
+    m = email(tags=["a", "b"], headers=[Header("X-A", "1")], attachments=[Attachment(b"x", "text/plain")])
+    assert m.tags == ("a", "b")
+    assert isinstance(m.headers, tuple)
+    assert isinstance(m.attachments, tuple)
+
+
+def test_naive_schedule_at_is_refused() -> None:
+    assert error(schedule_at=datetime(2030, 1, 1, 12)).field == "schedule_at"
+
+
+def test_schedule_at_is_normalised_to_utc_whole_seconds() -> None:
+    cet = timezone(timedelta(hours=1))
+    m = email(schedule_at=datetime(2030, 1, 1, 13, 0, 5, 999_999, tzinfo=cet))
+    assert m.schedule_at == datetime(2030, 1, 1, 12, 0, 5, tzinfo=UTC)
+    assert m.schedule_at is not None
+    assert m.schedule_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize("data", [{"when": datetime(2030, 1, 1)}, {"x": float("nan")}, ["not", "an", "object"]])
+def test_data_that_is_not_a_json_object_is_refused(data: Any) -> None:
+    assert error(data=data).field == "data"
+
+
+def test_data_is_a_private_copy() -> None:
+    data: dict[str, Any] = {"items": [1, 2]}
+    m = email(data=data)
+    data["items"].append(3)
+    assert m.data == {"items": [1, 2]}
+
+
+def test_message_with_data_is_still_hashable() -> None:
+    assert hash(email(data={"a": 1})) == hash(email(data={"a": 2}))
+
+
+def _size_of_text(n: int) -> int:
+    return len(message_to_json(email(text="a" * n)))
+
+
+def test_message_of_exactly_ten_mib_as_json_is_accepted() -> None:
+    overhead = _size_of_text(0)
+    assert _size_of_text(MAX_MESSAGE_BYTES - overhead) == MAX_MESSAGE_BYTES
+
+
+def test_message_one_byte_over_ten_mib_as_json_is_refused() -> None:
+    overhead = _size_of_text(0)
+    e = error(text="a" * (MAX_MESSAGE_BYTES - overhead + 1))
+    assert e.field == "message"
+    assert str(MAX_MESSAGE_BYTES + 1) in e.problem
+
+
+def test_attachment_that_base64_pushes_over_ten_mib_is_refused() -> None:
+    content = bytes(MAX_MESSAGE_BYTES * 3 // 4 + 1)
+    assert error(attachments=[Attachment(content, "application/pdf")]).field == "message"
+
+
+def test_with_client_reference_adds_the_tag_and_keeps_the_others() -> None:
+    m = email(tags=["invoice"]).with_client_reference("abc")
+    assert m.tags == ("invoice", "ref:abc")
+    assert m.client_reference() == "abc"
+
+
+def test_with_client_reference_replaces_an_earlier_reference() -> None:
+    m = email().with_client_reference("one").with_client_reference("two")
+    assert m.tags == ("ref:two",)
+
+
+def test_client_reference_with_a_custom_prefix() -> None:
+    m = email(tags=["ref:other"]).with_client_reference("42", prefix="cid-")
+    assert m.client_reference(prefix="cid-") == "42"
+    assert m.client_reference() == "other"
+
+
+def test_client_reference_is_none_without_the_tag() -> None:
+    assert email(tags=["invoice"]).client_reference() is None
+
+
+def test_empty_client_reference_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="ref"):
+        email().with_client_reference("")
+
+
+@given(submit_messages())
+def test_client_reference_round_trips_on_any_valid_message(message: SubmitMessage) -> None:
+    assert message.with_client_reference("r-1").client_reference() == "r-1"
+
+
+def test_credentials_secret_never_appears_in_repr_str_or_format() -> None:
+    c = Credentials("acc", "client", SECRET)
+    for shown in (repr(c), str(c), f"{c}", f"{c!r}", repr([c])):
+        assert SECRET not in shown
+    assert "client" in repr(c)
+
+
+@pytest.mark.parametrize("field", ["account_id", "client_id", "client_secret"])
+def test_credentials_errors_name_the_field_and_never_the_secret(field: str) -> None:
+    values = {"account_id": "acc", "client_id": "client", "client_secret": SECRET} | {field: ""}
+    with pytest.raises(ConfigurationError) as info:
+        Credentials(**values)
+    assert info.value.field == field
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value.args)
+
+
+def test_access_token_value_is_hidden_in_repr() -> None:
+    token = AccessToken.issued("tok-value-123", 60, now=1000.0)
+    assert "tok-value-123" not in repr(token)
+    assert "tok-value-123" not in str(token)
+
+
+def test_access_token_expires_at_is_now_plus_expires_in() -> None:
+    assert AccessToken.issued("t", 60, now=1000.5).expires_at == 1060.5
+
+
+def test_models_are_frozen() -> None:
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        email().subject = "changed"  # type: ignore[misc]

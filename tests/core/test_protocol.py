@@ -1,0 +1,398 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from urllib.parse import parse_qs, unquote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowmailer.core import (
+    JSON_CONTENT_TYPE,
+    MEDIA_TYPE,
+    Accepted,
+    AccessToken,
+    Ambiguous,
+    Credentials,
+    CredentialsRejected,
+    DateRange,
+    ErrorDetail,
+    EventType,
+    Host,
+    Message,
+    MessageEvent,
+    NotSent,
+    Outcome,
+    Page,
+    ReferenceRange,
+    Rejected,
+    SortField,
+    SortOrder,
+    SubmitMessage,
+    TokenInvalid,
+    Transient,
+    TransportResult,
+    WireResponse,
+    classify_submit,
+    interpret_one,
+    interpret_page,
+    interpret_token,
+    message_events_request,
+    message_from_json,
+    message_request,
+    messages_request,
+    parse_retry_after,
+    simulate_request,
+    submit_request,
+    tag_messages_request,
+    token_request,
+)
+
+TOKEN = AccessToken("tok", 1060.0)
+MESSAGE = SubmitMessage(sender_address="shop@example.com", recipient_address="jane@example.org", subject="Hi")
+JAN = DateRange(datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 2, 1, tzinfo=UTC))
+LOCATION = "https://api.flowmailer.net/123/messages/20211230130407e3b36e2e92fdbefc86"
+NOW = 1_700_000_000.0
+
+
+def response(status: int, body: object = None, **headers: str) -> WireResponse:
+    raw = b"" if body is None else json.dumps(body).encode()
+    return WireResponse(status, tuple((k.replace("_", "-"), v) for k, v in headers.items()), raw)
+
+
+# --- requests -------------------------------------------------------------------------------------------------
+
+
+def test_token_request_is_a_form_post_to_the_login_host() -> None:
+    r = token_request(Credentials("123", "client id", "se&cret"))
+    assert (r.method, r.host, r.path) == ("POST", Host.LOGIN, "/oauth/token")
+    assert r.header("Content-Type") == "application/x-www-form-urlencoded"
+    assert parse_qs(r.body.decode()) == {
+        "client_id": ["client id"],
+        "client_secret": ["se&cret"],
+        "grant_type": ["client_credentials"],
+        "scope": ["api"],
+    }
+
+
+def test_submit_request_is_a_non_idempotent_json_post_with_the_bearer_token() -> None:
+    r = submit_request("123", TOKEN, MESSAGE)
+    assert (r.method, r.host, r.path, r.idempotent) == ("POST", Host.API, "/123/messages/submit", False)
+    assert r.header("Accept") == MEDIA_TYPE
+    assert r.header("Content-Type") == JSON_CONTENT_TYPE == "application/vnd.flowmailer.v1.12+json;charset=UTF-8"
+    assert r.header("Authorization") == "Bearer tok"
+    assert message_from_json(r.body) == MESSAGE
+
+
+def test_simulate_request_adds_the_source_id_and_may_be_repeated() -> None:
+    r = simulate_request("123", TOKEN, MESSAGE, "77")
+    assert (r.method, r.path, r.idempotent) == ("POST", "/123/messages/simulate", True)
+    assert json.loads(r.body)["sourceId"] == "77"
+
+
+def test_simulate_request_without_source_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="source_id"):
+        simulate_request("123", TOKEN, MESSAGE, "")
+
+
+def test_message_events_request_carries_matrix_params_query_and_range() -> None:
+    r = message_events_request(
+        "123",
+        TOKEN,
+        page=ReferenceRange("abc", 50),
+        flow_ids=[1, 2],
+        source_ids=["9"],
+        daterange=JAN,
+        receivedrange=JAN,
+        sortorder=SortOrder.ASC,
+        add_message_tags=True,
+    )
+    dates = "2021-01-01T00:00:00Z,2021-02-01T00:00:00Z"
+    assert r.method == "GET"
+    assert r.path == f"/123/message_events;flow_ids=1,2;source_ids=9;daterange={dates};receivedrange={dates}"
+    assert r.query == (("sortorder", "ASC"), ("addmessagetags", "true"))
+    assert r.header("Range") == "items=abc:50"
+    assert r.target.startswith(r.path + "?")
+
+
+def test_listing_without_options_is_the_first_page_and_bare_path() -> None:
+    r = message_events_request("123", TOKEN)
+    assert (r.path, r.query, r.header("Range")) == ("/123/message_events", (), "items=:100")
+
+
+def test_messages_request_carries_sorting_and_flags() -> None:
+    r = messages_request(
+        "123",
+        TOKEN,
+        flow_ids=[5],
+        daterange=JAN,
+        sortfield=SortField.INSERTED,
+        sortorder=SortOrder.ASC,
+        add_events=True,
+        add_tags=True,
+    )
+    assert r.path.startswith("/123/messages;flow_ids=5;daterange=")
+    assert r.query == (("sortfield", "INSERTED"), ("sortorder", "ASC"), ("addevents", "true"), ("addtags", "true"))
+
+
+def test_message_request_encodes_the_id() -> None:
+    r = message_request("123", TOKEN, "a/b", add_events=True)
+    assert (r.path, r.query) == ("/123/messages/a%2Fb", (("addevents", "true"),))
+
+
+@pytest.mark.parametrize("tag", ["ref:abc", "a/b;c=d?e", "caf\u00e9 x"])
+def test_tag_survives_percent_encoding_in_the_path(tag: str) -> None:
+    r = tag_messages_request("12 3", TOKEN, tag, daterange=JAN, add_tags=True)
+    account, kind, encoded, rest = r.path.split("/")[1:]
+    assert (unquote(account), kind, unquote(encoded)) == ("12 3", "tag", tag)
+    assert rest.startswith("messages;daterange=")
+    assert "?" not in r.path
+
+
+@given(st.text(min_size=1))
+def test_any_tag_round_trips_through_the_path(tag: str) -> None:
+    encoded = tag_messages_request("1", TOKEN, tag).path.split("/")[3]
+    assert unquote(encoded, errors="surrogatepass") == tag
+
+
+def test_empty_path_segment_is_refused() -> None:
+    with pytest.raises(ValueError, match="tag"):
+        tag_messages_request("123", TOKEN, "")
+
+
+# --- submit classification ------------------------------------------------------------------------------------
+
+
+def test_201_with_location_is_accepted_with_the_last_segment() -> None:
+    assert classify_submit(response(201, Location=LOCATION)) == Accepted("20211230130407e3b36e2e92fdbefc86")
+
+
+def test_201_with_relative_location_is_accepted() -> None:
+    assert classify_submit(response(201, Location="/123/messages/abc")) == Accepted("abc")
+
+
+@pytest.mark.parametrize("location", [None, "", "https://api.flowmailer.net/", "/123/messages/", "/123/flows/9", "x y"])
+def test_201_without_usable_location_is_ambiguous(location: str | None) -> None:
+    headers = {} if location is None else {"Location": location}
+    assert isinstance(classify_submit(response(201, **headers)), Ambiguous)
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+def test_other_2xx_is_ambiguous(status: int) -> None:
+    assert isinstance(classify_submit(response(status, Location=LOCATION)), Ambiguous)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 413, 422])
+def test_permanent_refusals_are_rejected_with_all_errors(status: int) -> None:
+    body = {"allErrors": [{"code": "message.toobig", "defaultMessage": "Message too big", "field": None}]}
+    assert classify_submit(response(status, body)) == Rejected(
+        status, (ErrorDetail("message.toobig", "Message too big"),)
+    )
+
+
+@pytest.mark.parametrize("body", [None, "text", {"allErrors": "nope"}, {"allErrors": [17]}])
+def test_rejection_with_unreadable_errors_is_still_rejected(body: object) -> None:
+    assert classify_submit(response(400, body)) == Rejected(400, ())
+
+
+def test_401_invalid_token_is_token_invalid() -> None:
+    outcome = classify_submit(response(401, {"error": "invalid_token", "error_description": "expired"}))
+    assert isinstance(outcome, TokenInvalid)
+    assert "expired" in outcome.detail
+
+
+def test_401_invalid_token_in_the_challenge_header_is_token_invalid() -> None:
+    outcome = classify_submit(response(401, WWW_Authenticate='Bearer error="invalid_token"'))
+    assert isinstance(outcome, TokenInvalid)
+
+
+def test_other_401_is_rejected() -> None:
+    assert classify_submit(response(401, {"error": "access_denied"})) == Rejected(401, (ErrorDetail("access_denied"),))
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_overload_and_server_errors_are_transient_with_retry_after(status: int) -> None:
+    outcome = classify_submit(response(status, Retry_After="7"))
+    assert isinstance(outcome, Transient)
+    assert (outcome.status, outcome.retry_after) == (status, 7.0)
+
+
+def test_retry_after_as_http_date_needs_now() -> None:
+    when = format_datetime(datetime.fromtimestamp(NOW + 30, UTC), usegmt=True)
+    with_now = classify_submit(response(503, Retry_After=when), now=NOW)
+    without = classify_submit(response(503, Retry_After=when))
+    assert isinstance(with_now, Transient)
+    assert isinstance(without, Transient)
+    assert (with_now.retry_after, without.retry_after) == (30.0, None)
+
+
+@pytest.mark.parametrize("status", [100, 301, 302, 405, 409, 415])
+def test_any_other_status_is_rejected(status: int) -> None:
+    assert classify_submit(response(status)) == Rejected(status, ())
+
+
+@pytest.mark.parametrize("failure", [NotSent("refused"), Ambiguous("read timeout")])
+def test_transport_failures_pass_through(failure: NotSent | Ambiguous) -> None:
+    assert classify_submit(failure) is failure
+
+
+OUTCOMES = (Accepted, Rejected, Transient, Ambiguous, TokenInvalid)
+
+
+@given(
+    st.integers(100, 599),
+    st.lists(st.tuples(st.sampled_from(["Location", "Retry-After", "X"]), st.text(max_size=30)), max_size=3),
+    st.binary(max_size=60),
+)
+def test_classify_submit_is_total_and_accepts_only_201(
+    status: int, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    outcome = classify_submit(WireResponse(status, tuple(headers), body), now=NOW)
+    assert isinstance(outcome, OUTCOMES)
+    if isinstance(outcome, Accepted):
+        assert status == 201
+    if isinstance(outcome, Transient) and outcome.retry_after is not None:
+        assert outcome.retry_after >= 0
+
+
+# --- Retry-After ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        ("-5", 0.0),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00", None),
+        (format_datetime(datetime.fromtimestamp(NOW - 100, UTC), usegmt=True), 0.0),
+        (format_datetime(datetime.fromtimestamp(NOW + 90, UTC), usegmt=True), 90.0),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+# --- token ----------------------------------------------------------------------------------------------------
+
+
+def test_token_200_becomes_an_access_token_expiring_relative_to_now() -> None:
+    body = {"access_token": "abc", "expires_in": 60, "scope": "api", "token_type": "bearer"}
+    assert interpret_token(response(200, body), now=1000.0) == AccessToken("abc", 1060.0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"expires_in": 60},
+        {"access_token": "abc"},
+        {"access_token": "abc", "expires_in": True},
+        {"access_token": "a", "expires_in": -1},
+    ],
+)
+def test_malformed_token_200_is_transient(body: object) -> None:
+    assert isinstance(interpret_token(response(200, body), now=0.0), Transient)
+
+
+@pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "invalid_grant"])
+@pytest.mark.parametrize("status", [400, 401])
+def test_bad_credentials_are_credentials_rejected(status: int, error: str) -> None:
+    outcome = interpret_token(response(status, {"error": error, "error_description": "Bad credentials"}), now=0.0)
+    assert isinstance(outcome, CredentialsRejected)
+    assert error in outcome.detail
+
+
+def test_any_401_on_the_token_request_stops() -> None:
+    assert isinstance(interpret_token(response(401), now=0.0), CredentialsRejected)
+
+
+def test_other_400_on_the_token_request_is_rejected() -> None:
+    outcome = interpret_token(response(400, {"error": "invalid_scope"}), now=0.0)
+    assert outcome == Rejected(400, (ErrorDetail("invalid_scope"),))
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_token_overload_is_transient(status: int) -> None:
+    outcome = interpret_token(response(status, Retry_After="3"), now=0.0)
+    assert outcome == Transient(status, 3.0, f"HTTP {status}")
+
+
+def test_token_transport_failure_passes_through() -> None:
+    assert interpret_token(NotSent("dns"), now=0.0) == NotSent("dns")
+
+
+def test_token_errors_never_carry_the_secret() -> None:
+    secret = "very-secret-value"
+    request = token_request(Credentials("1", "client", secret))
+    outcome = interpret_token(response(401, {"error": "invalid_client"}), now=0.0)
+    assert secret not in repr(outcome)
+    assert secret in request.body.decode()  # it must travel, and only there
+
+
+# --- reads ----------------------------------------------------------------------------------------------------
+
+EVENT = {"id": "e1", "messageId": "m1", "type": "DELIVERED", "received": "2021-12-30T13:04:07.000Z"}
+
+
+def test_page_with_next_range() -> None:
+    page = interpret_page(response(206, [EVENT], Next_Range="items=e1:100"), MessageEvent)
+    assert isinstance(page, Page)
+    assert page.next_range == ReferenceRange("e1", 100)
+    assert [e.type for e in page.items] == [EventType.DELIVERED]
+
+
+def test_page_without_next_range_ends_the_listing() -> None:
+    page = interpret_page(response(200, [EVENT]), MessageEvent)
+    assert isinstance(page, Page)
+    assert page.next_range is None
+
+
+def test_empty_page_ends_the_listing_even_with_next_range() -> None:
+    assert interpret_page(response(206, [], Next_Range="items=e1:100"), MessageEvent) == Page(())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        response(206, {"not": "a list"}),
+        response(206, [{"id": 1, "received": "yesterday"}]),
+        response(206, [EVENT], Next_Range="garbage"),
+    ],
+)
+def test_unreadable_page_is_transient(bad: WireResponse) -> None:
+    outcome = interpret_page(bad, MessageEvent)
+    assert isinstance(outcome, Transient)
+    assert "unreadable" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (response(401, {"error": "invalid_token"}), TokenInvalid),
+        (response(404, {"allErrors": []}), Rejected),
+        (response(503), Transient),
+        (NotSent("refused"), NotSent),
+        (Ambiguous("timeout"), Ambiguous),
+    ],
+)
+def test_read_refusals_and_failures_are_outcomes(result: TransportResult, expected: type[Outcome]) -> None:
+    assert isinstance(interpret_page(result, Message), expected)
+    assert isinstance(interpret_one(result, Message), expected)
+
+
+def test_one_message() -> None:
+    message = interpret_one(response(200, {"id": "m1", "status": "DELIVERED"}), Message)
+    assert message == Message(id="m1", status="DELIVERED")
+
+
+def test_read_503_reads_retry_after_date_against_now() -> None:
+    when = format_datetime(datetime.fromtimestamp(NOW + 12, UTC), usegmt=True)
+    outcome = interpret_page(response(503, Retry_After=when), Message, now=NOW)
+    assert isinstance(outcome, Transient)
+    assert outcome.retry_after == 12.0

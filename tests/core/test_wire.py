@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowmailer.core import (
+    Attachment,
+    ConfigurationError,
+    DeliveryNotificationType,
+    Disposition,
+    ErrorDetail,
+    EventType,
+    Header,
+    Message,
+    MessageEvent,
+    MessageType,
+    ObjectRef,
+    Simulation,
+    SubmitMessage,
+    dump_json,
+    format_date,
+    from_json,
+    message_from_json,
+    message_to_json,
+    parse_date,
+    wire_converter,
+)
+from tests import strategies
+
+
+def through_the_wire(value: Any) -> Any:
+    """Unstructure, encode, decode and structure again, as a response or stored value would travel."""
+    return from_json(dump_json(wire_converter.unstructure(value)), type(value), what="test", fix="")
+
+
+@given(strategies.submit_messages())
+def test_submit_message_round_trips(message: SubmitMessage) -> None:
+    assert message_from_json(message_to_json(message)) == message
+
+
+@given(
+    st.one_of(
+        strategies.attachments(),
+        strategies.headers,
+        strategies.error_details,
+        strategies.object_refs,
+        strategies.message_events,
+        strategies.messages,
+        strategies.simulations,
+    )
+)
+def test_every_wire_model_round_trips(value: Any) -> None:
+    assert through_the_wire(value) == value
+
+
+def test_submit_message_is_camel_case_with_absent_fields_left_out() -> None:
+    m = SubmitMessage(
+        sender_address="shop@example.com",
+        recipient_address="jane@example.org",
+        header_from_name="Shop",
+        flow_selector="invoice",
+        tags=("invoice",),
+        schedule_at=datetime(2021, 12, 30, 13, 4, 7, tzinfo=UTC),
+    )
+    assert json.loads(message_to_json(m)) == {
+        "messageType": "EMAIL",
+        "senderAddress": "shop@example.com",
+        "recipientAddress": "jane@example.org",
+        "headerFromName": "Shop",
+        "flowSelector": "invoice",
+        "tags": ["invoice"],
+        "scheduleAt": "2021-12-30T13:04:07Z",
+    }
+
+
+def test_sms_fields_on_the_wire() -> None:
+    sms = SubmitMessage(
+        message_type=MessageType.SMS,
+        sender_address="+31600000000",
+        recipient_address="+31611111111",
+        text="hi",
+        delivery_notification_type=DeliveryNotificationType.DELIVERY_AND_FAILURE,
+    )
+    body = json.loads(message_to_json(sms))
+    assert body["messageType"] == "SMS"
+    assert body["deliveryNotificationType"] == "DELIVERY_AND_FAILURE"
+
+
+def test_bytes_are_base64_on_the_wire() -> None:
+    attachment = Attachment(b"\x00\xffhello", "application/pdf", "a.pdf", Disposition.RELATED, "cid1")
+    m = SubmitMessage(sender_address="a@x.nl", recipient_address="b@x.nl", mimedata=b"MIME", attachments=[attachment])
+    body = json.loads(message_to_json(m))
+    assert body["mimedata"] == "TUlNRQ=="
+    assert body["attachments"] == [
+        {
+            "content": "AP9oZWxsbw==",
+            "contentType": "application/pdf",
+            "filename": "a.pdf",
+            "disposition": "related",
+            "contentId": "cid1",
+        }
+    ]
+
+
+def test_message_to_json_is_ascii_even_with_a_lone_surrogate() -> None:
+    m = SubmitMessage(sender_address="a@x.nl", recipient_address="b@x.nl", subject="caf\u00e9 \ud800")
+    assert message_to_json(m).isascii()
+    assert message_from_json(message_to_json(m)).subject == "caf\u00e9 \ud800"
+
+
+def test_request_dates_have_whole_seconds_and_z() -> None:
+    assert format_date(datetime(2021, 12, 30, 14, 4, 7, 500, tzinfo=UTC)) == "2021-12-30T14:04:07Z"
+
+
+@pytest.mark.parametrize(
+    "text", ["2021-12-30T13:04:07.000Z", "2021-12-30T13:04:07Z", "2021-12-30T14:04:07+01:00", "2021-12-30T13:04:07"]
+)
+def test_response_dates_parse_with_or_without_milliseconds(text: str) -> None:
+    if text.endswith("07"):
+        with pytest.raises(ValueError, match="time zone"):
+            parse_date(text)
+    else:
+        assert parse_date(text) == datetime(2021, 12, 30, 13, 4, 7, tzinfo=UTC)
+
+
+def test_event_with_unknown_fields_and_an_unknown_type_is_kept() -> None:
+    raw = {
+        "id": "e1",
+        "messageId": "m1",
+        "type": "TELEPORTED",
+        "received": "2021-12-30T13:04:07.123Z",
+        "brandNewField": {"x": 1},
+        "messageTags": ["ref:abc"],
+    }
+    event = from_json(json.dumps(raw).encode(), MessageEvent, what="event", fix="")
+    assert event.type == "TELEPORTED"
+    assert event.message_tags == ("ref:abc",)
+    assert event.received == datetime(2021, 12, 30, 13, 4, 7, 123000, tzinfo=UTC)
+
+
+def test_known_event_type_becomes_the_enum() -> None:
+    event = from_json(b'{"type": "HARDBOUNCE", "subType": "5.1.1"}', MessageEvent, what="event", fix="")
+    assert event.type is EventType.HARDBOUNCE
+    assert event.sub_type == "5.1.1"
+
+
+def test_event_type_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"\$\.type"):
+        from_json(b'{"type": 5}', MessageEvent, what="event", fix="")
+
+
+def test_response_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"expected MessageEvent @ \$\[0\]"):
+        from_json(b'["DELIVERED"]', tuple[MessageEvent, ...], what="events", fix="")
+
+
+def test_message_as_flowmailer_returns_it() -> None:
+    raw = {
+        "id": "20211230130407e3b36e2e92fdbefc86",
+        "messageType": "EMAIL",
+        "flow": {"id": "12", "description": "invoice"},
+        "submitted": "2021-12-30T13:04:07.000Z",
+        "headersOut": [{"name": "Subject", "value": "Hi"}],
+        "events": [{"type": "DELIVERED"}],
+        "somethingNew": True,
+    }
+    message = from_json(json.dumps(raw).encode(), Message, what="message", fix="")
+    assert message.flow == ObjectRef("12", "invoice")
+    assert message.headers_out == (Header("Subject", "Hi"),)
+    assert message.events[0].type is EventType.DELIVERED
+
+
+def test_error_details_keep_their_rejected_value() -> None:
+    raw = b'[{"code": "message.toobig", "defaultMessage": "too big", "field": "x", "rejectedValue": [1], '
+    raw += b'"arguments": [1], "somethingNew": 1}]'
+    (detail,) = from_json(raw, tuple[ErrorDetail, ...], what="allErrors", fix="")
+    assert detail == ErrorDetail("message.toobig", "too big", "x", None, [1], (1,))
+
+
+def test_stored_message_is_validated_again() -> None:
+    stored = b'{"messageType": "EMAIL", "senderAddress": "Bob <bob@x.nl>", "recipientAddress": "b@x.nl"}'
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(stored)
+    assert info.value.field == "sender_address"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"{not json",
+        b"[]",
+        b'{"messageType": "FAX", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl"}',
+        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl"}',
+        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl", "mimedata": "@@"}',
+        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl", "scheduleAt": "2021"}',
+    ],
+)
+def test_damaged_stored_message_is_a_configuration_error(stored: bytes) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(stored)
+    assert info.value.field == "message"
+
+
+def test_simulation_preview_is_read_tolerantly() -> None:
+    sim = from_json(b'{"messageType": "EMAIL", "subject": "Hi", "unknown": 1}', Simulation, what="body", fix="")
+    assert sim == Simulation(message_type=MessageType.EMAIL, subject="Hi")
