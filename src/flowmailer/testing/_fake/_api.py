@@ -1,0 +1,324 @@
+"""Flowmailer's behaviour as flowmailer-api.md describes it: tokens, lockout, roles, submit, listings, stats."""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import math
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import attrs
+
+from flowmailer.testing._fake._records import AcceptedMessage, Recorder
+from flowmailer.testing._fake._validate import validate_submit
+from flowmailer.testing._fake._wire import Request, Response, json_response
+
+__all__ = ["API_HOST", "LOGIN_HOST", "SUBMIT_ROLE", "Credential"]
+
+API_HOST = "api.flowmailer.test"
+LOGIN_HOST = "login.flowmailer.test"
+#: Flowmailer's submit-only role: everything but ``messages/submit`` is answered 403.
+SUBMIT_ROLE = "FEATURE_SUBMITMESSAGE"
+_OAUTH_JSON = "application/json;charset=UTF-8"
+_RANGE = re.compile(r"^items=([0-9a-f]*):([0-9]+)$")
+_DATE = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@attrs.frozen
+class Credential:
+    """An API credential with its one role (any role other than FEATURE_SUBMITMESSAGE may do everything)."""
+
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+    role: str = "ADMIN"
+
+
+@attrs.frozen
+class _Message:
+    seq: int
+    id: str
+    submitted: float
+    body: dict[str, Any]
+    tags: tuple[str, ...]
+    bounced: bool
+
+
+@attrs.frozen
+class _Event:
+    seq: int
+    message: _Message
+    type: str
+    received: float
+
+
+def _timestamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return json_response(status, {"error": error, "error_description": description}, content_type=_OAUTH_JSON)
+
+
+def _all_errors(status: int, code: str, message: str, field: str | None = None, value: object = None) -> Response:
+    detail = {
+        "code": code,
+        "defaultMessage": message,
+        "field": field,
+        "objectName": None,
+        "rejectedValue": value,
+        "arguments": [],
+    }
+    return json_response(status, {"allErrors": [detail]})
+
+
+def _date_range(text: str) -> tuple[float, float] | None:
+    start, _, end = text.partition(",")
+    try:
+        return calendar.timegm(time.strptime(start, _DATE)), calendar.timegm(time.strptime(end, _DATE))
+    except ValueError:
+        return None
+
+
+class FlowmailerState:
+    """The fake's account: credentials, tokens, lockouts, messages and events, behind one lock."""
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        credentials: Sequence[Credential],
+        token_lifetime: int,
+        lockout_seconds: float,
+        bounce_recipients: Iterable[str],
+        clock: Callable[[], float],
+        seed: int,
+        recorder: Recorder,
+    ) -> None:
+        self.account_id = account_id
+        self._credentials = {c.client_id: c for c in credentials}
+        self._token_lifetime = token_lifetime
+        self._lockout_seconds = lockout_seconds
+        self._bounces = frozenset(r.lower() for r in bounce_recipients)
+        self._clock = clock
+        self._random = random.Random(seed)
+        self._recorder = recorder
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[Credential, float]] = {}
+        self._locked_until: dict[str, float] = {}
+        self._messages: list[_Message] = []
+        self._by_id: dict[str, _Message] = {}
+        self._by_tag: dict[str, list[_Message]] = {}
+        self._events: list[_Event] = []
+
+    def expire_token(self, request: Request) -> None:
+        """Fault hook: the request's bearer token stops being valid now, ahead of its expiry."""
+        token = _bearer(request)
+        with self._lock:
+            if token in self._tokens:
+                self._tokens[token] = (self._tokens[token][0], -math.inf)
+
+    def handle(self, request: Request, *, client_address: str, server_address: str) -> Response:
+        segments = request.path.split("/")[1:]
+        names = [unquote(s.partition(";")[0]) for s in segments]
+        if names == ["oauth", "token"]:
+            if request.method != "POST":
+                return _oauth_error(405, "invalid_request", "use POST")
+            return self._token(request, client_address)
+        token = _bearer(request)
+        if token is None:
+            return _oauth_error(401, "unauthorized", "Full authentication is required to access this resource")
+        now = self._clock()
+        with self._lock:
+            credential, expires = self._tokens.get(token, (None, -math.inf))
+        if credential is None or expires <= now:
+            return _oauth_error(401, "invalid_token", "Access token expired or unknown")
+        if not names or names[0] != self.account_id:
+            return _all_errors(403, "forbidden", "Access is denied", "accountId", names[0] if names else None)
+        route = names[1:]
+        if credential.role == SUBMIT_ROLE and route != ["messages", "submit"]:
+            return _all_errors(403, "forbidden", f"Access is denied for role {SUBMIT_ROLE}")
+        matrix = {k: v for s in segments for k, _, v in (p.partition("=") for p in s.split(";")[1:])}
+        query = {k: v[-1] for k, v in parse_qs(request.target.partition("?")[2]).items()}
+        if route == ["messages", "submit"]:
+            if request.method != "POST":
+                return _all_errors(405, "method", "use POST")
+            return self._submit(request, credential, server_address, now)
+        if request.method != "GET":
+            return _all_errors(405, "method", "use GET")
+        if route == ["messages"]:
+            return self._listing(request, self._messages_in(matrix, self._messages), query, self._message_json)
+        if len(route) == 2 and route[0] == "messages":
+            with self._lock:
+                message = self._by_id.get(route[1])
+            if message is None:
+                return _all_errors(404, "notfound", "Message not found", "messageId", route[1])
+            return json_response(200, self._message_json(message, query))
+        if len(route) == 3 and route[0] == "tag" and route[2] == "messages":
+            with self._lock:
+                tagged = list(self._by_tag.get(route[1], ()))
+            return self._listing(request, self._messages_in(matrix, tagged), query, self._message_json)
+        if route == ["message_events"]:
+            with self._lock:
+                events = list(self._events)
+            if "receivedrange" in matrix:
+                span = _date_range(unquote(matrix["receivedrange"]))
+                if span is None:
+                    return _all_errors(400, "typeMismatch", "receivedrange is start,end", "receivedrange")
+                events = [e for e in events if span[0] <= e.received < span[1]]
+            return self._listing(request, events, query, self._event_json)
+        if route == ["messagestats"]:
+            return self._stats(matrix, query)
+        return _all_errors(404, "notfound", f"No resource {request.path}")
+
+    def _token(self, request: Request, client_address: str) -> Response:
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        client_id = form.get("client_id", "")
+        self._recorder.token_requested(client_id)
+        now = self._clock()
+        with self._lock:
+            until = self._locked_until.get(client_address, -math.inf)
+            if now < until:
+                return _oauth_error(
+                    401,
+                    "invalid_client",
+                    f"{client_address} is locked out for {until - now:.0f} s after bad credentials",
+                )
+            if form.get("grant_type") != "client_credentials":
+                return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+            credential = self._credentials.get(client_id)
+            if credential is None or not secrets.compare_digest(
+                credential.client_secret, form.get("client_secret", "")
+            ):
+                self._locked_until[client_address] = now + self._lockout_seconds
+                return _oauth_error(401, "invalid_client", "Bad client credentials")
+            if form.get("scope", "api") != "api":
+                return _oauth_error(400, "invalid_scope", "scope must be api")
+            token = secrets.token_urlsafe(24)
+            self._tokens[token] = (credential, now + self._token_lifetime)
+        payload = {"access_token": token, "expires_in": self._token_lifetime, "scope": "api", "token_type": "bearer"}
+        return json_response(200, payload, content_type=_OAUTH_JSON)
+
+    def _submit(self, request: Request, credential: Credential, server_address: str, now: float) -> Response:
+        msg, errors = validate_submit(request.body)
+        if errors:
+            return json_response(413 if errors[0]["code"] == "message.toobig" else 400, {"allErrors": errors})
+        tags = tuple(msg.get("tags") or ())
+        bounced = str(msg["recipientAddress"]).lower() in self._bounces
+        with self._lock:
+            message_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(now)) + f"{self._random.getrandbits(72):018x}"
+            message = _Message(len(self._messages), message_id, now, msg, tags, bounced)
+            self._messages.append(message)
+            self._by_id[message_id] = message
+            for tag in tags:
+                self._by_tag.setdefault(tag, []).append(message)
+            for kind in ("SUBMITTED", "HARDBOUNCE" if bounced else "DELIVERED"):
+                self._events.append(_Event(len(self._events), message, kind, now))
+        self._recorder.accepted(AcceptedMessage(message_id, msg, tags, credential.client_id, server_address, now))
+        host = request.header("host") or API_HOST
+        return Response(201, (("Location", f"https://{host}/{self.account_id}/messages/{message_id}"),))
+
+    @staticmethod
+    def _messages_in(matrix: dict[str, str], messages: list[_Message]) -> list[_Message] | Response:
+        if "daterange" not in matrix:
+            return messages
+        span = _date_range(unquote(matrix["daterange"]))
+        if span is None:
+            return _all_errors(400, "typeMismatch", "daterange is start,end", "daterange")
+        return [m for m in messages if span[0] <= m.submitted < span[1]]
+
+    def _listing(
+        self,
+        request: Request,
+        items: Sequence[Any] | Response,
+        query: dict[str, str],
+        render: Callable[[Any, dict[str, str]], dict[str, Any]],
+    ) -> Response:
+        """A reference-range page: items after (ASC) or before (DESC, the default) the reference."""
+        if isinstance(items, Response):
+            return items
+        match = _RANGE.match(request.header("range") or "items=:100")
+        if match is None or int(match[2]) == 0:
+            return _all_errors(400, "range", "Range must be items=REF:COUNT", "Range", request.header("range"))
+        ref, count = match[1], int(match[2])
+        seqs = [i.seq for i in items]
+        if query.get("sortorder", "DESC").upper() == "ASC":
+            start = bisect.bisect_right(seqs, int(ref, 16)) if ref else 0
+            page = list(items[start : start + count])
+        else:
+            stop = bisect.bisect_left(seqs, int(ref, 16)) if ref else len(seqs)
+            page = list(reversed(items[max(0, stop - count) : stop]))
+        headers: tuple[tuple[str, str], ...] = ()
+        if page:
+            end = f"{page[-1].seq:012x}"
+            headers = (("Content-Range", f"items {ref}:{end}/*"), ("Next-Range", f"items={end}:{count}"))
+        return json_response(206, [render(i, query) for i in page], headers)
+
+    @staticmethod
+    def _message_json(m: _Message, query: dict[str, str]) -> dict[str, Any]:
+        body = m.body
+        return {
+            "id": m.id,
+            "submitted": _timestamp(m.submitted),
+            "messageType": body["messageType"],
+            "senderAddress": body["senderAddress"],
+            "recipientAddress": body["recipientAddress"],
+            "subject": body.get("subject"),
+            "status": "BOUNCED" if m.bounced else "DELIVERED",
+            "tags": list(m.tags),
+        }
+
+    @staticmethod
+    def _event_json(e: _Event, query: dict[str, str]) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": f"{e.seq:012x}",
+            "messageId": e.message.id,
+            "type": e.type,
+            "received": _timestamp(e.received),
+            "inserted": _timestamp(e.received),
+            "mta": "fake.flowmailer.test",
+            "snippet": "550 5.1.1 recipient unknown" if e.type == "HARDBOUNCE" else None,
+            "data": {},
+        }
+        if query.get("addmessagetags") == "true":
+            item["messageTags"] = list(e.message.tags)
+        return item
+
+    def _stats(self, matrix: dict[str, str], query: dict[str, str]) -> Response:
+        span = _date_range(unquote(matrix.get("daterange", "")))
+        if span is None:
+            return _all_errors(400, "NotNull", "daterange (start,end) is required", "daterange")
+        start, end = span
+        try:
+            interval = float(query.get("interval", end - start)) or (end - start)
+        except ValueError:
+            return _all_errors(400, "typeMismatch", "interval is seconds", "interval", query["interval"])
+        if end <= start or interval <= 0 or (end - start) / interval > 10_000:
+            return _all_errors(400, "invalid", "daterange must be non-empty with at most 10000 intervals", "daterange")
+        buckets = math.ceil((end - start) / interval)
+        counts = {name: [0] * buckets for name in ("processed", "sent", "delivered", "bounced")}
+        with self._lock:
+            messages = [m for m in self._messages if start <= m.submitted < end]
+        for m in messages:
+            b = int((m.submitted - start) // interval)
+            for name in ("processed", "sent", "bounced" if m.bounced else "delivered"):
+                counts[name][b] += 1
+        datasets = [
+            {
+                "name": name,
+                "samples": [{"timestamp": _timestamp(start + i * interval), "value": v} for i, v in enumerate(values)],
+            }
+            for name, values in counts.items()
+        ]
+        return json_response(200, {"list": datasets})
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = (request.header("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -1,0 +1,172 @@
+"""What the fake saw, for a test's assertions: a recorder the server threads write, frozen snapshots to read."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["AcceptedMessage", "ConnectionRecord", "Records"]
+
+
+@attrs.frozen
+class AcceptedMessage:
+    """A message the fake answered (or would have answered) 201 for."""
+
+    message_id: str
+    body: Mapping[str, Any]
+    tags: tuple[str, ...]
+    client_id: str
+    address: str
+    submitted: float
+
+
+@attrs.frozen
+class ConnectionRecord:
+    """One TCP connection a client opened to one of the fake's addresses."""
+
+    address: str
+    handshaken: bool
+    requests: int
+    pipelined: int
+
+
+@attrs.frozen
+class Records:
+    """A consistent snapshot of everything the fake counted; safe to read from any thread."""
+
+    accepted: tuple[AcceptedMessage, ...]
+    connections: tuple[ConnectionRecord, ...]
+    max_open_connections: int
+    token_requests: Mapping[str, int]
+    statuses: Mapping[int, int]
+    faults: Mapping[str, int]
+    reference_prefix: str
+
+    @property
+    def copies_by_reference(self) -> Mapping[str, int]:
+        """Accepted copies per client reference tag (``ref:...``): exactly one each means no duplicates."""
+        counts: collections.Counter[str] = collections.Counter()
+        for m in self.accepted:
+            counts.update({t for t in m.tags if t.startswith(self.reference_prefix)})
+        return dict(counts)
+
+    @property
+    def duplicates(self) -> Mapping[str, int]:
+        """The client references accepted more than once, with their copy counts."""
+        return {ref: n for ref, n in self.copies_by_reference.items() if n > 1}
+
+    @property
+    def connections_by_address(self) -> Mapping[str, int]:
+        return dict(collections.Counter(c.address for c in self.connections))
+
+    @property
+    def handshakes_by_address(self) -> Mapping[str, int]:
+        return dict(collections.Counter(c.address for c in self.connections if c.handshaken))
+
+    @property
+    def requests_per_connection(self) -> tuple[int, ...]:
+        return tuple(c.requests for c in self.connections)
+
+    @property
+    def pipelined_requests(self) -> int:
+        """Requests whose bytes had arrived before the previous response on their connection was sent."""
+        return sum(c.pipelined for c in self.connections)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.connections)
+
+
+class Recorder:
+    """The server threads' side of :class:`Records`; every change wakes :meth:`wait_until`."""
+
+    def __init__(self, reference_prefix: str) -> None:
+        self._changed = threading.Condition()
+        self._reference_prefix = reference_prefix
+        self._accepted: list[AcceptedMessage] = []
+        self._connections: list[list[Any]] = []  # [address, handshaken, requests, pipelined]
+        self._open = 0
+        self._max_open = 0
+        self._tokens: collections.Counter[str] = collections.Counter()
+        self._statuses: collections.Counter[int] = collections.Counter()
+        self._faults: collections.Counter[str] = collections.Counter()
+
+    def connection_opened(self, address: str) -> int:
+        with self._changed:
+            self._connections.append([address, False, 0, 0])
+            self._open += 1
+            self._max_open = max(self._max_open, self._open)
+            self._changed.notify_all()
+            return len(self._connections) - 1
+
+    def connection_closed(self, conn: int) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    def handshaken(self, conn: int) -> None:
+        with self._changed:
+            self._connections[conn][1] = True
+            self._changed.notify_all()
+
+    def request(self, conn: int, *, pipelined: bool) -> None:
+        with self._changed:
+            record = self._connections[conn]
+            record[2] += 1
+            record[3] += pipelined
+            self._changed.notify_all()
+
+    def answered(self, status: int) -> None:
+        with self._changed:
+            self._statuses[status] += 1
+            self._changed.notify_all()
+
+    def fault(self, kind: str) -> None:
+        with self._changed:
+            self._faults[kind] += 1
+            self._changed.notify_all()
+
+    def token_requested(self, client_id: str) -> None:
+        with self._changed:
+            self._tokens[client_id] += 1
+            self._changed.notify_all()
+
+    def accepted(self, message: AcceptedMessage) -> None:
+        with self._changed:
+            self._accepted.append(message)
+            self._changed.notify_all()
+
+    def snapshot(self) -> Records:
+        with self._changed:
+            return self._snapshot()
+
+    def _snapshot(self) -> Records:
+        return Records(
+            accepted=tuple(self._accepted),
+            connections=tuple(ConnectionRecord(a, h, r, p) for a, h, r, p in self._connections),
+            max_open_connections=self._max_open,
+            token_requests=dict(self._tokens),
+            statuses=dict(self._statuses),
+            faults=dict(self._faults),
+            reference_prefix=self._reference_prefix,
+        )
+
+    def wait_until(self, predicate: Callable[[Records], bool], timeout: float) -> Records:
+        """Block until ``predicate(records)`` holds; TimeoutError after ``timeout`` seconds of real time."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                records = self._snapshot()
+                if predicate(records):
+                    return records
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._changed.wait(remaining):
+                    records = self._snapshot()
+                    if predicate(records):
+                        return records
+                    raise TimeoutError(f"the fake's records did not reach the condition within {timeout} s")
