@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from flowmailer.core import ConfigurationError, Origin
+from flowmailer.core import ConfigurationError, Credentials, Origin
 
 __all__ = [
     "CONFIG_ENV",
@@ -19,7 +19,6 @@ __all__ = [
     "SETTINGS",
     "Config",
     "PostgresOutbox",
-    "Secret",
     "Setting",
     "SqliteOutbox",
     "add_config_arguments",
@@ -32,21 +31,6 @@ CONFIG_ENV = "FLOWMAILER_CONFIG"
 SECRET_ENV = "FLOWMAILER_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
-
-
-@attrs.frozen(repr=False)
-class Secret:
-    """A credential that shows up in no repr, log line or traceback; ``reveal()`` is the one way to read it."""
-
-    _value: str
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
 
 
 @attrs.frozen
@@ -91,6 +75,9 @@ class SqliteOutbox:
 
     path: Path
 
+    def describe(self) -> str:
+        return f"SQLite file {self.path}"
+
 
 @attrs.frozen(repr=False)
 class PostgresOutbox:
@@ -100,6 +87,9 @@ class PostgresOutbox:
 
     def __repr__(self) -> str:
         return f"PostgresOutbox({redact_url(self.dsn)!r})"
+
+    def describe(self) -> str:
+        return f"PostgreSQL {redact_url(self.dsn)}"
 
 
 def redact_url(url: str) -> str:
@@ -144,7 +134,9 @@ class Config:
 
     account_id: str | None = None
     client_id: str | None = None
-    client_secret: Secret | None = None
+    client_secret: str | None = attrs.field(default=None, repr=False)
+    #: The file the secret was read from; None when it came from the environment.
+    client_secret_file: Path | None = None
     api_url: str = DEFAULT_API_URL
     login_url: str = DEFAULT_LOGIN_URL
     ca_bundle: Path | None = None
@@ -152,8 +144,8 @@ class Config:
     #: Where each setting came from ("flag --x", "environment X", "file.toml"), for ``doctor`` and errors.
     sources: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
-    def require_credentials(self) -> tuple[str, str, Secret]:
-        """The account id, client id and secret, or an error naming the first one missing and how to set it."""
+    def require_credentials(self) -> Credentials:
+        """The credentials, or an error naming the first one missing and how to set it."""
         for name in ("account_id", "client_id"):
             if getattr(self, name) is None:
                 raise _missing(name)
@@ -166,7 +158,7 @@ class Config:
             )
         assert self.account_id is not None
         assert self.client_id is not None
-        return self.account_id, self.client_id, self.client_secret
+        return Credentials(self.account_id, self.client_id, self.client_secret)
 
     def require_outbox(self) -> SqliteOutbox | PostgresOutbox:
         if self.outbox is None:
@@ -224,7 +216,7 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
                 value = str(base / value)
             chosen[s.name], sources[s.name] = value, str(file_name)
 
-    secret = _choose_secret(chosen, sources, environ)
+    secret, secret_file = _choose_secret(chosen, sources, environ)
     api_url = chosen.get("api_url", DEFAULT_API_URL)
     login_url = chosen.get("login_url", DEFAULT_LOGIN_URL)
     Origin.parse(api_url, field="api_url")
@@ -238,6 +230,7 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
         account_id=chosen.get("account_id"),
         client_id=chosen.get("client_id"),
         client_secret=secret,
+        client_secret_file=secret_file,
         api_url=api_url.rstrip("/"),
         login_url=login_url.rstrip("/"),
         ca_bundle=Path(chosen["ca_bundle"]) if "ca_bundle" in chosen else None,
@@ -246,7 +239,9 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
     )
 
 
-def _choose_secret(chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]) -> Secret | None:
+def _choose_secret(
+    chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]
+) -> tuple[str | None, Path | None]:
     """The secret file named by a flag wins; then the secret in the environment; then a file named elsewhere."""
     env_secret = environ.get(SECRET_ENV) or None
     file_source = sources.get("client_secret_file", "")
@@ -258,9 +253,9 @@ def _choose_secret(chosen: dict[str, str], sources: dict[str, str], environ: Map
         )
     if env_secret is not None and not file_source.startswith("flag"):
         sources["client_secret"] = f"environment {SECRET_ENV}"
-        return Secret(env_secret)
+        return env_secret, None
     if "client_secret_file" not in chosen:
-        return None
+        return None, None
     path = Path(chosen["client_secret_file"])
     try:
         text = path.read_text(encoding="utf-8").strip()
@@ -273,7 +268,7 @@ def _choose_secret(chosen: dict[str, str], sources: dict[str, str], environ: Map
     if not text:
         raise ConfigurationError("client_secret_file", f"{str(path)!r} is empty", "write the client secret into it")
     sources["client_secret"] = f"file {path} (named by {file_source})"
-    return Secret(text)
+    return text, path
 
 
 def _read_toml(path: Path) -> dict[str, str]:
