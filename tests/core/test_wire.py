@@ -117,15 +117,14 @@ def test_request_dates_have_whole_seconds_and_z() -> None:
     assert format_date(datetime(2021, 12, 30, 14, 4, 7, 500, tzinfo=UTC)) == "2021-12-30T14:04:07Z"
 
 
-@pytest.mark.parametrize(
-    "text", ["2021-12-30T13:04:07.000Z", "2021-12-30T13:04:07Z", "2021-12-30T14:04:07+01:00", "2021-12-30T13:04:07"]
-)
+@pytest.mark.parametrize("text", ["2021-12-30T13:04:07.000Z", "2021-12-30T13:04:07Z", "2021-12-30T14:04:07+01:00"])
 def test_response_dates_parse_with_or_without_milliseconds(text: str) -> None:
-    if text.endswith("07"):
-        with pytest.raises(ValueError, match="time zone"):
-            parse_date(text)
-    else:
-        assert parse_date(text) == datetime(2021, 12, 30, 13, 4, 7, tzinfo=UTC)
+    assert parse_date(text) == datetime(2021, 12, 30, 13, 4, 7, tzinfo=UTC)
+
+
+def test_response_date_without_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        parse_date("2021-12-30T13:04:07")
 
 
 def test_event_with_unknown_fields_and_an_unknown_type_is_kept() -> None:
@@ -173,6 +172,10 @@ def test_message_as_flowmailer_returns_it() -> None:
     assert message.flow == ObjectRef("12", "invoice")
     assert message.headers_out == (Header("Subject", "Hi"),)
     assert message.events[0].type is EventType.DELIVERED
+
+
+def test_error_detail_with_a_list_value_is_still_hashable() -> None:
+    assert hash(ErrorDetail("c", rejected_value=[1], arguments=([2],))) == hash(ErrorDetail("c"))
 
 
 def test_error_details_keep_their_rejected_value() -> None:

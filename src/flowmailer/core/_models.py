@@ -43,8 +43,9 @@ class ErrorDetail:
     default_message: str | None = None
     field: str | None = None
     object_name: str | None = None
-    rejected_value: object = None
-    arguments: tuple[object, ...] = ()
+    # Left out of the hash: Flowmailer may echo lists and objects here.
+    rejected_value: object = attrs.field(default=None, hash=False)
+    arguments: tuple[object, ...] = attrs.field(default=(), hash=False)
 
     def describe(self) -> str:
         where = f"{self.field}: " if self.field else ""
