@@ -189,6 +189,13 @@ def test_empty_client_reference_is_refused() -> None:
         email().with_client_reference("")
 
 
+def test_empty_client_reference_prefix_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        email(tags=["invoice"]).with_client_reference("abc", prefix="")
+    with pytest.raises(ConfigurationError, match="prefix"):
+        email(tags=["invoice"]).client_reference(prefix="")
+
+
 @given(submit_messages())
 def test_client_reference_round_trips_on_any_valid_message(message: SubmitMessage) -> None:
     assert message.with_client_reference("r-1").client_reference() == "r-1"

@@ -271,11 +271,13 @@ class SubmitMessage:
     def with_client_reference(self, ref: str, prefix: str = "ref:") -> SubmitMessage:
         """A copy tagged ``<prefix><ref>``, so that an ambiguous submission can be found again by tag."""
         _require_text("ref", ref, "give a unique reference, e.g. str(uuid.uuid4())")
+        _require_text("prefix", prefix, 'keep the default "ref:" or give another non-empty prefix')
         tag = f"{prefix}{ref}"
         kept = tuple(t for t in self.tags if not t.startswith(prefix))
         return attrs.evolve(self, tags=(*kept, tag))
 
     def client_reference(self, prefix: str = "ref:") -> str | None:
+        _require_text("prefix", prefix, 'keep the default "ref:" or give another non-empty prefix')
         for tag in self.tags:
             if tag.startswith(prefix):
                 return tag[len(prefix) :]

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import attrs
+import cattrs
 
 from flowmailer.core._errors import ConfigurationError
 from flowmailer.core._http import Host, WireRequest, WireResponse
@@ -286,7 +287,7 @@ def _errors(body: bytes) -> tuple[ErrorDetail, ...]:
     if isinstance(obj.get("allErrors"), list):
         try:
             return wire_converter.structure(obj["allErrors"], tuple[ErrorDetail, ...])
-        except Exception:  # noqa: BLE001 - a malformed error list must not hide the refusal itself
+        except (cattrs.BaseValidationError, ValueError, TypeError):  # a malformed list must not hide the refusal
             return ()
     if isinstance(obj.get("error"), str):
         description = obj.get("error_description")
