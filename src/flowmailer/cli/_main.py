@@ -16,7 +16,7 @@ from flowmailer.core import ConfigurationError, FlowmailerError
 
 #: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
 #: optional extras (trio, psycopg, rich) load only for the command that needs them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("simulate",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,6 @@ class Certificates:
 
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts this CA only and checks host names."""
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self._ca.configure_trust(context)
         return context

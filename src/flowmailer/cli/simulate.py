@@ -1,0 +1,86 @@
+"""``flowmailer simulate``: a fake Flowmailer on loopback HTTPS, failing on purpose, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowmailer.testing import FakeFlowmailer
+
+_FAULT_HELP = (
+    "a fault rule (repeatable): a status, delay=SECONDS, close-before-read, accept-then-reset or expire-token, "
+    "then :p=PROBABILITY :path=GLOB :at=I,J :retry-after=S, e.g. 503:p=0.1:path=submit or 429:retry-after=2:at=0"
+)
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a fake Flowmailer (HTTPS on loopback) that fails on purpose",
+        description="Run FakeFlowmailer until Ctrl-C: it prints the addresses, port, CA bundle and credentials "
+        "to use, and on exit what it counted.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--address", action="append", metavar="IP", help="loopback address (repeatable; default 127.0.0.2-4)"
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on every address (default: a free one)")
+    parser.add_argument("--fault", action="append", default=[], metavar="RULE", help=_FAULT_HELP)
+    parser.add_argument("--seed", type=int, default=0, help="seed for the faults' probabilities (default 0)")
+    parser.add_argument("--token-lifetime", type=int, default=60, metavar="S", help="expires_in of tokens")
+    parser.add_argument("--lockout", type=float, default=600.0, metavar="S", help="lockout after bad credentials")
+    parser.add_argument("--bounce", action="append", default=[], metavar="EMAIL", help="recipient that bounces")
+    parser.set_defaults(handler=simulate)
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from flowmailer.testing import DEFAULT_ADDRESSES, FakeFlowmailer, FaultPlan
+
+    fake = FakeFlowmailer(
+        addresses=args.address or DEFAULT_ADDRESSES,
+        port=args.port,
+        token_lifetime=args.token_lifetime,
+        lockout_seconds=args.lockout,
+        faults=FaultPlan.parse(args.fault, seed=args.seed),
+        bounce_recipients=args.bounce,
+    )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with fake.running():
+            _describe(fake, args)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    records = fake.records()
+    print(
+        f"stopped: {len(records.accepted)} messages accepted, {records.requests} requests on "
+        f"{len(records.connections)} connections, statuses {dict(sorted(records.statuses.items()))}, "
+        f"faults {dict(records.faults)}",
+        flush=True,
+    )
+    return 0
+
+
+def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
+    admin = fake.credentials[0]
+    lines = [
+        "FakeFlowmailer is running; Ctrl-C stops it.",
+        f"  addresses:  {' '.join(fake.addresses)}",
+        f"  port:       {fake.port}",
+        f"  API:        {fake.api_url}",
+        f"  login:      {fake.login_url}",
+        f"  CA bundle:  {fake.ca_bundle}",
+        f"  account id: {fake.account_id}",
+        *(f"  credential: {c.client_id} {c.client_secret} ({c.role})" for c in fake.credentials),
+        f"  faults:     {' '.join(args.fault) or 'none'} (seed {args.seed})",
+        "The host names must resolve to the addresses: give your client a static resolver, or add to /etc/hosts:",
+        f"  {fake.addresses[0]} api.flowmailer.test login.flowmailer.test",
+        "Environment for the flowmailer command:",
+        f"  export FLOWMAILER_API_URL={fake.api_url} FLOWMAILER_LOGIN_URL={fake.login_url} "
+        f"FLOWMAILER_CA_BUNDLE={fake.ca_bundle} FLOWMAILER_ACCOUNT_ID={fake.account_id} "
+        f"FLOWMAILER_CLIENT_ID={admin.client_id} FLOWMAILER_CLIENT_SECRET={admin.client_secret}",
+    ]
+    print("\n".join(lines), flush=True)

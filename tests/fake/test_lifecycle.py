@@ -1,0 +1,63 @@
+"""Running FakeFlowmailer: from sync code, from trio, and a hundred times over without leaking."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+
+import trio
+
+from flowmailer.testing import API_HOST, FakeFlowmailer, Mode
+from tests.fake.raw import RawClient, request_bytes
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_starting_and_stopping_100_times_leaks_no_thread_socket_or_fd() -> None:
+    with FakeFlowmailer().running():
+        pass  # warm up lazy imports and caches
+    threads, fds = threading.active_count(), _open_fds()
+    for i in range(100):
+        fake = FakeFlowmailer(addresses=["127.0.0.2", "127.0.0.3"])
+        fake.set_mode("127.0.0.3", Mode.BLACKHOLE)
+        with fake.running():
+            idle = RawClient(fake)  # still open when the fake stops
+            blackholed = socket.create_connection(("127.0.0.3", fake.port))
+            with RawClient(fake) as client:
+                assert client.token(fake.credential()).status == 200
+            if i % 10 == 0:
+                fake.set_mode("127.0.0.2", Mode.REFUSE)
+                fake.set_mode("127.0.0.2", Mode.HEALTHY)
+            fake.wait_until(lambda r: len(r.connections) == 3)
+        idle.close()
+        blackholed.close()
+    assert threading.active_count() == threads
+    assert _open_fds() == fds
+
+
+def test_serving_runs_the_fake_for_trio_code() -> None:
+    async def main() -> bytes:
+        async with FakeFlowmailer().serving() as fake:
+            tcp = await trio.open_tcp_stream(fake.addresses[0], fake.port)
+            stream = trio.SSLStream(tcp, fake.client_ssl_context(), server_hostname=API_HOST, https_compatible=True)
+            await stream.send_all(request_bytes("GET", "/10001/messages", headers={"Connection": "close"}))
+            answer = b""
+            while chunk := await stream.receive_some():
+                answer += chunk
+            await stream.aclose()
+            return answer
+
+    answer = trio.run(main)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+
+
+def test_client_ssl_context_trusts_only_the_fake_ca() -> None:
+    fake = FakeFlowmailer()
+    context = fake.client_ssl_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert len(context.get_ca_certs()) == 1
