@@ -9,7 +9,7 @@ import attrs
 
 from flowmailer.core._errors import ConfigurationError
 
-__all__ = ["Host", "Origin", "WireRequest", "WireResponse"]
+__all__ = ["Host", "Origin", "WireRequest", "WireResponse", "redact_headers"]
 
 
 class Host(enum.Enum):
@@ -50,6 +50,14 @@ class Origin:
         return f"https://{self.host}" if self.port == 443 else f"https://{self.host}:{self.port}"
 
 
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+def redact_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The headers with credentials blanked, for logs and reprs."""
+    return tuple((k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers)
+
+
 @attrs.frozen
 class WireRequest:
     """One HTTP request, built by the protocol, carried by a transport.
@@ -61,8 +69,9 @@ class WireRequest:
     host: Host
     path: str
     query: tuple[tuple[str, str], ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=lambda hs: repr(redact_headers(hs)))
+    #: Never in ``repr``: the token request's body holds the client secret.
+    body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
     #: True for requests that change state at Flowmailer (a resent submit may duplicate a message).
     idempotent: bool = True
 
