@@ -8,8 +8,8 @@ import pytest
 from flowmailer.cli._config import (
     SECRET_ENV,
     Config,
-    PostgresOutbox,
-    SqliteOutbox,
+    PostgresLocation,
+    SqliteLocation,
     add_config_arguments,
     config_from_args,
     load_config,
@@ -174,16 +174,16 @@ def test_config_from_args_reads_the_parsed_flags() -> None:
     add_config_arguments(parser)
     args = parser.parse_args(["--account-id", "7", "--outbox", "sqlite:///tmp/o.db"])
     config = config_from_args(args, {})
-    assert (config.account_id, config.outbox) == ("7", SqliteOutbox(Path("/tmp/o.db")))
+    assert (config.account_id, config.outbox) == ("7", SqliteLocation(Path("/tmp/o.db")))
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("sqlite:///var/lib/outbox.db", SqliteOutbox(Path("/var/lib/outbox.db"))),
-        ("sqlite:outbox.db", SqliteOutbox(Path("outbox.db"))),
-        ("postgresql://relay@db.internal/mail", PostgresOutbox("postgresql://relay@db.internal/mail")),
-        ("postgres://relay@db.internal/mail", PostgresOutbox("postgres://relay@db.internal/mail")),
+        ("sqlite:///var/lib/outbox.db", SqliteLocation(Path("/var/lib/outbox.db"))),
+        ("sqlite:outbox.db", SqliteLocation(Path("outbox.db"))),
+        ("postgresql://relay@db.internal/mail", PostgresLocation("postgresql://relay@db.internal/mail")),
+        ("postgres://relay@db.internal/mail", PostgresLocation("postgres://relay@db.internal/mail")),
     ],
 )
 def test_outbox_urls(url: str, expected: object) -> None:
@@ -199,7 +199,7 @@ def test_bad_outbox_urls_are_refused(url: str) -> None:
 
 def test_relative_sqlite_outbox_in_toml_is_relative_to_the_toml_file(tmp_path: Path) -> None:
     toml = write_toml(tmp_path, 'outbox = "sqlite:outbox.db"\n')
-    assert load_config({"config": str(toml)}, {}).outbox == SqliteOutbox(tmp_path / "outbox.db")
+    assert load_config({"config": str(toml)}, {}).outbox == SqliteLocation(tmp_path / "outbox.db")
 
 
 def test_postgres_password_is_refused_in_a_flag_or_toml_but_taken_from_the_environment(tmp_path: Path) -> None:
@@ -211,5 +211,5 @@ def test_postgres_password_is_refused_in_a_flag_or_toml_but_taken_from_the_envir
     with pytest.raises(ConfigurationError):
         load_config({"config": str(toml)}, {})
     config = load_config({}, {"FLOWMAILER_OUTBOX": url})
-    assert config.outbox == PostgresOutbox(url)
+    assert config.outbox == PostgresLocation(url)
     assert SECRET not in repr(config)

@@ -18,9 +18,9 @@ __all__ = [
     "SECRET_ENV",
     "SETTINGS",
     "Config",
-    "PostgresOutbox",
+    "PostgresLocation",
     "Setting",
-    "SqliteOutbox",
+    "SqliteLocation",
     "add_config_arguments",
     "config_from_args",
     "load_config",
@@ -70,7 +70,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @attrs.frozen
-class SqliteOutbox:
+class SqliteLocation:
     """An outbox in a SQLite file on this machine."""
 
     path: Path
@@ -80,13 +80,13 @@ class SqliteOutbox:
 
 
 @attrs.frozen(repr=False)
-class PostgresOutbox:
+class PostgresLocation:
     """An outbox in PostgreSQL, shared by relays on several machines; ``dsn`` may carry a password."""
 
     dsn: str
 
     def __repr__(self) -> str:
-        return f"PostgresOutbox({redact_url(self.dsn)!r})"
+        return f"PostgresLocation({redact_url(self.dsn)!r})"
 
     def describe(self) -> str:
         return f"PostgreSQL {redact_url(self.dsn)}"
@@ -101,7 +101,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def parse_outbox(url: str, *, base: Path | None = None, allow_password: bool = True) -> SqliteOutbox | PostgresOutbox:
+def parse_outbox(
+    url: str, *, base: Path | None = None, allow_password: bool = True
+) -> SqliteLocation | PostgresLocation:
     """Read an outbox URL; a relative SQLite path is taken relative to ``base`` (the TOML file's folder)."""
     fix = "use sqlite:///absolute/path.db, sqlite:relative/path.db or postgresql://user@host/dbname"
     scheme, _, rest = url.partition(":")
@@ -112,7 +114,7 @@ def parse_outbox(url: str, *, base: Path | None = None, allow_password: bool = T
         path = Path(path_text)
         if base is not None and not path.is_absolute():
             path = base / path
-        return SqliteOutbox(path)
+        return SqliteLocation(path)
     if scheme in ("postgresql", "postgres"):
         try:
             password = urlsplit(url).password
@@ -124,7 +126,7 @@ def parse_outbox(url: str, *, base: Path | None = None, allow_password: bool = T
                 "the URL carries a password, and secrets are read only from the environment or a file",
                 "drop the password from the URL and use PGPASSWORD or ~/.pgpass, or set the URL in FLOWMAILER_OUTBOX",
             )
-        return PostgresOutbox(url)
+        return PostgresLocation(url)
     raise ConfigurationError("outbox", f"{redact_url(url)!r} is neither a sqlite: nor a postgresql:// URL", fix)
 
 
@@ -140,7 +142,7 @@ class Config:
     api_url: str = DEFAULT_API_URL
     login_url: str = DEFAULT_LOGIN_URL
     ca_bundle: Path | None = None
-    outbox: SqliteOutbox | PostgresOutbox | None = None
+    outbox: SqliteLocation | PostgresLocation | None = None
     #: Where each setting came from ("flag --x", "environment X", "file.toml"), for ``doctor`` and errors.
     sources: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
@@ -160,7 +162,7 @@ class Config:
         assert self.client_id is not None
         return Credentials(self.account_id, self.client_id, self.client_secret)
 
-    def require_outbox(self) -> SqliteOutbox | PostgresOutbox:
+    def require_outbox(self) -> SqliteLocation | PostgresLocation:
         if self.outbox is None:
             raise _missing("outbox")
         return self.outbox

@@ -16,7 +16,7 @@ from flowmailer.core import ConfigurationError, FlowmailerError
 
 #: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
 #: optional extras (trio, psycopg, rich) load only for the command that needs them.
-COMMANDS: tuple[str, ...] = ("simulate",)
+COMMANDS: tuple[str, ...] = ("send", "relay", "status", "dead", "outbox", "doctor", "simulate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

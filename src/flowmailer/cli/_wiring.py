@@ -1,0 +1,53 @@
+"""Turns a Config into the adapters a sub-command works with; the one place the command builds them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowmailer.cli._config import Config, PostgresLocation, SqliteLocation
+from flowmailer.core import ConfigurationError
+
+if TYPE_CHECKING:
+    from flowmailer.app import Client
+    from flowmailer.ports import Observer, Outbox
+
+__all__ = ["build_client", "open_outbox"]
+
+
+def open_outbox(config: Config, *, create: bool = False) -> Outbox:
+    """The configured outbox; unless ``create``, a SQLite file must exist (a typo must not start an empty outbox)."""
+    location = config.require_outbox()
+    if isinstance(location, SqliteLocation):
+        from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+
+        if not create and not location.path.exists():
+            raise ConfigurationError(
+                "outbox",
+                f"{str(location.path)!r} does not exist",
+                "check the path, or create the outbox with `flowmailer outbox init`",
+            )
+        return SQLiteOutbox(location.path)
+    assert isinstance(location, PostgresLocation)
+    from flowmailer.adapters.postgres_outbox import PostgresOutbox
+
+    outbox = PostgresOutbox(location.dsn)
+    if create:
+        try:
+            outbox.create_schema()
+        except BaseException:
+            outbox.close()
+            raise
+    return outbox
+
+
+def build_client(config: Config, *, observer: Observer | None = None) -> Client:
+    """A Client for the configured account; the credentials must all be there."""
+    from flowmailer.app import Client
+
+    return Client(
+        config.require_credentials(),
+        api_url=config.api_url,
+        login_url=config.login_url,
+        ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        observer=observer,
+    )

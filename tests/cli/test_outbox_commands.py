@@ -1,0 +1,213 @@
+"""``send``, ``status``, ``dead`` and ``outbox init``, run in-process against a SQLite outbox in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.outbox.postgres_server import PostgresServer
+
+from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.cli import main
+from flowmailer.core import SubmissionState, SubmitMessage
+
+Capsys = pytest.CaptureFixture[str]
+
+
+@pytest.fixture
+def outbox_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name in ("FLOWMAILER_CONFIG", "FLOWMAILER_OUTBOX", "FLOWMAILER_CLIENT_SECRET", "FLOWMAILER_CLIENT_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite://{tmp_path / 'outbox.db'}"
+    assert main(["outbox", "init", "--outbox", url]) == 0
+    return url
+
+
+def sent_id(out: str) -> int:
+    return int(out.split("outbox id: ")[1].split()[0])
+
+
+def test_outbox_init_creates_the_sqlite_file_and_is_safe_to_repeat(tmp_path: Path, capsys: Capsys) -> None:
+    url = f"sqlite://{tmp_path / 'new' / 'outbox.db'}"
+    assert main(["outbox", "init", "--outbox", url]) == 0
+    assert main(["outbox", "init", "--outbox", url]) == 0
+    assert (tmp_path / "new" / "outbox.db").exists()
+    assert "outbox ready" in capsys.readouterr().out
+
+
+def test_send_from_flags_enqueues_and_prints_the_id_and_client_reference(
+    outbox_url: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    message = ["--to", "bob@example.com", "--from", "shop@example.com", "--subject", "Hi", "--text", "Hello"]
+    assert main(["send", "--outbox", outbox_url, *message, "--tag", "welcome", "--flow-selector", "welcome"]) == 0
+    out = capsys.readouterr().out
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    [claim] = outbox.claim("test", 10, 30)
+    outbox.close()
+    assert f"outbox id: {claim.id}" in out
+    assert f"client reference: {claim.client_reference}" in out
+    assert (claim.message.recipient_address, claim.message.subject, claim.message.text) == (
+        "bob@example.com",
+        "Hi",
+        "Hello",
+    )
+    assert "welcome" in claim.message.tags
+    assert claim.message.flow_selector == "welcome"
+
+
+def test_send_from_a_json_file_in_flowmailers_shape(outbox_url: str, tmp_path: Path, capsys: Capsys) -> None:
+    body = {
+        "messageType": "EMAIL",
+        "senderAddress": "shop@example.com",
+        "recipientAddress": "bob@example.com",
+        "subject": "Invoice",
+        "html": "<p>Invoice</p>",
+        "flowSelector": "invoice",
+    }
+    (tmp_path / "m.json").write_text(json.dumps(body), encoding="utf-8")
+    assert main(["send", "--outbox", outbox_url, "--json", str(tmp_path / "m.json")]) == 0
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    status = outbox.status(sent_id(capsys.readouterr().out))
+    [claim] = outbox.claim("test", 10, 30)
+    outbox.close()
+    assert status is not None
+    assert status.state is SubmissionState.QUEUED
+    assert (claim.message.flow_selector, claim.message.html) == ("invoice", "<p>Invoice</p>")
+
+
+def test_send_an_eml_file_as_mimedata_with_addresses_from_its_headers(
+    outbox_url: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    raw = b"From: Shop <shop@example.com>\r\nTo: bob@example.com\r\nSubject: Hi\r\n\r\nHello\r\n"
+    (tmp_path / "m.eml").write_bytes(raw)
+    assert main(["send", "--outbox", outbox_url, "--eml", str(tmp_path / "m.eml"), "--tag", "t"]) == 0
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    [claim] = outbox.claim("test", 10, 30)
+    outbox.close()
+    assert claim.message.mimedata == raw
+    assert (claim.message.sender_address, claim.message.recipient_address) == ("shop@example.com", "bob@example.com")
+
+
+def test_send_with_the_same_dedupe_key_prints_the_first_id(outbox_url: str, capsys: Capsys) -> None:
+    args = ["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"]
+    assert main([*args, "--dedupe-key", "order-1"]) == 0
+    first = sent_id(capsys.readouterr().out)
+    assert main([*args, "--dedupe-key", "order-1"]) == 0
+    assert sent_id(capsys.readouterr().out) == first
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--from", "s@example.com", "--text", "x"], "--to"),
+        (["--to", "b@example.com", "--from", "s@example.com"], "--text"),
+        (["--to", "Bob <b@example.com>", "--from", "s@example.com", "--text", "x"], "recipient_address"),
+        (["--json", "-", "--subject", "x"], "--subject"),
+    ],
+)
+def test_send_refuses_bad_input_naming_the_field_and_writes_nothing(
+    outbox_url: str, tmp_path: Path, capsys: Capsys, extra: list[str], field: str
+) -> None:
+    assert main(["send", "--outbox", outbox_url, *extra]) == 2
+    assert capsys.readouterr().err.startswith(f"flowmailer send: {field}:")
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    assert sum(outbox.counts().values()) == 0
+    outbox.close()
+
+
+def test_commands_refuse_an_outbox_file_that_does_not_exist(tmp_path: Path, capsys: Capsys) -> None:
+    assert main(["status", "--outbox", f"sqlite://{tmp_path / 'typo.db'}"]) == 2
+    assert "flowmailer outbox init" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_status_counts_every_state(outbox_url: str, capsys: Capsys) -> None:
+    main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
+    capsys.readouterr()
+    assert main(["status", "--outbox", outbox_url]) == 0
+    lines = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert lines == {state.value: "1" if state is SubmissionState.QUEUED else "0" for state in SubmissionState}
+
+
+def test_status_of_one_message(outbox_url: str, tmp_path: Path, capsys: Capsys) -> None:
+    main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
+    outbox_id = sent_id(capsys.readouterr().out)
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    [claim] = outbox.claim("test", 1, 30)
+    outbox.mark_accepted(claim, "20211230130407e3b36e2e92fdbefc86")
+    outbox.close()
+    assert main(["status", str(outbox_id), "--outbox", outbox_url]) == 0
+    out = capsys.readouterr().out
+    assert "state:            accepted" in out
+    assert "attempts:         1" in out
+    assert "message id:       20211230130407e3b36e2e92fdbefc86" in out
+
+
+def test_status_of_an_unknown_id_exits_1(outbox_url: str, capsys: Capsys) -> None:
+    assert main(["status", "999", "--outbox", outbox_url]) == 1
+    assert "999 is unknown" in capsys.readouterr().err
+
+
+def kill(path: Path, count: int) -> list[int]:
+    """Enqueue ``count`` messages and make them dead letters."""
+    outbox = SQLiteOutbox(path)
+    ids = outbox.enqueue_many(
+        SubmitMessage(sender_address="s@example.com", recipient_address=f"b{i}@example.com", text="x")
+        for i in range(count)
+    )
+    for claim in outbox.claim("test", count, 30):
+        outbox.mark_dead(claim, "HTTP 422: recipientAddress invalid")
+    outbox.close()
+    return ids
+
+
+def states(path: Path, ids: list[int]) -> list[SubmissionState]:
+    outbox = SQLiteOutbox(path)
+    found = [outbox.status(i) for i in ids]
+    outbox.close()
+    return [s.state for s in found if s is not None]
+
+
+def test_dead_requeue_gives_the_listed_dead_letters_a_fresh_start(
+    outbox_url: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    ids = kill(tmp_path / "outbox.db", 2)
+    assert main(["dead", "requeue", str(ids[0]), "--outbox", outbox_url]) == 0
+    assert "requeued 1 dead letter(s)" in capsys.readouterr().out
+    assert states(tmp_path / "outbox.db", ids) == [SubmissionState.QUEUED, SubmissionState.DEAD]
+
+
+def test_dead_requeue_all(outbox_url: str, tmp_path: Path) -> None:
+    ids = kill(tmp_path / "outbox.db", 2)
+    assert main(["dead", "requeue", "--all", "--outbox", outbox_url]) == 0
+    assert states(tmp_path / "outbox.db", ids) == [SubmissionState.QUEUED, SubmissionState.QUEUED]
+
+
+@pytest.mark.parametrize("extra", [[], ["--all", "1"]])
+def test_dead_requeue_needs_ids_or_all_but_not_both(outbox_url: str, capsys: Capsys, extra: list[str]) -> None:
+    assert main(["dead", "requeue", *extra, "--outbox", outbox_url]) == 2
+    assert "--all" in capsys.readouterr().err
+
+
+def test_dead_requeue_of_a_live_message_requeues_nothing(outbox_url: str, tmp_path: Path, capsys: Capsys) -> None:
+    ids = kill(tmp_path / "outbox.db", 1)
+    main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
+    live = sent_id(capsys.readouterr().out)
+    assert main(["dead", "requeue", str(ids[0]), str(live), "--outbox", outbox_url]) == 2
+    assert f"outbox row {live}" in capsys.readouterr().err
+    assert states(tmp_path / "outbox.db", ids) == [SubmissionState.DEAD]
+
+
+@pytest.mark.postgres
+def test_outbox_init_creates_the_postgres_schema_and_send_and_status_use_it(
+    postgres_server: PostgresServer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole URL (which could carry a password) comes from the environment; the socket folder is a query.
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", f"postgresql://postgres@/postgres?host={postgres_server.socket_dir}")
+    assert main(["outbox", "init"]) == 0
+    assert main(["outbox", "init"]) == 0
+    assert main(["send", "--to", "b@example.com", "--from", "s@example.com", "--text", "x"]) == 0
+    outbox_id = sent_id(capsys.readouterr().out)
+    assert main(["status", str(outbox_id)]) == 0
+    assert "state:            queued" in capsys.readouterr().out
