@@ -1,0 +1,72 @@
+"""``flowmailer relay``: submit what the outbox holds until SIGTERM or SIGINT, showing progress."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from flowmailer.cli._config import add_config_arguments, config_from_args
+from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
+from flowmailer.cli._wiring import build_client, open_outbox
+from flowmailer.core import SubmissionState
+
+if TYPE_CHECKING:
+    from flowmailer.ports import Outbox
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "relay", help="submit the outbox's messages until SIGTERM or SIGINT", allow_abbrev=False
+    )
+    parser.add_argument("--concurrency", type=int, default=10, help="submissions at once, 1 to 10 (default 10)")
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between plain progress lines off a terminal"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
+    add_config_arguments(parser)
+    parser.set_defaults(handler=relay)
+
+
+def relay(args: argparse.Namespace) -> int:
+    from flowmailer.adapters import SystemClock
+    from flowmailer.app import Relay
+
+    config = config_from_args(args)
+    tally = Tally()
+    client = build_client(config, observer=tally)
+    outbox = open_outbox(config)
+    try:
+        runner = Relay(outbox, client, concurrency=args.concurrency, clock=SystemClock(), observer=tally)
+        print(
+            f"relay {runner.owner}: submitting from {config.require_outbox().describe()}; stop with Ctrl-C or SIGTERM"
+        )
+        run_relay(
+            runner,
+            lambda: relay_rows(outbox, tally),
+            until_empty=False,
+            title="flowmailer relay",
+            live=False if args.no_progress else None,
+            interval=args.interval,
+        )
+        print(f"relay stopped | {plain_line(relay_rows(outbox, tally))}")
+        return 0
+    finally:
+        client.close()
+        outbox.close()
+
+
+def relay_rows(outbox: Outbox, tally: Tally) -> Rows:
+    counts = outbox.counts()
+    seen = tally.snapshot()
+    retries = ", ".join(f"{n} {cause}" for cause, n in sorted(seen.retries.items())) or "0"
+    return [
+        ("queued", str(counts[SubmissionState.QUEUED])),
+        ("in flight", str(counts[SubmissionState.IN_FLIGHT])),
+        ("retrying", str(counts[SubmissionState.RETRY_SCHEDULED])),
+        ("reconciling", str(counts[SubmissionState.RECONCILING])),
+        ("accepted", f"{seen.accepted} ({seen.reconciled} reconciled)"),
+        ("dead", str(seen.dead)),
+        ("retries", retries),
+        ("traffic", seen.traffic()),
+        ("tokens fetched", str(seen.answered.get("token", 0))),
+    ]

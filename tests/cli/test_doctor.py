@@ -1,0 +1,112 @@
+"""``flowmailer doctor``: one line per check, exit 1 on any failure, never a secret in the output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowmailer.cli import main
+from flowmailer.testing import SUBMIT_ROLE, FakeFlowmailer
+
+Capsys = pytest.CaptureFixture[str]
+SECRET = "doctor-secret-never-printed"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONFIG", "ACCOUNT_ID", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE", "API_URL", "OUTBOX"):
+        monkeypatch.delenv(f"FLOWMAILER_{name}", raising=False)
+    monkeypatch.delenv("FLOWMAILER_LOGIN_URL", raising=False)
+    monkeypatch.delenv("FLOWMAILER_CA_BUNDLE", raising=False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeFlowmailer]:
+    with FakeFlowmailer(addresses=("127.0.0.1",)).running() as fake:
+        yield fake
+
+
+def lines(out: str) -> dict[str, str]:
+    """Check name -> 'ok' or 'FAIL'."""
+    return {line[6:].split(":")[0]: line[:4].strip() for line in out.splitlines()}
+
+
+def local_flags(port: int = 8443) -> list[str]:
+    url = f"https://localhost:{port}"
+    return ["--account-id", "1", "--client-id", "c", "--api-url", url, "--login-url", url]
+
+
+def test_doctor_passes_a_complete_configuration_without_printing_the_secret(
+    tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
+    assert main(["doctor", *local_flags()]) == 0
+    out = capsys.readouterr().out
+    assert set(lines(out).values()) == {"ok"}
+    assert "client_secret: set (from environment FLOWMAILER_CLIENT_SECRET)" in out
+    assert "resolves to" in out
+    assert SECRET not in out
+
+
+def test_doctor_fails_on_a_missing_secret_and_says_how_to_set_it(capsys: Capsys) -> None:
+    assert main(["doctor", *local_flags()]) == 1
+    out = capsys.readouterr().out
+    assert lines(out)["client_secret"] == "FAIL"
+    assert "FLOWMAILER_CLIENT_SECRET" in out
+
+
+def test_doctor_fails_on_a_secret_file_others_can_read(tmp_path: Path, capsys: Capsys) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET, encoding="utf-8")
+    secret.chmod(0o644)
+    assert main(["doctor", *local_flags(), "--client-secret-file", str(secret)]) == 1
+    out = capsys.readouterr().out
+    assert lines(out)["client_secret_file"] == "FAIL"
+    assert "chmod 600" in out
+    assert SECRET not in out
+
+
+def test_doctor_fails_on_an_unreadable_ca_bundle_and_a_missing_outbox(
+    tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
+    flags = ["--ca-bundle", str(tmp_path / "none.pem"), "--outbox", f"sqlite://{tmp_path}/none.db"]
+    assert main(["doctor", *local_flags(), *flags]) == 1
+    checks = lines(capsys.readouterr().out)
+    assert (checks["ca_bundle"], checks["outbox"]) == ("FAIL", "FAIL")
+
+
+def test_doctor_reports_a_configuration_error_as_a_failed_check(capsys: Capsys) -> None:
+    assert main(["doctor", "--api-url", "http://api.flowmailer.net"]) == 1
+    assert lines(capsys.readouterr().out) == {"configuration": "FAIL"}
+
+
+@pytest.mark.parametrize("role", ["ADMIN", SUBMIT_ROLE])
+def test_doctor_online_fetches_a_token(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    credential = fake.credential(role)
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", credential.client_secret)
+    url = f"https://localhost:{fake.port}"
+    flags = ["--account-id", fake.account_id, "--client-id", credential.client_id, "--api-url", url]
+    flags += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
+    assert main(["doctor", "--online", *flags]) == 0
+    out = capsys.readouterr().out
+    assert lines(out)["token"] == "ok"
+    assert credential.client_secret not in out
+    assert sum(fake.records().token_requests.values()) == 1
+
+
+def test_doctor_online_fails_on_refused_credentials(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", "wrong")
+    url = f"https://localhost:{fake.port}"
+    flags = ["--account-id", fake.account_id, "--client-id", fake.credential().client_id, "--api-url", url]
+    flags += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
+    assert main(["doctor", "--online", *flags]) == 1
+    out = capsys.readouterr().out
+    assert lines(out)["token"] == "FAIL"
+    assert "refused the credentials" in out

@@ -1,0 +1,120 @@
+"""``flowmailer relay`` as a subprocess against FakeFlowmailer: it drains the outbox and stops gracefully on signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.core import SubmissionState, SubmitMessage
+from flowmailer.testing import FakeFlowmailer, Fault
+
+SUBMIT = "messages/submit"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeFlowmailer]:
+    # The command resolves names with the system resolver: "localhost" is the fake's one name that resolves.
+    with FakeFlowmailer(addresses=("127.0.0.1",)).running() as fake:
+        yield fake
+
+
+def fill_outbox(path: Path, count: int) -> None:
+    outbox = SQLiteOutbox(path)
+    outbox.enqueue_many(
+        SubmitMessage(sender_address="shop@example.com", recipient_address=f"c{i}@example.com", text="hi")
+        for i in range(count)
+    )
+    outbox.close()
+
+
+def start_relay(fake: FakeFlowmailer, tmp_path: Path) -> subprocess.Popen[str]:
+    """The relay, configured by a TOML file and the secret from the environment."""
+    credential = fake.credential()
+    url = f"https://localhost:{fake.port}"
+    (tmp_path / "flowmailer.toml").write_text(
+        f'account_id = "{fake.account_id}"\nclient_id = "{credential.client_id}"\n'
+        f'api_url = "{url}"\nlogin_url = "{url}"\nca_bundle = "{fake.ca_bundle}"\noutbox = "sqlite:outbox.db"\n',
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "FLOWMAILER_CONFIG": str(tmp_path / "flowmailer.toml"),
+        "FLOWMAILER_CLIENT_SECRET": credential.client_secret,
+    }
+    command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def counts(path: Path) -> dict[SubmissionState, int]:
+    outbox = SQLiteOutbox(path)
+    try:
+        return outbox.counts()
+    finally:
+        outbox.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_relay_drains_the_outbox_and_exits_0_on_a_signal(
+    fake: FakeFlowmailer, tmp_path: Path, signum: signal.Signals
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 40)
+    relay = start_relay(fake, tmp_path)
+    try:
+        fake.wait_until(lambda r: len(r.accepted) == 40, timeout=30)
+    finally:
+        relay.send_signal(signum)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 40
+    assert "relay stopped" in out
+    assert fake.credential().client_secret not in out + err
+
+
+def test_relay_stopped_mid_run_leaves_nothing_in_flight_and_records_every_acceptance(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    fake.set_faults([Fault.delay(0.05, path=SUBMIT)])
+    fill_outbox(tmp_path / "outbox.db", 500)
+    relay = start_relay(fake, tmp_path)
+    try:
+        fake.wait_until(lambda r: len(r.accepted) >= 20, timeout=30)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        _, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    after = counts(tmp_path / "outbox.db")
+    records = fake.records()
+    assert after[SubmissionState.IN_FLIGHT] == 0
+    assert after[SubmissionState.ACCEPTED] == len(records.copies_by_reference)
+    assert after[SubmissionState.ACCEPTED] < 500
+    assert records.duplicates == {}
+
+
+def test_relay_with_refused_credentials_exits_1_and_says_why(fake: FakeFlowmailer, tmp_path: Path) -> None:
+    fill_outbox(tmp_path / "outbox.db", 3)
+    credential = fake.credential()
+    url = f"https://localhost:{fake.port}"
+    command = [
+        sys.executable,
+        "-m",
+        "flowmailer.cli",
+        "relay",
+        "--no-progress",
+        "--outbox",
+        f"sqlite://{tmp_path}/outbox.db",
+    ]
+    command += ["--account-id", fake.account_id, "--client-id", credential.client_id, "--api-url", url]
+    command += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
+    env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": "wrong-secret"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "refused the credentials" in done.stderr
+    assert "wrong-secret" not in done.stdout + done.stderr
+    assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 0
