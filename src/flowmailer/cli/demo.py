@@ -1,0 +1,250 @@
+"""``flowmailer demo``: thousands of messages through a faulty fake Flowmailer, and proof that none was lost or doubled.
+
+The fake listens on three loopback addresses with one blackholed, answers some submits 503 or 429, accepts some
+and then resets the connection (the ambiguous case), and issues short-lived tokens. The client reaches it by its
+DNS name through a static resolver, verifying the fake's certificate. Waits are real: the fault timings are short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowmailer.cli._progress import Rows, Tally, TallySnapshot, run_relay, summary
+from flowmailer.core import ConfigurationError, SubmissionState
+
+if TYPE_CHECKING:
+    from flowmailer.app import RelayStats
+    from flowmailer.ports import Outbox
+    from flowmailer.testing import Records
+
+ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+BLACKHOLED = "127.0.0.4"
+_SUBMIT = "messages/submit"
+_BATCH = 500
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="relay thousands of messages through a faulty fake Flowmailer; exit 0 only if none was lost or doubled",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--messages", type=int, default=3000, help="how many messages to enqueue (default 3000)")
+    parser.add_argument("--error-rate", type=float, default=0.05, help="share of submits answered 503 (0.05)")
+    parser.add_argument("--throttle-rate", type=float, default=0.02, help="share answered 429 + Retry-After (0.02)")
+    parser.add_argument("--reset-rate", type=float, default=0.01, help="share accepted, then reset unanswered (0.01)")
+    parser.add_argument("--retry-after", type=int, default=1, help="the 429's Retry-After, in seconds (1)")
+    parser.add_argument("--token-lifetime", type=int, default=10, help="seconds a fake token lives (10)")
+    parser.add_argument("--concurrency", type=int, default=10, help="the relay's concurrent submissions, 1-10 (10)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the fake's fault draws (1)")
+    parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
+    parser.set_defaults(handler=demo)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.messages < 1:
+        raise ConfigurationError("--messages", f"{args.messages} is not a positive count", "give 1 or more")
+    for flag in ("error_rate", "throttle_rate", "reset_rate"):
+        rate = getattr(args, flag)
+        if not 0.0 <= rate <= 1.0:
+            name = "--" + flag.replace("_", "-")
+            raise ConfigurationError(name, f"{rate} is not a share between 0 and 1", "give e.g. 0.05 for 5 %")
+    if args.token_lifetime < 3:
+        raise ConfigurationError("--token-lifetime", f"{args.token_lifetime} s is too short", "give 3 s or more")
+    if args.retry_after < 0:
+        raise ConfigurationError("--retry-after", f"{args.retry_after} is negative", "give 0 or more seconds")
+
+
+def demo(args: argparse.Namespace) -> int:
+    _check(args)
+    from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
+    from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+    from flowmailer.app import Client, Relay
+    from flowmailer.core import Credentials, RelayRules, RetryPolicy, TokenPolicy
+    from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, FaultPlan, Mode, StaticResolver
+
+    faults = FaultPlan(
+        (
+            Fault.status(503, path=_SUBMIT, probability=args.error_rate),
+            Fault.status(429, retry_after=args.retry_after, path=_SUBMIT, probability=args.throttle_rate),
+            Fault.accept_then_reset(path=_SUBMIT, probability=args.reset_rate),
+        ),
+        seed=args.seed,
+    )
+    fake = FakeFlowmailer(ADDRESSES, token_lifetime=args.token_lifetime, faults=faults, seed=args.seed)
+    clock = SystemClock()
+    tally = Tally()
+    live = False if args.no_progress else None
+    with tempfile.TemporaryDirectory(prefix="flowmailer-demo-") as folder, fake.running():
+        fake.set_mode(BLACKHOLED, Mode.BLACKHOLE)
+        credential = fake.credential()
+        client = Client(
+            Credentials(fake.account_id, credential.client_id, credential.client_secret),
+            api_url=fake.api_url,
+            login_url=fake.login_url,
+            # Short timeouts, so the blackholed address costs half a second before it cools down.
+            transport=Urllib3Transport(
+                ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, clock=clock
+            ),
+            # Refresh 2 s ahead rather than 10: the demo's tokens live only ~10 s.
+            token_store=MemoryTokenStore(clock, TokenPolicy(refresh_ahead=2.0)),
+            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+            policy=RetryPolicy(max_attempts=4, deadline=10.0, base_delay=0.05, cap=0.5, max_retry_after=5.0),
+            clock=clock,
+            observer=tally,
+        )
+        outbox = SQLiteOutbox(Path(folder) / "outbox.db", clock=clock)
+        try:
+            print(
+                f"flowmailer demo: {args.messages} messages; fake Flowmailer on {', '.join(ADDRESSES)} "
+                f"({BLACKHOLED} blackholed); faults per submit: {args.error_rate:.0%} 503, "
+                f"{args.throttle_rate:.0%} 429, {args.reset_rate:.0%} accept-then-reset; "
+                f"tokens live {args.token_lifetime} s",
+                flush=True,
+            )
+            _enqueue(outbox, args.messages)
+            relay = Relay(
+                outbox,
+                client,
+                rules=RelayRules(backoff=RetryPolicy(base_delay=0.1, cap=1.0), reconcile_delay=0.2),
+                concurrency=args.concurrency,
+                clock=clock,
+                observer=tally,
+            )
+            started = time.monotonic()
+            stats = run_relay(
+                relay,
+                lambda: _progress_rows(outbox, tally.snapshot(), fake.records, args.messages),
+                until_empty=True,
+                title="flowmailer demo",
+                live=live,
+                interval=1.0,
+            )
+            elapsed = time.monotonic() - started
+            counts = outbox.counts()
+        finally:
+            client.close()
+            outbox.close()
+        records = fake.records()
+    figures = Figures(args.messages, counts, records, stats, tally.snapshot(), elapsed)
+    summary(figures.rows(), title="flowmailer demo: summary", live=live)
+    problems = figures.problems()
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _enqueue(outbox: Outbox, count: int) -> None:
+    from flowmailer.core import SubmitMessage
+
+    for start in range(0, count, _BATCH):
+        outbox.enqueue_many(
+            SubmitMessage(
+                sender_address="demo@shop.example",
+                recipient_address=f"customer{i}@example.com",
+                subject=f"Your order {i}",
+                text=f"Hello customer {i}, your order has shipped.",
+                flow_selector="demo",
+                tags=("demo",),
+            )
+            for i in range(start, min(start + _BATCH, count))
+        )
+
+
+def _progress_rows(outbox: Outbox, seen: TallySnapshot, records: Callable[[], Records], total: int) -> Rows:
+    counts = outbox.counts()
+    accepted = counts[SubmissionState.ACCEPTED]
+    fake = records()
+    return [
+        ("accepted", f"{accepted}/{total} ({accepted / total:.0%})"),
+        ("queued", str(counts[SubmissionState.QUEUED])),
+        ("in flight", str(counts[SubmissionState.IN_FLIGHT])),
+        ("retrying", str(counts[SubmissionState.RETRY_SCHEDULED])),
+        ("reconciling", str(counts[SubmissionState.RECONCILING])),
+        ("dead", str(counts[SubmissionState.DEAD])),
+        ("traffic", seen.traffic()),
+        ("token fetches", str(sum(fake.token_requests.values()))),
+        ("connections", f"{len(fake.connections)} ({sum(fake.handshakes_by_address.values())} TLS handshakes)"),
+    ]
+
+
+class Figures:
+    """The demo's outcome: what the outbox, the fake and the relay each say happened."""
+
+    def __init__(
+        self,
+        enqueued: int,
+        counts: dict[SubmissionState, int],
+        records: Records,
+        stats: RelayStats,
+        seen: TallySnapshot,
+        elapsed: float,
+    ) -> None:
+        self.enqueued = enqueued
+        self.accepted = counts[SubmissionState.ACCEPTED]
+        self.dead = counts[SubmissionState.DEAD]
+        self.pending = sum(
+            n for state, n in counts.items() if state not in (SubmissionState.ACCEPTED, SubmissionState.DEAD)
+        )
+        self.at_fake = len(records.copies_by_reference)
+        self.duplicates = sum(n - 1 for n in records.duplicates.values())
+        self.records = records
+        self.stats = stats
+        self.seen = seen
+        self.elapsed = elapsed
+
+    def problems(self) -> list[str]:
+        """Why the run is not a success; empty when nothing was lost or duplicated."""
+        found = []
+        if self.accepted != self.enqueued:
+            found.append(f"{self.enqueued - self.accepted} of {self.enqueued} messages were not accepted")
+        if self.at_fake != self.enqueued:
+            found.append(f"the fake holds {self.at_fake} distinct messages, not {self.enqueued}")
+        if self.duplicates:
+            found.append(f"the fake accepted {self.duplicates} duplicate(s)")
+        if self.dead:
+            found.append(f"{self.dead} message(s) are dead letters")
+        if self.pending:
+            found.append(f"{self.pending} message(s) are still pending (the relay was stopped)")
+        return found
+
+    def rows(self) -> Rows:
+        records = self.records
+        failed: dict[str, int] = {}
+        for kinds in self.seen.by_address.values():
+            for kind, n in kinds.items():
+                if kind not in ("Accepted", "Answered"):
+                    failed[kind] = failed.get(kind, 0) + n
+        requests: dict[str, int] = dict.fromkeys(ADDRESSES, 0)
+        for c in records.connections:
+            requests[c.address] += c.requests
+        connections = records.connections_by_address
+        traffic = "; ".join(f"{a} {requests[a]} requests, {connections.get(a, 0)} connections" for a in ADDRESSES)
+        handshakes = records.handshakes_by_address
+        return [
+            ("enqueued", str(self.enqueued)),
+            ("accepted", str(self.accepted)),
+            ("distinct messages at the fake", str(self.at_fake)),
+            ("duplicates at the fake", str(self.duplicates)),
+            ("dead", str(self.dead)),
+            ("faults injected", _listed(records.faults)),
+            ("failed attempts by outcome", _listed(failed)),
+            ("rescheduled by the relay, by cause", _listed({c.value: n for c, n in self.stats.retries.items()})),
+            ("ambiguous outcomes reconciled", str(self.stats.reconciled)),
+            ("tokens fetched", str(sum(records.token_requests.values()))),
+            ("TLS handshakes", str(sum(handshakes.values()))),
+            ("connections (most open at once)", f"{len(records.connections)} ({records.max_open_connections})"),
+            ("traffic per address", traffic),
+            ("elapsed", f"{self.elapsed:.1f} s"),
+            ("messages/s", f"{self.accepted / self.elapsed:.0f}" if self.elapsed > 0 else "-"),
+        ]
+
+
+def _listed(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "0"
