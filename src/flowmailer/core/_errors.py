@@ -31,6 +31,9 @@ class ConfigurationError(FlowmailerError, ValueError):
         self.fix = fix
         super().__init__(f"{field}: {problem}. {fix}")
 
+    def __reduce__(self) -> tuple[type[ConfigurationError], tuple[str, str, str]]:
+        return (type(self), (self.field, self.problem, self.fix))
+
 
 class RejectedError(FlowmailerError):
     """Flowmailer refused the request for good (400/403/404/413/422); resending the same thing fails again."""
@@ -42,6 +45,9 @@ class RejectedError(FlowmailerError):
             listed = "; ".join(e.describe() for e in self.errors) or "no error details were given"
             message = f"Flowmailer rejected the request with HTTP {status}: {listed}. Fix the request; do not retry it."
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[RejectedError], tuple[int, tuple[ErrorDetail, ...], str]]:
+        return (type(self), (self.status, self.errors, str(self)))
 
 
 class AuthenticationError(FlowmailerError):
@@ -56,6 +62,9 @@ class AuthenticationError(FlowmailerError):
             "the calling IP address for ten minutes after bad credentials."
         )
 
+    def __reduce__(self) -> tuple[type[AuthenticationError], tuple[str, str]]:
+        return (type(self), (self.client_id, self.detail))
+
 
 class TransientError(FlowmailerError):
     """Flowmailer was unreachable or answered 'not now' until the retry policy gave up; nothing was accepted."""
@@ -63,6 +72,9 @@ class TransientError(FlowmailerError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), {"retry_after": self.retry_after}))
 
 
 class AmbiguousError(FlowmailerError):
@@ -74,3 +86,11 @@ class AmbiguousError(FlowmailerError):
     def __init__(self, message: str, *, client_reference: str | None = None) -> None:
         self.client_reference = client_reference
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), {"client_reference": self.client_reference}))
+
+
+def _rebuild(cls: type[FlowmailerError], message: str, keywords: dict[str, object]) -> FlowmailerError:
+    """Unpickle an error whose constructor takes keywords (errors cross process boundaries in relays)."""
+    return cls(message, **keywords)
