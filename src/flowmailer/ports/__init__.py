@@ -4,4 +4,5 @@ from flowmailer.ports._clock import *
 from flowmailer.ports._observer import *
 from flowmailer.ports._resolver import *
 from flowmailer.ports._submitter import *
+from flowmailer.ports._tokens import *
 from flowmailer.ports._transport import *

@@ -1,0 +1,26 @@
+"""Where bearer tokens live between requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from flowmailer.core import AccessToken, Credentials
+
+__all__ = ["TokenStore"]
+
+
+class TokenStore(Protocol):
+    """One token per credential, shared by every request of a client; at most one refresh in flight per credential.
+
+    ``fetch`` asks Flowmailer for a new token and raises a ``FlowmailerError`` when it cannot. After an
+    ``AuthenticationError`` the store never calls ``fetch`` for that credential again and re-raises it instead.
+    """
+
+    def token(self, credentials: Credentials, fetch: Callable[[], AccessToken]) -> AccessToken:
+        """A token with time left to live: the stored one, or a new one from ``fetch``."""
+        ...
+
+    def invalidate(self, credentials: Credentials, token: AccessToken) -> None:
+        """Flowmailer refused ``token`` (401 invalid_token): the next ``token`` call fetches, unless it was replaced."""
+        ...

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from flowmailer.adapters import MemoryTokenStore
+from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
+from flowmailer.ports import TokenStore
+from flowmailer.testing import FakeClock
+
+CREDENTIALS = Credentials("acct", "client-1", "s3cret")
+
+
+class Fetcher:
+    """Issues numbered 60-second tokens on the clock, or raises what the test queued."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls = 0
+        self.errors: list[Exception] = []
+
+    def __call__(self) -> AccessToken:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return AccessToken.issued(f"token-{self.calls}", 60, self.clock.now())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fetch(clock: FakeClock) -> Fetcher:
+    return Fetcher(clock)
+
+
+def test_a_fresh_token_is_reused(clock: FakeClock, fetch: Fetcher) -> None:
+    store: TokenStore = MemoryTokenStore(clock)
+    first = store.token(CREDENTIALS, fetch)
+    clock.advance(30)
+    assert store.token(CREDENTIALS, fetch) is first
+    assert fetch.calls == 1
+
+
+def test_each_credential_has_its_own_token(clock: FakeClock, fetch: Fetcher) -> None:
+    store = MemoryTokenStore(clock)
+    other = Credentials("acct", "client-2", "other")
+    assert store.token(CREDENTIALS, fetch) != store.token(other, fetch)
+    assert fetch.calls == 2
+
+
+def test_the_token_is_refreshed_ahead_of_expiry(clock: FakeClock, fetch: Fetcher) -> None:
+    store = MemoryTokenStore(clock)
+    store.token(CREDENTIALS, fetch)
+    clock.advance(51)
+    assert store.token(CREDENTIALS, fetch).value == "token-2"
+
+
+def test_a_failed_refresh_keeps_the_still_valid_token(
+    clock: FakeClock, fetch: Fetcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryTokenStore(clock)
+    first = store.token(CREDENTIALS, fetch)
+    clock.advance(51)
+    fetch.errors.append(TransientError("login host down"))
+    with caplog.at_level(logging.WARNING, "flowmailer"):
+        assert store.token(CREDENTIALS, fetch) is first
+    assert "login host down" in caplog.text
+    assert store.token(CREDENTIALS, fetch).value == "token-3"
+
+
+def test_a_failed_fetch_without_a_valid_token_raises(clock: FakeClock, fetch: Fetcher) -> None:
+    store = MemoryTokenStore(clock)
+    store.token(CREDENTIALS, fetch)
+    clock.advance(60)
+    fetch.errors.append(TransientError("login host down"))
+    with pytest.raises(TransientError):
+        store.token(CREDENTIALS, fetch)
+    assert store.token(CREDENTIALS, fetch).value == "token-3"
+
+
+def test_refused_credentials_are_never_fetched_again(clock: FakeClock, fetch: Fetcher) -> None:
+    store = MemoryTokenStore(clock)
+    fetch.errors.append(AuthenticationError("client-1", "invalid_client"))
+    for _ in range(3):
+        with pytest.raises(AuthenticationError) as e:
+            store.token(CREDENTIALS, fetch)
+        assert e.value.client_id == "client-1"
+    assert fetch.calls == 1
+
+
+def test_invalidate_drops_only_the_refused_token(clock: FakeClock, fetch: Fetcher) -> None:
+    store = MemoryTokenStore(clock)
+    first = store.token(CREDENTIALS, fetch)
+    store.invalidate(CREDENTIALS, first)
+    second = store.token(CREDENTIALS, fetch)
+    store.invalidate(CREDENTIALS, first)
+    assert store.token(CREDENTIALS, fetch) is second
+    assert fetch.calls == 2
+
+
+def test_many_threads_needing_a_token_cause_exactly_one_fetch(clock: FakeClock) -> None:
+    store = MemoryTokenStore(clock)
+    release = threading.Event()
+    lock = threading.Lock()
+    in_flight = 0
+    peak = 0
+    calls = 0
+
+    def slow_fetch() -> AccessToken:
+        nonlocal in_flight, peak, calls
+        with lock:
+            calls += 1
+            in_flight += 1
+            peak = max(peak, in_flight)
+        release.wait(timeout=30)
+        with lock:
+            in_flight -= 1
+        return AccessToken.issued("shared", 60, clock.now())
+
+    got: list[AccessToken] = []
+    threads = [threading.Thread(target=lambda: got.append(store.token(CREDENTIALS, slow_fetch))) for _ in range(20)]
+    for t in threads:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert (calls, peak) == (1, 1)
+    assert len(got) == 20
+    assert {t.value for t in got} == {"shared"}
