@@ -127,3 +127,19 @@ def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
     transport.close()
     assert transport.stats().open == 0
     assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), NotSent)
+
+
+def test_a_request_waiting_at_the_cap_gives_up_as_not_sent(server: TlsServer) -> None:
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, connect_timeout=1, checkout_timeout=0.1)
+    with closing(transport):
+        holder = threading.Thread(target=transport.send, args=(_get(), server.origin, server.blackhole_address))
+        holder.start()
+        deadline = threading.Event()
+        for _ in range(1000):
+            if transport.stats().open == 1:
+                break
+            deadline.wait(0.005)
+        result = transport.send(_get(), server.origin, server.addresses[0])
+        holder.join()
+    assert isinstance(result, NotSent)
+    assert "busy" in result.reason

@@ -90,7 +90,11 @@ class Urllib3Transport:
         self._max_age = max_connection_age
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._user_agent = user_agent
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        #: Threads waiting at the cap, by the key they wait for; each key has its own condition on the one lock,
+        #: so a returned connection wakes one thread that can use it instead of every waiting thread.
+        self._wakeups: dict[_Key, threading.Condition] = {}
+        self._waiting: dict[_Key, int] = {}
         self._idle: dict[_Key, deque[_Conn]] = {}
         self._open = 0
         self._per_key: dict[_Key, int] = {}
@@ -127,7 +131,8 @@ class Urllib3Transport:
             self._idle.clear()
             for c in idle:
                 self._forget(c)
-            self._lock.notify_all()
+            for wakeup in self._wakeups.values():
+                wakeup.notify_all()
         for c in idle:
             c.conn.close()
 
@@ -138,38 +143,55 @@ class Urllib3Transport:
         wait); a key with none takes the slot of the oldest idle connection to another address.
         """
         deadline = self._clock.monotonic() + self._checkout_timeout
-        to_close: list[_Conn] = []
-        try:
+        while True:
+            to_close: list[_Conn] = []
             with self._lock:
-                while True:
-                    if self._closed:
-                        return NotSent("the transport is closed")
-                    now = self._clock.monotonic()
-                    queue = self._idle.get(key)
-                    while queue:
-                        c = queue.pop()
-                        if now - c.born < self._max_age and _still_open(c.conn):
-                            return c, False
-                        to_close.append(c)
-                        self._forget(c)
-                    if self._open >= self._max and not self._per_key.get(key):
-                        victim = self._oldest_idle()
-                        if victim is not None:
-                            to_close.append(victim)
-                            self._forget(victim)
-                    if self._open < self._max:
-                        self._open += 1
-                        self._opened += 1
-                        self._per_key[key] = self._per_key.get(key, 0) + 1
-                        c = _Conn(self._new_connection(key), key, now)
-                        return c, True
-                    remaining = deadline - now
-                    if remaining <= 0:
-                        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
-                    self._lock.wait(remaining)
-        finally:
+                got = self._checkout_locked(key, deadline, to_close)
+                if to_close and self._open < self._max:  # slots of dropped connections came free
+                    self._wake_for_slot()
             for c in to_close:
                 c.conn.close()
+            if isinstance(got, NotSent) or got[1] or _still_open(got[0].conn):
+                return got
+            got[0].conn.close()  # the server closed it while it was idle: forget it and try again
+            with self._lock:
+                self._forget(got[0])
+                self._wake_for_slot()
+
+    def _checkout_locked(self, key: _Key, deadline: float, to_close: list[_Conn]) -> tuple[_Conn, bool] | NotSent:
+        while True:
+            if self._closed:
+                return NotSent("the transport is closed")
+            now = self._clock.monotonic()
+            queue = self._idle.get(key)
+            while queue:
+                c = queue.pop()
+                if now - c.born < self._max_age:
+                    return c, False
+                to_close.append(c)
+                self._forget(c)
+            if self._open >= self._max and not self._per_key.get(key):
+                victim = self._oldest_idle()
+                if victim is not None:
+                    to_close.append(victim)
+                    self._forget(victim)
+            if self._open < self._max:
+                self._open += 1
+                self._opened += 1
+                self._per_key[key] = self._per_key.get(key, 0) + 1
+                c = _Conn(self._new_connection(key), key, now)
+                return c, True
+            remaining = deadline - now
+            if remaining <= 0:
+                return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
+            wakeup = self._wakeups.get(key)
+            if wakeup is None:
+                wakeup = self._wakeups[key] = threading.Condition(self._lock)
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            try:
+                wakeup.wait(remaining)
+            finally:
+                self._waiting[key] -= 1
 
     def _forget(self, c: _Conn) -> None:
         self._open -= 1
@@ -227,12 +249,30 @@ class Urllib3Transport:
         with self._lock:
             if reusable and not self._closed and self._clock.monotonic() - c.born < self._max_age:
                 self._idle.setdefault(c.key, deque()).append(c)
+                self._wake_for_idle(c.key)
             else:
                 self._forget(c)
+                self._wake_for_slot()
                 reusable = False
-            self._lock.notify_all()
         if not reusable:
             c.conn.close()
+
+    def _wake_for_idle(self, key: _Key) -> None:
+        """An idle connection for ``key``: a thread waiting for that key takes it, else one that may evict it."""
+        if self._waiting.get(key):
+            self._wakeups[key].notify()
+            return
+        for other, n in self._waiting.items():
+            if n and not self._per_key.get(other):
+                self._wakeups[other].notify()
+                return
+
+    def _wake_for_slot(self) -> None:
+        """A slot under the cap came free: any waiting thread may open a connection with it."""
+        for key, n in self._waiting.items():
+            if n:
+                self._wakeups[key].notify()
+                return
 
 
 def _still_open(conn: HTTPSConnection) -> bool:
