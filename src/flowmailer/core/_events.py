@@ -14,6 +14,7 @@ __all__ = [
     "RelayNotRecorded",
     "RelayRecorded",
     "RelayStopped",
+    "RequestFinished",
 ]
 
 
@@ -65,4 +66,15 @@ class RelayStopped:
     abandoned: int
 
 
-Event = AttemptFinished | RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped
+@attrs.frozen
+class RequestFinished:
+    """A token request or a read was answered; its failed attempts are reported as :class:`AttemptFinished`."""
+
+    operation: str
+    address: str
+    status: int
+    duration: float
+    attempt: int = 1
+
+
+Event = AttemptFinished | RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped | RequestFinished

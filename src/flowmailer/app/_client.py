@@ -1,0 +1,403 @@
+"""The synchronous client: an application calls it directly, from as many threads as it likes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import TypeVar
+
+from flowmailer.app import _defaults
+from flowmailer.core import (
+    FIRST_PAGE,
+    Accepted,
+    AccessToken,
+    AddressBook,
+    AddressHealth,
+    AddressPolicy,
+    Ambiguous,
+    AmbiguousError,
+    AttemptFinished,
+    AuthenticationError,
+    ConfigurationError,
+    Credentials,
+    CredentialsRejected,
+    DateRange,
+    Event,
+    FlowmailerError,
+    GiveUp,
+    GiveUpReason,
+    Host,
+    Message,
+    MessageEvent,
+    NotSent,
+    Origin,
+    Outcome,
+    Page,
+    Reconcile,
+    ReferenceRange,
+    RefreshToken,
+    Rejected,
+    RejectedError,
+    RequestFinished,
+    Retry,
+    RetryBudget,
+    RetryPolicy,
+    RetryState,
+    Simulation,
+    SortOrder,
+    SubmitMessage,
+    TokenInvalid,
+    Transient,
+    TransientError,
+    TransportResult,
+    WireRequest,
+    WireResponse,
+    classify_submit,
+    interpret_one,
+    interpret_page,
+    interpret_token,
+    message_events_request,
+    message_request,
+    simulate_request,
+    submit_request,
+    tag_messages_request,
+    token_request,
+)
+from flowmailer.ports import Clock, Observer, Resolver, TokenStore, Transport
+
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]
+
+DEFAULT_API_URL = "https://api.flowmailer.net"
+DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
+
+_log = logging.getLogger("flowmailer")
+_OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, CredentialsRejected)
+T = TypeVar("T")
+
+
+class Client:
+    """Flowmailer's REST API, reliably: ``submit`` returns the message id only after a 201 and otherwise raises an
+    error that says what happened and whether the message may have been accepted.
+
+    Every request goes through the core's retry policy, to the next healthy IP address of the host, with a token
+    shared by all threads. Adapters left out are built by default: urllib3 over the system resolver, trust from
+    the operating system (or ``ca_bundle``), an in-memory token store, the real clock.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        login_url: str = DEFAULT_LOGIN_URL,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        address_policy: AddressPolicy | None = None,
+        reference_prefix: str = "ref:",
+        ca_bundle: str | None = None,
+        max_connections: int = 10,
+        transport: Transport | None = None,
+        resolver: Resolver | None = None,
+        token_store: TokenStore | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        if not reference_prefix:
+            raise ConfigurationError("reference_prefix", "is empty", 'use a tag prefix such as "ref:"')
+        self._origins = {
+            Host.API: Origin.parse(api_url, field="api_url"),
+            Host.LOGIN: Origin.parse(login_url, field="login_url"),
+        }
+        self._credentials = credentials
+        self._policy = policy if policy is not None else RetryPolicy()
+        self._budget = budget if budget is not None else RetryBudget()
+        self._address_policy = address_policy if address_policy is not None else AddressPolicy()
+        self._prefix = reference_prefix
+        self._clock = clock if clock is not None else _defaults.clock()
+        if transport is None:
+            transport = _defaults.transport(
+                ca_bundle=ca_bundle,
+                max_connections=max_connections,
+                max_connection_age=self._address_policy.max_connection_age,
+                clock=self._clock,
+            )
+        elif ca_bundle is not None:
+            raise ConfigurationError("ca_bundle", "was given with a transport", "configure trust on the transport")
+        self._transport = transport
+        self._resolver = resolver if resolver is not None else _defaults.resolver()
+        self._tokens = token_store if token_store is not None else _defaults.token_store(self._clock)
+        self._rng = rng if rng is not None else random.Random()
+        self._observer = observer
+        self._lock = threading.Lock()
+        self._books: dict[Host, AddressBook] = {}
+        self._resolving = {host: threading.Lock() for host in Host}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> Client:
+        """Credentials from FLOWMAILER_ACCOUNT_ID, FLOWMAILER_CLIENT_ID and FLOWMAILER_CLIENT_SECRET; optional
+        FLOWMAILER_API_URL, FLOWMAILER_LOGIN_URL and FLOWMAILER_CA_BUNDLE; ``kwargs`` as for the constructor."""
+        settings = _defaults.settings_from_env(environ)
+        return cls(**{**settings, **kwargs})  # type: ignore[arg-type]
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    # --- operations ------------------------------------------------------------------------------------------
+
+    def submit(self, message: SubmitMessage) -> str:
+        """Flowmailer's message id, after a 201. The message is tagged with a client reference first (unless it
+        has one), so an :class:`AmbiguousError` can be reconciled with ``messages_by_tag(e.client_reference)``."""
+        reference = message.client_reference(self._prefix)
+        if reference is None:
+            reference = uuid.uuid4().hex
+            message = message.with_client_reference(reference, self._prefix)
+        account = self._credentials.account_id
+        accepted: Accepted = self._call(
+            "submit",
+            Host.API,
+            lambda token: submit_request(account, token, message),
+            lambda result, now: classify_submit(result, now=now),
+            reference=f"{self._prefix}{reference}",
+        )
+        return accepted.message_id
+
+    def simulate(self, message: SubmitMessage, source_id: str) -> Simulation:
+        """What the flow would make of ``message``; nothing is sent."""
+        account = self._credentials.account_id
+        return self._call(
+            "simulate",
+            Host.API,
+            lambda token: simulate_request(account, token, message, source_id),
+            lambda result, now: interpret_one(result, Simulation, now=now),
+        )
+
+    def message(self, message_id: str, *, add_events: bool = False, add_tags: bool = False) -> Message:
+        account = self._credentials.account_id
+        return self._call(
+            "message",
+            Host.API,
+            lambda token: message_request(account, token, message_id, add_events=add_events, add_tags=add_tags),
+            lambda result, now: interpret_one(result, Message, now=now),
+        )
+
+    def message_events(
+        self,
+        *,
+        start: ReferenceRange = FIRST_PAGE,
+        flow_ids: Iterable[int | str] = (),
+        source_ids: Iterable[int | str] = (),
+        daterange: DateRange | None = None,
+        receivedrange: DateRange | None = None,
+        sortorder: SortOrder | None = None,
+        add_message_tags: bool = False,
+    ) -> Iterator[Page[MessageEvent]]:
+        """Pages of events from ``start``, fetched as the caller iterates; store a page's ``next_range`` as the
+        cursor to resume from later."""
+        account = self._credentials.account_id
+        flows, sources = tuple(flow_ids), tuple(source_ids)
+        page_range: ReferenceRange | None = start
+        while page_range is not None:
+            current = page_range
+            page = self._call(
+                "message_events",
+                Host.API,
+                functools.partial(
+                    message_events_request,
+                    account,
+                    page=current,
+                    flow_ids=flows,
+                    source_ids=sources,
+                    daterange=daterange,
+                    receivedrange=receivedrange,
+                    sortorder=sortorder,
+                    add_message_tags=add_message_tags,
+                ),
+                lambda result, now: interpret_page(result, MessageEvent, now=now),
+            )
+            yield page
+            page_range = page.next_range
+
+    def messages_by_tag(self, tag: str, *, daterange: DateRange | None = None) -> Iterator[Message]:
+        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found)."""
+        account = self._credentials.account_id
+        page_range: ReferenceRange | None = FIRST_PAGE
+        while page_range is not None:
+            current = page_range
+            page = self._call(
+                "messages_by_tag",
+                Host.API,
+                functools.partial(_tag_request, account, tag, page=current, daterange=daterange),
+                lambda result, now: interpret_page(result, Message, now=now),
+            )
+            yield from page.items
+            page_range = page.next_range
+
+    # --- the one request loop --------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        host: Host,
+        build: Callable[[AccessToken], WireRequest] | WireRequest,
+        interpret: Callable[[TransportResult, float], T | Outcome],
+        *,
+        reference: str | None = None,
+    ) -> T:
+        """Attempts until the core's retry policy is done; the answer, or the error its last decision calls for."""
+        started = self._clock.monotonic()
+        state = RetryState()
+        avoid: str | None = None
+        while True:
+            token = None
+            if isinstance(build, WireRequest):
+                request = build
+            else:
+                token = self._token()
+                request = build(token)
+            address, result, duration = self._send(host, request, avoid)
+            got = interpret(result, self._clock.now())
+            attempt = state.attempts + 1
+            if isinstance(got, Accepted) or not isinstance(got, _OUTCOMES):
+                self._succeeded(operation, address, result, got, duration, attempt)
+                return got  # type: ignore[return-value]  # Accepted is the T of submit
+            outcome: Outcome = got
+            self._emit(AttemptFinished(operation, address, outcome, duration, attempt))
+            _log.debug("%s attempt %d to %s: %s (%.3f s)", operation, attempt, address, outcome, duration)
+            if isinstance(outcome, Ambiguous) and request.idempotent:
+                outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
+            book = self._books.get(host)
+            decision, state = self._policy.decide(
+                outcome,
+                state,
+                elapsed=self._clock.monotonic() - started,
+                u=self._rng.random(),
+                addresses=len(book) if book is not None else 1,
+            )
+            with self._lock:
+                decision, self._budget = self._budget.admit(decision, self._clock.monotonic())
+            if isinstance(decision, Retry):
+                _log.debug("%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address)
+                self._clock.sleep(decision.delay)
+                avoid = address
+            elif isinstance(decision, RefreshToken) and token is not None:
+                self._tokens.invalidate(self._credentials, token)
+            else:
+                raise self._error(operation, decision, state.attempts, reference)
+
+    def _succeeded(
+        self, operation: str, address: str, result: TransportResult, got: object, duration: float, attempt: int
+    ) -> None:
+        if self._budget.tokens < self._budget.capacity:  # a full bucket stays full: skip the lock and the copy
+            with self._lock:
+                self._budget = self._budget.deposit(self._clock.monotonic())
+        if isinstance(got, Accepted):
+            self._emit(AttemptFinished(operation, address, got, duration, attempt))
+        else:
+            status = result.status if isinstance(result, WireResponse) else 0
+            self._emit(RequestFinished(operation, address, status, duration, attempt))
+        _log.debug("%s attempt %d to %s: answered (%.3f s)", operation, attempt, address, duration)
+
+    def _error(self, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
+        client_id = self._credentials.client_id
+        if isinstance(decision, Reconcile):
+            return AmbiguousError(
+                f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
+                f"may have accepted it. Look for tag {reference!r} with messages_by_tag before sending it again.",
+                client_reference=reference,
+            )
+        assert isinstance(decision, GiveUp)
+        outcome = decision.outcome
+        if isinstance(outcome, Rejected):
+            return RejectedError(outcome.status, outcome.errors)
+        if isinstance(outcome, CredentialsRejected):
+            return AuthenticationError(client_id, outcome.detail)
+        if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
+            return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
+        retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
+        return TransientError(
+            f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
+            f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
+            retry_after=retry_after,
+        )
+
+    def _token(self) -> AccessToken:
+        return self._tokens.token(self._credentials, self._fetch_token)
+
+    def _fetch_token(self) -> AccessToken:
+        request = token_request(self._credentials)
+        return self._call("token", Host.LOGIN, request, interpret_token)
+
+    def _emit(self, event: Event) -> None:
+        if self._observer is not None:
+            self._observer.on_event(event)
+
+    # --- addresses -------------------------------------------------------------------------------------------
+
+    def _send(self, host: Host, request: WireRequest, avoid: str | None) -> tuple[str, TransportResult, float]:
+        origin = self._origins[host]
+        book = self._book(host)
+        if isinstance(book, NotSent):
+            return origin.host, book, 0.0
+        now = self._clock.monotonic()
+        with self._lock:
+            address, self._books[host] = self._books[host].pick(now, avoid)
+        result = self._transport.send(request, origin, address)
+        done = self._clock.monotonic()
+        if isinstance(result, NotSent | Ambiguous):
+            with self._lock:
+                self._books[host] = self._books[host].mark_failed(address, done)
+        elif AddressHealth(address) not in self._books[host].entries:  # a healthy address needs no marking
+            with self._lock:
+                self._books[host] = self._books[host].mark_ok(address)
+        return address, result, done - now
+
+    def _book(self, host: Host) -> AddressBook | NotSent:
+        """The host's address book, resolved again when its TTL ran out, by one thread while others use the old."""
+        book = self._books.get(host)  # books are immutable values: reading the current one needs no lock
+        if book is not None and not book.needs_resolve(self._clock.monotonic()):
+            return book
+        resolving = self._resolving[host]
+        if not resolving.acquire(blocking=book is None):
+            return book  # type: ignore[return-value]  # only a known book skips the wait
+        try:
+            with self._lock:
+                book = self._books.get(host)
+            if book is not None and not book.needs_resolve(self._clock.monotonic()):
+                return book
+            origin = self._origins[host]
+            resolution = self._resolver.resolve(origin.host, origin.port)
+            now = self._clock.monotonic()
+            with self._lock:
+                book = self._books.get(host)
+                if isinstance(resolution, NotSent):
+                    if book is None:
+                        return resolution
+                    self._books[host] = book.resolve_failed(now)
+                elif book is None:
+                    self._books[host] = AddressBook.from_resolution(resolution, now, self._address_policy)
+                else:
+                    self._books[host] = book.updated(resolution, now)
+                _log.debug("%s resolved: %s", origin.host, resolution)
+                return self._books[host]
+        finally:
+            resolving.release()
+
+
+def _tag_request(
+    account: str, tag: str, token: AccessToken, *, page: ReferenceRange, daterange: DateRange | None
+) -> WireRequest:
+    return tag_messages_request(account, token, tag, page=page, daterange=daterange)

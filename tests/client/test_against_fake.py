@@ -1,0 +1,250 @@
+"""The Client over real TLS against FakeFlowmailer on three loopback addresses, with faults injected.
+
+Time is a FakeClock: retry waits and cool-downs never make a test wait. Only a blackholed connect waits out its
+(short) connect timeout, which is the behaviour under test.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from flowmailer.adapters import Urllib3Transport
+from flowmailer.app import Client
+from flowmailer.core import (
+    AddressPolicy,
+    AmbiguousError,
+    AttemptFinished,
+    Credentials,
+    Event,
+    NotSent,
+    RejectedError,
+    RetryPolicy,
+    SubmitMessage,
+    TransientError,
+)
+from flowmailer.testing import FakeClock, StaticResolver
+from flowmailer.testing._fake import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode
+
+TWO, THREE, FOUR = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+class Attempts:
+    """An observer that keeps every attempt, thread-safely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[AttemptFinished] = []
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, AttemptFinished):
+            with self._lock:
+                self.events.append(event)
+
+    def not_sent_to(self, address: str, operation: str = "submit") -> int:
+        with self._lock:
+            return sum(
+                1
+                for e in self.events
+                if (e.operation, e.address) == (operation, address) and isinstance(e.outcome, NotSent)
+            )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeFlowmailer]:
+    with FakeFlowmailer().running() as running:
+        yield running
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_client(
+    fake: FakeFlowmailer,
+    clock: FakeClock,
+    *,
+    resolver: StaticResolver | None = None,
+    observer: Attempts | None = None,
+    policy: RetryPolicy | None = None,
+    ca_bundle: str | None = None,
+    address_policy: AddressPolicy | None = None,
+) -> Client:
+    address_policy = address_policy or AddressPolicy()
+    credential = fake.credential("ADMIN")
+    transport = Urllib3Transport(
+        ca_bundle=ca_bundle or str(fake.ca_bundle),
+        connect_timeout=0.5,
+        read_timeout=5,
+        clock=clock,
+        max_connection_age=address_policy.max_connection_age,
+    )
+    return Client(
+        Credentials(fake.account_id, credential.client_id, credential.client_secret),
+        api_url=fake.api_url,
+        login_url=fake.login_url,
+        policy=policy,
+        address_policy=address_policy,
+        transport=transport,
+        resolver=resolver or StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+        clock=clock,
+        rng=random.Random(3),
+        observer=observer,
+    )
+
+
+def message(n: int = 0, **kwargs: object) -> SubmitMessage:
+    return SubmitMessage(
+        sender_address="app@example.com",
+        recipient_address=f"user{n}@example.com",
+        subject=f"message {n}",
+        text="x" * 2000,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def submit_from_threads(client: Client, threads: int, each: int) -> list[str]:
+    ids: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        for i in range(each):
+            try:
+                message_id = client.submit(message(t * each + i))
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                with lock:
+                    errors.append(e)
+            else:
+                with lock:
+                    ids.append(message_id)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert errors == []
+    return ids
+
+
+def test_a_thousand_submits_from_ten_threads(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    with make_client(fake, clock) as client:
+        ids = submit_from_threads(client, threads=10, each=100)
+    records = fake.records()
+    assert len(set(ids)) == 1000
+    assert sum(records.token_requests.values()) == 1
+    assert sum(records.handshakes_by_address.values()) <= 10
+    assert records.max_open_connections <= 10
+    assert len(records.accepted) == 1000
+    assert len(records.copies_by_reference) == 1000
+    assert records.duplicates == {}
+
+
+def test_one_address_blackholed_and_one_refusing_every_submit_succeeds(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    fake.set_mode(TWO, Mode.BLACKHOLE)
+    fake.set_mode(THREE, Mode.REFUSE)
+    attempts = Attempts()
+    with make_client(fake, clock, observer=attempts) as client:
+        ids = [client.submit(message(n)) for n in range(30)]
+    assert len(set(ids)) == 30
+    # Known bad after one failure each: the cool-down keeps them out of rotation from then on (the login host
+    # has its own address book, so the token request may meet each bad address once too).
+    assert attempts.not_sent_to(TWO) == 1
+    assert attempts.not_sent_to(THREE) == 1
+    assert attempts.not_sent_to(TWO, "token") <= 1
+    assert attempts.not_sent_to(THREE, "token") <= 1
+    assert fake.records().handshakes_by_address.keys() <= {FOUR}
+
+
+def test_bad_addresses_are_tried_at_most_once_per_thread_under_concurrency(
+    fake: FakeFlowmailer, clock: FakeClock
+) -> None:
+    fake.set_mode(TWO, Mode.BLACKHOLE)
+    fake.set_mode(THREE, Mode.REFUSE)
+    attempts = Attempts()
+    with make_client(fake, clock, observer=attempts) as client:
+        ids = submit_from_threads(client, threads=10, each=20)
+    assert len(set(ids)) == 200
+    assert attempts.not_sent_to(TWO) <= 10
+    assert attempts.not_sent_to(THREE) <= 10
+
+
+def test_traffic_follows_a_dns_change_after_ttl_and_connection_age(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    resolver = StaticResolver({API_HOST: [TWO, THREE], LOGIN_HOST: [TWO, THREE]}, ttl=5)
+    policy = AddressPolicy(max_connection_age=30)
+    with make_client(fake, clock, resolver=resolver, address_policy=policy) as client:
+        submit_from_threads(client, threads=4, each=10)
+        resolver.set(API_HOST, [FOUR])
+        resolver.set(LOGIN_HOST, [FOUR])
+        clock.advance(5 + 30)
+        before = fake.records()
+        submit_from_threads(client, threads=4, each=10)
+        after = fake.records()
+    old = {TWO, THREE}
+    requests_before = sum(c.requests for c in before.connections if c.address in old)
+    requests_after = sum(c.requests for c in after.connections if c.address in old)
+    assert requests_before > 0
+    assert requests_after == requests_before
+    assert {m.address for m in after.accepted[len(before.accepted) :]} == {FOUR}
+
+
+def test_a_wrong_certificate_is_refused_and_nothing_is_sent(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    for address in fake.addresses:
+        fake.set_mode(address, Mode.WRONG_CERTIFICATE)
+    with make_client(fake, clock, policy=RetryPolicy(max_attempts=3)) as client, pytest.raises(TransientError):
+        client.submit(message())
+    records = fake.records()
+    assert records.requests == 0
+    assert records.accepted == ()
+
+
+def test_a_certificate_from_an_untrusted_ca_is_refused_and_nothing_is_sent(
+    fake: FakeFlowmailer, clock: FakeClock, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    client = make_client(fake, clock, policy=RetryPolicy(max_attempts=3), ca_bundle=str(other))
+    with client, pytest.raises(TransientError, match="certificate verify failed"):
+        client.submit(message())
+    assert fake.records().requests == 0
+
+
+@pytest.mark.parametrize("code", [503, 429])
+def test_retry_after_is_waited_out_on_the_fake_clock(fake: FakeFlowmailer, clock: FakeClock, code: int) -> None:
+    fake.set_faults([Fault.status(code, retry_after=2, path="submit", at=[0])])
+    with make_client(fake, clock) as client:
+        assert client.submit(message())
+    assert clock.slept == [2.0]
+    assert fake.records().statuses.get(code) == 1
+    assert len(fake.records().accepted) == 1
+
+
+def test_a_400_is_raised_at_once_with_the_field_name(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    bad = SubmitMessage(sender_address="app@example.com", recipient_address="not-an-address", subject="x")
+    with make_client(fake, clock) as client, pytest.raises(RejectedError) as e:
+        client.submit(bad)
+    assert e.value.status == 400
+    assert "recipientAddress" in {d.field for d in e.value.errors}
+    assert fake.records().statuses.get(400) == 1
+    assert clock.slept == []
+
+
+def test_accept_then_reset_is_ambiguous_and_the_fake_holds_exactly_one_copy(
+    fake: FakeFlowmailer, clock: FakeClock
+) -> None:
+    fake.set_faults([Fault.accept_then_reset(path="submit", at=[0])])
+    with make_client(fake, clock) as client:
+        with pytest.raises(AmbiguousError) as e:
+            client.submit(message())
+        reference = e.value.client_reference
+        assert reference is not None
+        assert fake.records().copies_by_reference == {reference: 1}
+        # Reconciliation finds the copy Flowmailer kept, so nobody needs to resend it.
+        assert len(list(client.messages_by_tag(reference))) == 1
