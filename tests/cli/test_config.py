@@ -213,3 +213,13 @@ def test_postgres_password_is_refused_in_a_flag_or_toml_but_taken_from_the_envir
     config = load_config({}, {"FLOWMAILER_OUTBOX": url})
     assert config.outbox == PostgresLocation(url)
     assert SECRET not in repr(config)
+
+
+def test_the_toml_example_in_the_cli_docs_loads(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    example = page.split("```toml\n")[1].split("```")[0]
+    toml = write_toml(tmp_path, example)
+    (tmp_path / "client-secret").write_text(SECRET, encoding="utf-8")
+    config = load_config({"config": str(toml)}, {})
+    assert config.require_credentials().client_secret == SECRET
+    assert config.outbox == SqliteLocation(Path("/var/lib/flowmailer/outbox.db"))

@@ -239,7 +239,7 @@ class Figures:
             ("ambiguous outcomes reconciled", str(self.stats.reconciled)),
             ("tokens fetched", str(sum(records.token_requests.values()))),
             ("TLS handshakes", str(sum(handshakes.values()))),
-            ("connections (most open at once)", f"{len(records.connections)} ({records.max_open_connections})"),
+            ("connections", str(len(records.connections))),
             ("traffic per address", traffic),
             ("elapsed", f"{self.elapsed:.1f} s"),
             ("messages/s", f"{self.accepted / self.elapsed:.0f}" if self.elapsed > 0 else "-"),
