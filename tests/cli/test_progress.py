@@ -1,0 +1,88 @@
+"""The progress tally and its two displays: a rich live table, and plain lines for logs."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+
+from flowmailer.cli._progress import Rows, Tally, show_progress, summary
+from flowmailer.core import (
+    Accepted,
+    Ambiguous,
+    AttemptFinished,
+    Cause,
+    Dead,
+    Event,
+    NotSent,
+    ReconcileAt,
+    RecordAccepted,
+    RelayNotRecorded,
+    RelayRecorded,
+    RequestFinished,
+    RetryAt,
+    Transient,
+)
+
+
+def test_tally_counts_attempts_per_address_and_the_relays_decisions() -> None:
+    tally = Tally()
+    events: list[Event] = [
+        AttemptFinished("submit", "127.0.0.2", Accepted("m1"), 0.01),
+        AttemptFinished("submit", "127.0.0.2", Transient(503), 0.01),
+        AttemptFinished("submit", "127.0.0.3", Ambiguous("reset"), 0.01),
+        AttemptFinished("submit", "127.0.0.4", NotSent("timeout"), 0.5),
+        RequestFinished("token", "127.0.0.3", 200, 0.01),
+        RelayRecorded("r", 1, "ref1", 1, RecordAccepted("m1")),
+        RelayRecorded("r", 2, "ref2", 2, RecordAccepted("m2", reconciled=True, copies=2)),
+        RelayRecorded("r", 3, "ref3", 1, RetryAt(1.0, Cause.TRANSIENT, "503")),
+        RelayRecorded("r", 4, "ref4", 1, ReconcileAt(1.0, Cause.AMBIGUOUS, "reset")),
+        RelayRecorded("r", 5, "ref5", 1, Dead("422")),
+        RelayNotRecorded("r", 6, "lease lost"),
+    ]
+    for event in events:
+        tally.on_event(event)
+    seen = tally.snapshot()
+    assert seen.by_address == {
+        "127.0.0.2": {"Accepted": 1, "HTTP 503": 1},
+        "127.0.0.3": {"Ambiguous": 1, "Answered": 1},
+        "127.0.0.4": {"NotSent": 1},
+    }
+    assert seen.answered == {"token": 1}
+    assert (seen.accepted, seen.reconciled, seen.duplicates, seen.dead, seen.not_recorded) == (2, 1, 1, 1, 1)
+    assert seen.retries == {"transient": 1, "ambiguous": 1}
+    assert seen.traffic() == "127.0.0.2 2 (1 HTTP 503); 127.0.0.3 2 (1 Ambiguous); 127.0.0.4 1 (1 NotSent)"
+
+
+def rows_until(done: threading.Event, calls: int) -> Callable[[], Rows]:
+    """A rows callable that sets ``done`` on its ``calls``-th call."""
+    seen: list[int] = []
+
+    def rows() -> Rows:
+        seen.append(1)
+        if len(seen) >= calls:
+            done.set()
+        return [("accepted", str(len(seen))), ("dead", "0")]
+
+    return rows
+
+
+def test_plain_progress_prints_one_line_per_interval_until_done() -> None:
+    done = threading.Event()
+    out = io.StringIO()
+    show_progress(rows_until(done, 3), done, title="t", live=False, interval=0.001, out=out)
+    assert out.getvalue().splitlines() == ["accepted 1 | dead 0", "accepted 2 | dead 0", "accepted 3 | dead 0"]
+
+
+def test_live_progress_draws_a_table_with_the_title_and_rows() -> None:
+    done = threading.Event()
+    out = io.StringIO()
+    show_progress(rows_until(done, 1), done, title="flowmailer relay", live=True, out=out)
+    assert "flowmailer relay" in out.getvalue()
+    assert "accepted" in out.getvalue()
+
+
+def test_plain_summary_aligns_the_values() -> None:
+    out = io.StringIO()
+    summary([("enqueued", "3"), ("duplicates at the fake", "0")], title="summary", live=False, out=out)
+    assert out.getvalue().splitlines() == ["summary", "  enqueued                3", "  duplicates at the fake  0"]
