@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
 import attrs
@@ -40,8 +40,7 @@ class Credential:
     role: str = "ADMIN"
 
 
-@attrs.frozen
-class _Message:
+class _Message(NamedTuple):
     seq: int
     id: str
     submitted: float
@@ -50,8 +49,7 @@ class _Message:
     bounced: bool
 
 
-@attrs.frozen
-class _Event:
+class _Event(NamedTuple):
     seq: int
     message: _Message
     type: str
@@ -116,6 +114,7 @@ class FlowmailerState:
         self._by_id: dict[str, _Message] = {}
         self._by_tag: dict[str, list[_Message]] = {}
         self._events: list[_Event] = []
+        self._id_second = (-1, "")
 
     def expire_token(self, request: Request) -> None:
         """Fault hook: the request's bearer token stops being valid now, ahead of its expiry."""
@@ -126,7 +125,7 @@ class FlowmailerState:
 
     def handle(self, request: Request, *, client_address: str, server_address: str) -> Response:
         segments = request.path.split("/")[1:]
-        names = [unquote(s.partition(";")[0]) for s in segments]
+        names = [unquote(s.partition(";")[0]) if "%" in s or ";" in s else s for s in segments]
         if names == ["oauth", "token"]:
             if request.method != "POST":
                 return _oauth_error(405, "invalid_request", "use POST")
@@ -144,16 +143,18 @@ class FlowmailerState:
         route = names[1:]
         if credential.role == SUBMIT_ROLE and route != ["messages", "submit"]:
             return _all_errors(403, "forbidden", f"Access is denied for role {SUBMIT_ROLE}")
-        matrix = {k: v for s in segments for k, _, v in (p.partition("=") for p in s.split(";")[1:])}
-        query = {k: v[-1] for k, v in parse_qs(request.target.partition("?")[2]).items()}
         if route == ["messages", "submit"]:
             if request.method != "POST":
                 return _all_errors(405, "method", "use POST")
             return self._submit(request, credential, server_address, now)
         if request.method != "GET":
             return _all_errors(405, "method", "use GET")
+        matrix = {k: v for s in segments for k, _, v in (p.partition("=") for p in s.split(";")[1:])}
+        query = {k: v[-1] for k, v in parse_qs(request.target.partition("?")[2]).items()}
         if route == ["messages"]:
-            return self._listing(request, self._messages_in(matrix, self._messages), query, self._message_json)
+            with self._lock:
+                messages = list(self._messages)
+            return self._message_listing(request, matrix, query, messages)
         if len(route) == 2 and route[0] == "messages":
             with self._lock:
                 message = self._by_id.get(route[1])
@@ -163,7 +164,7 @@ class FlowmailerState:
         if len(route) == 3 and route[0] == "tag" and route[2] == "messages":
             with self._lock:
                 tagged = list(self._by_tag.get(route[1], ()))
-            return self._listing(request, self._messages_in(matrix, tagged), query, self._message_json)
+            return self._message_listing(request, matrix, query, tagged)
         if route == ["message_events"]:
             with self._lock:
                 events = list(self._events)
@@ -212,7 +213,10 @@ class FlowmailerState:
         tags = tuple(msg.get("tags") or ())
         bounced = str(msg["recipientAddress"]).lower() in self._bounces
         with self._lock:
-            message_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(now)) + f"{self._random.getrandbits(72):018x}"
+            second = int(now)
+            if second != self._id_second[0]:
+                self._id_second = (second, time.strftime("%Y%m%d%H%M%S", time.gmtime(second)))
+            message_id = f"{self._id_second[1]}{self._random.getrandbits(72):018x}"
             message = _Message(len(self._messages), message_id, now, msg, tags, bounced)
             self._messages.append(message)
             self._by_id[message_id] = message
@@ -224,25 +228,24 @@ class FlowmailerState:
         host = request.header("host") or API_HOST
         return Response(201, (("Location", f"https://{host}/{self.account_id}/messages/{message_id}"),))
 
-    @staticmethod
-    def _messages_in(matrix: dict[str, str], messages: list[_Message]) -> list[_Message] | Response:
-        if "daterange" not in matrix:
-            return messages
-        span = _date_range(unquote(matrix["daterange"]))
-        if span is None:
-            return _all_errors(400, "typeMismatch", "daterange is start,end", "daterange")
-        return [m for m in messages if span[0] <= m.submitted < span[1]]
+    def _message_listing(
+        self, request: Request, matrix: dict[str, str], query: dict[str, str], messages: list[_Message]
+    ) -> Response:
+        if "daterange" in matrix:
+            span = _date_range(unquote(matrix["daterange"]))
+            if span is None:
+                return _all_errors(400, "typeMismatch", "daterange is start,end", "daterange")
+            messages = [m for m in messages if span[0] <= m.submitted < span[1]]
+        return self._listing(request, messages, query, self._message_json)
 
     def _listing(
         self,
         request: Request,
-        items: Sequence[Any] | Response,
+        items: Sequence[Any],
         query: dict[str, str],
         render: Callable[[Any, dict[str, str]], dict[str, Any]],
     ) -> Response:
         """A reference-range page: items after (ASC) or before (DESC, the default) the reference."""
-        if isinstance(items, Response):
-            return items
         match = _RANGE.match(request.header("range") or "items=:100")
         if match is None or int(match[2]) == 0:
             return _all_errors(400, "range", "Range must be items=REF:COUNT", "Range", request.header("range"))

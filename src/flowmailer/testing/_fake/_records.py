@@ -95,51 +95,53 @@ class Recorder:
         self._tokens: collections.Counter[str] = collections.Counter()
         self._statuses: collections.Counter[int] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
+        self._waiting = 0
+
+    def _notify(self) -> None:
+        if self._waiting:
+            self._changed.notify_all()
 
     def connection_opened(self, address: str) -> int:
         with self._changed:
             self._connections.append([address, False, 0, 0])
             self._open += 1
             self._max_open = max(self._max_open, self._open)
-            self._changed.notify_all()
+            self._notify()
             return len(self._connections) - 1
 
     def connection_closed(self, conn: int) -> None:
         with self._changed:
             self._open -= 1
-            self._changed.notify_all()
+            self._notify()
 
     def handshaken(self, conn: int) -> None:
         with self._changed:
             self._connections[conn][1] = True
-            self._changed.notify_all()
+            self._notify()
 
-    def request(self, conn: int, *, pipelined: bool) -> None:
+    def request(self, conn: int, *, pipelined: bool, fault: str | None) -> None:
         with self._changed:
             record = self._connections[conn]
             record[2] += 1
             record[3] += pipelined
-            self._changed.notify_all()
+            if fault is not None:
+                self._faults[fault] += 1
+            self._notify()
 
     def answered(self, status: int) -> None:
         with self._changed:
             self._statuses[status] += 1
-            self._changed.notify_all()
-
-    def fault(self, kind: str) -> None:
-        with self._changed:
-            self._faults[kind] += 1
-            self._changed.notify_all()
+            self._notify()
 
     def token_requested(self, client_id: str) -> None:
         with self._changed:
             self._tokens[client_id] += 1
-            self._changed.notify_all()
+            self._notify()
 
     def accepted(self, message: AcceptedMessage) -> None:
         with self._changed:
             self._accepted.append(message)
-            self._changed.notify_all()
+            self._notify()
 
     def snapshot(self) -> Records:
         with self._changed:
@@ -160,13 +162,13 @@ class Recorder:
         """Block until ``predicate(records)`` holds; TimeoutError after ``timeout`` seconds of real time."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                records = self._snapshot()
-                if predicate(records):
-                    return records
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._changed.wait(remaining):
-                    records = self._snapshot()
-                    if predicate(records):
-                        return records
-                    raise TimeoutError(f"the fake's records did not reach the condition within {timeout} s")
+            self._waiting += 1
+            try:
+                while not predicate(records := self._snapshot()):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"the fake's records did not reach the condition within {timeout} s")
+                    self._changed.wait(remaining)
+                return records
+            finally:
+                self._waiting -= 1

@@ -446,7 +446,7 @@ class _Run:
                 sock.sendall(refusal.render(close=True))
                 return
             if request is None:
-                data = sock.recv(65536)
+                data = sock.recv(16384)
                 if not data:
                     return
                 reader.feed(data)
@@ -454,10 +454,8 @@ class _Run:
             if fake.mode(address) is Mode.BLACKHOLE:
                 _drain(sock)
                 return
-            recorder.request(conn, pipelined=pipelined)
             fault = fake._faults.pick(request.path)
-            if fault is not None:
-                recorder.fault(fault.kind.value)
+            recorder.request(conn, pipelined=pipelined, fault=None if fault is None else fault.kind.value)
             response = self._respond(request, fault, address, peer)
             if response is None:
                 if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_RESET:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-
-import attrs
+from typing import NamedTuple
 
 __all__ = ["HttpError", "Request", "RequestReader", "Response", "json_response"]
 
@@ -25,21 +24,17 @@ class HttpError(Exception):
         super().__init__(f"{status}: {detail}")
 
 
-@attrs.frozen
-class Request:
-    """One request as it arrived; header names are lower-cased."""
+class Request(NamedTuple):
+    """One request as it arrived; header names are lower-cased (a tuple, not attrs: it is made per request)."""
 
     method: str
     target: str
-    headers: tuple[tuple[str, str], ...]
+    headers: dict[str, str]
     body: bytes
     keep_alive: bool
 
     def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
+        return self.headers.get(name)
 
     @property
     def path(self) -> str:
@@ -47,20 +42,21 @@ class Request:
         return self.target.partition("?")[0]
 
 
-@attrs.frozen
-class Response:
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
+
+
+class Response(NamedTuple):
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
 
     def render(self, *, close: bool) -> bytes:
-        reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else "Unknown"
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
-        lines.extend(f"{k}: {v}" for k, v in self.headers)
-        lines.append(f"Content-Length: {len(self.body)}")
+        head = _STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} Unknown\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in self.headers)
+        head += f"Content-Length: {len(self.body)}\r\n"
         if close:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+            head += "Connection: close\r\n"
+        return (head + "\r\n").encode("latin-1") + self.body
 
 
 def json_response(
@@ -95,33 +91,37 @@ class RequestReader:
             if len(self._buf) > _MAX_HEAD:
                 raise HttpError(431, "request head too large")
             return None
-        lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
+        lines = self._buf[:end].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise HttpError(400, f"malformed request line {lines[0]!r}")
         method, target, version = parts
-        headers: list[tuple[str, str]] = []
-        length = 0
+        headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise HttpError(400, f"malformed header line {line!r}")
             name = name.lower()
-            value = value.strip()
-            if name == "content-length":
-                if not value.isdigit() or any(k == name for k, _ in headers):
-                    raise HttpError(400, "invalid or repeated Content-Length")
-                length = int(value)
-                if length > self._max_body:
-                    raise HttpError(413, f"body of {length} bytes is over {self._max_body}")
-            elif name == "transfer-encoding":
-                raise HttpError(501, "the fake reads only Content-Length bodies, not Transfer-Encoding")
-            headers.append((name, value))
+            if not sep or not name or name.strip() != name:
+                raise HttpError(400, f"malformed header line {line!r}")
+            if name in headers:
+                if name == "content-length":
+                    raise HttpError(400, "repeated Content-Length")
+                headers[name] += ", " + value.strip()
+            else:
+                headers[name] = value.strip()
+        length = 0
+        if "content-length" in headers:
+            if not headers["content-length"].isdigit():
+                raise HttpError(400, "invalid Content-Length")
+            length = int(headers["content-length"])
+            if length > self._max_body:
+                raise HttpError(413, f"body of {length} bytes is over {self._max_body}")
+        if "transfer-encoding" in headers:
+            raise HttpError(501, "the fake reads only Content-Length bodies, not Transfer-Encoding")
         start = end + 4
         if len(self._buf) < start + length:
             return None
         body = bytes(self._buf[start : start + length])
         del self._buf[: start + length]
-        connection = next((v.lower() for k, v in headers if k == "connection"), "")
+        connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        return Request(method, target, tuple(headers), body, keep_alive)
+        return Request(method, target, headers, body, keep_alive)
