@@ -176,22 +176,48 @@ def test_bad_addresses_are_tried_at_most_once_per_thread_under_concurrency(
     assert attempts.not_sent_to(THREE) <= 10
 
 
-def test_traffic_follows_a_dns_change_after_ttl_and_connection_age(fake: FakeFlowmailer, clock: FakeClock) -> None:
+def test_traffic_follows_a_dns_change_made_while_submitting(fake: FakeFlowmailer, clock: FakeClock) -> None:
     resolver = StaticResolver({API_HOST: [TWO, THREE], LOGIN_HOST: [TWO, THREE]}, ttl=5)
     policy = AddressPolicy(max_connection_age=30)
+    done = [0, 0, 0, 0]
+    progress = threading.Condition()
+    stop = threading.Event()
+
+    def work(t: int, client: Client) -> None:
+        while not stop.is_set():
+            client.submit(message(t))
+            with progress:
+                done[t] += 1
+                progress.notify_all()
+
+    def wait_for_each(counts: list[int], more: int) -> list[int]:
+        with progress:
+            assert progress.wait_for(lambda: all(d >= c + more for d, c in zip(done, counts, strict=True)), 30)
+            return list(done)
+
     with make_client(fake, clock, resolver=resolver, address_policy=policy) as client:
-        submit_from_threads(client, threads=4, each=10)
-        resolver.set(API_HOST, [FOUR])
-        resolver.set(LOGIN_HOST, [FOUR])
-        clock.advance(5 + 30)
-        before = fake.records()
-        submit_from_threads(client, threads=4, each=10)
-        after = fake.records()
+        workers = [threading.Thread(target=work, args=(t, client)) for t in range(len(done))]
+        for w in workers:
+            w.start()
+        try:
+            counts = wait_for_each([0] * len(done), 5)
+            resolver.set(API_HOST, [FOUR])
+            resolver.set(LOGIN_HOST, [FOUR])
+            clock.advance(5 + 30)
+            # Every thread has finished a submit that started after the change: from here on, .4 only.
+            counts = wait_for_each(wait_for_each(counts, 1), 1)
+            before = fake.records()
+            wait_for_each(counts, 10)
+            after = fake.records()
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(timeout=30)
     old = {TWO, THREE}
-    requests_before = sum(c.requests for c in before.connections if c.address in old)
-    requests_after = sum(c.requests for c in after.connections if c.address in old)
-    assert requests_before > 0
-    assert requests_after == requests_before
+    assert sum(c.requests for c in before.connections if c.address in old) > 0
+    assert sum(c.requests for c in after.connections if c.address in old) == sum(
+        c.requests for c in before.connections if c.address in old
+    )
     assert {m.address for m in after.accepted[len(before.accepted) :]} == {FOUR}
 
 
