@@ -24,6 +24,7 @@ __all__ = [
     "add_config_arguments",
     "config_from_args",
     "load_config",
+    "missing",
     "parse_outbox",
 ]
 
@@ -144,31 +145,32 @@ class Config:
     ca_bundle: Path | None = None
     outbox: SqliteLocation | PostgresLocation | None = None
     #: Where each setting came from ("flag --x", "environment X", "file.toml"), for ``doctor`` and errors.
-    sources: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    sources: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     def require_credentials(self) -> Credentials:
         """The credentials, or an error naming the first one missing and how to set it."""
-        for name in ("account_id", "client_id"):
+        for name in ("account_id", "client_id", "client_secret"):
             if getattr(self, name) is None:
-                raise _missing(name)
-        if self.client_secret is None:
-            raise ConfigurationError(
-                "client_secret",
-                "no client secret is configured",
-                f"set {SECRET_ENV}, or name a file holding it with --client-secret-file, "
-                "FLOWMAILER_CLIENT_SECRET_FILE or client_secret_file in the TOML file",
-            )
+                raise missing(name)
         assert self.account_id is not None
         assert self.client_id is not None
+        assert self.client_secret is not None
         return Credentials(self.account_id, self.client_id, self.client_secret)
 
     def require_outbox(self) -> SqliteLocation | PostgresLocation:
         if self.outbox is None:
-            raise _missing("outbox")
+            raise missing("outbox")
         return self.outbox
 
 
-def _missing(name: str) -> ConfigurationError:
+def missing(name: str) -> ConfigurationError:
+    """The error for a setting nobody gave, saying every way to give it."""
+    if name == "client_secret":
+        fix = (
+            f"set {SECRET_ENV}, or name a file holding it with --client-secret-file, "
+            "FLOWMAILER_CLIENT_SECRET_FILE or client_secret_file in the TOML file"
+        )
+        return ConfigurationError(name, "is not configured", fix)
     s = _BY_NAME[name]
     return ConfigurationError(name, "is not configured", f"pass {s.flag}, set {s.env}, or put {name} in the TOML file")
 

@@ -6,7 +6,7 @@ import argparse
 import stat
 from typing import Any
 
-from flowmailer.cli._config import Config, add_config_arguments, config_from_args
+from flowmailer.cli._config import Config, add_config_arguments, config_from_args, missing
 from flowmailer.core import ConfigurationError, FlowmailerError, NotSent, Origin, RejectedError
 
 
@@ -48,10 +48,7 @@ def _credentials(config: Config) -> list[bool]:
     for name in ("account_id", "client_id", "client_secret"):
         value = getattr(config, name)
         if value is None:
-            try:
-                config.require_credentials()
-            except ConfigurationError as e:
-                results.append(_report(False, name, f"missing. {e.fix}" if e.field == name else "missing"))
+            results.append(_report(False, name, f"missing; {missing(name).fix}"))
             continue
         shown = "set" if name == "client_secret" else repr(value)
         results.append(_report(True, name, f"{shown} (from {config.sources.get(name, 'default')})"))
