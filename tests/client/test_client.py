@@ -291,3 +291,12 @@ def test_plain_http_is_refused() -> None:
     with pytest.raises(ConfigurationError) as e:
         Client(CREDENTIALS, api_url="http://api.flowmailer.net")
     assert e.value.field == "api_url"
+
+
+@pytest.mark.parametrize("setting", [{"ca_bundle": "/ca.pem"}, {"max_connections": 5}])
+def test_transport_settings_beside_a_given_transport_are_refused(
+    transport: ScriptedTransport, setting: dict[str, object]
+) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        Client(CREDENTIALS, transport=transport, **setting)  # type: ignore[arg-type]
+    assert e.value.field in setting

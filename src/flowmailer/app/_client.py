@@ -100,7 +100,7 @@ class Client:
         address_policy: AddressPolicy | None = None,
         reference_prefix: str = "ref:",
         ca_bundle: str | None = None,
-        max_connections: int = 10,
+        max_connections: int = _defaults.MAX_CONNECTIONS,
         transport: Transport | None = None,
         resolver: Resolver | None = None,
         token_store: TokenStore | None = None,
@@ -127,8 +127,9 @@ class Client:
                 max_connection_age=self._address_policy.max_connection_age,
                 clock=self._clock,
             )
-        elif ca_bundle is not None:
-            raise ConfigurationError("ca_bundle", "was given with a transport", "configure trust on the transport")
+        elif ca_bundle is not None or max_connections != _defaults.MAX_CONNECTIONS:
+            field = "ca_bundle" if ca_bundle is not None else "max_connections"
+            raise ConfigurationError(field, "was given with a transport", f"set {field} on the transport itself")
         self._transport = transport
         self._resolver = resolver if resolver is not None else _defaults.resolver()
         self._tokens = token_store if token_store is not None else _defaults.token_store(self._clock)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from flowmailer.adapters import MemoryTokenStore, SystemClock, SystemResolver, Urllib3Transport
+from flowmailer.adapters import MAX_CONNECTIONS, MemoryTokenStore, SystemClock, SystemResolver, Urllib3Transport
 from flowmailer.core import ConfigurationError, Credentials
 from flowmailer.ports import Clock, Resolver, TokenStore, Transport
 
-__all__ = ["clock", "resolver", "settings_from_env", "token_store", "transport"]
+__all__ = ["MAX_CONNECTIONS", "clock", "resolver", "settings_from_env", "token_store", "transport"]
 
 _REQUIRED = {
     "account_id": "FLOWMAILER_ACCOUNT_ID",
