@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.outbox.postgres_server import PostgresServer, PostgresUnavailableError, running_postgres
 
 settings.register_profile("fast", max_examples=60, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("FLOWMAILER_HYPOTHESIS", "fast"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session, started on first use; missing binaries fail the run in CI."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailableError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {e}")
+        pytest.skip(f"no PostgreSQL server binaries here: {e}")

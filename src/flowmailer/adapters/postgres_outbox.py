@@ -1,0 +1,429 @@
+"""The shared outbox: one PostgreSQL table that relays on several machines drain together (needs the postgres extra).
+
+Claims use ``FOR UPDATE SKIP LOCKED``, so relays never wait on each other's rows; ``enqueue`` sends a NOTIFY that
+wakes idle relays; ``enqueue(..., connection=conn)`` writes inside the caller's own transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+import psycopg
+from psycopg import sql
+
+from flowmailer.adapters._clock import SystemClock
+from flowmailer.core import (
+    Claim,
+    ConfigurationError,
+    ErrorDetail,
+    LeaseLostError,
+    OutboxError,
+    OutboxId,
+    OutboxStatus,
+    SubmissionState,
+    SubmitMessage,
+    check_dedupe_key,
+    check_duration,
+    check_ids,
+    check_limit,
+    check_messages,
+    check_owner,
+    check_time,
+    claimed_state,
+    duplicate_reference,
+    errors_from_json,
+    errors_to_json,
+    idle_wait,
+    message_from_json,
+    message_to_json,
+    not_dead,
+    outcome_state,
+    release_state,
+    tag_message,
+)
+from flowmailer.ports import Clock
+
+__all__ = ["PostgresOutbox"]
+
+_S = SubmissionState
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+_INIT = "run `flowmailer outbox init` (or PostgresOutbox.create_schema()) once before the first message"
+
+# Rows in a final state have no due_at, so the partial index holds only the live queue and a claim reads it in
+# order without touching the accepted history.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {table} (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        state TEXT NOT NULL,
+        due_at DOUBLE PRECISION,
+        client_reference TEXT NOT NULL UNIQUE,
+        dedupe_key TEXT UNIQUE,
+        message BYTEA NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        lease_token BIGINT NOT NULL DEFAULT 0,
+        message_id TEXT,
+        last_reason TEXT,
+        errors TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS {due_index} ON {table} (due_at, id) WHERE due_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS {state_index} ON {table} (state, updated_at)",
+)
+_CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
+#: The columns are named after OutboxStatus's fields, in its order.
+_STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
+
+
+class PostgresOutbox:
+    """A :class:`flowmailer.ports.Outbox` in a PostgreSQL table, safe for many relays on many machines.
+
+    ``conninfo`` is a libpq connection string or URL. The table (``schema.table``) is created only by
+    :meth:`create_schema`, never implicitly. Times come from ``clock``, so the machines' clocks must agree (NTP);
+    ``wait_for_work`` blocks on the database connection in real time.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        table: str = "flowmailer_outbox",
+        schema: str = "public",
+        clock: Clock | None = None,
+        poll_interval: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        for field, value in (("table", table), ("schema", schema)):
+            if not _NAME.fullmatch(value):
+                raise ConfigurationError(
+                    field, f"{value!r} is not a plain lower-case SQL name", "use letters, digits and _, at most 48"
+                )
+        if len(f"{schema}.{table}") > 63:
+            raise ConfigurationError("table", f"{schema}.{table} is longer than 63 characters", "use shorter names")
+        self._conninfo = conninfo
+        self._timeout = check_duration(connect_timeout, "connect_timeout")
+        self._poll = check_duration(poll_interval, "poll_interval")
+        self._clock: Clock = clock or SystemClock()
+        self._names = {
+            "table": sql.Identifier(schema, table),
+            "due_index": sql.Identifier(f"{table}_due"),
+            "state_index": sql.Identifier(f"{table}_state"),
+        }
+        self._schema = sql.Identifier(schema)
+        self._channel = f"{schema}.{table}"
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._closed = False
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(**self._names, claim_columns=_CLAIM_COLUMNS)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=max(1, round(self._timeout)))
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """psycopg's errors become ours; a missing table says how to create it."""
+        try:
+            yield
+        except psycopg.errors.UndefinedTable as e:
+            raise ConfigurationError("table", f"{self._channel} does not exist", _INIT) from e
+        except psycopg.Error as e:
+            raise OutboxError(f"the PostgreSQL outbox {self._channel} could not {what}: {e}") from e
+
+    @contextlib.contextmanager
+    def _tx(self, what: str, connection: psycopg.Connection[Any] | None = None) -> Iterator[psycopg.Cursor[Any]]:
+        """One transaction on our connection (reconnecting if it broke), or a savepoint in the caller's."""
+        if connection is not None:
+            with self._translate(what):
+                if (
+                    not connection.autocommit
+                    and connection.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+                ):
+                    # Open the caller's transaction as its own first statement would; on an idle connection
+                    # transaction() would start and commit a transaction of its own.
+                    connection.execute("SELECT 1")
+                with connection.transaction(), connection.cursor() as cur:
+                    yield cur
+            return
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError("outbox", f"{self._channel} is closed", "create a new PostgresOutbox")
+            with self._translate(what):
+                if self._conn is None or self._conn.broken:
+                    self._conn = self._connect()
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    yield cur
+
+    def create_schema(self) -> None:
+        """Create the schema, table and indexes if missing: `flowmailer outbox init`, safe to run again."""
+        with self._tx("create its table") as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
+            for statement in _SCHEMA:
+                cur.execute(self._q(statement))
+
+    # -- enqueue -----------------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        message: SubmitMessage,
+        *,
+        dedupe_key: str | None = None,
+        connection: psycopg.Connection[Any] | None = None,
+    ) -> OutboxId:
+        """Durable on return; with ``connection``, part of the caller's transaction: the row exists iff it commits."""
+        [checked] = check_messages([message])
+        key = check_dedupe_key(dedupe_key)
+        with self._tx("enqueue", connection) as cur:
+            if key is not None:
+                cur.execute(self._q("SELECT id FROM {table} WHERE dedupe_key = %s"), (key,))
+                row = cur.fetchone()
+                if row is not None:
+                    return int(row[0])
+            ids = self._insert(cur, [checked], key)
+            if not ids:  # a concurrent enqueue with the same key committed first
+                cur.execute(self._q("SELECT id FROM {table} WHERE dedupe_key = %s"), (key,))
+                return int(cur.fetchone()[0])  # type: ignore[index]
+            return ids[0]
+
+    def enqueue_many(
+        self, messages: Iterable[SubmitMessage], *, connection: psycopg.Connection[Any] | None = None
+    ) -> list[OutboxId]:
+        """All or nothing, in one transaction (a savepoint in the caller's, with ``connection``)."""
+        checked = check_messages(messages, "messages")
+        if not checked:
+            return []
+        with self._tx("enqueue", connection) as cur:
+            return self._insert(cur, checked, None)
+
+    def _insert(self, cur: psycopg.Cursor[Any], messages: list[SubmitMessage], key: str | None) -> list[OutboxId]:
+        tagged = [tag_message(m, uuid.uuid4().hex) for m in messages]
+        refs = [ref for _, ref in tagged]
+        bodies = [message_to_json(m) for m, _ in tagged]
+        now = self._clock.now()
+        try:
+            cur.execute(
+                self._q(
+                    "INSERT INTO {table}"
+                    " (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at)"
+                    " SELECT %s, %s, ref, %s, body, %s, %s"
+                    " FROM unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS m(ref, body, n) ORDER BY n"
+                    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, client_reference"
+                ),
+                (_S.QUEUED.name, now, key, now, now, refs, bodies),
+            )
+        except psycopg.errors.UniqueViolation as e:
+            clash = next((r for r in refs if r in str(e.diag.message_detail)), refs[0])
+            raise duplicate_reference(clash) from e
+        by_ref = {ref: int(i) for i, ref in cur.fetchall()}
+        cur.execute("SELECT pg_notify(%s, '')", (self._channel,))
+        return [by_ref[ref] for ref in refs if ref in by_ref]
+
+    # -- claims and outcomes -----------------------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:
+        owner = check_owner(owner)
+        limit = check_limit(limit)
+        lease = check_duration(lease, "lease")
+        with self._tx("claim") as cur:
+            now = self._clock.now()
+            cur.execute(
+                self._q(
+                    "SELECT {claim_columns} FROM {table} WHERE due_at <= %s ORDER BY due_at, id LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED"
+                ),
+                (now, limit),
+            )
+            return self._lease(cur, cur.fetchall(), owner, now, lease)
+
+    def _lease(
+        self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]], owner: str, now: float, lease: float
+    ) -> list[Claim]:
+        """Lease rows read with _CLAIM_COLUMNS and locked by the caller's transaction."""
+        if not rows:
+            return []
+        claimed_from = [SubmissionState[row[1]] for row in rows]
+        cur.execute(
+            self._q(
+                "UPDATE {table} AS t SET state = v.state, due_at = %s, owner = %s, lease_token = t.lease_token + 1,"
+                " attempts = t.attempts + 1, updated_at = %s FROM unnest(%s::bigint[], %s::text[]) AS v(id, state)"
+                " WHERE t.id = v.id"
+            ),
+            (now + lease, owner, now, [row[0] for row in rows], [claimed_state(s).name for s in claimed_from]),
+        )
+        return [
+            Claim(
+                id=int(row[0]),
+                message=message_from_json(bytes(row[2])),
+                client_reference=row[3],
+                claimed_from=state,
+                attempts=row[4] + 1,
+                enqueued_at=row[5],
+                last_reason=row[6],
+                owner=owner,
+                lease_until=now + lease,
+                token=row[7] + 1,
+            )
+            for row, state in zip(rows, claimed_from, strict=True)
+        ]
+
+    def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+        lease = check_duration(lease, "lease")
+        if not claims:
+            return frozenset()
+        with self._tx("renew leases") as cur:
+            now = self._clock.now()
+            cur.execute(
+                self._q(
+                    "UPDATE {table} AS t SET due_at = %s, updated_at = %s"
+                    " FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, token)"
+                    " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id"
+                ),
+                (now + lease, now, [c.id for c in claims], [c.token for c in claims]),
+            )
+            return frozenset(int(row[0]) for row in cur.fetchall())
+
+    def _settle(
+        self, claim: Claim, state: SubmissionState, due_at: float | None, sets: str = "", *values: object
+    ) -> None:
+        """Move the row out of this claim's hands, only if the claim still holds it."""
+        with self._tx("record an outcome") as cur:
+            cur.execute(
+                self._q(
+                    f"UPDATE {{table}} SET state = %s, due_at = %s, owner = NULL, updated_at = %s{sets}"  # noqa: S608
+                    " WHERE id = %s AND lease_token = %s AND owner IS NOT NULL"
+                ),
+                (state.name, due_at, self._clock.now(), *values, claim.id, claim.token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLostError(claim.id, claim.owner)
+
+    def mark_accepted(self, claim: Claim, message_id: str) -> None:
+        self._settle(claim, outcome_state(claim, "accepted"), None, ", message_id = %s", message_id)
+
+    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
+        self._settle(claim, outcome_state(claim, "retry"), check_time(at), ", last_reason = %s", reason)
+
+    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
+        self._settle(claim, outcome_state(claim, "reconcile"), check_time(at), ", last_reason = %s", reason)
+
+    def resend(self, claim: Claim, lease: float) -> Claim:
+        outcome_state(claim, "resend")
+        lease = check_duration(lease, "lease")
+        with self._tx("resend") as cur:
+            cur.execute(
+                self._q(
+                    "SELECT {claim_columns} FROM {table} WHERE id = %s AND lease_token = %s AND owner IS NOT NULL"
+                    " FOR UPDATE"
+                ),
+                (claim.id, claim.token),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise LeaseLostError(claim.id, claim.owner)
+            [again] = self._lease(cur, [(*row[:1], _S.QUEUED.name, *row[2:])], claim.owner, self._clock.now(), lease)
+            return again
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        details = errors_to_json(errors)
+        self._settle(claim, outcome_state(claim, "dead"), None, ", last_reason = %s, errors = %s", reason, details)
+
+    def release(self, claim: Claim) -> None:
+        self._settle(claim, release_state(claim), self._clock.now(), ", attempts = attempts - 1")
+
+    # -- operators ---------------------------------------------------------------------------------------------
+
+    def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
+        wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
+        requeue = (
+            "UPDATE {table} SET state = %s, due_at = %s, updated_at = %s, attempts = 0, last_reason = NULL,"
+            " errors = NULL"
+        )
+        with self._tx("requeue dead letters") as cur:
+            now = self._clock.now()
+            if wanted is None:
+                cur.execute(self._q(f"{requeue} WHERE state = %s"), (_S.QUEUED.name, now, now, _S.DEAD.name))
+                return cur.rowcount
+            cur.execute(self._q("SELECT id, state FROM {table} WHERE id = ANY(%s) FOR UPDATE"), (wanted,))
+            found = {int(i): SubmissionState[state] for i, state in cur.fetchall()}
+            for i in wanted:
+                if found.get(i) is not _S.DEAD:
+                    raise not_dead(i, found.get(i))
+            cur.execute(self._q(f"{requeue} WHERE id = ANY(%s)"), (_S.QUEUED.name, now, now, wanted))
+            return len(wanted)
+
+    def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
+        with self._tx("read a status") as cur:
+            columns = sql.SQL(", ").join(map(sql.Identifier, _STATUS_FIELDS))
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id = %s").format(columns, self._names["table"]), (outbox_id,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        values = dict(zip(_STATUS_FIELDS, row, strict=True))
+        values["id"] = int(values["id"])
+        values["state"] = SubmissionState[values["state"]]
+        values["errors"] = errors_from_json(values["errors"])
+        return OutboxStatus(**values)
+
+    def counts(self) -> dict[SubmissionState, int]:
+        with self._tx("count rows") as cur:
+            cur.execute(self._q("SELECT state, count(*) FROM {table} GROUP BY state"))
+            rows = cur.fetchall()
+        return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: int(n) for state, n in rows}
+
+    def prune_accepted(self, older_than: float) -> int:
+        older_than = check_duration(older_than, "older_than", allow_zero=True)
+        with self._tx("prune accepted rows") as cur:
+            cutoff = self._clock.now() - older_than
+            cur.execute(
+                self._q("DELETE FROM {table} WHERE state = %s AND updated_at <= %s"), (_S.ACCEPTED.name, cutoff)
+            )
+            return cur.rowcount
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Return True once a row is due or an enqueue is notified; False after ``timeout`` real seconds."""
+        timeout = check_duration(timeout, "timeout", allow_zero=True)
+        deadline = time.monotonic() + timeout
+        listener = self._listen()
+        while True:
+            with self._tx("look for work") as cur:
+                cur.execute(self._q("SELECT min(due_at) FROM {table} WHERE due_at IS NOT NULL"))
+                next_due = cur.fetchone()[0]  # type: ignore[index]
+            now = self._clock.now()
+            if next_due is not None and next_due <= now:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._translate("wait for a notification"):
+                for _ in listener.notifies(timeout=idle_wait(now, next_due, left, self._poll), stop_after=1):
+                    return True
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        """The connection that LISTENs, opened on first wait; it listens before looking, so no wake-up is lost."""
+        with self._lock:
+            if self._listener is None or self._listener.broken:
+                with self._translate("listen for enqueues"):
+                    self._listener = self._connect()
+                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            return self._listener
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in (self._conn, self._listener):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._listener = None

@@ -1,0 +1,355 @@
+"""The default outbox: one SQLite file on this machine, shared safely by threads and by several processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from flowmailer.adapters._clock import SystemClock
+from flowmailer.core import (
+    Claim,
+    ConfigurationError,
+    ErrorDetail,
+    LeaseLostError,
+    OutboxError,
+    OutboxId,
+    OutboxStatus,
+    SubmissionState,
+    SubmitMessage,
+    check_dedupe_key,
+    check_duration,
+    check_ids,
+    check_limit,
+    check_messages,
+    check_owner,
+    check_time,
+    claimed_state,
+    duplicate_reference,
+    errors_from_json,
+    errors_to_json,
+    idle_wait,
+    message_from_json,
+    message_to_json,
+    not_dead,
+    outcome_state,
+    release_state,
+    tag_message,
+)
+from flowmailer.ports import Clock
+
+__all__ = ["SQLiteOutbox", "default_outbox_path"]
+
+_S = SubmissionState
+
+# Rows in a final state have no due_at, so the partial index holds only the live queue and a claim reads it in
+# order without touching the accepted history.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    due_at REAL,
+    client_reference TEXT NOT NULL UNIQUE,
+    dedupe_key TEXT UNIQUE,
+    message BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    owner TEXT,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    last_reason TEXT,
+    errors TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at, id) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
+"""
+
+_CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token"
+#: The columns are named after OutboxStatus's fields, in its order.
+_STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
+_STATUS_COLUMNS = ", ".join(_STATUS_FIELDS)
+
+
+def default_outbox_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/flowmailer/outbox.db``, else ``~/.local/share/flowmailer/outbox.db``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "flowmailer" / "outbox.db"
+
+
+class SQLiteOutbox:
+    """A :class:`flowmailer.ports.Outbox` in one SQLite file: WAL, ``synchronous=FULL``, created with mode 0600.
+
+    Every write is one ``BEGIN IMMEDIATE`` transaction, so claims are atomic across threads and processes: a
+    second relay on the same file never gets a row that is already leased.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        busy_timeout: float = 30.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_outbox_path()
+        self._clock: Clock = clock or SystemClock()
+        self._poll = check_duration(poll_interval, "poll_interval")
+        timeout = check_duration(busy_timeout, "busy_timeout")
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = _open(self.path, timeout)
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _db(self, what: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock, inside one transaction; storage failures become OutboxError."""
+        with self._lock:
+            if self._conn is None:
+                raise ConfigurationError("outbox", f"{self.path} is closed", "create a new SQLiteOutbox")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise OutboxError(f"the SQLite outbox at {self.path} could not {what}: {e}") from e
+
+    def _settle(
+        self, claim: Claim, state: SubmissionState, due_at: float | None, sets: str = "", *values: object
+    ) -> None:
+        """Move the row out of this claim's hands, only if the claim still holds it."""
+        with self._db("record an outcome") as conn:
+            cur = conn.execute(
+                f"UPDATE outbox SET state = ?, due_at = ?, owner = NULL, updated_at = ?{sets}"  # noqa: S608
+                " WHERE id = ? AND lease_token = ? AND owner IS NOT NULL",
+                (state.name, due_at, self._clock.now(), *values, claim.id, claim.token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLostError(claim.id, claim.owner)
+
+    # -- enqueue -----------------------------------------------------------------------------------------------
+
+    def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
+        [checked] = check_messages([message])
+        key = check_dedupe_key(dedupe_key)
+        with self._db("enqueue") as conn:
+            if key is not None:
+                row = conn.execute("SELECT id FROM outbox WHERE dedupe_key = ?", (key,)).fetchone()
+                if row is not None:
+                    return int(row[0])
+            return self._insert(conn, [checked], key)[0]
+
+    def enqueue_many(self, messages: Iterable[SubmitMessage]) -> list[OutboxId]:
+        checked = check_messages(messages, "messages")
+        with self._db("enqueue") as conn:
+            return self._insert(conn, checked, None)
+
+    def _insert(self, conn: sqlite3.Connection, messages: list[SubmitMessage], key: str | None) -> list[OutboxId]:
+        rows = []
+        for message in messages:
+            tagged, ref = tag_message(message, uuid.uuid4().hex)
+            rows.append((ref, message_to_json(tagged)))
+        now = self._clock.now()
+        ids = []
+        for ref, body in rows:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO outbox (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (_S.QUEUED.name, now, ref, key, body, now, now),
+                )
+            except sqlite3.IntegrityError as e:
+                raise duplicate_reference(ref) from e
+            ids.append(OutboxId(cur.lastrowid or 0))
+        return ids
+
+    # -- claims and outcomes -----------------------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:
+        owner = check_owner(owner)
+        limit = check_limit(limit)
+        lease = check_duration(lease, "lease")
+        with self._db("claim") as conn:
+            now = self._clock.now()
+            rows = conn.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",  # noqa: S608
+                (now, limit),
+            ).fetchall()
+            return [self._lease(conn, row, owner, now, lease) for row in rows]
+
+    @staticmethod
+    def _lease(conn: sqlite3.Connection, row: tuple[Any, ...], owner: str, now: float, lease: float) -> Claim:
+        """Lease one row read with _CLAIM_COLUMNS, inside the caller's write transaction."""
+        outbox_id, claimed_from, body, reference, attempts, enqueued_at, last_reason, token = row
+        claimed_from = SubmissionState[claimed_from]
+        conn.execute(
+            "UPDATE outbox SET state = ?, due_at = ?, owner = ?, lease_token = lease_token + 1,"
+            " attempts = attempts + 1, updated_at = ? WHERE id = ?",
+            (claimed_state(claimed_from).name, now + lease, owner, now, outbox_id),
+        )
+        return Claim(
+            id=outbox_id,
+            message=message_from_json(body),
+            client_reference=reference,
+            claimed_from=claimed_from,
+            attempts=attempts + 1,
+            enqueued_at=enqueued_at,
+            last_reason=last_reason,
+            owner=owner,
+            lease_until=now + lease,
+            token=token + 1,
+        )
+
+    def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+        lease = check_duration(lease, "lease")
+        held = []
+        with self._db("renew leases") as conn:
+            now = self._clock.now()
+            for claim in claims:
+                cur = conn.execute(
+                    "UPDATE outbox SET due_at = ?, updated_at = ?"
+                    " WHERE id = ? AND lease_token = ? AND owner IS NOT NULL",
+                    (now + lease, now, claim.id, claim.token),
+                )
+                if cur.rowcount == 1:
+                    held.append(claim.id)
+        return frozenset(held)
+
+    def mark_accepted(self, claim: Claim, message_id: str) -> None:
+        self._settle(claim, outcome_state(claim, "accepted"), None, ", message_id = ?", message_id)
+
+    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
+        self._settle(claim, outcome_state(claim, "retry"), check_time(at), ", last_reason = ?", reason)
+
+    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
+        self._settle(claim, outcome_state(claim, "reconcile"), check_time(at), ", last_reason = ?", reason)
+
+    def resend(self, claim: Claim, lease: float) -> Claim:
+        outcome_state(claim, "resend")
+        lease = check_duration(lease, "lease")
+        with self._db("resend") as conn:
+            now = self._clock.now()
+            row = conn.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE id = ? AND lease_token = ? AND owner IS NOT NULL",  # noqa: S608
+                (claim.id, claim.token),
+            ).fetchone()
+            if row is None:
+                raise LeaseLostError(claim.id, claim.owner)
+            return self._lease(conn, (*row[:1], _S.QUEUED.name, *row[2:]), claim.owner, now, lease)
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        details = errors_to_json(errors)
+        self._settle(claim, outcome_state(claim, "dead"), None, ", last_reason = ?, errors = ?", reason, details)
+
+    def release(self, claim: Claim) -> None:
+        self._settle(claim, release_state(claim), self._clock.now(), ", attempts = attempts - 1")
+
+    # -- operators ---------------------------------------------------------------------------------------------
+
+    def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
+        wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
+        requeue = (
+            "UPDATE outbox SET state = ?, due_at = ?, updated_at = ?, attempts = 0, last_reason = NULL, errors = NULL"
+        )
+        with self._db("requeue dead letters") as conn:
+            now = self._clock.now()
+            if wanted is None:
+                return conn.execute(f"{requeue} WHERE state = ?", (_S.QUEUED.name, now, now, _S.DEAD.name)).rowcount
+            for i in wanted:
+                row = conn.execute("SELECT state FROM outbox WHERE id = ?", (i,)).fetchone()
+                if row is None or row[0] != _S.DEAD.name:
+                    raise not_dead(i, None if row is None else SubmissionState[row[0]])
+            conn.executemany(f"{requeue} WHERE id = ?", [(_S.QUEUED.name, now, now, i) for i in wanted])
+            return len(wanted)
+
+    def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
+        with self._db("read a status", write=False) as conn:
+            row = conn.execute(f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)).fetchone()  # noqa: S608
+        if row is None:
+            return None
+        values = dict(zip(_STATUS_FIELDS, row, strict=True))
+        values["state"] = SubmissionState[values["state"]]
+        values["errors"] = errors_from_json(values["errors"])
+        return OutboxStatus(**values)
+
+    def counts(self) -> dict[SubmissionState, int]:
+        with self._db("count rows", write=False) as conn:
+            rows = conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
+        return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: n for state, n in rows}
+
+    def prune_accepted(self, older_than: float) -> int:
+        older_than = check_duration(older_than, "older_than", allow_zero=True)
+        with self._db("prune accepted rows") as conn:
+            cutoff = self._clock.now() - older_than
+            cur = conn.execute("DELETE FROM outbox WHERE state = ? AND updated_at <= ?", (_S.ACCEPTED.name, cutoff))
+            return cur.rowcount
+
+    def wait_for_work(self, timeout: float) -> bool:
+        timeout = check_duration(timeout, "timeout", allow_zero=True)
+        deadline = self._clock.monotonic() + timeout
+        while True:
+            with self._db("look for work", write=False) as conn:
+                next_due = conn.execute("SELECT min(due_at) FROM outbox WHERE due_at IS NOT NULL").fetchone()[0]
+            now = self._clock.now()
+            if next_due is not None and next_due <= now:
+                return True
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                return False
+            self._clock.sleep(idle_wait(now, next_due, left, self._poll))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Create the file with mode 0600 before SQLite sees it (SQLite gives its -wal and -shm files the same mode)."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as e:
+        raise ConfigurationError(
+            "path", f"cannot create or open {str(path)!r} ({e.strerror})", "give a writable file path for the outbox"
+        ) from e
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise ConfigurationError(
+                "path", f"{str(path)!r} cannot use write-ahead logging", "put the outbox on a local file system"
+            )
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ConfigurationError(
+            "path",
+            f"{str(path)!r} is not a usable SQLite outbox ({e})",
+            "give the path of an outbox file or a new file",
+        ) from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn

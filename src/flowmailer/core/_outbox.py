@@ -1,0 +1,248 @@
+"""The outbox's values and decisions, shared by every outbox adapter and the in-memory fake."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Literal, TypeAlias
+
+import attrs
+
+from flowmailer.core._errors import ConfigurationError, FlowmailerError
+from flowmailer.core._lifecycle import SubmissionEvent, SubmissionState, transition
+from flowmailer.core._models import ErrorDetail, SubmitMessage
+
+__all__ = [
+    "Claim",
+    "LeaseLostError",
+    "OutboxError",
+    "OutboxId",
+    "OutboxStatus",
+    "Settlement",
+    "check_dedupe_key",
+    "check_duration",
+    "check_ids",
+    "check_limit",
+    "check_messages",
+    "check_owner",
+    "check_time",
+    "claimed_state",
+    "duplicate_reference",
+    "errors_from_json",
+    "errors_to_json",
+    "idle_wait",
+    "not_dead",
+    "outcome_state",
+    "release_state",
+    "tag_message",
+]
+
+#: An outbox row's identity: assigned at enqueue, never reused.
+OutboxId: TypeAlias = int
+
+_MAX_DEDUPE_KEY = 200
+
+
+class OutboxError(FlowmailerError):
+    """The outbox's storage failed (disk, lock timeout, lost database connection); the operation may not have run."""
+
+
+class LeaseLostError(FlowmailerError):
+    """An outcome was recorded for a claim that no longer holds its row; the row was left as it was."""
+
+    def __init__(self, outbox_id: OutboxId, owner: str) -> None:
+        self.outbox_id = outbox_id
+        self.owner = owner
+        super().__init__(
+            f"outbox row {outbox_id} is no longer held by this claim of {owner!r}: its lease ran out and it was "
+            "claimed again (the new owner reconciles it with Flowmailer before any resend), or its outcome was "
+            "already recorded. Nothing was changed; renew leases well before they run out."
+        )
+
+
+@attrs.frozen
+class Claim:
+    """A row leased to one owner until ``lease_until``; only this claim may record the row's outcome."""
+
+    id: OutboxId
+    message: SubmitMessage
+    client_reference: str
+    #: The row's state before this claim: IN_FLIGHT means a relay lost its lease, maybe mid-request.
+    claimed_from: SubmissionState
+    #: How many times the message was claimed, this claim included (a release does not count).
+    attempts: int
+    enqueued_at: float
+    #: The reason given with the last retry or reconcile; None before the first.
+    last_reason: str | None
+    owner: str
+    lease_until: float
+    #: Fencing token: bumped by every claim, so an outcome from a lost lease cannot overwrite the new owner's.
+    token: int
+
+    @property
+    def state(self) -> SubmissionState:
+        """The row's state while claimed: IN_FLIGHT to send, RECONCILING to ask Flowmailer first."""
+        return claimed_state(self.claimed_from)
+
+    @property
+    def must_reconcile(self) -> bool:
+        """Flowmailer may have the message already: search by client reference before any resend."""
+        return self.state is SubmissionState.RECONCILING
+
+
+@attrs.frozen
+class OutboxStatus:
+    """What the outbox knows about one message."""
+
+    id: OutboxId
+    state: SubmissionState
+    client_reference: str
+    dedupe_key: str | None
+    attempts: int
+    enqueued_at: float
+    updated_at: float
+    #: When the row is next due: the retry or reconcile time, or the lease end while claimed; None once final.
+    due_at: float | None
+    #: Flowmailer's message id, once accepted.
+    message_id: str | None
+    last_reason: str | None
+    #: Flowmailer's ``allErrors`` for a dead letter.
+    errors: tuple[ErrorDetail, ...] = ()
+
+
+def claimed_state(state: SubmissionState) -> SubmissionState:
+    """The state of a due row once claimed: a lapsed in-flight lease means the request may have gone out."""
+    if state is SubmissionState.IN_FLIGHT:
+        return transition(state, SubmissionEvent.LEASE_EXPIRED)
+    if state is SubmissionState.RECONCILING:
+        return state  # a new lease on the same reconciliation, not a lifecycle event
+    return transition(state, SubmissionEvent.CLAIM)
+
+
+#: The lifecycle event each way of settling a claim stands for, for a send (IN_FLIGHT) and a reconciliation.
+_SETTLE_EVENTS = {
+    "accepted": (SubmissionEvent.ACCEPT, SubmissionEvent.FOUND),
+    "retry": (SubmissionEvent.RETRY, SubmissionEvent.RETRY),
+    "reconcile": (SubmissionEvent.AMBIGUOUS, SubmissionEvent.RETRY),
+    "dead": (SubmissionEvent.GIVE_UP, SubmissionEvent.GIVE_UP),
+    "resend": (SubmissionEvent.NOT_FOUND, SubmissionEvent.NOT_FOUND),
+}
+
+#: The ways a claim can be settled, one for each outcome method of the Outbox port.
+Settlement: TypeAlias = Literal["accepted", "retry", "reconcile", "dead", "resend"]
+
+
+def outcome_state(claim: Claim, outcome: Settlement) -> SubmissionState:
+    """The row's next state; an outcome the lifecycle forbids (a resend of a send) raises LifecycleError."""
+    send, reconcile = _SETTLE_EVENTS[outcome]
+    state = transition(claim.state, reconcile if claim.must_reconcile else send)
+    return claimed_state(state) if outcome == "resend" else state
+
+
+def release_state(claim: Claim) -> SubmissionState:
+    """A released send goes back to the queue; a released reconciliation stays one."""
+    return claim.state if claim.must_reconcile else transition(claim.state, SubmissionEvent.RELEASE)
+
+
+def tag_message(message: SubmitMessage, new_reference: str) -> tuple[SubmitMessage, str]:
+    """The message as stored, tagged with its client reference: its own if it has one, else ``new_reference``."""
+    reference = message.client_reference()
+    if reference is not None:
+        return message, reference
+    return message.with_client_reference(new_reference), new_reference
+
+
+def check_messages(messages: Iterable[object], field: str = "message") -> list[SubmitMessage]:
+    """Refuse anything but SubmitMessage values before a single row is written."""
+    checked = list(messages)
+    for i, message in enumerate(checked):
+        if not isinstance(message, SubmitMessage):
+            where = field if len(checked) == 1 and field == "message" else f"{field}[{i}]"
+            raise ConfigurationError(
+                where,
+                f"is a {type(message).__name__}, not a SubmitMessage",
+                "build the message with SubmitMessage(...)",
+            )
+    return checked  # type: ignore[return-value]
+
+
+def check_dedupe_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > _MAX_DEDUPE_KEY:
+        raise ConfigurationError(
+            "dedupe_key",
+            f"{key!r} is not a non-empty string of at most {_MAX_DEDUPE_KEY} characters",
+            "pass a string that names the business event, e.g. 'order-1234-confirmation', or None",
+        )
+    return key
+
+
+def check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner:
+        raise ConfigurationError("owner", f"{owner!r} is not a non-empty string", "name the relay, e.g. 'host-1:pid'")
+    return owner
+
+
+def check_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ConfigurationError("limit", f"{limit!r} is not a positive whole number", "claim at least 1 row")
+    return limit
+
+
+def check_duration(value: object, field: str, *, allow_zero: bool = False) -> float:
+    """A finite number of seconds, positive (or zero when allowed)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(field, f"{value!r} is not a finite number of seconds", "pass seconds as a float")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(field, f"{value!r} is not a positive duration", "pass a number of seconds above 0")
+    return float(value)
+
+
+def check_time(value: object, field: str = "at") -> float:
+    """A finite point in time, in seconds since the epoch."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(
+            field, f"{value!r} is not a time", "pass seconds since the epoch, e.g. clock.now() + 30"
+        )
+    return float(value)
+
+
+def check_ids(ids: Iterable[object], field: str = "ids") -> list[OutboxId]:
+    checked = list(ids)
+    for value in checked:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigurationError(field, f"{value!r} is not an outbox id", "pass ids that enqueue returned")
+    return checked  # type: ignore[return-value]
+
+
+def duplicate_reference(reference: str) -> ConfigurationError:
+    return ConfigurationError(
+        "message",
+        f"client reference {reference!r} is already in the outbox",
+        "give each message its own client reference, or use dedupe_key to enqueue one message once",
+    )
+
+
+def not_dead(outbox_id: OutboxId, state: SubmissionState | None) -> ConfigurationError:
+    found = "unknown" if state is None else state.name
+    return ConfigurationError(
+        "ids", f"outbox row {outbox_id} is {found}, not DEAD", "requeue only ids that status() reports as DEAD"
+    )
+
+
+def errors_to_json(errors: Sequence[ErrorDetail]) -> str:
+    """Flowmailer's ``allErrors`` for storage next to a dead letter."""
+    return json.dumps([attrs.asdict(e) for e in errors], default=repr)
+
+
+def errors_from_json(text: str | None) -> tuple[ErrorDetail, ...]:
+    if not text:
+        return ()
+    return tuple(ErrorDetail(**{**item, "arguments": tuple(item["arguments"])}) for item in json.loads(text))
+
+
+def idle_wait(now: float, next_due: float | None, left: float, poll: float) -> float:
+    """How long an idle relay sleeps before it looks again: never past its deadline or the next due row."""
+    return min(left, poll, *(() if next_due is None else (max(next_due - now, 0.0),)))

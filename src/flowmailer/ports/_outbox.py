@@ -1,0 +1,84 @@
+"""The durable queue between the application and the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from flowmailer.core import Claim, ErrorDetail, OutboxId, OutboxStatus, SubmissionState, SubmitMessage
+
+__all__ = ["Outbox"]
+
+
+class Outbox(Protocol):
+    """Holds every message from ``enqueue`` until Flowmailer accepted it or it is declared dead.
+
+    Times (``at``, leases, ages) are seconds, read against the outbox's own Clock. Outcomes are fenced: recording
+    one for a claim whose row has since been claimed again raises ``LeaseLostError`` and changes nothing. Bad
+    input raises ``ConfigurationError`` and writes nothing; storage failures raise ``OutboxError``.
+    """
+
+    def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
+        """Durable when it returns. The same ``dedupe_key`` again returns the first id and stores nothing."""
+        ...
+
+    def enqueue_many(self, messages: Iterable[SubmitMessage]) -> list[OutboxId]:
+        """All or nothing, in one transaction: the fast path for batches."""
+        ...
+
+    def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:
+        """Lease up to ``limit`` due rows to ``owner``, oldest due first.
+
+        Rows whose lease ran out while in flight come back RECONCILING (``must_reconcile``), as do rows scheduled
+        for reconciliation.
+        """
+        ...
+
+    def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+        """Extend the leases still held; the ids missing from the answer were lost to another claim."""
+        ...
+
+    def mark_accepted(self, claim: Claim, message_id: str) -> None: ...
+
+    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
+        """Not accepted, try again at ``at``: a send is sent again, a reconciliation asks again."""
+        ...
+
+    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
+        """Flowmailer may have the message: ask it by client reference at ``at`` before any resend."""
+        ...
+
+    def resend(self, claim: Claim, lease: float) -> Claim:
+        """Reconciliation found no such message at Flowmailer: the same owner sends it now, as a new claim.
+
+        The row becomes IN_FLIGHT again, so a relay that dies mid-send leaves it to be reconciled, not resent.
+        """
+        ...
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        """Flowmailer refused the message for good (or the retry policy gave up); keep it for an operator."""
+        ...
+
+    def release(self, claim: Claim) -> None:
+        """Graceful shutdown: due again at once, a send back to QUEUED (not counted as an attempt)."""
+        ...
+
+    def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
+        """Give dead letters (all of them, or these) a fresh start; an id that is not dead writes nothing."""
+        ...
+
+    def status(self, outbox_id: OutboxId) -> OutboxStatus | None: ...
+
+    def counts(self) -> dict[SubmissionState, int]:
+        """Rows per state, every state present."""
+        ...
+
+    def prune_accepted(self, older_than: float) -> int:
+        """Delete accepted rows older than ``older_than`` seconds (their dedupe keys go with them)."""
+        ...
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Return as soon as a row may be due (True), or after ``timeout`` seconds with none (False)."""
+        ...
+
+    def close(self) -> None: ...

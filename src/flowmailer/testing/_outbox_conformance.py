@@ -1,0 +1,406 @@
+"""The conformance suite every :class:`flowmailer.ports.Outbox` must pass: the fake, SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from flowmailer.core import (
+    Claim,
+    ConfigurationError,
+    ErrorDetail,
+    LeaseLostError,
+    LifecycleError,
+    OutboxStatus,
+    SubmissionState,
+    SubmitMessage,
+)
+from flowmailer.ports import Outbox
+from flowmailer.testing._clock import FakeClock
+
+__all__ = ["OUTBOX_CHECKS", "OutboxFactory", "check_outbox"]
+
+#: Builds a fresh, empty outbox that reads time from the given clock.
+OutboxFactory = Callable[[FakeClock], Outbox]
+
+_S = SubmissionState
+LEASE = 30.0
+
+
+def check_outbox(factory: OutboxFactory, checks: Iterable[Callable[[Outbox, FakeClock], None]] | None = None) -> None:
+    """Run every check (or these), each on a fresh outbox; raises AssertionError naming the check that failed."""
+    for check in OUTBOX_CHECKS if checks is None else checks:
+        clock = FakeClock()
+        outbox = factory(clock)
+        try:
+            check(outbox, clock)
+        except AssertionError as e:
+            raise AssertionError(f"{check.__name__}: {e}") from e
+        finally:
+            outbox.close()
+
+
+def _message(n: int = 0, *, reference: str | None = None) -> SubmitMessage:
+    built = SubmitMessage(
+        sender_address="sender@example.com", recipient_address=f"r{n}@example.com", subject=f"m{n}", text="hi"
+    )
+    return built if reference is None else built.with_client_reference(reference)
+
+
+def _status(outbox: Outbox, outbox_id: int) -> OutboxStatus:
+    status = outbox.status(outbox_id)
+    assert status is not None, f"row {outbox_id} is missing"
+    return status
+
+
+def _only(claims: list[Claim]) -> Claim:
+    assert len(claims) == 1, f"expected one claim, got {len(claims)}"
+    return claims[0]
+
+
+def _raises(error: type[Exception], action: Callable[[], object]) -> None:
+    try:
+        action()
+    except error:
+        return
+    raise AssertionError(f"expected {error.__name__}")
+
+
+def _total(outbox: Outbox) -> int:
+    return sum(outbox.counts().values())
+
+
+# -- enqueue -----------------------------------------------------------------------------------------------------
+
+
+def check_enqueue_assigns_a_client_reference_and_queues(outbox: Outbox, clock: FakeClock) -> None:
+    first, second = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    assert first != second
+    status = _status(outbox, first)
+    assert status.state is _S.QUEUED
+    assert status.attempts == 0
+    assert status.enqueued_at == status.due_at == clock.now()
+    assert len(status.client_reference) == 32
+    int(status.client_reference, 16)
+    assert _status(outbox, second).client_reference != status.client_reference
+    claim = _only(outbox.claim("relay", 1, LEASE))
+    assert claim.message == _message(1).with_client_reference(status.client_reference)
+    assert claim.message.client_reference() == claim.client_reference == status.client_reference
+
+
+def check_enqueue_keeps_the_messages_own_reference_and_refuses_a_duplicate(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message(1, reference="order-1"))
+    assert _status(outbox, outbox_id).client_reference == "order-1"
+    _raises(ConfigurationError, lambda: outbox.enqueue(_message(2, reference="order-1")))
+    assert _total(outbox) == 1
+
+
+def check_dedupe_key_returns_the_first_id_and_stores_one_row(outbox: Outbox, clock: FakeClock) -> None:
+    first = outbox.enqueue(_message(1), dedupe_key="order-7")
+    again = outbox.enqueue(_message(2), dedupe_key="order-7")
+    other = outbox.enqueue(_message(3), dedupe_key="order-8")
+    assert again == first != other
+    assert outbox.counts()[_S.QUEUED] == 2
+    assert _status(outbox, first).dedupe_key == "order-7"
+    for bad in (7, "", "x" * 201):
+        _raises(ConfigurationError, lambda bad=bad: outbox.enqueue(_message(4), dedupe_key=bad))  # type: ignore[misc]
+    assert _total(outbox) == 2
+
+
+def check_enqueue_refuses_what_is_not_a_message(outbox: Outbox, clock: FakeClock) -> None:
+    _raises(ConfigurationError, lambda: outbox.enqueue({"subject": "hi"}))  # type: ignore[arg-type]
+    assert _total(outbox) == 0
+
+
+def check_enqueue_many_is_all_or_nothing(outbox: Outbox, clock: FakeClock) -> None:
+    ids = outbox.enqueue_many([_message(i) for i in range(5)])
+    assert len(set(ids)) == 5
+    assert [c.message.subject for c in outbox.claim("relay", 10, LEASE)] == [f"m{i}" for i in range(5)]
+    _raises(ConfigurationError, lambda: outbox.enqueue_many([_message(5), "not a message"]))  # type: ignore[list-item]
+    twins = [_message(6, reference="twin"), _message(7, reference="twin")]
+    _raises(ConfigurationError, lambda: outbox.enqueue_many(twins))
+    assert _total(outbox) == 5
+    assert outbox.enqueue_many([]) == []
+
+
+# -- claims --------------------------------------------------------------------------------------------------------
+
+
+def check_claim_leases_due_rows_oldest_first_once(outbox: Outbox, clock: FakeClock) -> None:
+    ids = []
+    for i in range(5):
+        ids.append(outbox.enqueue(_message(i)))
+        clock.advance(1)
+    first = outbox.claim("a", 3, LEASE)
+    assert [c.id for c in first] == ids[:3]
+    claim = first[0]
+    assert (claim.owner, claim.lease_until, claim.attempts) == ("a", clock.now() + LEASE, 1)
+    assert (claim.claimed_from, claim.state, claim.must_reconcile) == (_S.QUEUED, _S.IN_FLIGHT, False)
+    assert claim.enqueued_at == clock.now() - 5
+    assert claim.last_reason is None
+    assert [c.id for c in outbox.claim("b", 10, LEASE)] == ids[3:]
+    assert outbox.claim("c", 10, LEASE) == []
+    status = _status(outbox, ids[0])
+    assert (status.state, status.attempts, status.due_at) == (_S.IN_FLIGHT, 1, claim.lease_until)
+    assert outbox.counts()[_S.IN_FLIGHT] == 5
+
+
+def check_claim_refuses_bad_arguments(outbox: Outbox, clock: FakeClock) -> None:
+    outbox.enqueue(_message())
+    for owner, limit, lease in (("", 1, LEASE), ("a", 0, LEASE), ("a", 1, 0.0), ("a", 1, float("nan"))):
+        _raises(ConfigurationError, lambda o=owner, n=limit, t=lease: outbox.claim(o, n, t))  # type: ignore[misc]
+    assert outbox.counts()[_S.QUEUED] == 1
+
+
+def check_lapsed_lease_comes_back_to_be_reconciled(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    lost = _only(outbox.claim("a", 1, LEASE))
+    clock.advance(LEASE - 1)
+    assert outbox.claim("b", 1, LEASE) == []
+    clock.advance(1)
+    taken = _only(outbox.claim("b", 1, LEASE))
+    assert (taken.id, taken.claimed_from, taken.state, taken.must_reconcile) == (
+        outbox_id,
+        _S.IN_FLIGHT,
+        _S.RECONCILING,
+        True,
+    )
+    assert taken.attempts == 2
+    assert _status(outbox, outbox_id).state is _S.RECONCILING
+    for record in (
+        lambda: outbox.mark_accepted(lost, "m-1"),
+        lambda: outbox.schedule_retry(lost, clock.now() + 5, "late"),
+        lambda: outbox.schedule_reconcile(lost, clock.now() + 5, "late"),
+        lambda: outbox.mark_dead(lost, "late"),
+        lambda: outbox.release(lost),
+    ):
+        _raises(LeaseLostError, record)
+    assert outbox.renew([lost], LEASE) == frozenset()
+    status = _status(outbox, outbox_id)
+    assert (status.state, status.attempts, status.due_at) == (_S.RECONCILING, 2, taken.lease_until)
+    outbox.mark_accepted(taken, "m-2")
+    assert _status(outbox, outbox_id).message_id == "m-2"
+
+
+def check_renew_extends_only_leases_still_held(outbox: Outbox, clock: FakeClock) -> None:
+    a, b = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    claims = outbox.claim("a", 2, LEASE)
+    clock.advance(LEASE - 1)
+    assert outbox.renew(claims[:1], LEASE) == frozenset({a})
+    clock.advance(2)
+    taken = _only(outbox.claim("b", 5, LEASE))
+    assert taken.id == b
+    assert outbox.renew(claims, LEASE) == frozenset({a})
+    assert _status(outbox, a).due_at == clock.now() + LEASE
+    _raises(ConfigurationError, lambda: outbox.renew(claims, -1.0))
+
+
+def check_a_lapsed_lease_not_yet_taken_can_still_record(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    clock.advance(LEASE * 2)
+    outbox.mark_accepted(claim, "m-1")
+    assert _status(outbox, outbox_id).state is _S.ACCEPTED
+    assert outbox.claim("b", 1, LEASE) == []
+
+
+# -- outcomes ------------------------------------------------------------------------------------------------------
+
+
+def check_accepted_is_final_and_recorded_once(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    clock.advance(1)
+    outbox.mark_accepted(claim, "20211230130407e3b36e2e92fdbefc86")
+    status = _status(outbox, outbox_id)
+    assert (status.state, status.message_id, status.due_at) == (_S.ACCEPTED, "20211230130407e3b36e2e92fdbefc86", None)
+    assert status.updated_at == clock.now()
+    _raises(LeaseLostError, lambda: outbox.mark_accepted(claim, "again"))
+    _raises(LeaseLostError, lambda: outbox.mark_dead(claim, "again"))
+    clock.advance(LEASE * 10)
+    assert outbox.claim("a", 1, LEASE) == []
+
+
+def check_retry_is_due_at_its_time(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    outbox.schedule_retry(claim, clock.now() + 60, "HTTP 503")
+    status = _status(outbox, outbox_id)
+    assert (status.state, status.due_at, status.last_reason) == (_S.RETRY_SCHEDULED, clock.now() + 60, "HTTP 503")
+    clock.advance(59)
+    assert outbox.claim("a", 1, LEASE) == []
+    clock.advance(1)
+    again = _only(outbox.claim("a", 1, LEASE))
+    assert (again.claimed_from, again.state, again.attempts, again.last_reason) == (
+        _S.RETRY_SCHEDULED,
+        _S.IN_FLIGHT,
+        2,
+        "HTTP 503",
+    )
+
+
+def check_reconcile_then_found(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    outbox.schedule_reconcile(claim, clock.now() + 60, "read timeout")
+    assert _status(outbox, outbox_id).state is _S.RECONCILING
+    clock.advance(60)
+    check = _only(outbox.claim("a", 1, LEASE))
+    assert (check.claimed_from, check.must_reconcile, check.attempts) == (_S.RECONCILING, True, 2)
+    outbox.schedule_retry(check, clock.now() + 10, "search failed")
+    assert _status(outbox, outbox_id).state is _S.RECONCILING
+    clock.advance(10)
+    check = _only(outbox.claim("a", 1, LEASE))
+    outbox.mark_accepted(check, "m-1")
+    assert _status(outbox, outbox_id).state is _S.ACCEPTED
+
+
+def check_reconcile_then_not_found_resends_in_the_same_hands(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    _raises(LifecycleError, lambda: outbox.resend(claim, LEASE))
+    outbox.schedule_reconcile(claim, clock.now(), "read timeout")
+    check = _only(outbox.claim("a", 1, LEASE))
+    clock.advance(1)
+    send = outbox.resend(check, LEASE)
+    assert (send.id, send.owner, send.claimed_from, send.state, send.attempts) == (
+        outbox_id,
+        "a",
+        _S.QUEUED,
+        _S.IN_FLIGHT,
+        3,
+    )
+    assert send.lease_until == clock.now() + LEASE
+    assert send.message == check.message
+    _raises(LeaseLostError, lambda: outbox.mark_accepted(check, "m-0"))
+    assert _status(outbox, outbox_id).state is _S.IN_FLIGHT
+    outbox.mark_accepted(send, "m-1")
+    assert _status(outbox, outbox_id).message_id == "m-1"
+
+
+def check_dead_letters_keep_their_errors_and_can_be_requeued(outbox: Outbox, clock: FakeClock) -> None:
+    dead_id, live_id = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    claim, _ = outbox.claim("a", 2, LEASE)
+    errors = (
+        ErrorDetail(code="message.toobig", default_message="too big", field="attachments", rejected_value=12),
+        ErrorDetail(code="x", arguments=("a", 1)),
+    )
+    outbox.mark_dead(claim, "HTTP 413", errors)
+    status = _status(outbox, dead_id)
+    assert (status.state, status.last_reason, status.errors, status.due_at) == (_S.DEAD, "HTTP 413", errors, None)
+    clock.advance(LEASE * 2)
+    assert [c.id for c in outbox.claim("b", 5, LEASE)] == [live_id]
+    _raises(ConfigurationError, lambda: outbox.requeue_dead([dead_id, 999_999]))
+    _raises(ConfigurationError, lambda: outbox.requeue_dead([dead_id, live_id]))
+    assert _status(outbox, dead_id).state is _S.DEAD
+    assert outbox.requeue_dead([dead_id]) == 1
+    status = _status(outbox, dead_id)
+    assert (status.state, status.attempts, status.errors, status.due_at) == (_S.QUEUED, 0, (), clock.now())
+    assert _only(outbox.claim("c", 5, LEASE)).id == dead_id
+
+
+def check_requeue_all_dead(outbox: Outbox, clock: FakeClock) -> None:
+    outbox.enqueue_many([_message(i) for i in range(3)])
+    for claim in outbox.claim("a", 3, LEASE):
+        outbox.mark_dead(claim, "refused")
+    assert outbox.requeue_dead([]) == 0
+    assert outbox.requeue_dead() == 3
+    assert outbox.counts()[_S.QUEUED] == 3
+    assert outbox.requeue_dead() == 0
+
+
+def check_release_returns_the_row_at_once_without_counting_an_attempt(outbox: Outbox, clock: FakeClock) -> None:
+    send_id, check_id = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    send, check = outbox.claim("a", 2, LEASE)
+    outbox.schedule_retry(send, clock.now(), "HTTP 503")
+    outbox.schedule_reconcile(check, clock.now(), "read timeout")
+    send, check = outbox.claim("a", 2, LEASE)
+    outbox.release(send)
+    outbox.release(check)
+    _raises(LeaseLostError, lambda: outbox.release(send))
+    status = _status(outbox, send_id)
+    assert (status.state, status.attempts, status.due_at) == (_S.QUEUED, 1, clock.now())
+    status = _status(outbox, check_id)
+    assert (status.state, status.attempts) == (_S.RECONCILING, 1)
+    again = outbox.claim("b", 2, LEASE)
+    assert [(c.id, c.attempts, c.must_reconcile) for c in again] == [(send_id, 2, False), (check_id, 2, True)]
+
+
+def check_outcomes_refuse_bad_times_and_keep_the_claim(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    claim = _only(outbox.claim("a", 1, LEASE))
+    _raises(ConfigurationError, lambda: outbox.schedule_retry(claim, float("inf"), "x"))
+    _raises(ConfigurationError, lambda: outbox.schedule_reconcile(claim, "soon", "x"))  # type: ignore[arg-type]
+    assert _status(outbox, outbox_id).state is _S.IN_FLIGHT
+    outbox.schedule_retry(claim, clock.now() + 1, "x")
+
+
+# -- operators -----------------------------------------------------------------------------------------------------
+
+
+def check_status_and_counts(outbox: Outbox, clock: FakeClock) -> None:
+    assert outbox.status(12345) is None
+    assert outbox.counts() == dict.fromkeys(SubmissionState, 0)
+    outbox.enqueue_many([_message(i) for i in range(4)])
+    a, b, c = outbox.claim("a", 3, LEASE)
+    outbox.mark_accepted(a, "m")
+    outbox.schedule_retry(b, clock.now() + 9, "x")
+    outbox.mark_dead(c, "x")
+    assert outbox.counts() == {
+        _S.QUEUED: 1,
+        _S.IN_FLIGHT: 0,
+        _S.ACCEPTED: 1,
+        _S.RETRY_SCHEDULED: 1,
+        _S.RECONCILING: 0,
+        _S.DEAD: 1,
+    }
+
+
+def check_prune_removes_only_old_accepted_rows(outbox: Outbox, clock: FakeClock) -> None:
+    old = outbox.enqueue(_message(1), dedupe_key="old")
+    dead = outbox.enqueue(_message(2))
+    claim_old, claim_dead = outbox.claim("a", 2, LEASE)
+    outbox.mark_accepted(claim_old, "m-1")
+    outbox.mark_dead(claim_dead, "x")
+    clock.advance(100)
+    new = outbox.enqueue(_message(3))
+    outbox.mark_accepted(_only(outbox.claim("a", 1, LEASE)), "m-3")
+    _raises(ConfigurationError, lambda: outbox.prune_accepted(-1))
+    assert outbox.prune_accepted(101) == 0
+    assert outbox.prune_accepted(100) == 1
+    assert outbox.status(old) is None
+    assert _status(outbox, dead).state is _S.DEAD
+    assert _status(outbox, new).state is _S.ACCEPTED
+    assert outbox.enqueue(_message(4), dedupe_key="old") != old
+
+
+def check_wait_for_work_returns_at_once_when_a_row_is_due(outbox: Outbox, clock: FakeClock) -> None:
+    assert outbox.wait_for_work(0) is False
+    outbox.enqueue(_message())
+    assert outbox.wait_for_work(3600) is True
+    _raises(ConfigurationError, lambda: outbox.wait_for_work(-1))
+
+
+#: Every check, in the order check_outbox runs them; a test suite may parametrize over them.
+OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
+    check_enqueue_assigns_a_client_reference_and_queues,
+    check_enqueue_keeps_the_messages_own_reference_and_refuses_a_duplicate,
+    check_dedupe_key_returns_the_first_id_and_stores_one_row,
+    check_enqueue_refuses_what_is_not_a_message,
+    check_enqueue_many_is_all_or_nothing,
+    check_claim_leases_due_rows_oldest_first_once,
+    check_claim_refuses_bad_arguments,
+    check_lapsed_lease_comes_back_to_be_reconciled,
+    check_renew_extends_only_leases_still_held,
+    check_a_lapsed_lease_not_yet_taken_can_still_record,
+    check_accepted_is_final_and_recorded_once,
+    check_retry_is_due_at_its_time,
+    check_reconcile_then_found,
+    check_reconcile_then_not_found_resends_in_the_same_hands,
+    check_dead_letters_keep_their_errors_and_can_be_requeued,
+    check_requeue_all_dead,
+    check_release_returns_the_row_at_once_without_counting_an_attempt,
+    check_outcomes_refuse_bad_times_and_keep_the_claim,
+    check_status_and_counts,
+    check_prune_removes_only_old_accepted_rows,
+    check_wait_for_work_returns_at_once_when_a_row_is_due,
+)

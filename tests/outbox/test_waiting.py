@@ -1,0 +1,46 @@
+"""An idle relay waits for work on the outbox's clock: these run on a fake clock, so nothing really sleeps.
+
+(The PostgreSQL outbox waits on its connection in real time; its wake-up by NOTIFY is tested in test_postgres.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.core import SubmitMessage
+from flowmailer.ports import Outbox
+from flowmailer.testing import FakeClock, MemoryOutbox
+
+Factory = Callable[[FakeClock], Outbox]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    if request.param == "memory":
+        return MemoryOutbox
+    return lambda clock: SQLiteOutbox(tmp_path / "o.db", clock=clock)
+
+
+def test_waiting_with_nothing_queued_times_out_on_the_clock(factory: Factory) -> None:
+    clock = FakeClock()
+    outbox = factory(clock)
+    start = clock.now()
+    assert outbox.wait_for_work(30) is False
+    assert clock.now() - start == pytest.approx(30)
+    outbox.close()
+
+
+def test_waiting_wakes_when_a_retry_comes_due(factory: Factory) -> None:
+    clock = FakeClock()
+    outbox = factory(clock)
+    outbox.enqueue(SubmitMessage(sender_address="s@example.com", recipient_address="r@example.com", text="x"))
+    [claim] = outbox.claim("a", 1, 60)
+    outbox.schedule_retry(claim, clock.now() + 7.5, "HTTP 503")
+    start = clock.now()
+    assert outbox.wait_for_work(3600) is True
+    assert clock.now() - start == pytest.approx(7.5)
+    outbox.close()
