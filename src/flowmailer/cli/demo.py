@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from flowmailer.cli._progress import Rows, Tally, TallySnapshot, run_relay, summary
-from flowmailer.core import ConfigurationError, SubmissionState
+from flowmailer.core import TERMINAL_STATES, ConfigurationError, SubmissionState
 
 if TYPE_CHECKING:
     from flowmailer.app import RelayStats
@@ -174,30 +176,37 @@ def _progress_rows(outbox: Outbox, seen: TallySnapshot, records: Callable[[], Re
     ]
 
 
+@attrs.frozen
 class Figures:
     """The demo's outcome: what the outbox, the fake and the relay each say happened."""
 
-    def __init__(
-        self,
-        enqueued: int,
-        counts: dict[SubmissionState, int],
-        records: Records,
-        stats: RelayStats,
-        seen: TallySnapshot,
-        elapsed: float,
-    ) -> None:
-        self.enqueued = enqueued
-        self.accepted = counts[SubmissionState.ACCEPTED]
-        self.dead = counts[SubmissionState.DEAD]
-        self.pending = sum(
-            n for state, n in counts.items() if state not in (SubmissionState.ACCEPTED, SubmissionState.DEAD)
-        )
-        self.at_fake = len(records.copies_by_reference)
-        self.duplicates = sum(n - 1 for n in records.duplicates.values())
-        self.records = records
-        self.stats = stats
-        self.seen = seen
-        self.elapsed = elapsed
+    enqueued: int
+    counts: Mapping[SubmissionState, int]
+    records: Records
+    stats: RelayStats
+    seen: TallySnapshot
+    elapsed: float
+
+    @property
+    def accepted(self) -> int:
+        return self.counts[SubmissionState.ACCEPTED]
+
+    @property
+    def dead(self) -> int:
+        return self.counts[SubmissionState.DEAD]
+
+    @property
+    def pending(self) -> int:
+        return sum(n for state, n in self.counts.items() if state not in TERMINAL_STATES)
+
+    @property
+    def at_fake(self) -> int:
+        """Distinct messages the fake accepted, by client reference."""
+        return len(self.records.copies_by_reference)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.records.duplicates.values())
 
     def problems(self) -> list[str]:
         """Why the run is not a success; empty when nothing was lost or duplicated."""
