@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
 
 import pytest
 
-from flowmailer.testing import SUBMIT_ROLE, Credential, FakeClock, FakeFlowmailer
+from flowmailer.testing import LOGIN_HOST, SUBMIT_ROLE, Credential, FakeClock, FakeFlowmailer
 from tests.fake.raw import RawClient, message
 
 ACCOUNT = "10001"
@@ -305,3 +306,17 @@ def test_unknown_path_is_404(fake: FakeFlowmailer, client: RawClient) -> None:
     answer = client.request("GET", f"/{ACCOUNT}/nothing_here", headers=auth)
     assert answer.status == 404
     assert json.loads(answer.body)["allErrors"]
+
+
+def test_token_accepts_http_basic_client_authentication(fake: FakeFlowmailer, client: RawClient) -> None:
+    credential = fake.credential()
+    basic = base64.b64encode(f"{credential.client_id}:{credential.client_secret}".encode()).decode()
+    answer = client.request(
+        "POST",
+        "/oauth/token",
+        host=LOGIN_HOST,
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        body=b"grant_type=client_credentials&scope=api",
+    )
+    assert answer.status == 200
+    assert fake.records().token_requests == {credential.client_id: 1}

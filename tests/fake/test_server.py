@@ -199,3 +199,16 @@ def test_a_port_in_use_is_a_configuration_error() -> None:
 def test_starting_twice_is_refused(fake: FakeFlowmailer) -> None:
     with pytest.raises(ConfigurationError, match="already running"), fake.running():
         pass
+
+
+def test_expect_100_continue_is_answered_before_the_body(fake: FakeFlowmailer) -> None:
+    with RawClient(fake) as client:
+        auth = client.bearer(fake.credential())
+        body = message()
+        head, _, _ = request_bytes("POST", SUBMIT, headers={**auth, "Expect": "100-continue"}, body=body).partition(
+            b"\r\n\r\n"
+        )
+        client.send(head + b"\r\n\r\n")
+        assert client.read_response().status == 100
+        client.send(body)
+        assert client.read_response().status == 201

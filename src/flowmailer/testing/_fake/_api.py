@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import bisect
 import calendar
+import contextlib
 import math
 import random
 import re
@@ -12,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, unquote_plus
 
 import attrs
 
@@ -180,6 +182,11 @@ class FlowmailerState:
 
     def _token(self, request: Request, client_address: str) -> Response:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        scheme, _, basic = (request.header("authorization") or "").partition(" ")
+        if scheme.lower() == "basic":  # OAuth2 client_secret_basic, which OAuth libraries send by default
+            with contextlib.suppress(ValueError):
+                pair = base64.b64decode(basic, validate=True).decode()
+                form["client_id"], _, form["client_secret"] = (unquote_plus(p) for p in pair.partition(":"))
         client_id = form.get("client_id", "")
         self._recorder.token_requested(client_id)
         now = self._clock()

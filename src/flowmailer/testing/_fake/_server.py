@@ -446,6 +446,9 @@ class _Run:
                 sock.sendall(refusal.render(close=True))
                 return
             if request is None:
+                if reader.continue_due:
+                    reader.continue_due = False
+                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 data = sock.recv(16384)
                 if not data:
                     return

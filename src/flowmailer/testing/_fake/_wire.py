@@ -75,6 +75,9 @@ class RequestReader:
     def __init__(self, max_body: int) -> None:
         self._buf = bytearray()
         self._max_body = max_body
+        #: The request waiting for its body asked ``Expect: 100-continue`` and has not been told to go on.
+        self.continue_due = False
+        self._continued = False
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -119,7 +122,10 @@ class RequestReader:
             raise HttpError(501, "the fake reads only Content-Length bodies, not Transfer-Encoding")
         start = end + 4
         if len(self._buf) < start + length:
+            if headers.get("expect", "").lower() == "100-continue" and not self._continued:
+                self.continue_due = self._continued = True
             return None
+        self._continued = False
         body = bytes(self._buf[start : start + length])
         del self._buf[: start + length]
         connection = headers.get("connection", "").lower()
