@@ -18,6 +18,7 @@ from types import FrameType
 
 import attrs
 
+from flowmailer.app import _defaults
 from flowmailer.core import (
     Accepted,
     AuthenticationError,
@@ -105,7 +106,7 @@ class Relay:
         concurrency: int = MAX_CONCURRENCY,
         batch_size: int = 20,
         lease: float = 30.0,
-        clock: Clock,
+        clock: Clock | None = None,
         observer: Observer | None = None,
         owner: str | None = None,
         rng: random.Random | None = None,
@@ -127,7 +128,7 @@ class Relay:
         self._batch_size = batch_size
         self._lease = check_duration(lease, "lease")
         self._renew_every = self._lease / 3
-        self._clock = clock
+        self._clock = clock if clock is not None else _defaults.clock()
         self._observer = observer
         self._owner = owner if owner is not None else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._rng = rng if rng is not None else random.Random()

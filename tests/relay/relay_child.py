@@ -1,0 +1,141 @@
+"""One relay process for the chaos and multi-relay tests (and the bench): drains an outbox through a Client.
+
+Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgresql://... --api-url ...``; the
+client secret comes from FLOWMAILER_CLIENT_SECRET. It prints one JSON line per figure its parent adds up
+(``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so lines survive a SIGKILL, and
+a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from flowmailer.adapters import SystemClock, Urllib3Transport
+from flowmailer.app import Client, Relay
+from flowmailer.core import (
+    Credentials,
+    Dead,
+    Event,
+    ReconcileAt,
+    RecordAccepted,
+    RelayNotRecorded,
+    RelayRecorded,
+    RelayRules,
+    RetryAt,
+    RetryPolicy,
+)
+from flowmailer.testing import StaticResolver
+
+if TYPE_CHECKING:
+    from flowmailer.ports import Outbox
+
+API_HOST, LOGIN_HOST = "api.flowmailer.test", "login.flowmailer.test"
+
+
+class JsonLines:
+    """An observer that writes the figures a parent process adds up, one flushed line each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def write(self, **fields: object) -> None:
+        line = json.dumps(fields) + "\n"
+        with self._lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RelayRecorded):
+            d = event.decision
+            if isinstance(d, RecordAccepted):
+                self.write(
+                    **({"reconciled": event.client_reference} if d.reconciled else {"sent": event.client_reference})
+                )
+            elif isinstance(d, RetryAt | ReconcileAt):
+                self.write(retry=d.cause.value)
+            elif isinstance(d, Dead):
+                self.write(dead=event.client_reference, reason=d.reason)
+        elif isinstance(event, RelayNotRecorded):
+            self.write(not_recorded=event.outbox_id, reason=event.reason)
+
+
+def open_outbox(url: str, clock: SystemClock) -> Outbox:
+    if url.startswith("sqlite:"):
+        from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+
+        return SQLiteOutbox(url.removeprefix("sqlite:"), clock=clock, poll_interval=0.05)
+    from flowmailer.adapters.postgres_outbox import PostgresOutbox
+
+    return PostgresOutbox(url, clock=clock, poll_interval=0.2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--outbox", required=True)
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--login-url", required=True)
+    parser.add_argument("--ca-bundle", required=True)
+    parser.add_argument("--addresses", required=True, help="comma-separated IP addresses of the fake")
+    parser.add_argument("--account-id", required=True)
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--owner", required=True)
+    parser.add_argument("--lease", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--forever", action="store_true", help="run until a signal instead of until drained")
+    args = parser.parse_args()
+
+    clock = SystemClock()
+    addresses = args.addresses.split(",")
+    client = Client(
+        Credentials(args.account_id, args.client_id, os.environ["FLOWMAILER_CLIENT_SECRET"]),
+        api_url=args.api_url,
+        login_url=args.login_url,
+        # A couple of quick attempts on other addresses; the outbox holds the longer waits.
+        policy=RetryPolicy(max_attempts=3, deadline=10.0, base_delay=0.02, cap=0.2, max_retry_after=1.0),
+        transport=Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock),
+        resolver=StaticResolver({API_HOST: addresses, LOGIN_HOST: addresses}),
+        clock=clock,
+    )
+    outbox = open_outbox(args.outbox, clock)
+    printer = JsonLines()
+    relay = Relay(
+        outbox,
+        client,
+        rules=RelayRules(
+            max_attempts=25, max_age=3600.0, backoff=RetryPolicy(base_delay=0.05, cap=0.5), reconcile_delay=0.1
+        ),
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        lease=args.lease,
+        clock=clock,
+        observer=printer,
+        owner=args.owner,
+        idle_wait=0.1,
+        stop_timeout=10.0,
+    )
+    relay.install_signal_handlers()
+    try:
+        stats = relay.run(until_empty=not args.forever)
+    finally:
+        client.close()
+        outbox.close()
+    printer.write(
+        stats={
+            "claimed": stats.claimed,
+            "accepted": stats.accepted,
+            "reconciled": stats.reconciled,
+            "dead": stats.dead,
+            "released": stats.released,
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Chaos: 5,000 messages through relay processes that are killed with SIGKILL three times, against a faulty fake.
+
+10 % of submits answer 5xx, 2 % are accepted and then the connection is reset (the ambiguous case), one of the
+three addresses is blackholed and tokens live 20 s (and a few expire early). Kill points are counts of accepted
+messages at the fake, never times. Every message must end accepted, exactly one copy each at the fake, none dead.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from flowmailer.adapters import SystemClock
+from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.core import SubmissionState
+from flowmailer.testing._fake import FakeFlowmailer, Fault, Mode, Records
+from tests.relay.chaos import Tally, enqueue, start_relay, stderr_of
+
+MESSAGES = 5_000
+KILL_AT = (1_000, 2_200, 3_400)  # accepted copies at the fake
+DEADLINE = 240.0  # seconds for the whole run before the test fails; CI's budget is a couple of minutes
+
+
+def accepted_at_least(n: int, records: Records) -> bool:
+    return len(records.accepted) >= n
+
+
+@pytest.mark.slow
+def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> None:
+    faults = [
+        Fault.status(500, path="messages/submit", probability=0.05),
+        Fault.status(503, path="messages/submit", probability=0.05),
+        Fault.accept_then_reset(path="messages/submit", probability=0.02),
+        # Tokens live 20 s, but a run between kills is shorter: also expire some early, as Flowmailer may.
+        Fault.expire_token(path="messages/submit", probability=0.002),
+    ]
+    started = time.monotonic()
+    outbox = SQLiteOutbox(tmp_path / "outbox.db", clock=SystemClock())
+    enqueue(outbox, MESSAGES)
+    refs = {s.client_reference for s in map(outbox.status, range(1, MESSAGES + 1)) if s is not None}
+    assert len(refs) == MESSAGES
+    logs: list[Path] = []
+    kills = 0
+    with FakeFlowmailer(faults=faults, token_lifetime=20, seed=5).running() as fake:
+        fake.set_mode(fake.addresses[2], Mode.BLACKHOLE)
+
+        def relay() -> subprocess.Popen[bytes]:
+            logs.append(tmp_path / f"relay-{len(logs)}.jsonl")
+            return start_relay(
+                fake, f"sqlite:{tmp_path / 'outbox.db'}", logs[-1], f"relay-{len(logs)}", lease=3.0, batch_size=20
+            )
+
+        for threshold in KILL_AT:
+            child = relay()
+            left = DEADLINE - (time.monotonic() - started)
+            fake.wait_until(functools.partial(accepted_at_least, threshold), timeout=left)
+            assert child.poll() is None, f"the relay exited before it was killed:\n{stderr_of(logs[-1])}"
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            kills += 1
+        child = relay()
+        try:
+            code = child.wait(timeout=DEADLINE - (time.monotonic() - started))
+        finally:
+            child.kill()
+        assert code == 0, stderr_of(logs[-1])
+        records = fake.records()
+
+    elapsed = time.monotonic() - started
+    counts = outbox.counts()
+    by_ref = {m.tags[-1].removeprefix("ref:"): m.message_id for m in records.accepted}
+    recorded = {s.client_reference: s.message_id for s in map(outbox.status, range(1, MESSAGES + 1)) if s}
+    outbox.close()
+    tally = Tally(logs)
+    print(
+        f"\nchaos: {MESSAGES} messages, {kills} SIGKILLs, {elapsed:.1f} s\n"
+        f"  accepted (outbox) {counts[SubmissionState.ACCEPTED]}, dead {counts[SubmissionState.DEAD]}\n"
+        f"  copies at the fake {len(records.accepted)}, duplicates {len(records.duplicates)}\n"
+        f"  sent and accepted {sum(tally.sent.values())}, reconciled {tally.reconciled}\n"
+        f"  retries by cause {dict(tally.retries)}, not recorded {tally.not_recorded}\n"
+        f"  faults injected {dict(records.faults)}, statuses {dict(records.statuses)}"
+    )
+    assert counts[SubmissionState.ACCEPTED] == MESSAGES
+    assert counts[SubmissionState.DEAD] == 0, tally.dead[:5]
+    assert records.copies_by_reference == {f"ref:{ref}": 1 for ref in refs}
+    assert recorded == by_ref
+    assert kills == 3
+    assert tally.reconciled >= 1
