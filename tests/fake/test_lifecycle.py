@@ -10,7 +10,7 @@ import threading
 import trio
 
 from flowmailer.testing import API_HOST, FakeFlowmailer, Mode
-from tests.fake.raw import RawClient, request_bytes
+from tests.fake.raw import RawClient, message, request_bytes
 
 
 def _open_fds() -> int:
@@ -61,3 +61,16 @@ def test_client_ssl_context_trusts_only_the_fake_ca() -> None:
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
     assert len(context.get_ca_certs()) == 1
+
+
+def test_a_restarted_fake_keeps_its_port_messages_and_records() -> None:
+    fake = FakeFlowmailer()
+    with fake.running(), RawClient(fake) as client:
+        auth = client.bearer(fake.credential())
+        location = client.request("POST", "/10001/messages/submit", headers=auth, body=message()).headers["location"]
+        port = fake.port
+    with fake.running(), RawClient(fake) as client:
+        assert fake.port == port
+        message_id = location.rsplit("/", 1)[1]
+        assert client.request("GET", f"/10001/messages/{message_id}", headers=auth).status == 200
+    assert [m.message_id for m in fake.records().accepted] == [message_id]
