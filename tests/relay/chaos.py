@@ -36,7 +36,14 @@ def enqueue(outbox: Outbox, n: int, batch: int = 500) -> None:
 
 
 def start_relay(
-    fake: FakeFlowmailer, outbox_url: str, log: Path, owner: str, *, lease: float, batch_size: int
+    fake: FakeFlowmailer,
+    outbox_url: str,
+    log: Path,
+    owner: str,
+    *,
+    lease: float,
+    batch_size: int,
+    table: str = "flowmailer_outbox",
 ) -> subprocess.Popen[bytes]:
     credential = fake.credential("ADMIN")
     command = [
@@ -52,6 +59,7 @@ def start_relay(
         f"--owner={owner}",
         f"--lease={lease}",
         f"--batch-size={batch_size}",
+        f"--table={table}",
     ]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
     with log.open("ab") as out, log.with_suffix(".err").open("ab") as err:

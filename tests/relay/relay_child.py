@@ -1,6 +1,6 @@
 """One relay process for the chaos and multi-relay tests (and the bench): drains an outbox through a Client.
 
-Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgresql://... --api-url ...``; the
+Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgres:CONNINFO --api-url ...``; the
 client secret comes from FLOWMAILER_CLIENT_SECRET. It prints one JSON line per figure its parent adds up
 (``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so lines survive a SIGKILL, and
 a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT.
@@ -64,19 +64,21 @@ class JsonLines:
             self.write(not_recorded=event.outbox_id, reason=event.reason)
 
 
-def open_outbox(url: str, clock: SystemClock) -> Outbox:
+def open_outbox(url: str, table: str, clock: SystemClock) -> Outbox:
+    """``sqlite:PATH`` or ``postgres:CONNINFO`` (psycopg's key=value form)."""
     if url.startswith("sqlite:"):
         from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 
         return SQLiteOutbox(url.removeprefix("sqlite:"), clock=clock, poll_interval=0.05)
     from flowmailer.adapters.postgres_outbox import PostgresOutbox
 
-    return PostgresOutbox(url, clock=clock, poll_interval=0.2)
+    return PostgresOutbox(url.removeprefix("postgres:"), table=table, clock=clock, poll_interval=0.2)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--outbox", required=True)
+    parser.add_argument("--outbox", required=True, help="sqlite:PATH or postgres:CONNINFO")
+    parser.add_argument("--table", default="flowmailer_outbox", help="the PostgreSQL outbox's table")
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--login-url", required=True)
     parser.add_argument("--ca-bundle", required=True)
@@ -102,7 +104,7 @@ def main() -> int:
         resolver=StaticResolver({API_HOST: addresses, LOGIN_HOST: addresses}),
         clock=clock,
     )
-    outbox = open_outbox(args.outbox, clock)
+    outbox = open_outbox(args.outbox, args.table, clock)
     printer = JsonLines()
     relay = Relay(
         outbox,
