@@ -212,3 +212,11 @@ def test_expect_100_continue_is_answered_before_the_body(fake: FakeFlowmailer) -
         assert client.read_response().status == 100
         client.send(body)
         assert client.read_response().status == 201
+
+
+def test_an_address_taken_while_refusing_cannot_come_back(fake: FakeFlowmailer) -> None:
+    fake.set_mode("127.0.0.3", Mode.REFUSE)
+    with socket.create_server(("127.0.0.3", fake.port)), pytest.raises(ConfigurationError) as caught:
+        fake.set_mode("127.0.0.3", Mode.HEALTHY)
+    assert caught.value.field == "address"
+    assert fake.mode("127.0.0.3") is Mode.REFUSE

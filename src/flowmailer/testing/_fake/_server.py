@@ -211,7 +211,12 @@ class FakeFlowmailer:
             old, self._modes[address] = self._modes[address], mode
             run = self._run
         if run is not None and (old is Mode.REFUSE) != (mode is Mode.REFUSE):
-            run.set_listening(address, mode is not Mode.REFUSE)
+            try:
+                run.set_listening(address, mode is not Mode.REFUSE)
+            except BaseException:
+                with self._lock:
+                    self._modes[address] = old
+                raise
 
     def set_faults(self, faults: FaultPlan | Iterable[Fault]) -> None:
         """Replace the fault plan (its counters and random draws start afresh)."""
@@ -322,7 +327,9 @@ class _Run:
         if not done.wait(_STOP_TIMEOUT):
             raise RuntimeError("the fake's acceptor thread did not answer")
         if errors:
-            raise errors[0]
+            raise ConfigurationError(
+                "address", f"cannot listen on {address} port {self.port} again: {errors[0]}", "free that port"
+            ) from errors[0]
         if not listening:
             with self._lock:
                 doomed = [s for a, s in self._sockets.values() if a == address]
