@@ -105,13 +105,14 @@ def test_secret_in_toml_body_is_refused_without_echoing_it(tmp_path: Path) -> No
     assert SECRET not in str(info.value)
 
 
-def test_unreadable_or_empty_secret_file_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError) as missing:
-        load_config({"client_secret_file": str(tmp_path / "nope")}, {})
+def test_unreadable_empty_or_binary_secret_file_names_the_setting_without_quoting_it(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError) as empty:
-        load_config({"client_secret_file": str(tmp_path / "empty")}, {})
-    assert missing.value.field == empty.value.field == "client_secret_file"
+    (tmp_path / "binary").write_bytes(b"\xff\xfe" + SECRET.encode())
+    for name in ("nope", "empty", "binary"):
+        with pytest.raises(ConfigurationError) as info:
+            load_config({"client_secret_file": str(tmp_path / name)}, {})
+        assert info.value.field == "client_secret_file"
+        assert SECRET not in str(info.value)
 
 
 def test_secret_flag_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -263,11 +263,15 @@ def _choose_secret(
     path = Path(chosen["client_secret_file"])
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeError) as e:
+    except OSError as e:
         raise ConfigurationError(
             "client_secret_file",
-            f"cannot read {str(path)!r} ({e.__class__.__name__}: {getattr(e, 'strerror', None) or e})",
+            f"cannot read {str(path)!r} ({e.strerror or type(e).__name__})",
             f"make the file readable by this user, or set {SECRET_ENV} instead",
+        ) from None
+    except UnicodeError:  # the error's text would quote the secret's bytes
+        raise ConfigurationError(
+            "client_secret_file", f"{str(path)!r} is not UTF-8 text", "write the client secret into it as text"
         ) from None
     if not text:
         raise ConfigurationError("client_secret_file", f"{str(path)!r} is empty", "write the client secret into it")
