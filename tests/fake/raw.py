@@ -90,8 +90,10 @@ class RawClient:
         else:
             self._incoming.write_eof()
 
-    def send(self, data: bytes) -> None:
-        self._tls.write(data)
+    def send(self, *records: bytes) -> None:
+        """Write each argument as its own TLS record, all in one TCP write."""
+        for data in records:
+            self._tls.write(data)
         self._flush()
 
     def recv(self, size: int = 65536) -> bytes:

@@ -220,3 +220,12 @@ def test_an_address_taken_while_refusing_cannot_come_back(fake: FakeFlowmailer) 
         fake.set_mode("127.0.0.3", Mode.HEALTHY)
     assert caught.value.field == "address"
     assert fake.mode("127.0.0.3") is Mode.REFUSE
+
+
+def test_a_request_in_a_later_tls_record_counts_as_pipelined(fake: FakeFlowmailer) -> None:
+    with RawClient(fake) as client:
+        auth = client.bearer(fake.credential())
+        request = request_bytes("POST", SUBMIT, headers=auth, body=message())
+        client.send(request, request)  # the fake reads one record at a time: the second is not read yet
+        assert [client.read_response().status for _ in range(2)] == [201, 201]
+    assert fake.records().pipelined_requests == 1

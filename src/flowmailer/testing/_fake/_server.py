@@ -10,6 +10,7 @@ import contextlib
 import enum
 import ipaddress
 import queue
+import select
 import selectors
 import shutil
 import socket
@@ -443,6 +444,8 @@ class _Run:
         fake = self.fake
         recorder = fake._recorder
         reader = RequestReader(_MAX_BODY)
+        unread = select.poll()  # holds no descriptor of its own, unlike epoll
+        unread.register(sock, select.POLLIN)
         pipelined = False
         while True:
             try:
@@ -471,7 +474,8 @@ class _Run:
                 if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_RESET:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
-            pipelined = reader.buffered or sock.pending() > 0
+            # Bytes already here, read or not, are the next request arriving before this answer: pipelining.
+            pipelined = reader.buffered or bool(unread.poll(0))
             recorder.answered(response.status)
             sock.sendall(response.render(close=not request.keep_alive))
             if not request.keep_alive:
