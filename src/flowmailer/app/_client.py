@@ -305,11 +305,12 @@ class Client:
         if self._budget.tokens < self._budget.capacity:  # a full bucket stays full: skip the lock and the copy
             with self._lock:
                 self._budget = self._budget.deposit(self._clock.monotonic())
-        if isinstance(got, Accepted):
-            self._emit(AttemptFinished(operation, address, got, duration, attempt))
-        else:
-            status = result.status if isinstance(result, WireResponse) else 0
-            self._emit(RequestFinished(operation, address, status, duration, attempt))
+        if self._observer is not None:
+            if isinstance(got, Accepted):
+                self._observer.on_event(AttemptFinished(operation, address, got, duration, attempt))
+            else:
+                status = result.status if isinstance(result, WireResponse) else 0
+                self._observer.on_event(RequestFinished(operation, address, status, duration, attempt))
         _log.debug("%s attempt %d to %s: answered (%.3f s)", operation, attempt, address, duration)
 
     def _error(self, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
