@@ -20,6 +20,7 @@ from flowmailer.core import (
     AddressPolicy,
     AmbiguousError,
     AttemptFinished,
+    AuthenticationError,
     Credentials,
     Event,
     NotSent,
@@ -274,3 +275,34 @@ def test_accept_then_reset_is_ambiguous_and_the_fake_holds_exactly_one_copy(
         assert fake.records().copies_by_reference == {reference: 1}
         # Reconciliation finds the copy Flowmailer kept, so nobody needs to resend it.
         assert len(list(client.messages_by_tag(reference))) == 1
+
+
+def test_an_expired_token_is_refreshed_once_and_the_submit_goes_through(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    fake.set_faults([Fault.expire_token(path="submit", at=[0])])
+    with make_client(fake, clock) as client:
+        assert client.submit(message())
+    records = fake.records()
+    assert sum(records.token_requests.values()) == 2
+    assert records.statuses.get(401) == 1
+    assert len(records.accepted) == 1
+
+
+def test_bad_credentials_raise_once_and_are_never_sent_again(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    credential = fake.credential("ADMIN")
+    client = Client(
+        Credentials(fake.account_id, credential.client_id, "wrong-secret"),
+        api_url=fake.api_url,
+        login_url=fake.login_url,
+        transport=Urllib3Transport(ca_bundle=str(fake.ca_bundle), clock=clock),
+        resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+        clock=clock,
+    )
+    with client:
+        for _ in range(3):
+            with pytest.raises(AuthenticationError) as e:
+                client.submit(message())
+            assert credential.client_id in str(e.value)
+            assert "wrong-secret" not in str(e.value)
+    records = fake.records()
+    assert sum(records.token_requests.values()) == 1
+    assert records.accepted == ()
