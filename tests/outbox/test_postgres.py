@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from flowmailer.adapters.postgres_outbox import PostgresOutbox
 from flowmailer.core import ConfigurationError, OutboxError, SubmissionState, SubmitMessage
@@ -24,9 +25,13 @@ def _message(n: int) -> SubmitMessage:
 
 
 @pytest.fixture
-def make(postgres_server: PostgresServer) -> Iterator[Make]:
+def table() -> str:
+    return f"p_{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def make(postgres_server: PostgresServer, table: str) -> Iterator[Make]:
     """Outboxes on one fresh table (created once, explicitly); every one is closed after the test."""
-    table = f"p_{uuid.uuid4().hex}"
     made: list[PostgresOutbox] = []
 
     def make(**kwargs: object) -> PostgresOutbox:
@@ -144,3 +149,18 @@ def test_a_lost_connection_is_an_outbox_error_then_reconnects(
     with pytest.raises(OutboxError):
         outbox.enqueue(_message(2))
     assert outbox.counts()[SubmissionState.QUEUED] == 1
+
+
+def test_an_unreadable_row_is_dead_and_does_not_block_the_queue(
+    make: Make, table: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    outbox = make()
+    bad, good = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    damage = sql.SQL("UPDATE {} SET message = %s WHERE id = %s").format(sql.Identifier(table))
+    conn.execute(damage, (b"not json", bad))
+    conn.commit()
+    assert [c.id for c in outbox.claim("a", 10, LEASE)] == [good]
+    status = outbox.status(bad)
+    assert status is not None
+    assert (status.state, status.attempts, status.due_at) == (SubmissionState.DEAD, 1, None)
+    assert "cannot be read" in (status.last_reason or "")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox, default_outbox_path
-from flowmailer.core import ConfigurationError, OutboxError, SubmitMessage
+from flowmailer.core import ConfigurationError, OutboxError, SubmissionState, SubmitMessage
 from flowmailer.testing import FakeClock
 
 LEASE = 300.0
@@ -166,3 +166,17 @@ def test_threads_sharing_one_outbox_never_claim_the_same_row(tmp_path: Path) -> 
     outbox.close()
     everything = [i for c in claimed for i in c]
     assert sorted(everything) == ids
+
+
+def test_an_unreadable_row_is_dead_and_does_not_block_the_queue(tmp_path: Path) -> None:
+    outbox = SQLiteOutbox(tmp_path / "o.db")
+    bad, good = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
+    with sqlite3.connect(tmp_path / "o.db") as raw:
+        raw.execute("UPDATE outbox SET message = ? WHERE id = ?", (b"not json", bad))
+    raw.close()
+    assert [c.id for c in outbox.claim("a", 10, LEASE)] == [good]
+    status = outbox.status(bad)
+    outbox.close()
+    assert status is not None
+    assert (status.state, status.attempts, status.due_at) == (SubmissionState.DEAD, 1, None)
+    assert "cannot be read" in (status.last_reason or "")

@@ -47,6 +47,7 @@ from flowmailer.core import (
     outcome_state,
     release_state,
     tag_message,
+    unreadable,
 )
 from flowmailer.ports import Clock
 
@@ -246,14 +247,33 @@ class PostgresOutbox:
                 ),
                 (now, limit),
             )
-            return self._lease(cur, cur.fetchall(), owner, now, lease)
+            readable = []
+            for row in cur.fetchall():
+                try:
+                    readable.append((row, message_from_json(bytes(row[2]))))
+                except ConfigurationError as e:
+                    state, reason = unreadable(SubmissionState[row[1]], e)
+                    cur.execute(
+                        self._q(
+                            "UPDATE {table} SET state = %s, due_at = NULL, owner = NULL, attempts = attempts + 1,"
+                            " lease_token = lease_token + 1, last_reason = %s, updated_at = %s WHERE id = %s"
+                        ),
+                        (state.name, reason, now, row[0]),
+                    )
+            return self._lease(cur, readable, owner, now, lease)
 
     def _lease(
-        self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]], owner: str, now: float, lease: float
+        self,
+        cur: psycopg.Cursor[Any],
+        readable: list[tuple[tuple[Any, ...], SubmitMessage]],
+        owner: str,
+        now: float,
+        lease: float,
     ) -> list[Claim]:
-        """Lease rows read with _CLAIM_COLUMNS and locked by the caller's transaction."""
-        if not rows:
+        """Lease rows read with _CLAIM_COLUMNS (and their decoded messages), locked by the caller's transaction."""
+        if not readable:
             return []
+        rows = [row for row, _ in readable]
         claimed_from = [SubmissionState[row[1]] for row in rows]
         cur.execute(
             self._q(
@@ -266,7 +286,7 @@ class PostgresOutbox:
         return [
             Claim(
                 id=int(row[0]),
-                message=message_from_json(bytes(row[2])),
+                message=message,
                 client_reference=row[3],
                 claimed_from=state,
                 attempts=row[4] + 1,
@@ -276,7 +296,7 @@ class PostgresOutbox:
                 lease_until=now + lease,
                 token=row[7] + 1,
             )
-            for row, state in zip(rows, claimed_from, strict=True)
+            for (row, message), state in zip(readable, claimed_from, strict=True)
         ]
 
     def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
@@ -333,7 +353,8 @@ class PostgresOutbox:
             row = cur.fetchone()
             if row is None:
                 raise LeaseLostError(claim.id, claim.owner)
-            [again] = self._lease(cur, [(*row[:1], _S.QUEUED.name, *row[2:])], claim.owner, self._clock.now(), lease)
+            row = (*row[:1], _S.QUEUED.name, *row[2:])
+            [again] = self._lease(cur, [(row, claim.message)], claim.owner, self._clock.now(), lease)
             return again
 
     def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:

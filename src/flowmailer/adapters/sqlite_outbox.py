@@ -42,6 +42,7 @@ from flowmailer.core import (
     outcome_state,
     release_state,
     tag_message,
+    unreadable,
 )
 from flowmailer.ports import Clock
 
@@ -190,12 +191,27 @@ class SQLiteOutbox:
                 f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",  # noqa: S608
                 (now, limit),
             ).fetchall()
-            return [self._lease(conn, row, owner, now, lease) for row in rows]
+            claims = []
+            for row in rows:
+                try:
+                    message = message_from_json(row[2])
+                except ConfigurationError as e:
+                    state, reason = unreadable(SubmissionState[row[1]], e)
+                    conn.execute(
+                        "UPDATE outbox SET state = ?, due_at = NULL, owner = NULL, attempts = attempts + 1,"
+                        " lease_token = lease_token + 1, last_reason = ?, updated_at = ? WHERE id = ?",
+                        (state.name, reason, now, row[0]),
+                    )
+                else:
+                    claims.append(self._lease(conn, row, message, owner, now, lease))
+            return claims
 
     @staticmethod
-    def _lease(conn: sqlite3.Connection, row: tuple[Any, ...], owner: str, now: float, lease: float) -> Claim:
+    def _lease(
+        conn: sqlite3.Connection, row: tuple[Any, ...], message: SubmitMessage, owner: str, now: float, lease: float
+    ) -> Claim:
         """Lease one row read with _CLAIM_COLUMNS, inside the caller's write transaction."""
-        outbox_id, claimed_from, body, reference, attempts, enqueued_at, last_reason, token = row
+        outbox_id, claimed_from, _, reference, attempts, enqueued_at, last_reason, token = row
         claimed_from = SubmissionState[claimed_from]
         conn.execute(
             "UPDATE outbox SET state = ?, due_at = ?, owner = ?, lease_token = lease_token + 1,"
@@ -204,7 +220,7 @@ class SQLiteOutbox:
         )
         return Claim(
             id=outbox_id,
-            message=message_from_json(body),
+            message=message,
             client_reference=reference,
             claimed_from=claimed_from,
             attempts=attempts + 1,
@@ -250,7 +266,7 @@ class SQLiteOutbox:
             ).fetchone()
             if row is None:
                 raise LeaseLostError(claim.id, claim.owner)
-            return self._lease(conn, (*row[:1], _S.QUEUED.name, *row[2:]), claim.owner, now, lease)
+            return self._lease(conn, (*row[:1], _S.QUEUED.name, *row[2:]), claim.message, claim.owner, now, lease)
 
     def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
         details = errors_to_json(errors)

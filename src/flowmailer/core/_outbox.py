@@ -36,6 +36,7 @@ __all__ = [
     "outcome_state",
     "release_state",
     "tag_message",
+    "unreadable",
 ]
 
 #: An outbox row's identity: assigned at enqueue, never reused.
@@ -138,6 +139,15 @@ def outcome_state(claim: Claim, outcome: Settlement) -> SubmissionState:
     send, reconcile = _SETTLE_EVENTS[outcome]
     state = transition(claim.state, reconcile if claim.must_reconcile else send)
     return claimed_state(state) if outcome == "resend" else state
+
+
+def unreadable(claimed_from: SubmissionState, error: Exception) -> tuple[SubmissionState, str]:
+    """A stored message that no longer decodes is claimed and given up at once: one bad row must not stop the queue.
+
+    It happens when a row was damaged, or when a newer SubmitMessage refuses what an older version stored.
+    """
+    reason = f"the stored message cannot be read ({error}); enqueue it again from its source"
+    return transition(claimed_state(claimed_from), SubmissionEvent.GIVE_UP), reason
 
 
 def release_state(claim: Claim) -> SubmissionState:
