@@ -9,6 +9,7 @@ import threading
 
 import trio
 
+from flowmailer.core import Credentials
 from flowmailer.testing import API_HOST, FakeFlowmailer, Mode
 from tests.fake.raw import RawClient, message, request_bytes
 
@@ -74,3 +75,17 @@ def test_a_restarted_fake_keeps_its_port_messages_and_records() -> None:
         message_id = location.rsplit("/", 1)[1]
         assert client.request("GET", f"/10001/messages/{message_id}", headers=auth).status == 200
     assert [m.message_id for m in fake.records().accepted] == [message_id]
+
+
+def test_client_credentials_are_the_core_value_for_a_role() -> None:
+    fake = FakeFlowmailer()
+    assert fake.client_credentials("FEATURE_SUBMITMESSAGE") == Credentials(
+        "10001", "fake-submitter", "fake-submitter-secret"
+    )
+
+
+def test_repr_says_whether_it_runs() -> None:
+    fake = FakeFlowmailer(addresses=["127.0.0.2"])
+    assert repr(fake) == "<FakeFlowmailer addresses=('127.0.0.2',) stopped>"
+    with fake.running():
+        assert repr(fake) == f"<FakeFlowmailer addresses=('127.0.0.2',) port={fake.port}, running>"

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from flowmailer.core import ConfigurationError, Origin
+from flowmailer.core import ConfigurationError, Credentials, Origin
 from flowmailer.testing._fake._api import API_HOST, LOGIN_HOST, SUBMIT_ROLE, Credential, FlowmailerState
 from flowmailer.testing._fake._certs import Certificates
 from flowmailer.testing._fake._faults import Fault, FaultInjector, FaultKind, FaultPlan
@@ -152,6 +152,15 @@ class FakeFlowmailer:
             if c.role == role:
                 return c
         raise ConfigurationError("role", f"no credential has role {role!r}", "pass credentials=... with one")
+
+    def client_credentials(self, role: str = "ADMIN") -> Credentials:
+        """The first credential with ``role``, as flowmailer's clients take it (account id included)."""
+        credential = self.credential(role)
+        return Credentials(self.account_id, credential.client_id, credential.client_secret)
+
+    def __repr__(self) -> str:
+        state = f"port={self._port}, running" if self._run is not None else "stopped"
+        return f"<FakeFlowmailer addresses={self._addresses} {state}>"
 
     # -- running -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
