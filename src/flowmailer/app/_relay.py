@@ -7,14 +7,17 @@ threads, each of which sends or reconciles one claim and records what the core d
 from __future__ import annotations
 
 import collections
+import functools
 import os
+import queue
 import random
 import signal
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
+from typing import TypeVar
 
 import attrs
 
@@ -54,6 +57,8 @@ from flowmailer.core import (
 from flowmailer.ports import Clock, Observer, Outbox, Submitter
 
 __all__ = ["MAX_CONCURRENCY", "Relay", "RelayStats"]
+
+_T = TypeVar("_T")
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; the relay never submits more at once.
 MAX_CONCURRENCY = 10
@@ -135,10 +140,13 @@ class Relay:
         self._idle_wait = check_duration(idle_wait, "idle_wait")
         self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
 
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
+        self._ready = threading.Condition(self._lock)  # the workers wait on it: a claim to take, or stop
         self._held: dict[OutboxId, Claim] = {}  # claimed and not yet recorded
         self._lease_end: dict[OutboxId, float] = {}
         self._queue: collections.deque[Claim] = collections.deque()  # claimed, not yet started
+        self._outcomes: queue.SimpleQueue[tuple[Claim, RelayDecision] | None] = queue.SimpleQueue()
         self._running = False
         self._stopping = False  # workers take nothing more
         self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
@@ -162,11 +170,12 @@ class Relay:
     def stop(self) -> None:
         """Stop claiming, finish what is in flight, release the rest. Safe from a signal handler or any thread."""
         self._stop_requested = True
-        if self._cond.acquire(blocking=False):  # never block: the interrupted thread may hold the lock
+        if self._lock.acquire(blocking=False):  # never block: the interrupted thread may hold the lock
             try:
                 self._cond.notify_all()
+                self._ready.notify_all()
             finally:
-                self._cond.release()
+                self._lock.release()
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM and SIGINT stop the relay gracefully. Call it from the main thread."""
@@ -191,6 +200,7 @@ class Relay:
             threading.Thread(target=self._work, name=f"flowmailer-relay-{i}", daemon=True)
             for i in range(self._concurrency)
         ]
+        workers.append(threading.Thread(target=self._record_outcomes, name="flowmailer-relay-recorder", daemon=True))
         for worker in workers:
             worker.start()
         try:
@@ -236,7 +246,7 @@ class Relay:
                 self._lease_end[claim.id] = claim.lease_until
                 self._queue.append(claim)
             self._counts["claimed"] += len(claims)
-            self._cond.notify_all()
+            self._ready.notify(len(claims))
         self._emit(RelayClaimed(self._owner, len(claims)))
 
     def _renew(self, claims: list[Claim] | None = None) -> frozenset[OutboxId]:
@@ -267,14 +277,14 @@ class Relay:
     def _forget(self, claim: Claim) -> None:
         self._held.pop(claim.id, None)
         self._lease_end.pop(claim.id, None)
-        self._cond.notify_all()
+        self._cond.notify()
 
     def _shutdown(self, workers: list[threading.Thread]) -> None:
         with self._cond:
             self._stopping = True
             unstarted = list(self._queue)
             self._queue.clear()
-            self._cond.notify_all()
+            self._ready.notify_all()
         for claim in unstarted:
             self._release(claim)
         deadline = self._clock.monotonic() + self._stop_timeout
@@ -292,6 +302,7 @@ class Relay:
         with self._cond:
             self._counts["abandoned"] += abandoned
             self._running = False
+        self._outcomes.put(None)
         if not abandoned:
             for worker in workers:
                 worker.join()
@@ -315,41 +326,49 @@ class Relay:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping and not self._stop_requested:
-                    self._cond.wait()
+                    self._ready.wait()
                 if self._stopping or self._stop_requested:
                     return  # what is still queued is released by the shutdown
                 claim = self._queue.popleft()
-            try:
-                self._process(claim)
-            finally:
+            outcome = self._guarded(claim, self._handle)
+            if outcome is None:
                 with self._cond:
                     self._forget(claim)
+            else:
+                self._outcomes.put(outcome)
 
-    def _process(self, claim: Claim) -> None:
+    def _record_outcomes(self) -> None:
+        """The one thread that records: outbox writes never contend, and a worker is free to send again at once."""
+        while (outcome := self._outcomes.get()) is not None:
+            claim, decision = outcome
+            self._guarded(claim, functools.partial(self._record, decision=decision))
+            with self._cond:
+                self._forget(claim)
+
+    def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
         try:
-            self._handle(claim)
+            return step(claim)
         except FlowmailerError as e:  # LeaseLostError, or the outbox failing: the lease runs out, a relay reconciles
             self._not_recorded(claim, e)
         except Exception as e:  # noqa: BLE001 - a worker outlives a bug in one claim; its lease runs out, it is reconciled
             self._not_recorded(claim, e)
+        return None
 
-    def _handle(self, claim: Claim) -> None:
-        """Search first if Flowmailer may have the message, send if it has not, and record the core's decision."""
+    def _handle(self, claim: Claim) -> tuple[Claim, RelayDecision] | None:
+        """Search first if Flowmailer may have the message, send if it has not: the decision to record, if any."""
         if claim.must_reconcile:
-            found = decide_after_reconcile(
-                claim, self._search(claim), now=self._clock.now(), rules=self._rules, u=self._u()
-            )
+            result = self._search(claim)
+            found = decide_after_reconcile(claim, result, now=self._clock.now(), rules=self._rules, u=self._u())
             if not isinstance(found, Resend):
-                self._record(claim, found)
-                return
+                return claim, found
             claim = self._resend(claim)
         decision: RelayDecision | None = decide_before_send(claim, now=self._clock.now(), rules=self._rules)
         if decision is None:
             if not self._still_ours(claim):
-                return
+                return None
             outcome = self._send(claim)
             decision = decide_after_submit(claim, outcome, now=self._clock.now(), rules=self._rules, u=self._u())
-        self._record(claim, decision)
+        return claim, decision
 
     def _u(self) -> float:
         return self._rng.random()
