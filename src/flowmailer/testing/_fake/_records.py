@@ -86,7 +86,7 @@ class Recorder:
     """The server threads' side of :class:`Records`; every change wakes :meth:`wait_until`."""
 
     def __init__(self, reference_prefix: str) -> None:
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())
         self._reference_prefix = reference_prefix
         self._accepted: list[AcceptedMessage] = []
         self._connections: list[list[Any]] = []  # [address, handshaken, requests, pipelined]
