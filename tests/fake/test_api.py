@@ -320,3 +320,16 @@ def test_token_accepts_http_basic_client_authentication(fake: FakeFlowmailer, cl
     )
     assert answer.status == 200
     assert fake.records().token_requests == {credential.client_id: 1}
+
+
+def test_message_events_by_receivedrange(fake: FakeFlowmailer, client: RawClient, clock: FakeClock) -> None:
+    auth = client.bearer(fake.credential())
+    _submit(client, auth)
+    clock.advance(3600)
+    auth = client.bearer(fake.credential())
+    late = _submit(client, auth)
+    span = "receivedrange=2026-01-01T01:00:00Z,2026-01-01T02:00:00Z"
+    answer = client.request("GET", f"/{ACCOUNT}/message_events;{span}", headers={**auth, "Range": "items=:10"})
+    assert {e["messageId"] for e in answer.json()} == {late}
+    bad = client.request("GET", f"/{ACCOUNT}/message_events;receivedrange=yesterday", headers=auth)
+    assert bad.status == 400
