@@ -6,7 +6,7 @@ import argparse
 import stat
 from typing import Any
 
-from flowmailer.cli._config import Config, add_config_arguments, config_from_args, missing
+from flowmailer.cli._config import Config, SqliteLocation, add_config_arguments, config_from_args, missing
 from flowmailer.core import ConfigurationError, FlowmailerError, NotSent, Origin, RejectedError
 
 
@@ -87,8 +87,7 @@ def _ca_bundle(config: Config) -> bool:
 def _outbox(config: Config) -> bool:
     if config.outbox is None:
         return _report(True, "outbox", "not set (needed only by send, relay, status, dead)")
-    path = getattr(config.outbox, "path", None)
-    if path is not None and not path.exists():
+    if isinstance(config.outbox, SqliteLocation) and not config.outbox.path.exists():
         return _report(False, "outbox", f"{config.outbox.describe()} does not exist; run `flowmailer outbox init`")
     return _report(True, "outbox", config.outbox.describe())
 
