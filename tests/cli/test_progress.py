@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import io
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from flowmailer.cli._progress import Rows, Tally, show_progress, summary
+import pytest
+
+from flowmailer.app import Relay, RelayStats
+from flowmailer.cli._progress import Rows, Tally, run_relay, show_progress, summary
 from flowmailer.core import (
     Accepted,
     Ambiguous,
     AttemptFinished,
+    AuthenticationError,
     Cause,
     Dead,
     Event,
+    Message,
     NotSent,
     ReconcileAt,
     RecordAccepted,
@@ -21,8 +27,10 @@ from flowmailer.core import (
     RelayRecorded,
     RequestFinished,
     RetryAt,
+    SubmitMessage,
     Transient,
 )
+from flowmailer.testing import FakeClock, MemoryOutbox
 
 
 def test_tally_counts_attempts_per_address_and_the_relays_decisions() -> None:
@@ -86,3 +94,51 @@ def test_plain_summary_aligns_the_values() -> None:
     out = io.StringIO()
     summary([("enqueued", "3"), ("duplicates at the fake", "0")], title="summary", live=False, out=out)
     assert out.getvalue().splitlines() == ["summary", "  enqueued                3", "  duplicates at the fake  0"]
+
+
+class Submitter:
+    """Accepts everything, or refuses the credentials when ``refuse``."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+
+    def submit(self, message: SubmitMessage) -> str:
+        if self.refuse:
+            raise AuthenticationError("c", "invalid_client")
+        return "20211230130407e3b36e2e92fdbefc86"
+
+    def messages_by_tag(self, tag: str) -> Iterable[Message]:
+        return []
+
+
+def relay_over(count: int, submitter: Submitter) -> Relay:
+    clock = FakeClock()
+    outbox = MemoryOutbox(clock)
+    outbox.enqueue_many(
+        SubmitMessage(sender_address="s@example.com", recipient_address="b@example.com", text="x") for _ in range(count)
+    )
+    return Relay(outbox, submitter, clock=clock)
+
+
+def test_run_relay_drains_and_restores_the_signal_handlers() -> None:
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    stats = run_relay(relay_over(3, Submitter()), list, until_empty=True, title="t", live=False, interval=60)
+    assert stats.accepted == 3
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_run_relay_raises_what_the_relay_raised() -> None:
+    with pytest.raises(AuthenticationError):
+        run_relay(relay_over(1, Submitter(refuse=True)), list, until_empty=True, title="t", live=False, interval=60)
+
+
+def test_run_relay_outside_the_main_thread_leaves_signals_alone() -> None:
+    results: list[RelayStats] = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            run_relay(relay_over(1, Submitter()), list, until_empty=True, title="t", live=False, interval=60)
+        )
+    )
+    thread.start()
+    thread.join(timeout=30)
+    assert [r.accepted for r in results] == [1]

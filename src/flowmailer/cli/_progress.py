@@ -171,7 +171,7 @@ def run_relay(
     live: bool | None,
     interval: float,
 ) -> RelayStats:
-    """Run ``relay`` in a thread while this (main) thread shows progress; SIGTERM and SIGINT stop it gracefully.
+    """Run ``relay`` in a thread while this thread shows progress; in the main thread, SIGTERM and SIGINT stop it.
 
     The previous signal handlers come back afterwards; an error the relay raised is raised here.
     """
@@ -186,7 +186,8 @@ def run_relay(
         finally:
             done.set()
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     for signum in previous:
         signal.signal(signum, lambda _signum, _frame: relay.stop())
     try:
