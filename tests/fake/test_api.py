@@ -333,3 +333,13 @@ def test_message_events_by_receivedrange(fake: FakeFlowmailer, client: RawClient
     assert {e["messageId"] for e in answer.json()} == {late}
     bad = client.request("GET", f"/{ACCOUNT}/message_events;receivedrange=yesterday", headers=auth)
     assert bad.status == 400
+
+
+def test_simulate_previews_without_accepting(fake: FakeFlowmailer, client: RawClient) -> None:
+    auth = client.bearer(fake.credential())
+    answer = client.request("POST", f"/{ACCOUNT}/messages/simulate", headers=auth, body=message(sourceId="7"))
+    assert answer.status == 200
+    assert answer.json()["recipientAddress"] == "someone@example.test"
+    assert fake.records().accepted == ()
+    missing = client.request("POST", f"/{ACCOUNT}/messages/simulate", headers=auth, body=message())
+    assert [e["field"] for e in missing.json()["allErrors"]] == ["sourceId"]

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 import attrs
 
 from flowmailer.testing._fake._records import AcceptedMessage, Recorder
-from flowmailer.testing._fake._validate import validate_submit
+from flowmailer.testing._fake._validate import error_detail, validate_submit
 from flowmailer.testing._fake._wire import Request, Response, json_response
 
 __all__ = ["API_HOST", "LOGIN_HOST", "SUBMIT_ROLE", "Credential"]
@@ -67,15 +67,7 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
 
 
 def _all_errors(status: int, code: str, message: str, field: str | None = None, value: object = None) -> Response:
-    detail = {
-        "code": code,
-        "defaultMessage": message,
-        "field": field,
-        "objectName": None,
-        "rejectedValue": value,
-        "arguments": [],
-    }
-    return json_response(status, {"allErrors": [detail]})
+    return json_response(status, {"allErrors": [error_detail(code, message, field, value, object_name=None)]})
 
 
 def _date_range(text: str) -> tuple[float, float] | None:
@@ -149,6 +141,8 @@ class FlowmailerState:
             if request.method != "POST":
                 return _all_errors(405, "method", "use POST")
             return self._submit(request, credential, server_address, now)
+        if route == ["messages", "simulate"]:
+            return self._simulate(request) if request.method == "POST" else _all_errors(405, "method", "use POST")
         if request.method != "GET":
             return _all_errors(405, "method", "use GET")
         matrix = {k: v for s in segments for k, _, v in (p.partition("=") for p in s.split(";")[1:])}
@@ -234,6 +228,19 @@ class FlowmailerState:
         self._recorder.accepted(AcceptedMessage(message_id, msg, tags, credential.client_id, server_address, now))
         host = request.header("host") or API_HOST
         return Response(201, (("Location", f"https://{host}/{self.account_id}/messages/{message_id}"),))
+
+    @staticmethod
+    def _simulate(request: Request) -> Response:
+        """A preview of the message as the (one, default) flow would send it; nothing is stored or sent."""
+        msg, errors = validate_submit(request.body)
+        if not errors and not isinstance(msg.get("sourceId"), str | int):
+            errors = [error_detail("NotNull", "may not be null", "sourceId")]
+        if errors:
+            return json_response(413 if errors[0]["code"] == "message.toobig" else 400, {"allErrors": errors})
+        fields = ("messageType", "senderAddress", "recipientAddress", "subject", "html", "text", "data")
+        preview = {k: msg.get(k) for k in fields}
+        preview["flow"] = {"id": "1", "description": "default flow"}
+        return json_response(200, preview)
 
     def _message_listing(
         self, request: Request, matrix: dict[str, str], query: dict[str, str], messages: list[_Message]

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_MESSAGE_BYTES", "validate_submit"]
+__all__ = ["MAX_MESSAGE_BYTES", "error_detail", "validate_submit"]
 
 MAX_MESSAGE_BYTES = 10_485_760
 _OBJECT = "submitMessage"
@@ -32,14 +32,17 @@ _ENUMS = {
 }
 
 
-def _error(code: str, message: str, field: str | None, value: object = None, *args: object) -> dict[str, Any]:
+def error_detail(
+    code: str, message: str, field: str | None, value: object = None, *, object_name: str | None = _OBJECT
+) -> dict[str, Any]:
+    """One entry of Flowmailer's ``allErrors``."""
     return {
         "code": code,
         "defaultMessage": message,
         "field": field,
-        "objectName": _OBJECT,
+        "objectName": object_name,
         "rejectedValue": value,
-        "arguments": list(args),
+        "arguments": [],
     }
 
 
@@ -54,23 +57,23 @@ def _is_base64(value: str) -> bool:
 def validate_submit(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The parsed SubmitMessage and Flowmailer's ``allErrors`` for it, empty when it would be accepted."""
     if len(body) > MAX_MESSAGE_BYTES:
-        return {}, [_error("message.toobig", f"Message too big {len(body)} > {MAX_MESSAGE_BYTES}", None)]
+        return {}, [error_detail("message.toobig", f"Message too big {len(body)} > {MAX_MESSAGE_BYTES}", None)]
     try:
         msg = json.loads(body)
     except ValueError:
-        return {}, [_error("message.unreadable", "The request body is not valid JSON", None)]
+        return {}, [error_detail("message.unreadable", "The request body is not valid JSON", None)]
     if not isinstance(msg, dict):
-        return {}, [_error("message.unreadable", "The request body is not a JSON object", None)]
+        return {}, [error_detail("message.unreadable", "The request body is not a JSON object", None)]
     return msg, _errors(msg)
 
 
 def _errors(msg: dict[str, Any]) -> list[dict[str, Any]]:
     required = ("messageType", "senderAddress", "recipientAddress")
-    errors = [_error("NotNull", "may not be null", name) for name in required if msg.get(name) is None]
+    errors = [error_detail("NotNull", "may not be null", name) for name in required if msg.get(name) is None]
     for name, allowed in _ENUMS.items():
         value = msg.get(name)
         if value is not None and value not in allowed:
-            errors.append(_error("typeMismatch", f"must be one of {', '.join(allowed)}", name, value))
+            errors.append(error_detail("typeMismatch", f"must be one of {', '.join(allowed)}", name, value))
     kind = msg.get("messageType")
     for name in ("senderAddress", "recipientAddress"):
         value = msg.get(name)
@@ -79,23 +82,23 @@ def _errors(msg: dict[str, Any]) -> list[dict[str, Any]]:
         pattern = _PHONE if kind == "SMS" else _EMAIL
         if not isinstance(value, str) or not pattern.match(value):
             what = "a phone number" if kind == "SMS" else "an email address without a display name"
-            errors.append(_error("invalid", f"must be {what}", name, value))
+            errors.append(error_detail("invalid", f"must be {what}", name, value))
     for name in _STRINGS:
         value = msg.get(name)
         if value is not None and not isinstance(value, str):
-            errors.append(_error("typeMismatch", "must be a string", name, value))
+            errors.append(error_detail("typeMismatch", "must be a string", name, value))
     mimedata = msg.get("mimedata")
     if isinstance(mimedata, str) and not _is_base64(mimedata):
-        errors.append(_error("invalid", "must be base64", "mimedata", mimedata[:64]))
+        errors.append(error_detail("invalid", "must be base64", "mimedata", mimedata[:64]))
     schedule = msg.get("scheduleAt")
     if schedule is not None and not (isinstance(schedule, str) and _DATE.match(schedule)):
-        errors.append(_error("typeMismatch", "must be a date like 2021-12-30T13:04:07Z", "scheduleAt", schedule))
+        errors.append(error_detail("typeMismatch", "must be a date like 2021-12-30T13:04:07Z", "scheduleAt", schedule))
     data = msg.get("data")
     if data is not None and not isinstance(data, dict):
-        errors.append(_error("typeMismatch", "must be an object", "data", data))
+        errors.append(error_detail("typeMismatch", "must be an object", "data", data))
     tags = msg.get("tags")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) and t for t in tags)):
-        errors.append(_error("typeMismatch", "must be a list of non-empty strings", "tags", tags))
+        errors.append(error_detail("typeMismatch", "must be a list of non-empty strings", "tags", tags))
     errors.extend(_validate_list(msg.get("headers"), "headers", _header_errors))
     errors.extend(_validate_list(msg.get("attachments"), "attachments", _attachment_errors))
     return errors
@@ -105,12 +108,12 @@ def _validate_list(value: object, name: str, check: Any) -> list[dict[str, Any]]
     if value is None:
         return []
     if not isinstance(value, list):
-        return [_error("typeMismatch", "must be a list", name, value)]
+        return [error_detail("typeMismatch", "must be a list", name, value)]
     errors: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(item, dict):
-            errors.append(_error("typeMismatch", "must be an object", where, item))
+            errors.append(error_detail("typeMismatch", "must be an object", where, item))
         else:
             errors.extend(check(item, where))
     return errors
@@ -118,7 +121,7 @@ def _validate_list(value: object, name: str, check: Any) -> list[dict[str, Any]]
 
 def _header_errors(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [
-        _error("NotNull", "may not be null", f"{where}.{k}")
+        error_detail("NotNull", "may not be null", f"{where}.{k}")
         for k in ("name", "value")
         if not isinstance(item.get(k), str)
     ]
@@ -127,15 +130,15 @@ def _header_errors(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
 def _attachment_errors(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
     errors = []
     if not isinstance(item.get("contentType"), str):
-        errors.append(_error("NotNull", "may not be null", f"{where}.contentType"))
+        errors.append(error_detail("NotNull", "may not be null", f"{where}.contentType"))
     content = item.get("content")
     if content is not None and not (isinstance(content, str) and _is_base64(content)):
-        errors.append(_error("invalid", "must be base64", f"{where}.content"))
+        errors.append(error_detail("invalid", "must be base64", f"{where}.content"))
     disposition = item.get("disposition")
     if disposition is not None and disposition not in ("attachment", "inline", "related"):
         errors.append(
-            _error("typeMismatch", "must be attachment, inline or related", f"{where}.disposition", disposition)
+            error_detail("typeMismatch", "must be attachment, inline or related", f"{where}.disposition", disposition)
         )
     if disposition == "related" and not isinstance(item.get("contentId"), str):
-        errors.append(_error("NotNull", "is required for a related attachment", f"{where}.contentId"))
+        errors.append(error_detail("NotNull", "is required for a related attachment", f"{where}.contentId"))
     return errors
