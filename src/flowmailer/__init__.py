@@ -1,35 +1,77 @@
 """flowmailer: an independent Python client for Flowmailer's REST API, reliable by construction.
 
-This is the curated public API. It imports neither trio nor psycopg; ``flowmailer.testing`` is separate.
+This is the curated public API. It imports neither trio nor psycopg; ``flowmailer.testing`` (the fake
+Flowmailer and fakes of every port) and ``flowmailer.adapters.postgres_outbox`` are imported on their own.
 """
 
 from flowmailer._version import __version__
+from flowmailer.adapters import SQLiteOutbox
+from flowmailer.app import Client, Relay
 from flowmailer.core import (
     Accepted,
+    AddressPolicy,
     Ambiguous,
     AmbiguousError,
+    Attachment,
     AuthenticationError,
     ConfigurationError,
+    Credentials,
+    DeliveryNotificationType,
+    Disposition,
     ErrorDetail,
+    EventType,
     FlowmailerError,
+    Header,
+    LeaseLostError,
+    Message,
+    MessageEvent,
+    MessageType,
     NotSent,
+    OutboxStatus,
     Rejected,
     RejectedError,
+    RelayRules,
+    RetryBudget,
+    RetryPolicy,
+    SubmissionState,
+    SubmitMessage,
+    TokenPolicy,
     Transient,
     TransientError,
 )
 
 __all__ = [
     "Accepted",
+    "AddressPolicy",
     "Ambiguous",
     "AmbiguousError",
+    "Attachment",
     "AuthenticationError",
+    "Client",
     "ConfigurationError",
+    "Credentials",
+    "DeliveryNotificationType",
+    "Disposition",
     "ErrorDetail",
+    "EventType",
     "FlowmailerError",
+    "Header",
+    "LeaseLostError",
+    "Message",
+    "MessageEvent",
+    "MessageType",
     "NotSent",
+    "OutboxStatus",
     "Rejected",
     "RejectedError",
+    "Relay",
+    "RelayRules",
+    "RetryBudget",
+    "RetryPolicy",
+    "SQLiteOutbox",
+    "SubmissionState",
+    "SubmitMessage",
+    "TokenPolicy",
     "Transient",
     "TransientError",
     "__version__",
