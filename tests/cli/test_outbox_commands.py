@@ -211,3 +211,12 @@ def test_outbox_init_creates_the_postgres_schema_and_send_and_status_use_it(
     outbox_id = sent_id(capsys.readouterr().out)
     assert main(["status", str(outbox_id)]) == 0
     assert "state:            queued" in capsys.readouterr().out
+
+
+def test_an_interrupted_command_exits_130_without_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flowmailer.cli.status.show_status", interrupted)
+    assert main(["status"]) == 130
+    assert capsys.readouterr().err == "flowmailer status: interrupted\n"

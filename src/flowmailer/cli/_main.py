@@ -45,4 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowmailerError as e:
         print(f"flowmailer {args.command}: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outside a relay, which stops gracefully on SIGINT itself
+        print(f"flowmailer {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
