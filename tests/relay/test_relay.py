@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from flowmailer.app import Relay
+from flowmailer.app import Relay, RelayStats
 from flowmailer.core import (
     AmbiguousError,
     AuthenticationError,
@@ -21,10 +21,12 @@ from flowmailer.core import (
     ErrorDetail,
     Event,
     Message,
+    OutboxError,
     OutboxId,
     RecordAccepted,
     RejectedError,
     RelayClaimed,
+    RelayNotRecorded,
     RelayRecorded,
     RelayRules,
     RelayStopped,
@@ -388,3 +390,92 @@ def test_bad_settings_are_refused_naming_the_field(
     with pytest.raises(ConfigurationError) as e:
         relay(outbox, FakeClient(), clock, **kwargs)
     assert e.value.field == field
+
+
+def test_claims_whose_lease_was_lost_are_never_sent(clock: FakeClock) -> None:
+    gate = threading.Event()
+    client = FakeClient(gate)
+    taken: list[Claim] = []
+
+    class StalledOutbox(MemoryOutbox):
+        """The relay stalled past its leases: by its next renewal another relay has claimed every row."""
+
+        def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+            taken.extend(self.claim("relay-2", 10, 1e9))
+            return frozenset()
+
+    lost = threading.Semaphore(0)
+
+    class Lost(Recorder):
+        def on_event(self, event: Event) -> None:
+            if isinstance(event, RelayNotRecorded):
+                lost.release()
+
+    outbox = StalledOutbox(clock)
+    outbox.enqueue_many([message(i) for i in range(5)])
+    r = relay(outbox, client, clock, concurrency=1, batch_size=5, observer=Lost())
+    runner = threading.Thread(target=r.run)
+    runner.start()
+    assert client.started.acquire(timeout=WAIT)  # one sending, four waiting for the worker
+    clock.advance(40.0)  # past the 30 s lease: the relay renews, and learns it holds nothing
+    for _ in range(4):
+        assert lost.acquire(timeout=WAIT)  # the four waiting are dropped unsent
+    gate.set()
+    assert lost.acquire(timeout=WAIT)  # the one in flight finds its row taken and records nothing
+    r.stop()
+    runner.join(WAIT)
+    assert len(taken) == 5
+    assert client.sends.total() == 1
+    assert r.stats().not_recorded == 5
+    assert outbox.counts()[S.ACCEPTED] == 0  # relay-2 holds every row; relay-1 recorded nothing
+
+
+def test_an_outcome_the_outbox_failed_to_record_is_reconciled_not_resent(clock: FakeClock) -> None:
+    failures = [OutboxError("disk full")]
+
+    class FlakyOutbox(MemoryOutbox):
+        def mark_accepted(self, claim: Claim, message_id: str) -> None:
+            if failures:
+                raise failures.pop()
+            super().mark_accepted(claim, message_id)
+
+    outbox = FlakyOutbox(clock)
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    stats = relay(outbox, client, clock).drain()
+    assert client.sends[ref] == 1
+    assert client.searches[ref] == 1
+    assert outbox.counts()[S.ACCEPTED] == 1
+    assert (stats.not_recorded, stats.reconciled) == (1, 1)
+
+
+def test_a_send_outliving_the_stop_timeout_is_abandoned_to_its_lease(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    enqueue(outbox, 1)
+    gate = threading.Event()
+    client = FakeClient(gate)
+    r = relay(outbox, client, clock, stop_timeout=0.0)
+    result: list[RelayStats] = []
+    runner = threading.Thread(target=lambda: result.append(r.run()))
+    runner.start()
+    assert client.started.acquire(timeout=WAIT)
+    r.stop()
+    runner.join(WAIT)
+    gate.set()
+    assert [s.abandoned for s in result] == [1]
+    assert outbox.counts()[S.IN_FLIGHT] == 1
+
+
+def test_one_relay_runs_one_loop(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    enqueue(outbox, 1)
+    gate = threading.Event()
+    client = FakeClient(gate)
+    r = relay(outbox, client, clock)
+    runner = threading.Thread(target=r.drain)
+    runner.start()
+    assert client.started.acquire(timeout=WAIT)
+    with pytest.raises(ConfigurationError) as e:
+        r.run()
+    gate.set()
+    runner.join(WAIT)
+    assert e.value.field == "Relay.run"
+    assert r.owner == "relay-1"
