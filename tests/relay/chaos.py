@@ -44,6 +44,7 @@ def start_relay(
     lease: float,
     batch_size: int,
     table: str = "flowmailer_outbox",
+    forever: bool = False,
 ) -> subprocess.Popen[bytes]:
     credential = fake.credential("ADMIN")
     command = [
@@ -60,6 +61,7 @@ def start_relay(
         f"--lease={lease}",
         f"--batch-size={batch_size}",
         f"--table={table}",
+        *(["--forever"] if forever else []),
     ]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
     with log.open("ab") as out, log.with_suffix(".err").open("ab") as err:
