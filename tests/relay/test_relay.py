@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowmailer.app import Relay, RelayStats
 from flowmailer.core import (
@@ -479,3 +481,43 @@ def test_one_relay_runs_one_loop(outbox: MemoryOutbox, clock: FakeClock) -> None
     runner.join(WAIT)
     assert e.value.field == "Relay.run"
     assert r.owner == "relay-1"
+
+
+_BEHAVIOURS: dict[str, Behaviour] = {
+    "accept": ACCEPT,
+    "taken-then-lost": TAKEN_THEN_LOST,
+    "lost": LOST,
+    "transient": TransientError("503"),
+    "rejected": RejectedError(400, ()),
+}
+
+
+@settings(deadline=None)
+@given(
+    scripts=st.lists(st.lists(st.sampled_from(sorted(_BEHAVIOURS)), max_size=6), min_size=1, max_size=6),
+    search_failures=st.integers(0, 3),
+)
+def test_every_message_ends_accepted_exactly_once_or_dead_never_duplicated(
+    scripts: list[list[str]], search_failures: int
+) -> None:
+    clock = FakeClock(start=0.0)
+    outbox = MemoryOutbox(clock)
+    ids = outbox.enqueue_many([message(i) for i in range(len(scripts))])
+    client = FakeClient()
+    for outbox_id, script in zip(ids, scripts, strict=True):
+        client.scripts[ref_of(outbox, outbox_id)] = [_BEHAVIOURS[b] for b in script]
+    client.search_faults = [TransientError("search got 503")] * search_failures
+    stats = relay(outbox, client, clock, concurrency=3, batch_size=2).drain()
+    for outbox_id in ids:
+        status = outbox.status(outbox_id)
+        assert status is not None
+        copies = client.accepted.get(status.client_reference, [])
+        assert len(copies) <= 1
+        assert client.sends[status.client_reference] <= RULES.max_attempts
+        if status.state is S.ACCEPTED:
+            assert [status.message_id] == copies
+        else:
+            assert status.state is S.DEAD
+            assert copies == []
+    assert stats.accepted + stats.dead == len(ids)
+    assert stats.duplicates == 0
