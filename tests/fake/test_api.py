@@ -8,8 +8,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowmailer.testing import LOGIN_HOST, SUBMIT_ROLE, Credential, FakeClock, FakeFlowmailer
+from flowmailer.testing._fake._validate import validate_submit
 from tests.fake.raw import RawClient, message
 
 ACCOUNT = "10001"
@@ -343,3 +346,35 @@ def test_simulate_previews_without_accepting(fake: FakeFlowmailer, client: RawCl
     assert fake.records().accepted == ()
     missing = client.request("POST", f"/{ACCOUNT}/messages/simulate", headers=auth, body=message())
     assert [e["field"] for e in missing.json()["allErrors"]] == ["sourceId"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+submit_fields = st.sampled_from(
+    [
+        "messageType",
+        "senderAddress",
+        "recipientAddress",
+        "tags",
+        "attachments",
+        "headers",
+        "data",
+        "scheduleAt",
+        "deliveryNotificationType",
+        "mimedata",
+        "subject",
+    ]
+)
+
+
+@given(st.dictionaries(submit_fields, json_values, max_size=6) | json_values)
+def test_validation_answers_any_json_with_errors_or_acceptance_never_a_crash(body: object) -> None:
+    base = json.loads(message())
+    document = {**base, **body} if isinstance(body, dict) else body
+    parsed, errors = validate_submit(json.dumps(document).encode())
+    assert errors or parsed == document
+    for error in errors:
+        assert set(error) == {"code", "defaultMessage", "field", "objectName", "rejectedValue", "arguments"}
