@@ -159,10 +159,16 @@ def test_two_copies_found_are_reported_not_hidden() -> None:
     assert decision == RecordAccepted("m1", reconciled=True, copies=2)
 
 
-@pytest.mark.parametrize("claimed_from", [SubmissionState.RECONCILING, SubmissionState.IN_FLIGHT])
-def test_not_found_by_tag_means_resend(claimed_from: SubmissionState) -> None:
-    c = claim(claimed_from=claimed_from)
+def test_not_found_by_tag_means_resend() -> None:
+    c = claim(claimed_from=SubmissionState.RECONCILING)
     assert decide_after_reconcile(c, NotFound(), now=T0, rules=RULES, u=0.5) == Resend()
+
+
+def test_not_found_right_after_a_relay_died_is_confirmed_after_the_reconcile_delay() -> None:
+    c = claim(claimed_from=SubmissionState.IN_FLIGHT)
+    decision = decide_after_reconcile(c, NotFound(), now=T0, rules=RULES, u=0.5)
+    assert isinstance(decision, ReconcileAt)
+    assert (decision.at, decision.cause) == (T0 + RULES.reconcile_delay, Cause.LEASE_EXPIRED)
 
 
 @given(

@@ -20,6 +20,7 @@ from flowmailer.core._errors import (
     RejectedError,
     TransientError,
 )
+from flowmailer.core._lifecycle import SubmissionState
 from flowmailer.core._models import ErrorDetail
 from flowmailer.core._outbox import Claim
 from flowmailer.core._outcomes import (
@@ -95,6 +96,8 @@ class Cause(enum.Enum):
     NOT_SENT = "not sent"
     TOKEN = "token"  # noqa: S105 - a cause, not a secret
     AMBIGUOUS = "ambiguous"
+    #: A relay died holding it and a first search found nothing: confirm after ``reconcile_delay``.
+    LEASE_EXPIRED = "lease expired"
     RECONCILE_FAILED = "reconcile failed"
 
 
@@ -235,6 +238,9 @@ def decide_after_reconcile(
 ) -> RelayDecision | Resend:
     """What follows asking Flowmailer whether it has ``claim``'s message: record it, resend it, or ask again.
 
+    A "not found" is trusted only ``reconcile_delay`` after the last possible send: a row scheduled for
+    reconciliation waited that long already, but a row taken over from a dead relay (claimed from IN_FLIGHT) may
+    have been sent moments before its lease ran out, so its "not found" is confirmed once more after the delay.
     A failed search asks again after a random wait of up to the message's age (capped by the backoff's cap), so
     the questions thin out while Flowmailer is down; past ``max_age`` the message is dead with a reason that
     says Flowmailer may have it.
@@ -243,6 +249,9 @@ def decide_after_reconcile(
     if isinstance(result, Found):
         return RecordAccepted(result.message_ids[0], reconciled=True, copies=len(result.message_ids))
     if isinstance(result, NotFound):
+        if claim.claimed_from is SubmissionState.IN_FLIGHT:
+            reason = f"tag {tag} not found right after a relay lost its lease; confirming after reconcile_delay"
+            return ReconcileAt(now + rules.reconcile_delay, Cause.LEASE_EXPIRED, reason)
         return Resend()
     if isinstance(result, CredentialsRejected):
         return Halt(result.detail)
