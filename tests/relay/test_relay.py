@@ -29,6 +29,7 @@ from flowmailer.core import (
     RejectedError,
     RelayClaimed,
     RelayNotRecorded,
+    RelayOutboxFailed,
     RelayRecorded,
     RelayRules,
     RelayStopped,
@@ -523,3 +524,22 @@ def test_every_message_ends_accepted_exactly_once_or_dead_never_duplicated(
             assert copies == []
     assert stats.accepted + stats.dead == len(ids)
     assert stats.duplicates == 0
+
+
+def test_an_outbox_failing_to_claim_does_not_stop_the_relay(clock: FakeClock) -> None:
+    failures = [OutboxError("the database restarted")]
+
+    class RestartingOutbox(MemoryOutbox):
+        def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:
+            if failures:
+                raise failures.pop()
+            return super().claim(owner, limit, lease)
+
+    outbox = RestartingOutbox(clock)
+    enqueue(outbox, 3)
+    recorder = Recorder()
+    stats = relay(outbox, FakeClient(), clock, idle_wait=0.01, observer=recorder).drain()
+    assert (stats.outbox_errors, stats.accepted) == (1, 3)
+    assert [e for e in recorder.events if isinstance(e, RelayOutboxFailed)] == [
+        RelayOutboxFailed("relay-1", "the database restarted")
+    ]

@@ -29,10 +29,12 @@ from flowmailer.core import (
     Claim,
     ConfigurationError,
     Dead,
+    Event,
     FlowmailerError,
     Found,
     LeaseLostError,
     NotFound,
+    OutboxError,
     OutboxId,
     Outcome,
     ReconcileAt,
@@ -41,6 +43,7 @@ from flowmailer.core import (
     RelayClaimed,
     RelayDecision,
     RelayNotRecorded,
+    RelayOutboxFailed,
     RelayRecorded,
     RelayRules,
     RelayStopped,
@@ -91,6 +94,8 @@ class RelayStats:
     released: int = 0
     #: Claims still in flight when the stop timeout ran out; their leases expire and they are reconciled.
     abandoned: int = 0
+    #: Claims, counts or waits that failed in the outbox; the relay kept going.
+    outbox_errors: int = 0
 
 
 class Relay:
@@ -165,6 +170,7 @@ class Relay:
                 claimed=c["claimed"], accepted=c["accepted"], reconciled=c["reconciled"],
                 duplicates=c["duplicates"], retries=dict(self._retries), dead=c["dead"],
                 not_recorded=c["not_recorded"], released=c["released"], abandoned=c["abandoned"],
+                outbox_errors=c["outbox_errors"],
             )  # fmt: skip
 
     def stop(self) -> None:
@@ -219,21 +225,34 @@ class Relay:
             if self._clock.monotonic() >= renew_at:
                 self._renew()
                 renew_at = self._clock.monotonic() + self._renew_every
-            with self._cond:
-                room = self._concurrency + self._batch_size - len(self._held)
-                busy = bool(self._held)
-            if room >= max(1, self._batch_size // 2):
-                claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
-                if claims:
-                    self._take(claims)
-                    continue
-            if busy:
-                with self._cond:  # a worker finishing, or stop(), wakes us
-                    self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
-            elif until_empty and self._drained():
-                return
-            else:
-                self._outbox.wait_for_work(self._idle_wait)
+            try:
+                if self._step(until_empty, renew_at):
+                    return
+            except OutboxError as e:  # a database restart, a full disk: keep what is held, try again shortly
+                with self._cond:
+                    self._counts["outbox_errors"] += 1
+                self._emit(RelayOutboxFailed(self._owner, str(e)))
+                with self._cond:
+                    self._cond.wait(self._idle_wait)
+
+    def _step(self, until_empty: bool, renew_at: float) -> bool:
+        """Claim if there is room, else wait for a worker, for work, or for the next renewal; True once drained."""
+        with self._cond:
+            room = self._concurrency + self._batch_size - len(self._held)
+            busy = bool(self._held)
+        if room >= max(1, self._batch_size // 2):
+            claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
+            if claims:
+                self._take(claims)
+                return False
+        if busy:
+            with self._cond:  # a worker finishing, or stop(), wakes us
+                self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
+        elif until_empty and self._drained():
+            return True
+        else:
+            self._outbox.wait_for_work(self._idle_wait)
+        return False
 
     def _drained(self) -> bool:
         counts = self._outbox.counts()
@@ -439,6 +458,6 @@ class Relay:
             self._counts["not_recorded"] += 1
         self._emit(RelayNotRecorded(self._owner, claim.id, f"{type(error).__name__}: {error}"))
 
-    def _emit(self, event: RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped) -> None:
+    def _emit(self, event: Event) -> None:
         if self._observer is not None:
             self._observer.on_event(event)

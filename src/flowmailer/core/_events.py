@@ -78,3 +78,15 @@ class RequestFinished:
 
 
 Event = AttemptFinished | RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped | RequestFinished
+    "RelayOutboxFailed",
+class RelayOutboxFailed:
+    """A relay's claim, count or wait failed in the outbox (a database restart, a full disk); it tries again."""
+Event = (
+    AttemptFinished
+    | RelayClaimed
+    | RelayRecorded
+    | RelayNotRecorded
+    | RelayOutboxFailed
+    | RelayStopped
+    | RequestFinished
+)
