@@ -12,6 +12,7 @@ __all__ = [
     "Event",
     "RelayClaimed",
     "RelayNotRecorded",
+    "RelayOutboxFailed",
     "RelayRecorded",
     "RelayStopped",
     "RequestFinished",
@@ -58,6 +59,14 @@ class RelayNotRecorded:
 
 
 @attrs.frozen
+class RelayOutboxFailed:
+    """A relay's claim, count or wait failed in the outbox (a database restart, a full disk); it tries again."""
+
+    owner: str
+    reason: str
+
+
+@attrs.frozen
 class RelayStopped:
     """A relay stopped: ``released`` claims went back unstarted, ``abandoned`` were still in flight at the timeout."""
 
@@ -77,10 +86,6 @@ class RequestFinished:
     attempt: int = 1
 
 
-Event = AttemptFinished | RelayClaimed | RelayRecorded | RelayNotRecorded | RelayStopped | RequestFinished
-    "RelayOutboxFailed",
-class RelayOutboxFailed:
-    """A relay's claim, count or wait failed in the outbox (a database restart, a full disk); it tries again."""
 Event = (
     AttemptFinished
     | RelayClaimed
