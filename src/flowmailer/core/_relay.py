@@ -68,14 +68,15 @@ def _positive(field: str, value: float, *, allow_zero: bool = False) -> None:
 class RelayRules:
     """When the relay gives up on a message, how long it waits between durable retries, and when it trusts a search.
 
-    ``max_attempts`` counts claims of one message (each claim sends once or asks Flowmailer once); ``max_age``
-    is seconds after enqueue past which no send starts. Only ``backoff.next_delay`` is used: the client's own
-    in-process policy handles the quick retries, these are the long waits between claims.
+    ``max_attempts`` counts sends of one message (searches by tag do not count); ``max_age`` is seconds after
+    enqueue past which no send starts. The defaults keep a message through about five hours of Flowmailer being
+    unreachable (50 sends, waits capped at 15 minutes) and never past a day. Only ``backoff.next_delay`` is used:
+    the client's own in-process policy handles the quick retries, these are the long waits between claims.
     ``reconcile_delay`` is how long after an ambiguous send the relay first asks Flowmailer by tag: Flowmailer's
     tag search may lag behind acceptance, and a "not found" is only trusted after that long.
     """
 
-    max_attempts: int = 10
+    max_attempts: int = 50
     max_age: float = 86_400.0
     backoff: RetryPolicy = attrs.field(factory=lambda: RetryPolicy(base_delay=5.0, cap=900.0))
     reconcile_delay: float = 60.0
