@@ -24,6 +24,7 @@ from flowmailer.core import (
     ReconcileAt,
     RecordAccepted,
     RelayNotRecorded,
+    RelayOutboxFailed,
     RelayRecorded,
     RequestFinished,
     RetryAt,
@@ -47,6 +48,7 @@ def test_tally_counts_attempts_per_address_and_the_relays_decisions() -> None:
         RelayRecorded("r", 4, "ref4", 1, ReconcileAt(1.0, Cause.AMBIGUOUS, "reset")),
         RelayRecorded("r", 5, "ref5", 1, Dead("422")),
         RelayNotRecorded("r", 6, "lease lost"),
+        RelayOutboxFailed("r", "database is locked"),
     ]
     for event in events:
         tally.on_event(event)
@@ -59,6 +61,7 @@ def test_tally_counts_attempts_per_address_and_the_relays_decisions() -> None:
     assert seen.answered == {"token": 1}
     assert (seen.accepted, seen.reconciled, seen.duplicates, seen.dead, seen.not_recorded) == (2, 1, 1, 1, 1)
     assert seen.retries == {"transient": 1, "ambiguous": 1}
+    assert (seen.outbox_failures, seen.last_outbox_failure) == (1, "database is locked")
     assert seen.traffic() == "127.0.0.2 2 (1 HTTP 503); 127.0.0.3 2 (1 Ambiguous); 127.0.0.4 1 (1 NotSent)"
 
 

@@ -20,6 +20,7 @@ from flowmailer.core import (
     RecordAccepted,
     Rejected,
     RelayNotRecorded,
+    RelayOutboxFailed,
     RelayRecorded,
     RequestFinished,
     RetryAt,
@@ -53,6 +54,9 @@ class TallySnapshot:
     #: Later sends and searches the relay scheduled, by cause.
     retries: Mapping[str, int]
     not_recorded: int
+    #: Claims, counts or waits that failed in the outbox (the relay retries them), and the last reason given.
+    outbox_failures: int = 0
+    last_outbox_failure: str | None = None
 
     def traffic(self) -> str:
         """One short phrase per address: requests, and the failures among them."""
@@ -82,6 +86,7 @@ class Tally:
         self._answered: collections.Counter[str] = collections.Counter()
         self._retries: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
+        self._last_outbox_failure: str | None = None
 
     def on_event(self, event: Event) -> None:
         with self._lock:
@@ -103,6 +108,9 @@ class Tally:
                     self._counts["dead"] += 1
             elif isinstance(event, RelayNotRecorded):
                 self._counts["not_recorded"] += 1
+            elif isinstance(event, RelayOutboxFailed):
+                self._counts["outbox_failures"] += 1
+                self._last_outbox_failure = event.reason
 
     def snapshot(self) -> TallySnapshot:
         with self._lock:
@@ -115,6 +123,8 @@ class Tally:
                 dead=self._counts["dead"],
                 retries=dict(self._retries),
                 not_recorded=self._counts["not_recorded"],
+                outbox_failures=self._counts["outbox_failures"],
+                last_outbox_failure=self._last_outbox_failure,
             )
 
 

@@ -69,4 +69,8 @@ def relay_rows(outbox: Outbox, tally: Tally) -> Rows:
         ("retries", retries),
         ("traffic", seen.traffic()),
         ("tokens fetched", str(seen.answered.get("token", 0))),
+        (
+            "outbox failures",
+            f"{seen.outbox_failures} (last: {seen.last_outbox_failure})" if seen.outbox_failures else "0",
+        ),
     ]
