@@ -3,8 +3,10 @@
 The fake runs in this process (so its CPU time is measured exactly); wrk runs on the other core with one thread.
 Installs nothing: without wrk it says how to get it and exits 0. Run: .venv/bin/python bench/bench_fake.py
 
-Measured 2026-11-28 on the 2-core machine while other test suites ran beside it (load average 5.4): rounds of
-3,804, 4,292 and 3,212 submits/s, 202 to 227 us of the fake's CPU per request; the bar is 3,000/s.
+Measured 2026-11-28 on the 2-core machine (the bar is 3,000/s), with other engineers' test suites running beside:
+- load average 2.4 before the run: rounds of 4,852, 4,981 and 3,857 submits/s; best 4,981/s at 165 us of the
+  fake's CPU per request (170-290 us across rounds: more when the fake's threads spread over both cores);
+- load average 5.9 to 7.7: 3,287, 2,784 and 2,694/s at 178-191 us, the fake getting about half a core.
 """
 
 from __future__ import annotations
