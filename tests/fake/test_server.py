@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from flowmailer.core import ConfigurationError
-from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Mode
+from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode
 from tests.fake.raw import RawClient, message, request_bytes
 
 SUBMIT = "/10001/messages/submit"
@@ -229,3 +230,18 @@ def test_a_request_in_a_later_tls_record_counts_as_pipelined(fake: FakeFlowmaile
         client.send(request, request)  # the fake reads one record at a time: the second is not read yet
         assert [client.read_response().status for _ in range(2)] == [201, 201]
     assert fake.records().pipelined_requests == 1
+
+
+def test_close_idle_connections_closes_only_those_waiting_for_a_request(fake: FakeFlowmailer) -> None:
+    with RawClient(fake) as idle, RawClient(fake) as busy:
+        auth = idle.bearer(fake.credential())
+        fake.set_faults([Fault.delay(3600, path="submit")])
+        busy.send(request_bytes("POST", SUBMIT, headers=auth, body=message()))
+        fake.wait_until(lambda r: r.faults.get("delay") == 1)
+        # The idle connection's thread goes back to waiting a moment after its answer left: poll, with a deadline.
+        deadline = time.monotonic() + 10
+        while (closed := fake.close_idle_connections()) == 0 and time.monotonic() < deadline:
+            pass
+        assert closed == 1
+        assert idle.recv(1) == b""
+    assert fake.close_idle_connections() == 0

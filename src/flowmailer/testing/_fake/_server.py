@@ -232,6 +232,14 @@ class FakeFlowmailer:
         """Replace the fault plan (its counters and random draws start afresh)."""
         self._faults = FaultInjector(faults if isinstance(faults, FaultPlan) else FaultPlan(tuple(faults)))
 
+    def close_idle_connections(self) -> int:
+        """Close every connection waiting for its next request, as a server's idle timeout does; how many.
+
+        A request that arrives on such a connection at that moment is dropped unread: the keep-alive race.
+        """
+        run = self._run
+        return 0 if run is None else run.close_idle_connections()
+
     def records(self) -> Records:
         """A consistent snapshot of everything counted so far; safe from any thread."""
         return self._recorder.snapshot()
@@ -293,6 +301,8 @@ class _Run:
         self._wake_w.setblocking(False)
         self._acceptor: threading.Thread | None = None
         self._sockets: dict[int, tuple[str, socket.socket]] = {}
+        self._idle: set[int] = set()  # connections waiting for a request's first byte
+        self._dropped: set[int] = set()  # connections closed by close_idle_connections
         self._threads: dict[int, threading.Thread] = {}
         self._tmp: str | None = None
 
@@ -345,6 +355,14 @@ class _Run:
                 doomed = [s for a, s in self._sockets.values() if a == address]
             for sock in doomed:
                 _shutdown(sock)
+
+    def close_idle_connections(self) -> int:
+        with self._lock:
+            doomed = [self._sockets[conn][1] for conn in self._idle - self._dropped]
+            self._dropped |= self._idle
+        for sock in doomed:
+            _shutdown(sock)
+        return len(doomed)
 
     def stop(self) -> None:
         with self._lock:
@@ -447,6 +465,8 @@ class _Run:
             with self._lock:
                 del self._sockets[conn]
                 del self._threads[conn]
+                self._idle.discard(conn)
+                self._dropped.discard(conn)
             fake._recorder.connection_closed(conn)
 
     def _converse(self, conn: int, sock: ssl.SSLSocket, address: str, peer: str) -> None:
@@ -468,7 +488,15 @@ class _Run:
                 if reader.continue_due:
                     reader.continue_due = False
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                idle = not reader.buffered
+                if idle:
+                    self._idle.add(conn)
                 data = sock.recv(16384)
+                if idle:
+                    with self._lock:
+                        self._idle.discard(conn)
+                        if conn in self._dropped:
+                            return  # closed for idleness: what arrived meanwhile is never acted on
                 if not data:
                     return
                 reader.feed(data)
