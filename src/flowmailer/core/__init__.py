@@ -15,6 +15,7 @@ from flowmailer.core._outbox import *
 from flowmailer.core._outcomes import *
 from flowmailer.core._protocol import *
 from flowmailer.core._ranges import *
+from flowmailer.core._relay import *
 from flowmailer.core._retry import *
 from flowmailer.core._tokens import *
 from flowmailer.core._wire import *
