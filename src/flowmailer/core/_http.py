@@ -53,6 +53,15 @@ class Origin:
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
+def find_header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """The first value of header ``name``, whatever its case."""
+    lname = name.lower()
+    for k, v in headers:
+        if k.lower() == lname:
+            return v
+    return None
+
+
 def redact_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """The headers with credentials blanked, for logs and reprs."""
     return tuple((k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers)
@@ -84,11 +93,7 @@ class WireRequest:
         return f"{self.path}?{qs}"
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for k, v in self.headers:
-            if k.lower() == lname:
-                return v
-        return None
+        return find_header(self.headers, name)
 
 
 @attrs.frozen
@@ -100,8 +105,4 @@ class WireResponse:
     body: bytes = b""
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for k, v in self.headers:
-            if k.lower() == lname:
-                return v
-        return None
+        return find_header(self.headers, name)
