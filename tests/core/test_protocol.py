@@ -42,6 +42,7 @@ from flowmailer.core import (
     message_events_request,
     message_from_json,
     message_request,
+    message_to_json,
     messages_request,
     parse_retry_after,
     simulate_request,
@@ -84,6 +85,10 @@ def test_submit_request_is_a_non_idempotent_json_post_with_the_bearer_token() ->
     assert r.header("Content-Type") == JSON_CONTENT_TYPE == "application/vnd.flowmailer.v1.12+json;charset=UTF-8"
     assert r.header("Authorization") == "Bearer tok"
     assert message_from_json(r.body) == MESSAGE
+
+
+def test_submit_request_takes_the_message_already_serialised() -> None:
+    assert submit_request("123", TOKEN, message_to_json(MESSAGE)) == submit_request("123", TOKEN, MESSAGE)
 
 
 def test_simulate_request_adds_the_source_id_and_may_be_repeated() -> None:
@@ -267,7 +272,16 @@ def test_classify_submit_is_total_and_accepts_only_201(
         ("120", 120.0),
         (" 5 ", 5.0),
         ("-5", 0.0),
+        ("1.0", 1.0),
+        ("0.25", 0.25),
+        ("-1.5", 0.0),
         ("soon", None),
+        ("1_000", None),
+        ("1e3", None),
+        ("nan", None),
+        ("inf", None),
+        ("1.2.3", None),
+        ("9" * 400, None),
         ("Wed, 21 Oct 2015 07:28:00", None),
         (format_datetime(datetime.fromtimestamp(NOW - 100, UTC), usegmt=True), 0.0),
         (format_datetime(datetime.fromtimestamp(NOW + 90, UTC), usegmt=True), 90.0),
@@ -275,6 +289,17 @@ def test_classify_submit_is_total_and_accepts_only_201(
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, NOW) == expected
+
+
+@given(st.integers(0, 10**9), st.text("0123456789", max_size=6))
+def test_parse_retry_after_reads_any_non_negative_decimal(whole: int, fraction: str) -> None:
+    text = f"{whole}.{fraction}"
+    assert parse_retry_after(text) == float(text)
+
+
+@given(st.text(max_size=20).filter(lambda v: not set(v.strip()) <= set("0123456789.+-")))
+def test_parse_retry_after_reads_anything_but_digits_and_a_point_as_none(value: str) -> None:
+    assert parse_retry_after(value) is None
 
 
 # --- token ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
@@ -66,6 +67,8 @@ _BAD_CREDENTIALS = frozenset({"invalid_client", "unauthorized_client", "invalid_
 #: Permanent refusals of a well-formed request: resending the same request gets the same answer.
 _REJECTED = frozenset({400, 403, 404, 413, 422})
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._~-]+")
+#: Retry-After's delta-seconds, a fraction allowed; a sign too, as int() allowed before (a negative one means 0).
+_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class SortOrder(enum.Enum):
@@ -134,14 +137,17 @@ def token_request(credentials: Credentials) -> WireRequest:
     return WireRequest("POST", Host.LOGIN, "/oauth/token", headers=headers, body=form.encode("ascii"))
 
 
-def submit_request(account_id: str, token: AccessToken, message: SubmitMessage) -> WireRequest:
-    """``POST messages/submit``: not idempotent, a blind resend may duplicate the message."""
+def submit_request(account_id: str, token: AccessToken, message: SubmitMessage | bytes) -> WireRequest:
+    """``POST messages/submit``: not idempotent, a blind resend may duplicate the message.
+
+    ``message`` may already be its ``message_to_json`` bytes, so that a retry does not serialise it again.
+    """
     return WireRequest(
         "POST",
         Host.API,
         _path(account_id, "messages", "submit"),
         headers=_api_headers(token, ("Content-Type", JSON_CONTENT_TYPE)),
-        body=message_to_json(message),
+        body=message if isinstance(message, bytes) else message_to_json(message),
         idempotent=False,
     )
 
@@ -254,14 +260,16 @@ def tag_messages_request(
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds, or an HTTP-date read against ``now``), never < 0."""
+    """Seconds to wait from ``Retry-After`` (delta-seconds, or an HTTP-date read against ``now``), never < 0.
+
+    Liberal in what it accepts: a decimal such as ``1.5`` counts too, though RFC 9110 says whole seconds.
+    """
     if value is None:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(int(value)))
-    except ValueError:
-        pass
+    if _SECONDS.fullmatch(value):
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     if now is None:
         return None
     try:
