@@ -6,6 +6,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from flowmailer.core import (
     MAX_MESSAGE_BYTES,
@@ -199,6 +200,19 @@ def test_empty_client_reference_prefix_is_refused() -> None:
 @given(submit_messages())
 def test_client_reference_round_trips_on_any_valid_message(message: SubmitMessage) -> None:
     assert message.with_client_reference("r-1").client_reference() == "r-1"
+
+
+@given(submit_messages(), st.text(max_size=40).filter(str.strip))
+def test_with_client_reference_equals_the_message_built_with_that_tag(message: SubmitMessage, ref: str) -> None:
+    tags = (*(t for t in message.tags if not t.startswith("ref:")), f"ref:{ref}")
+    assert message.with_client_reference(ref) == attrs.evolve(message, tags=tags)
+
+
+def test_with_client_reference_refuses_a_tag_that_pushes_the_message_over_ten_mib() -> None:
+    untagged = email(text="a" * (MAX_MESSAGE_BYTES - _size_of_text(0) - 4))
+    with pytest.raises(ConfigurationError) as e:
+        untagged.with_client_reference("abc")
+    assert e.value.field == "message"
 
 
 def test_credentials_secret_never_appears_in_repr_str_or_format() -> None:

@@ -224,6 +224,8 @@ class SubmitMessage:
     delivery_notification_type: DeliveryNotificationType | None = None
     schedule_at: datetime | None = attrs.field(default=None, converter=_optional_utc_seconds)
     headers: tuple[Header, ...] = attrs.field(default=(), converter=_tuple)
+    #: An upper bound on the JSON size, kept so that re-tagging a message needs no second pass over it.
+    _bound: int = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.message_type, MessageType):
@@ -243,7 +245,12 @@ class SubmitMessage:
                 f"is for SMS only, not {self.message_type.value}",
                 "remove delivery_notification_type",
             )
-        if self._size_bound() > MAX_MESSAGE_BYTES:
+        object.__setattr__(self, "_bound", self._size_bound())
+        self._check_size()
+
+    def _check_size(self) -> None:
+        """Encode only a message whose bound is over the limit: the bound costs no encoding."""
+        if self._bound > MAX_MESSAGE_BYTES:
             from flowmailer.core._wire import message_to_json
 
             size = len(message_to_json(self))
@@ -274,7 +281,15 @@ class SubmitMessage:
         _require_text("prefix", prefix, 'keep the default "ref:" or give another non-empty prefix')
         tag = f"{prefix}{ref}"
         kept = tuple(t for t in self.tags if not t.startswith(prefix))
-        return attrs.evolve(self, tags=(*kept, tag))
+        # Only the tags change, to valid ones: copy the checked fields as they are instead of checking them again.
+        tagged: SubmitMessage = object.__new__(SubmitMessage)
+        for name in _FIELDS:
+            object.__setattr__(tagged, name, getattr(self, name))
+        object.__setattr__(tagged, "tags", (*kept, tag))
+        dropped = sum(_string_bound(t) for t in self.tags if t.startswith(prefix))
+        object.__setattr__(tagged, "_bound", self._bound - dropped + _string_bound(tag))
+        tagged._check_size()
+        return tagged
 
     def client_reference(self, prefix: str = "ref:") -> str | None:
         _require_text("prefix", prefix, 'keep the default "ref:" or give another non-empty prefix')
@@ -282,6 +297,9 @@ class SubmitMessage:
             if tag.startswith(prefix):
                 return tag[len(prefix) :]
         return None
+
+
+_FIELDS = tuple(a.name for a in attrs.fields(SubmitMessage) if a.name not in ("tags", "_bound"))
 
 
 @attrs.frozen
