@@ -113,6 +113,29 @@ def test_when_every_address_cools_down_the_one_ending_first_is_picked(addresses:
     assert book.pick(now)[0] == addresses[-1]
 
 
+def _pick_by_search(book: AddressBook, now: float, avoid: str | None) -> tuple[str, int]:
+    """The rule pick documents, spelled out: rotation order, never ``avoid`` if possible, cooling ones last."""
+    n = len(book)
+    order = [book.entries[(book.cursor + i) % n] for i in range(n)]
+    candidates = [e for e in order if e.address != avoid] or order
+    ready = [e for e in candidates if not e.cooling(now)]
+    chosen = ready[0] if ready else min(candidates, key=lambda e: e.cooling_until)
+    return chosen.address, (book.entries.index(chosen) + 1) % n
+
+
+@given(books(), times, st.none() | st.sampled_from(["127.0.0.2", "127.0.0.3", "192.0.2.1"]))
+def test_pick_follows_its_rule_in_every_state_of_health(book: AddressBook, now: float, avoid: str | None) -> None:
+    address, after = book.pick(now, avoid=avoid)
+    assert (address, after.cursor) == _pick_by_search(book, now, avoid)
+    assert attrs.evolve(after, cursor=book.cursor) == book
+
+
+@given(books())
+def test_mark_ok_of_a_healthy_address_returns_the_same_book(book: AddressBook) -> None:
+    healthy = book.mark_ok(book.addresses[0])
+    assert healthy.mark_ok(book.addresses[0]) is healthy
+
+
 def test_a_failure_reported_for_a_vanished_address_changes_nothing() -> None:
     book = book_of("127.0.0.2")
     assert book.mark_failed("127.0.0.9", 1.0) == book

@@ -94,6 +94,11 @@ class AddressBook:
         When every candidate is cooling down, the one whose cool-down ends first: there is always an answer.
         """
         n = len(self.entries)
+        first = self.entries[self.cursor % n]
+        if first.address != avoid and not first.cooling(now):  # the common, healthy case: no search
+            return first.address, AddressBook(
+                self.entries, self.resolved_at, self.ttl, self.policy, (self.cursor + 1) % n
+            )
         order = [self.entries[(self.cursor + i) % n] for i in range(n)]
         candidates = [e for e in order if e.address != avoid] or order
         chosen = next((e for e in candidates if not e.cooling(now)), None)
@@ -114,8 +119,12 @@ class AddressBook:
         return self
 
     def mark_ok(self, address: str) -> AddressBook:
-        """``address`` answered: it is healthy again at once."""
-        return self._with(address, AddressHealth(address))
+        """``address`` answered: it is healthy again at once (the same book when nothing changes)."""
+        for e in self.entries:
+            if e.address == address:
+                fresh = e.failures == 0 and e.cooling_until == -math.inf
+                return self if fresh else self._with(address, AddressHealth(address))
+        return self
 
     def needs_resolve(self, now: float) -> bool:
         return now >= self.resolved_at + max(self.ttl, self.policy.min_ttl)
