@@ -120,6 +120,39 @@ def test_retry_after_is_waited_out_on_the_clock(
     assert first.address != second.address
 
 
+def test_a_decimal_retry_after_is_waited_out_too(
+    client: Client, transport: ScriptedTransport, clock: FakeClock
+) -> None:
+    transport.queue("/messages/submit", status(503, Retry_After="1.5"))
+    assert client.submit(message())
+    assert clock.slept == [1.5]
+
+
+def test_a_retry_sends_the_same_body(client: Client, transport: ScriptedTransport) -> None:
+    transport.queue("/messages/submit", status(502))
+    client.submit(message())
+    first, second = transport.to("/messages/submit")
+    assert first.request.body == second.request.body
+
+
+def test_check_credentials_fetches_a_token_and_shows_only_its_expiry(
+    client: Client, transport: ScriptedTransport, clock: FakeClock
+) -> None:
+    transport.queue("/oauth/token", token_answer(TOKEN, expires_in=60))
+    assert client.check_credentials() == clock.now() + 60
+    assert len(transport.to("/oauth/token")) == 1
+    assert transport.to("/messages/submit") == []
+
+
+def test_check_credentials_raises_authentication_error_for_refused_credentials(
+    client: Client, transport: ScriptedTransport
+) -> None:
+    transport.queue("/oauth/token", status(401, {"error": "invalid_client"}))
+    with pytest.raises(AuthenticationError) as e:
+        client.check_credentials()
+    assert SECRET not in str(e.value)
+
+
 def test_a_400_is_raised_at_once_with_the_field_name(client: Client, transport: ScriptedTransport) -> None:
     errors = {"allErrors": [{"code": "invalid", "defaultMessage": "bad address", "field": "recipientAddress"}]}
     transport.queue("/messages/submit", status(400, errors))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TypeVar
@@ -17,7 +17,6 @@ from flowmailer.core import (
     Accepted,
     AccessToken,
     AddressBook,
-    AddressHealth,
     AddressPolicy,
     Ambiguous,
     AmbiguousError,
@@ -63,6 +62,7 @@ from flowmailer.core import (
     interpret_token,
     message_events_request,
     message_request,
+    message_to_json,
     simulate_request,
     submit_request,
     tag_messages_request,
@@ -164,17 +164,23 @@ class Client:
         has one), so an :class:`AmbiguousError` can be reconciled with ``messages_by_tag(e.client_reference)``."""
         reference = message.client_reference(self._prefix)
         if reference is None:
-            reference = uuid.uuid4().hex
+            reference = secrets.token_hex(16)
             message = message.with_client_reference(reference, self._prefix)
         account = self._credentials.account_id
+        body = message_to_json(message)  # once: a retry sends the same bytes
         accepted: Accepted = self._call(
             "submit",
             Host.API,
-            lambda token: submit_request(account, token, message),
+            lambda token: submit_request(account, token, body),
             lambda result, now: classify_submit(result, now=now),
             reference=f"{self._prefix}{reference}",
         )
         return accepted.message_id
+
+    def check_credentials(self) -> float:
+        """When the token expires (epoch seconds): proof that the credentials work, for a health check, without
+        showing the token. An :class:`AuthenticationError` means Flowmailer refused them."""
+        return self._token().expires_at
 
     def simulate(self, message: SubmitMessage, source_id: str) -> Simulation:
         """What the flow would make of ``message``; nothing is sent."""
@@ -362,7 +368,7 @@ class Client:
         if isinstance(result, NotSent | Ambiguous):
             with self._lock:
                 self._books[host] = self._books[host].mark_failed(address, done)
-        elif AddressHealth(address) not in self._books[host].entries:  # a healthy address needs no marking
+        elif (book := self._books[host]).mark_ok(address) is not book:  # a healthy address needs no lock
             with self._lock:
                 self._books[host] = self._books[host].mark_ok(address)
         return address, result, done - now
