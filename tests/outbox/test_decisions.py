@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from flowmailer.core import (
     ConfigurationError,
     ErrorDetail,
     LifecycleError,
+    SettleKind,
     Settlement,
     SubmissionState,
     SubmitMessage,
@@ -28,7 +30,7 @@ from flowmailer.core import (
 )
 
 _S = SubmissionState
-SETTLEMENTS: tuple[Settlement, ...] = typing.get_args(Settlement)
+MOVES: tuple[SettleKind | Literal["resend"], ...] = (*typing.get_args(SettleKind), "resend")
 MESSAGE = SubmitMessage(sender_address="s@example.com", recipient_address="r@example.com", text="x")
 
 
@@ -50,8 +52,10 @@ def test_a_claim_from_a_lapsed_lease_or_a_reconciliation_must_reconcile(state: S
     assert _claim(state).must_reconcile
 
 
-@given(st.sampled_from([_S.QUEUED, _S.RETRY_SCHEDULED, _S.IN_FLIGHT, _S.RECONCILING]), st.sampled_from(SETTLEMENTS))
-def test_every_settlement_is_a_move_of_the_lifecycle_table(claimed_from: SubmissionState, how: Settlement) -> None:
+@given(st.sampled_from([_S.QUEUED, _S.RETRY_SCHEDULED, _S.IN_FLIGHT, _S.RECONCILING]), st.sampled_from(MOVES))
+def test_every_settlement_is_a_move_of_the_lifecycle_table(
+    claimed_from: SubmissionState, how: SettleKind | Literal["resend"]
+) -> None:
     claim = _claim(claimed_from)
     legal = {(s, t) for (s, _), t in TRANSITIONS.items()}
     try:
@@ -90,3 +94,13 @@ def test_a_batch_with_a_stranger_names_its_position() -> None:
     with pytest.raises(ConfigurationError) as caught:
         check_messages([MESSAGE, "not a message"], "messages")
     assert caught.value.field == "messages[1]"
+
+
+@given(st.sampled_from([_S.QUEUED, _S.RETRY_SCHEDULED, _S.IN_FLIGHT, _S.RECONCILING]))
+def test_a_settlement_is_built_only_with_a_valid_time(claimed_from: SubmissionState) -> None:
+    claim = _claim(claimed_from)
+    assert Settlement.retry(claim, 5, "x").due_at(1.0) == 5.0
+    assert Settlement.release(claim).due_at(1.0) == 1.0
+    for bad in (float("inf"), "soon", True):
+        with pytest.raises(ConfigurationError):
+            Settlement.reconcile(claim, bad, "x")  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from flowmailer.core import (
     LeaseLostError,
     LifecycleError,
     OutboxId,
+    Settlement,
     SubmissionState,
     SubmitMessage,
 )
@@ -125,7 +126,7 @@ class OutboxMachine(RuleBasedStateMachine):
     )
     def settle(self, data: st.DataObject, action: str, delay: int) -> None:
         claim = data.draw(st.sampled_from(self.claims))
-        now, at = self.clock.now(), self.clock.now() + delay
+        at = self.clock.now() + delay
         if action == "resend" and not claim.must_reconcile:
             with pytest.raises(LifecycleError):
                 self.outbox.resend(claim, LEASE)
@@ -143,6 +144,14 @@ class OutboxMachine(RuleBasedStateMachine):
                 act[action]()
             return
         result = act[action]()
+        self._settled(claim, action, at)
+        if action == "resend":
+            assert isinstance(result, Claim)
+            self._lease(result, _S.QUEUED)
+
+    def _settled(self, claim: Claim, action: str, at: float) -> None:
+        """The model's row once ``claim`` is settled by ``action`` (a resend's new lease is the caller's)."""
+        now = self.clock.now()
         row = self.rows[claim.id]
         row.held = False
         if action == "accepted":
@@ -156,9 +165,36 @@ class OutboxMachine(RuleBasedStateMachine):
         elif action == "release":
             row.state, row.due_at = (_S.RECONCILING if claim.must_reconcile else _S.QUEUED), now
             row.attempts -= 1
-        else:
-            assert isinstance(result, Claim)
-            self._lease(result, _S.QUEUED)
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(
+        data=st.data(),
+        actions=st.lists(
+            st.sampled_from(["accepted", "retry", "reconcile", "dead", "release"]), min_size=1, max_size=5
+        ),
+        delay=st.integers(0, 60),
+    )
+    def settle_many(self, data: st.DataObject, actions: list[str], delay: int) -> None:
+        """One group commit: the claims still held are recorded, the lost ones are answered and left alone."""
+        chosen = data.draw(
+            st.lists(
+                st.sampled_from(self.claims), min_size=1, max_size=len(actions), unique_by=lambda c: (c.id, c.token)
+            )
+        )
+        at = self.clock.now() + delay
+        build = {
+            "accepted": lambda c: Settlement.accepted(c, "m-1"),
+            "retry": lambda c: Settlement.retry(c, at, "retry"),
+            "reconcile": lambda c: Settlement.reconcile(c, at, "reconcile"),
+            "dead": lambda c: Settlement.dead(c, "dead"),
+            "release": Settlement.release,
+        }
+        pairs = list(zip(chosen, actions, strict=False))
+        lost = self.outbox.settle([build[action](claim) for claim, action in pairs])
+        assert lost == [claim for claim, _ in pairs if not self._holds(claim)]
+        for claim, action in pairs:
+            if self._holds(claim):
+                self._settled(claim, action, at)
 
     @precondition(lambda self: bool(self.claims))
     @rule(data=st.data())

@@ -34,6 +34,7 @@ from flowmailer.core import (
     RelayRules,
     RelayStopped,
     RetryPolicy,
+    Settlement,
     SubmissionState,
     SubmitMessage,
     TransientError,
@@ -439,10 +440,10 @@ def test_an_outcome_the_outbox_failed_to_record_is_reconciled_not_resent(clock: 
     failures = [OutboxError("disk full")]
 
     class FlakyOutbox(MemoryOutbox):
-        def mark_accepted(self, claim: Claim, message_id: str) -> None:
+        def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
             if failures:
                 raise failures.pop()
-            super().mark_accepted(claim, message_id)
+            return super().settle(settlements)
 
     outbox = FlakyOutbox(clock)
     [ref] = enqueue(outbox, 1)
@@ -543,3 +544,42 @@ def test_an_outbox_failing_to_claim_does_not_stop_the_relay(clock: FakeClock) ->
     assert [e for e in recorder.events if isinstance(e, RelayOutboxFailed)] == [
         RelayOutboxFailed("relay-1", "the database restarted")
     ]
+
+
+def test_outcomes_queued_while_the_recorder_commits_are_settled_in_one_transaction(clock: FakeClock) -> None:
+    settling = [threading.Event(), threading.Event()]  # the first and second commits have begun
+    last_sending, go_on = threading.Event(), threading.Event()
+    batches: list[int] = []
+
+    class SlowOutbox(MemoryOutbox):
+        """Its first commit lasts until the test says so, as an fsync would while the workers go on sending."""
+
+        def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+            batches.append(len(settlements))
+            settling[min(len(batches), 2) - 1].set()
+            if len(batches) == 1:
+                assert go_on.wait(WAIT)
+            return super().settle(settlements)
+
+    class PacedClient(FakeClient):
+        """Sends the second message once the first commit began, and the sixth once the second one did."""
+
+        def submit(self, message: SubmitMessage) -> str:
+            sent = self.sends.total()
+            if sent == 1:
+                assert settling[0].wait(WAIT)
+            elif sent == 5:
+                last_sending.set()
+                assert settling[1].wait(WAIT)
+            return super().submit(message)
+
+    outbox = SlowOutbox(clock)
+    enqueue(outbox, 6)
+    runner = threading.Thread(target=relay(outbox, PacedClient(), clock, concurrency=1, batch_size=6).drain)
+    runner.start()
+    assert last_sending.wait(WAIT)  # outcomes 2 to 5 are queued behind the first, slow commit
+    go_on.set()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert outbox.counts()[S.ACCEPTED] == 6
+    assert batches == [1, 4, 1]

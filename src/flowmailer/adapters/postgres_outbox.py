@@ -27,6 +27,7 @@ from flowmailer.core import (
     OutboxError,
     OutboxId,
     OutboxStatus,
+    Settlement,
     SubmissionState,
     SubmitMessage,
     check_dedupe_key,
@@ -35,7 +36,7 @@ from flowmailer.core import (
     check_limit,
     check_messages,
     check_owner,
-    check_time,
+    check_settlements,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -45,7 +46,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
-    release_state,
+    raise_if_lost,
     tag_message,
     unreadable,
 )
@@ -78,6 +79,15 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS {due_index} ON {table} (due_at, id) WHERE due_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS {state_index} ON {table} (state, updated_at)",
+)
+# Moves rows out of their claims' hands, only where the claim still holds the row; a NULL keeps the stored value.
+_SETTLE = (
+    "UPDATE {table} AS t SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = %s,"
+    " message_id = coalesce(v.message_id, t.message_id), last_reason = coalesce(v.reason, t.last_reason),"
+    " errors = coalesce(v.errors, t.errors), attempts = t.attempts - v.released"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],"
+    " %s::int[]) AS v(id, token, state, due_at, message_id, reason, errors, released)"
+    " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id, t.lease_token"
 )
 _CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
 #: The columns are named after OutboxStatus's fields, in its order.
@@ -315,29 +325,40 @@ class PostgresOutbox:
             )
             return frozenset(int(row[0]) for row in cur.fetchall())
 
-    def _settle(
-        self, claim: Claim, state: SubmissionState, due_at: float | None, sets: str = "", *values: object
-    ) -> None:
-        """Move the row out of this claim's hands, only if the claim still holds it."""
-        with self._tx("record an outcome") as cur:
-            cur.execute(
-                self._q(
-                    f"UPDATE {{table}} SET state = %s, due_at = %s, owner = NULL, updated_at = %s{sets}"  # noqa: S608
-                    " WHERE id = %s AND lease_token = %s AND owner IS NOT NULL"
-                ),
-                (state.name, due_at, self._clock.now(), *values, claim.id, claim.token),
+    def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+        checked = check_settlements(settlements)
+        if not checked:
+            return []
+        with self._tx("record outcomes") as cur:
+            now = self._clock.now()
+            columns = (
+                [s.claim.id for s in checked],
+                [s.claim.token for s in checked],
+                [s.state.name for s in checked],
+                [s.due_at(now) for s in checked],
+                [s.message_id for s in checked],
+                [s.reason for s in checked],
+                [errors_to_json(s.errors) if s.kind == "dead" else None for s in checked],
+                [int(s.kind == "release") for s in checked],
             )
-            if cur.rowcount != 1:
-                raise LeaseLostError(claim.id, claim.owner)
+            cur.execute(self._q(_SETTLE), (now, *columns))
+            held = {(int(i), int(token)) for i, token in cur.fetchall()}
+        return [s.claim for s in checked if (s.claim.id, s.claim.token) not in held]
 
     def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        self._settle(claim, outcome_state(claim, "accepted"), None, ", message_id = %s", message_id)
+        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
 
     def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        self._settle(claim, outcome_state(claim, "retry"), check_time(at), ", last_reason = %s", reason)
+        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
 
     def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        self._settle(claim, outcome_state(claim, "reconcile"), check_time(at), ", last_reason = %s", reason)
+        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
+
+    def release(self, claim: Claim) -> None:
+        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")
@@ -356,13 +377,6 @@ class PostgresOutbox:
             row = (*row[:1], _S.QUEUED.name, *row[2:])
             [again] = self._lease(cur, [(row, claim.message)], claim.owner, self._clock.now(), lease)
             return again
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        details = errors_to_json(errors)
-        self._settle(claim, outcome_state(claim, "dead"), None, ", last_reason = %s, errors = %s", reason, details)
-
-    def release(self, claim: Claim) -> None:
-        self._settle(claim, release_state(claim), self._clock.now(), ", attempts = attempts - 1")
 
     # -- operators ---------------------------------------------------------------------------------------------
 

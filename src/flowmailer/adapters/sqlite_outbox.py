@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from flowmailer.core import (
     OutboxError,
     OutboxId,
     OutboxStatus,
+    Settlement,
     SubmissionState,
     SubmitMessage,
     check_dedupe_key,
@@ -30,7 +32,7 @@ from flowmailer.core import (
     check_limit,
     check_messages,
     check_owner,
-    check_time,
+    check_settlements,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -40,7 +42,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
-    release_state,
+    raise_if_lost,
     tag_message,
     unreadable,
 )
@@ -73,6 +75,27 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at, id) WHERE due_at IS NOT
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
 """
 
+# A batch of settlements travels as one JSON array of [id, token, state, due_at, message_id, reason, errors,
+# released], so a settle is four statements whatever its size: every statement hands the GIL to the relay's
+# busy workers and waits to get it back, which costs far more than the writes themselves.
+_BATCH = (
+    "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token,"
+    " json_extract(value, '$[2]') AS state, json_extract(value, '$[3]') AS due_at,"
+    " json_extract(value, '$[4]') AS message_id, json_extract(value, '$[5]') AS reason,"
+    " json_extract(value, '$[6]') AS errors, json_extract(value, '$[7]') AS released, key FROM json_each(?)) AS v"
+)
+# The claims that no longer hold their rows, by position in the batch.
+_LOST = (
+    f"SELECT v.key FROM {_BATCH} LEFT JOIN outbox AS o"  # noqa: S608
+    " ON o.id = v.id AND o.lease_token = v.token AND o.owner IS NOT NULL WHERE o.id IS NULL ORDER BY v.key"
+)
+# Moves rows out of their claims' hands, only where the claim still holds the row; a NULL keeps the stored value.
+_SETTLE = (
+    "UPDATE outbox SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = ?,"  # noqa: S608
+    " message_id = coalesce(v.message_id, outbox.message_id), last_reason = coalesce(v.reason, outbox.last_reason),"
+    f" errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.released FROM {_BATCH}"
+    " WHERE outbox.id = v.id AND outbox.lease_token = v.token AND outbox.owner IS NOT NULL"
+)
 _CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token"
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
@@ -129,19 +152,6 @@ class SQLiteOutbox:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise OutboxError(f"the SQLite outbox at {self.path} could not {what}: {e}") from e
-
-    def _settle(
-        self, claim: Claim, state: SubmissionState, due_at: float | None, sets: str = "", *values: object
-    ) -> None:
-        """Move the row out of this claim's hands, only if the claim still holds it."""
-        with self._db("record an outcome") as conn:
-            cur = conn.execute(
-                f"UPDATE outbox SET state = ?, due_at = ?, owner = NULL, updated_at = ?{sets}"  # noqa: S608
-                " WHERE id = ? AND lease_token = ? AND owner IS NOT NULL",
-                (state.name, due_at, self._clock.now(), *values, claim.id, claim.token),
-            )
-            if cur.rowcount != 1:
-                raise LeaseLostError(claim.id, claim.owner)
 
     # -- enqueue -----------------------------------------------------------------------------------------------
 
@@ -246,14 +256,40 @@ class SQLiteOutbox:
                     held.append(claim.id)
         return frozenset(held)
 
+    def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+        checked = check_settlements(settlements)
+        if not checked:
+            return []
+        with self._db("record outcomes") as conn:
+            now = self._clock.now()
+            batch = json.dumps(
+                [
+                    [
+                        *(s.claim.id, s.claim.token, s.state.name, s.due_at(now), s.message_id, s.reason),
+                        errors_to_json(s.errors) if s.kind == "dead" else None,
+                        int(s.kind == "release"),
+                    ]
+                    for s in checked
+                ]
+            )
+            lost = [checked[i].claim for (i,) in conn.execute(_LOST, (batch,)).fetchall()]
+            conn.execute(_SETTLE, (now, batch))
+        return lost
+
     def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        self._settle(claim, outcome_state(claim, "accepted"), None, ", message_id = ?", message_id)
+        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
 
     def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        self._settle(claim, outcome_state(claim, "retry"), check_time(at), ", last_reason = ?", reason)
+        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
 
     def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        self._settle(claim, outcome_state(claim, "reconcile"), check_time(at), ", last_reason = ?", reason)
+        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
+
+    def release(self, claim: Claim) -> None:
+        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")
@@ -267,13 +303,6 @@ class SQLiteOutbox:
             if row is None:
                 raise LeaseLostError(claim.id, claim.owner)
             return self._lease(conn, (*row[:1], _S.QUEUED.name, *row[2:]), claim.message, claim.owner, now, lease)
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        details = errors_to_json(errors)
-        self._settle(claim, outcome_state(claim, "dead"), None, ", last_reason = ?, errors = ?", reason, details)
-
-    def release(self, claim: Claim) -> None:
-        self._settle(claim, release_state(claim), self._clock.now(), ", attempts = attempts - 1")
 
     # -- operators ---------------------------------------------------------------------------------------------
 

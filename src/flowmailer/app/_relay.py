@@ -7,6 +7,7 @@ threads, each of which sends or reconciles one claim and records what the core d
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import queue
@@ -32,6 +33,7 @@ from flowmailer.core import (
     Event,
     FlowmailerError,
     Found,
+    Halt,
     LeaseLostError,
     NotFound,
     OutboxError,
@@ -49,6 +51,7 @@ from flowmailer.core import (
     RelayStopped,
     Resend,
     RetryAt,
+    Settlement,
     SubmissionState,
     check_duration,
     decide_after_reconcile,
@@ -304,8 +307,7 @@ class Relay:
             unstarted = list(self._queue)
             self._queue.clear()
             self._ready.notify_all()
-        for claim in unstarted:
-            self._release(claim)
+        self._settle([(claim, None) for claim in unstarted])
         deadline = self._clock.monotonic() + self._stop_timeout
         renew_at = self._clock.monotonic() + self._renew_every
         while True:
@@ -327,18 +329,6 @@ class Relay:
                 worker.join()
         self._emit(RelayStopped(self._owner, len(unstarted), abandoned))
 
-    def _release(self, claim: Claim) -> None:
-        try:
-            self._outbox.release(claim)
-        except FlowmailerError as e:
-            self._not_recorded(claim, e)
-        else:
-            with self._cond:
-                self._counts["released"] += 1
-        finally:
-            with self._cond:
-                self._forget(claim)
-
     # -- the workers -------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -357,12 +347,16 @@ class Relay:
                 self._outcomes.put(outcome)
 
     def _record_outcomes(self) -> None:
-        """The one thread that records: outbox writes never contend, and a worker is free to send again at once."""
-        while (outcome := self._outcomes.get()) is not None:
-            claim, decision = outcome
-            self._guarded(claim, functools.partial(self._record, decision=decision))
-            with self._cond:
-                self._forget(claim)
+        """The one thread that records: each round settles everything the workers queued meanwhile in one outbox
+        transaction (group commit), so a durable outbox flushes to disk once per round, not once per message."""
+        stopping = False
+        while not stopping:
+            batch = [self._outcomes.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._outcomes.get_nowait())
+            stopping = None in batch
+            self._settle([outcome for outcome in batch if outcome is not None])
 
     def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
         try:
@@ -431,27 +425,42 @@ class Relay:
             self._halted = error
             self.stop()
 
-    def _record(self, claim: Claim, decision: RelayDecision) -> None:
-        if isinstance(decision, RecordAccepted):
-            self._outbox.mark_accepted(claim, decision.message_id)
-        elif isinstance(decision, RetryAt):
-            self._outbox.schedule_retry(claim, decision.at, decision.reason)
-        elif isinstance(decision, ReconcileAt):
-            self._outbox.schedule_reconcile(claim, decision.at, decision.reason)
-        elif isinstance(decision, Dead):
-            self._outbox.mark_dead(claim, decision.reason, decision.errors)
-        else:
-            self._release(claim)
+    def _settle(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> None:
+        """Record these decisions (None: release the claim unstarted) in one transaction, and let the claims go."""
+        settlements, decided = [], []
+        for claim, decision in outcomes:
+            settlement = self._guarded(claim, functools.partial(_settlement, decision=decision))
+            if settlement is not None:
+                settlements.append(settlement)
+                decided.append((claim, decision))
+        failure: Exception | None = None
+        try:
+            lost = {(c.id, c.token) for c in self._outbox.settle(settlements)} if settlements else set()
+        except Exception as e:  # noqa: BLE001 - nothing was recorded: the leases run out and the rows are reconciled
+            failure, lost = e, {(c.id, c.token) for c, _ in decided}
+        for claim, decision in decided:
+            if (claim.id, claim.token) in lost:
+                self._not_recorded(claim, failure or LeaseLostError(claim.id, claim.owner))
+            else:
+                self._recorded(claim, decision)
         with self._cond:
-            if isinstance(decision, RecordAccepted):
+            for claim, _ in outcomes:
+                self._forget(claim)
+
+    def _recorded(self, claim: Claim, decision: RelayDecision | None) -> None:
+        with self._cond:
+            if decision is None or isinstance(decision, Halt):
+                self._counts["released"] += 1
+            elif isinstance(decision, RecordAccepted):
                 self._counts["accepted"] += 1
                 self._counts["reconciled"] += decision.reconciled
                 self._counts["duplicates"] += decision.copies - 1
             elif isinstance(decision, RetryAt | ReconcileAt):
                 self._retries[decision.cause] += 1
-            elif isinstance(decision, Dead):
+            else:
                 self._counts["dead"] += 1
-        self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
+        if decision is not None:
+            self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
 
     def _not_recorded(self, claim: Claim, error: Exception) -> None:
         with self._cond:
@@ -461,3 +470,16 @@ class Relay:
     def _emit(self, event: Event) -> None:
         if self._observer is not None:
             self._observer.on_event(event)
+
+
+def _settlement(claim: Claim, decision: RelayDecision | None) -> Settlement:
+    """How the outbox records a decision; None (and a halt) releases the claim, unstarted or unsent."""
+    if isinstance(decision, RecordAccepted):
+        return Settlement.accepted(claim, decision.message_id)
+    if isinstance(decision, RetryAt):
+        return Settlement.retry(claim, decision.at, decision.reason)
+    if isinstance(decision, ReconcileAt):
+        return Settlement.reconcile(claim, decision.at, decision.reason)
+    if isinstance(decision, Dead):
+        return Settlement.dead(claim, decision.reason, decision.errors)
+    return Settlement.release(claim)

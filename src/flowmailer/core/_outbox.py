@@ -19,6 +19,7 @@ __all__ = [
     "OutboxError",
     "OutboxId",
     "OutboxStatus",
+    "SettleKind",
     "Settlement",
     "check_dedupe_key",
     "check_duration",
@@ -26,6 +27,7 @@ __all__ = [
     "check_limit",
     "check_messages",
     "check_owner",
+    "check_settlements",
     "check_time",
     "claimed_state",
     "duplicate_reference",
@@ -34,6 +36,7 @@ __all__ = [
     "idle_wait",
     "not_dead",
     "outcome_state",
+    "raise_if_lost",
     "release_state",
     "tag_message",
     "unreadable",
@@ -130,15 +133,93 @@ _SETTLE_EVENTS = {
     "resend": (SubmissionEvent.NOT_FOUND, SubmissionEvent.NOT_FOUND),
 }
 
-#: The ways a claim can be settled, one for each outcome method of the Outbox port.
-Settlement: TypeAlias = Literal["accepted", "retry", "reconcile", "dead", "resend"]
+#: The ways a claim can be settled: one for each single-claim outcome method of the Outbox port.
+SettleKind: TypeAlias = Literal["accepted", "retry", "reconcile", "dead", "release"]
 
 
-def outcome_state(claim: Claim, outcome: Settlement) -> SubmissionState:
+def outcome_state(claim: Claim, outcome: SettleKind | Literal["resend"]) -> SubmissionState:
     """The row's next state; an outcome the lifecycle forbids (a resend of a send) raises LifecycleError."""
+    if outcome == "release":
+        return release_state(claim)
     send, reconcile = _SETTLE_EVENTS[outcome]
     state = transition(claim.state, reconcile if claim.must_reconcile else send)
     return claimed_state(state) if outcome == "resend" else state
+
+
+@attrs.frozen
+class Settlement:
+    """One claim's outcome, recorded with others in one transaction by ``Outbox.settle`` (the relay's group commit).
+
+    Build it with the class methods; a value that exists is a legal move of the lifecycle with a valid time.
+    """
+
+    claim: Claim
+    kind: SettleKind
+    #: When the row is due again, for a retry or a reconciliation.
+    at: float | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    errors: tuple[ErrorDetail, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        outcome_state(self.claim, self.kind)
+
+    @classmethod
+    def accepted(cls, claim: Claim, message_id: str) -> Settlement:
+        return cls(claim, "accepted", message_id=message_id)
+
+    @classmethod
+    def retry(cls, claim: Claim, at: float, reason: str) -> Settlement:
+        """Not accepted, try again at ``at``: a send is sent again, a reconciliation asks again."""
+        return cls(claim, "retry", at=check_time(at), reason=reason)
+
+    @classmethod
+    def reconcile(cls, claim: Claim, at: float, reason: str) -> Settlement:
+        """Flowmailer may have the message: ask it by client reference at ``at`` before any resend."""
+        return cls(claim, "reconcile", at=check_time(at), reason=reason)
+
+    @classmethod
+    def dead(cls, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> Settlement:
+        return cls(claim, "dead", reason=reason, errors=tuple(errors))
+
+    @classmethod
+    def release(cls, claim: Claim) -> Settlement:
+        """Graceful shutdown: due again at once, a send back to QUEUED, and the claim not counted as an attempt."""
+        return cls(claim, "release")
+
+    @property
+    def state(self) -> SubmissionState:
+        return outcome_state(self.claim, self.kind)
+
+    def due_at(self, now: float) -> float | None:
+        """When the row is next due: at once after a release, at ``at`` after a retry or reconcile, else never."""
+        return now if self.kind == "release" else self.at
+
+
+def check_settlements(settlements: Iterable[object]) -> list[Settlement]:
+    """Refuse anything but Settlement values, and a claim settled twice, before a single row is written."""
+    checked = list(settlements)
+    seen = set()
+    for i, settlement in enumerate(checked):
+        if not isinstance(settlement, Settlement):
+            raise ConfigurationError(
+                f"settlements[{i}]",
+                f"is a {type(settlement).__name__}, not a Settlement",
+                "build it with Settlement.accepted(claim, message_id), Settlement.retry(claim, at, reason), ...",
+            )
+        key = (settlement.claim.id, settlement.claim.token)
+        if key in seen:
+            raise ConfigurationError(
+                f"settlements[{i}]", f"settles outbox row {key[0]}'s claim a second time", "settle each claim once"
+            )
+        seen.add(key)
+    return checked  # type: ignore[return-value]
+
+
+def raise_if_lost(lost: Sequence[Claim]) -> None:
+    """The single-claim outcome methods' answer to a lost lease: LeaseLostError, nothing changed."""
+    if lost:
+        raise LeaseLostError(lost[0].id, lost[0].owner)
 
 
 def unreadable(claimed_from: SubmissionState, error: Exception) -> tuple[SubmissionState, str]:

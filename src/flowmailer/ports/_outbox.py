@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from flowmailer.core import Claim, ErrorDetail, OutboxId, OutboxStatus, SubmissionState, SubmitMessage
+from flowmailer.core import Claim, ErrorDetail, OutboxId, OutboxStatus, Settlement, SubmissionState, SubmitMessage
 
 __all__ = ["Outbox"]
 
@@ -14,7 +14,8 @@ class Outbox(Protocol):
     """Holds every message from ``enqueue`` until Flowmailer accepted it or it is declared dead.
 
     Times (``at``, leases, ages) are seconds, read against the outbox's own Clock. Outcomes are fenced: recording
-    one for a claim whose row has since been claimed again raises ``LeaseLostError`` and changes nothing. Bad
+    one for a claim whose row has since been claimed again raises ``LeaseLostError`` (``settle`` answers the claim
+    instead) and changes nothing. Bad
     input raises ``ConfigurationError`` and writes nothing; storage failures raise ``OutboxError``.
     """
 
@@ -38,7 +39,18 @@ class Outbox(Protocol):
         """Extend the leases still held; the ids missing from the answer were lost to another claim."""
         ...
 
-    def mark_accepted(self, claim: Claim, message_id: str) -> None: ...
+    def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+        """Record many claims' outcomes in one transaction, so one flush to disk covers them all (group commit).
+
+        Durable when it returns. Answers the claims that no longer held their rows: nothing was written for those,
+        and the others were recorded. A batch with a value that is not a Settlement, or with one claim twice,
+        raises ``ConfigurationError`` and writes nothing.
+        """
+        ...
+
+    def mark_accepted(self, claim: Claim, message_id: str) -> None:
+        """``settle([Settlement.accepted(claim, message_id)])``, raising ``LeaseLostError`` for a lost lease."""
+        ...
 
     def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
         """Not accepted, try again at ``at``: a send is sent again, a reconciliation asks again."""

@@ -14,6 +14,7 @@ from flowmailer.core import (
     LeaseLostError,
     OutboxId,
     OutboxStatus,
+    Settlement,
     SubmissionState,
     SubmitMessage,
     check_dedupe_key,
@@ -22,13 +23,13 @@ from flowmailer.core import (
     check_limit,
     check_messages,
     check_owner,
-    check_time,
+    check_settlements,
     claimed_state,
     duplicate_reference,
     idle_wait,
     not_dead,
     outcome_state,
-    release_state,
+    raise_if_lost,
     tag_message,
 )
 from flowmailer.ports import Clock
@@ -142,47 +143,48 @@ class MemoryOutbox:
         row = self._rows.get(claim.id)
         return row is not None and row.owner is not None and row.token == claim.token
 
-    def _settle(self, claim: Claim, state: SubmissionState, due_at: float | None) -> _Row:
-        """The row this claim still holds, moved to ``state`` and out of the claim's hands."""
-        if not self._holds(claim):
-            raise LeaseLostError(claim.id, claim.owner)
-        row = self._rows[claim.id]
-        row.state, row.due_at, row.owner, row.updated_at = state, due_at, None, self._clock.now()
-        return row
+    def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+        checked = check_settlements(settlements)
+        lost = []
+        with self._lock:
+            now = self._clock.now()
+            for s in checked:
+                if not self._holds(s.claim):
+                    lost.append(s.claim)
+                    continue
+                row = self._rows[s.claim.id]
+                row.state, row.due_at, row.owner, row.updated_at = s.state, s.due_at(now), None, now
+                if s.message_id is not None:
+                    row.message_id = s.message_id
+                if s.reason is not None:
+                    row.last_reason = s.reason
+                if s.kind == "dead":
+                    row.errors = s.errors
+                row.attempts -= s.kind == "release"
+        return lost
 
     def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        state = outcome_state(claim, "accepted")
-        with self._lock:
-            self._settle(claim, state, None).message_id = message_id
+        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
 
     def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        state, at = outcome_state(claim, "retry"), check_time(at)
-        with self._lock:
-            self._settle(claim, state, at).last_reason = reason
+        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
 
     def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        state, at = outcome_state(claim, "reconcile"), check_time(at)
-        with self._lock:
-            self._settle(claim, state, at).last_reason = reason
+        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
+
+    def release(self, claim: Claim) -> None:
+        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")
         lease = check_duration(lease, "lease")
         with self._lock:
-            row = self._settle(claim, _S.QUEUED, None)
-            return self._lease(row, _S.QUEUED, claim.owner, self._clock.now(), lease)
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        state, errors = outcome_state(claim, "dead"), tuple(errors)
-        with self._lock:
-            row = self._settle(claim, state, None)
-            row.last_reason, row.errors = reason, errors
-
-    def release(self, claim: Claim) -> None:
-        state = release_state(claim)
-        with self._lock:
-            row = self._settle(claim, state, self._clock.now())
-            row.attempts -= 1
+            if not self._holds(claim):
+                raise LeaseLostError(claim.id, claim.owner)
+            return self._lease(self._rows[claim.id], _S.QUEUED, claim.owner, self._clock.now(), lease)
 
     def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
         wanted = None if ids is None else check_ids(ids)

@@ -11,6 +11,7 @@ from flowmailer.core import (
     LeaseLostError,
     LifecycleError,
     OutboxStatus,
+    Settlement,
     SubmissionState,
     SubmitMessage,
 )
@@ -334,6 +335,54 @@ def check_outcomes_refuse_bad_times_and_keep_the_claim(outbox: Outbox, clock: Fa
     outbox.schedule_retry(claim, clock.now() + 1, "x")
 
 
+def check_settle_records_a_batch_and_answers_the_lost_claims(outbox: Outbox, clock: FakeClock) -> None:
+    ids = outbox.enqueue_many([_message(i) for i in range(6)])
+    claims = outbox.claim("a", 6, LEASE)
+    clock.advance(LEASE)
+    outbox.renew(claims[:5], LEASE)
+    taken = _only(outbox.claim("b", 1, LEASE))
+    assert taken.id == ids[5]
+    errors = (ErrorDetail(code="invalid", field="recipientAddress"),)
+    now = clock.now()
+    answer = outbox.settle(
+        [
+            Settlement.accepted(claims[0], "m-0"),
+            Settlement.retry(claims[1], now + 60, "HTTP 503"),
+            Settlement.reconcile(claims[2], now + 90, "read timeout"),
+            Settlement.dead(claims[3], "HTTP 400", errors),
+            Settlement.release(claims[4]),
+            Settlement.accepted(claims[5], "m-5"),
+        ]
+    )
+    assert answer == [claims[5]]
+    found = [_status(outbox, i) for i in ids]
+    assert [(s.state, s.due_at, s.message_id, s.last_reason, s.errors, s.attempts) for s in found] == [
+        (_S.ACCEPTED, None, "m-0", None, (), 1),
+        (_S.RETRY_SCHEDULED, now + 60, None, "HTTP 503", (), 1),
+        (_S.RECONCILING, now + 90, None, "read timeout", (), 1),
+        (_S.DEAD, None, None, "HTTP 400", errors, 1),
+        (_S.QUEUED, now, None, None, (), 0),
+        (_S.RECONCILING, taken.lease_until, None, None, (), 2),
+    ]
+    assert outbox.settle([Settlement.release(taken)]) == []
+    status = _status(outbox, taken.id)
+    assert (status.state, status.due_at, status.attempts) == (_S.RECONCILING, now, 1)
+    assert outbox.settle([]) == []
+
+
+def check_settle_refuses_a_bad_batch_and_writes_nothing(outbox: Outbox, clock: FakeClock) -> None:
+    outbox.enqueue_many([_message(i) for i in range(2)])
+    first, second = outbox.claim("a", 2, LEASE)
+    for batch in (
+        [Settlement.accepted(first, "m-1"), "accepted"],
+        [Settlement.accepted(first, "m-1"), Settlement.dead(second, "x"), Settlement.retry(first, clock.now(), "x")],
+    ):
+        _raises(ConfigurationError, lambda batch=batch: outbox.settle(batch))  # type: ignore[misc]
+    _raises(ConfigurationError, lambda: Settlement.retry(first, float("nan"), "x"))
+    assert outbox.counts()[_S.IN_FLIGHT] == 2
+    assert outbox.settle([Settlement.accepted(first, "m-1"), Settlement.dead(second, "x")]) == []
+
+
 # -- operators -----------------------------------------------------------------------------------------------------
 
 
@@ -400,6 +449,8 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_requeue_all_dead,
     check_release_returns_the_row_at_once_without_counting_an_attempt,
     check_outcomes_refuse_bad_times_and_keep_the_claim,
+    check_settle_records_a_batch_and_answers_the_lost_claims,
+    check_settle_refuses_a_bad_batch_and_writes_nothing,
     check_status_and_counts,
     check_prune_removes_only_old_accepted_rows,
     check_wait_for_work_returns_at_once_when_a_row_is_due,
