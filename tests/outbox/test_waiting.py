@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,4 +44,19 @@ def test_waiting_wakes_when_a_retry_comes_due(factory: Factory) -> None:
     start = clock.now()
     assert outbox.wait_for_work(3600) is True
     assert clock.now() - start == pytest.approx(7.5)
+    outbox.close()
+
+
+@pytest.mark.parametrize("timeout", [0.3, 3.3])
+def test_waiting_ends_when_the_remainder_is_below_the_clocks_resolution(factory: Factory, timeout: float) -> None:
+    # At the default start of 1.7e9 these timeouts leave a last remainder of about 5e-8 s, which does not move
+    # the clock: the wait must still end, after sleeping the whole timeout.
+    clock = FakeClock()
+    outbox = factory(clock)
+    returned: list[bool] = []
+    waiter = threading.Thread(target=lambda: returned.append(outbox.wait_for_work(timeout)), daemon=True)
+    waiter.start()
+    waiter.join(10.0)
+    assert returned == [False]
+    assert clock.monotonic() == pytest.approx(timeout)
     outbox.close()

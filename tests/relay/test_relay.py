@@ -118,9 +118,7 @@ def message(i: int) -> SubmitMessage:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    # At 0 rather than 1.7e9: there, MemoryOutbox.wait_for_work can spin on sleeps smaller than the clock's
-    # resolution (a remainder of 5e-8 s does not move 1.7e9).
-    return FakeClock(start=0.0)
+    return FakeClock()
 
 
 @pytest.fixture
@@ -504,7 +502,7 @@ _BEHAVIOURS: dict[str, Behaviour] = {
 def test_every_message_ends_accepted_exactly_once_or_dead_never_duplicated(
     scripts: list[list[str]], search_failures: int
 ) -> None:
-    clock = FakeClock(start=0.0)
+    clock = FakeClock()
     outbox = MemoryOutbox(clock)
     ids = outbox.enqueue_many([message(i) for i in range(len(scripts))])
     client = FakeClient()

@@ -347,6 +347,7 @@ class SQLiteOutbox:
     def wait_for_work(self, timeout: float) -> bool:
         timeout = check_duration(timeout, "timeout", allow_zero=True)
         deadline = self._clock.monotonic() + timeout
+        last = False
         while True:
             with self._db("look for work", write=False) as conn:
                 next_due = conn.execute("SELECT min(due_at) FROM outbox WHERE due_at IS NOT NULL").fetchone()[0]
@@ -354,9 +355,13 @@ class SQLiteOutbox:
             if next_due is not None and next_due <= now:
                 return True
             left = deadline - self._clock.monotonic()
-            if left <= 0:
+            if last or left <= 0:
                 return False
-            self._clock.sleep(idle_wait(now, next_due, left, self._poll))
+            wait = idle_wait(now, next_due, left, self._poll)
+            # Having slept all that was left, look once more and stop: a remainder too small to move the clock
+            # (below a float's resolution at 1.7e9) must not keep the loop going.
+            last = wait >= left
+            self._clock.sleep(wait)
 
     def close(self) -> None:
         with self._lock:

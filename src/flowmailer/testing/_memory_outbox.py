@@ -245,6 +245,7 @@ class MemoryOutbox:
     def wait_for_work(self, timeout: float) -> bool:
         timeout = check_duration(timeout, "timeout", allow_zero=True)
         deadline = self._clock.monotonic() + timeout
+        last = False
         while True:
             with self._lock:
                 now = self._clock.now()
@@ -252,9 +253,13 @@ class MemoryOutbox:
             if next_due is not None and next_due <= now:
                 return True
             left = deadline - self._clock.monotonic()
-            if left <= 0:
+            if last or left <= 0:
                 return False
-            self._clock.sleep(idle_wait(now, next_due, left, self._poll))
+            wait = idle_wait(now, next_due, left, self._poll)
+            # Having slept all that was left, look once more and stop: a remainder too small to move the clock
+            # (below a float's resolution at 1.7e9) must not keep the loop going.
+            last = wait >= left
+            self._clock.sleep(wait)
 
     def close(self) -> None:
         """Nothing to release; present so the fake satisfies the port."""
