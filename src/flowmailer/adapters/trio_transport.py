@@ -1,0 +1,358 @@
+"""The async transport: trio streams framed by h11, keep-alive per IP address, optional HTTP/1.1 pipelining.
+
+Pipelining submits is safe here because of how failures are classified, not because submits are idempotent:
+every request written on a connection that then breaks is reported ``Ambiguous`` (the shell reconciles it by its
+client reference before any resend) and every request not yet written in full is ``NotSent``. No request is ever
+silently resent, so depth 3 (what Flowmailer's own Magento connector used) costs no duplicates.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+from collections.abc import Iterator
+
+import attrs
+import h11
+import trio
+
+from flowmailer.adapters._urllib3 import MAX_CONNECTIONS, _verifying_context
+from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
+
+__all__ = ["MAX_PIPELINE_DEPTH", "TrioPoolStats", "TrioTransport"]
+
+#: A deeper pipeline only grows what one broken connection makes ambiguous.
+MAX_PIPELINE_DEPTH = 16
+
+#: What trio, the ssl module, h11 and the socket layer raise for network trouble; anything else is a bug.
+_NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, trio.TooSlowError)
+
+_Key = tuple[str, int, str]
+
+
+@attrs.frozen
+class TrioPoolStats:
+    """Connections open now and ever opened (each a TLS handshake), and the most requests one carried at once."""
+
+    open: int
+    opened: int
+    max_in_flight: int
+
+
+class _BrokenError(Exception):
+    """The connection can carry nothing more; ``str`` says why."""
+
+
+@attrs.define(eq=False)
+class _Conn:
+    key: _Key
+    stream: trio.SSLStream[trio.SocketStream]
+    born: float
+    reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
+    #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
+    in_flight: int = 0
+    written: int = 0
+    answered: int = 0
+    used: bool = False
+    broken: str | None = None
+    write_lock: trio.Lock = attrs.Factory(trio.Lock)
+    turn: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+
+
+class TrioTransport:
+    """A :class:`flowmailer.ports.AsyncTransport`: keep-alive connections per (origin, IP address), at most
+    ``max_connections`` open in all, up to ``pipeline_depth`` requests written on one before their answers come.
+
+    The socket goes to the IP address; SNI and the certificate check use the DNS name, against the operating
+    system's trust store (truststore) unless ``ca_bundle`` or ``ssl_context`` is given. A context that does not
+    verify is refused. ``connect_timeout`` covers TCP and the TLS handshake; ``read_timeout`` covers writing a
+    request and reading its whole answer. Connections older than ``max_connection_age`` take no new request.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_connections: int = MAX_CONNECTIONS,
+        pipeline_depth: int = 1,
+        max_connection_age: float = 300.0,
+        checkout_timeout: float = 30.0,
+        ca_bundle: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        user_agent: str = "flowmailer-python",
+    ) -> None:
+        if not 1 <= max_connections <= MAX_CONNECTIONS:
+            raise ConfigurationError(
+                "max_connections",
+                f"{max_connections!r} is outside 1..{MAX_CONNECTIONS}",
+                f"Flowmailer's guidelines allow at most {MAX_CONNECTIONS} concurrent connections; use 1 to 10",
+            )
+        if not 1 <= pipeline_depth <= MAX_PIPELINE_DEPTH:
+            raise ConfigurationError(
+                "pipeline_depth",
+                f"{pipeline_depth!r} is outside 1..{MAX_PIPELINE_DEPTH}",
+                "use 1 (no pipelining) or a small depth such as 3",
+            )
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("checkout_timeout", checkout_timeout),
+            ("max_connection_age", max_connection_age),
+        ):
+            if not value > 0:
+                raise ConfigurationError(name, f"{value!r} is not a positive number of seconds", "use e.g. 5")
+        if ca_bundle is not None and ssl_context is not None:
+            raise ConfigurationError("ca_bundle", "both ca_bundle and ssl_context were given", "give one of them")
+        self._ssl_context = _verifying_context(ca_bundle, ssl_context)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max = max_connections
+        self._depth = pipeline_depth
+        self._max_age = max_connection_age
+        self._checkout_timeout = checkout_timeout
+        self._user_agent = user_agent
+        self._conns: dict[_Key, list[_Conn]] = {}
+        self._open = 0  # connections in self._conns plus those still connecting
+        self._opened = 0
+        self._max_in_flight = 0
+        self._changed = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    def stats(self) -> TrioPoolStats:
+        return TrioPoolStats(self._open, self._opened, self._max_in_flight)
+
+    async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
+        data = self._render(request, origin)
+        got = await self._checkout((origin.host, origin.port, address), origin)
+        if not isinstance(got, _Conn):
+            return got
+        try:
+            return await self._exchange(got, request, origin, data)
+        finally:
+            got.in_flight -= 1
+            await self._checkin(got)
+
+    async def aclose(self) -> None:
+        """Close every connection now; requests still on them end ``Ambiguous`` or ``NotSent``."""
+        self._closed = True
+        for conn in [c for conns in self._conns.values() for c in conns]:
+            await self._drop(conn, "the transport was closed")
+        self._changed.unpark_all()
+
+    # --- the pool --------------------------------------------------------------------------------------------
+
+    async def _checkout(self, key: _Key, origin: Origin) -> _Conn | NotSent:
+        """A place on a live connection to ``key``: an idle one, else a new one under the cap, else a pipeline.
+
+        At the cap, a key with no connection of its own takes the slot of the oldest idle connection elsewhere.
+        """
+        with trio.move_on_after(self._checkout_timeout):
+            while True:
+                if self._closed:
+                    return NotSent("the transport is closed")
+                conn = await self._usable(key)
+                if conn is None and self._open >= self._max and not self._conns.get(key):
+                    victim = self._oldest_idle()
+                    if victim is not None:
+                        await self._drop(victim, "its slot went to another address")
+                if conn is None and self._open < self._max:
+                    return await self._connect(key, origin)
+                if conn is None:
+                    conn = self._least_loaded(key)
+                if conn is not None:
+                    conn.in_flight += 1
+                    self._max_in_flight = max(self._max_in_flight, conn.in_flight)
+                    return conn
+                await self._changed.park()
+        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
+
+    async def _usable(self, key: _Key) -> _Conn | None:
+        """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""
+        now = trio.current_time()
+        for conn in list(self._conns.get(key, ())):
+            if conn.in_flight or conn.broken is not None:
+                continue
+            if now - conn.born >= self._max_age:
+                await self._drop(conn, "it reached max_connection_age")
+            elif conn.used and _closed_by_peer(conn):
+                await self._drop(conn, "the server closed it while it was idle")
+            else:
+                return conn
+        return None
+
+    def _least_loaded(self, key: _Key) -> _Conn | None:
+        now = trio.current_time()
+        open_ = [
+            c
+            for c in self._conns.get(key, ())
+            if c.broken is None and c.in_flight < self._depth and now - c.born < self._max_age
+        ]
+        return min(open_, key=lambda c: c.in_flight, default=None)
+
+    def _oldest_idle(self) -> _Conn | None:
+        idle = [c for conns in self._conns.values() for c in conns if not c.in_flight]
+        return min(idle, key=lambda c: c.born, default=None)
+
+    async def _connect(self, key: _Key, origin: Origin) -> _Conn | NotSent:
+        host, port, address = key
+        self._open += 1
+        self._opened += 1
+        stream: trio.SSLStream[trio.SocketStream] | None = None
+        try:
+            with trio.fail_after(self._connect_timeout):
+                tcp = await trio.open_tcp_stream(address, port)
+                stream = trio.SSLStream(tcp, self._ssl_context, server_hostname=host, https_compatible=True)
+                await stream.do_handshake()
+        except (*_NETWORK_ERRORS, ssl.SSLError, ssl.CertificateError) as e:
+            self._open -= 1
+            self._changed.unpark_all()
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            why = "timed out" if isinstance(e, trio.TooSlowError) else _describe(e)
+            return NotSent(f"could not connect to {origin.host} at {address}:{port}: {why}")
+        except BaseException:
+            self._open -= 1
+            self._changed.unpark_all()
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise
+        conn = _Conn(key, stream, trio.current_time(), in_flight=1)
+        self._conns.setdefault(key, []).append(conn)
+        self._max_in_flight = max(self._max_in_flight, 1)
+        return conn
+
+    async def _checkin(self, conn: _Conn) -> None:
+        if conn.broken is None and (self._closed or trio.current_time() - conn.born >= self._max_age):
+            conn.broken = "it is closed after use"
+        if conn.broken is not None and not conn.in_flight:
+            await self._drop(conn, conn.broken)
+        self._changed.unpark_all()
+
+    async def _drop(self, conn: _Conn, reason: str) -> None:
+        """Forget ``conn`` and close it; requests still on it wake up and see ``reason``."""
+        if conn.broken is None:
+            conn.broken = reason
+        conns = self._conns.get(conn.key)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._conns[conn.key]
+            self._open -= 1
+            self._changed.unpark_all()
+        conn.turn.unpark_all()
+        await trio.aclose_forcefully(conn.stream)
+
+    # --- one exchange ----------------------------------------------------------------------------------------
+
+    def _render(self, request: WireRequest, origin: Origin) -> bytes:
+        writer = h11.Connection(h11.CLIENT)
+        try:
+            head = writer.send(_h11_request(request, origin, self._user_agent))
+            body = writer.send(h11.Data(data=request.body)) if request.body else b""
+            end = writer.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as e:
+            raise ConfigurationError("request", f"cannot be framed as HTTP/1.1: {e}", "fix the header values") from e
+        return b"".join(part or b"" for part in (head, body, end))
+
+    async def _exchange(self, conn: _Conn, request: WireRequest, origin: Origin, data: bytes) -> TransportResult:
+        address = conn.key[2]
+        async with conn.write_lock:  # FIFO: answers come back in the order requests were written
+            if conn.broken is not None:
+                return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
+            seq = conn.written
+            try:
+                with trio.fail_after(self._read_timeout):
+                    await conn.stream.send_all(data)
+            except _NETWORK_ERRORS as e:
+                # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
+                reason = "timed out writing" if isinstance(e, trio.TooSlowError) else _describe(e)
+                await self._drop(conn, f"writing failed: {reason}")
+                return NotSent(f"connection to {address} closed before the request was written: {reason}")
+            except BaseException:
+                await self._drop(conn, "a request was cancelled while it was written")
+                raise
+            conn.written += 1
+            conn.used = True
+        try:
+            with trio.fail_after(self._read_timeout):
+                while conn.answered != seq and conn.broken is None:
+                    await conn.turn.park()
+                if conn.broken is not None:
+                    raise _BrokenError(conn.broken)
+                response = await self._read(conn, request, origin)
+        except (*_NETWORK_ERRORS, _BrokenError) as e:
+            reason = "no answer within the read timeout" if isinstance(e, trio.TooSlowError) else _describe(e)
+            await self._drop(conn, f"the answer to an earlier request failed: {reason}")
+            return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
+        except BaseException:
+            await self._drop(conn, "a request was cancelled while it waited for its answer")
+            raise
+        conn.answered += 1
+        conn.turn.unpark_all()
+        return response
+
+    async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
+        reader = conn.reader
+        # The reader learns of the request (method and Connection header) so it frames the answer as h11 would.
+        reader.send(_h11_request(request, origin, self._user_agent, body_length=0))
+        reader.send(h11.EndOfMessage())
+        status, body = 0, bytearray()
+        headers: tuple[tuple[str, str], ...] = ()
+        while True:
+            event = reader.next_event()
+            if event is h11.NEED_DATA:
+                reader.receive_data(bytes(await conn.stream.receive_some(65536)))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                raise _BrokenError("the server closed the connection")
+        if reader.their_state is h11.DONE and reader.our_state is h11.DONE:
+            reader.start_next_cycle()
+        else:
+            conn.broken = "the server ends the connection after this answer"
+        return WireResponse(status, headers, bytes(body))
+
+
+def _h11_request(request: WireRequest, origin: Origin, user_agent: str, body_length: int | None = None) -> h11.Request:
+    host = origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"
+    length = len(request.body) if body_length is None else body_length
+    headers = [("Host", host), ("User-Agent", user_agent), *request.headers]
+    if request.body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        headers.append(("Content-Length", str(length)))
+    return h11.Request(method=request.method, target=request.target, headers=headers)
+
+
+def _closed_by_peer(conn: _Conn) -> bool:
+    """An idle keep-alive connection is unusable once the server closed it (it became readable: EOF or junk)."""
+    fd = conn.stream.transport_stream.socket.fileno()
+    if fd < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # Windows has no poll
+    return bool(readable)
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    parts = [f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text]
+    parts.extend(_describe_causes(e))
+    return " <- ".join(parts)
+
+
+def _describe_causes(e: BaseException) -> Iterator[str]:
+    """trio wraps ssl and socket errors (BrokenResourceError from SSLError): keep the cause in the reason."""
+    seen = {id(e)}
+    cause = e.__cause__ or e.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield f"{type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
