@@ -10,7 +10,7 @@ from tests.outbox.postgres_server import PostgresServer
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 from flowmailer.cli import main
-from flowmailer.core import SubmissionState, SubmitMessage
+from flowmailer.core import ErrorDetail, SubmissionState, SubmitMessage
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -220,3 +220,40 @@ def test_an_interrupted_command_exits_130_without_a_traceback(monkeypatch: pytes
     monkeypatch.setattr("flowmailer.cli.status.show_status", interrupted)
     assert main(["status"]) == 130
     assert capsys.readouterr().err == "flowmailer status: interrupted\n"
+
+
+def test_dead_list_shows_each_dead_letter_oldest_first_with_why_it_died(
+    outbox_url: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    ids = outbox.enqueue_many(
+        SubmitMessage(sender_address="s@example.com", recipient_address=f"b{i}@example.com", text="x") for i in range(3)
+    )
+    first, second, third = outbox.claim("test", 3, 30)
+    outbox.mark_dead(first, "HTTP 422", (ErrorDetail(field="recipientAddress", default_message="invalid address"),))
+    outbox.mark_dead(third, "gave up after 50 attempts; the last: HTTP 503")
+    outbox.mark_accepted(second, "m-2")
+    outbox.close()
+    assert main(["dead", "list", "--outbox", outbox_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "attempts", "client", "reference", "reason", "|", "first", "error"]
+    assert lines[1].split()[:3] == [str(ids[0]), "1", first.client_reference]
+    assert lines[1].endswith("  HTTP 422 | recipientAddress: invalid address")
+    assert lines[2].split()[:3] == [str(ids[2]), "1", third.client_reference]
+    assert lines[2].endswith("the last: HTTP 503 | -")
+    assert len(lines) == 3
+
+
+def test_dead_list_pages_with_limit_and_after(outbox_url: str, tmp_path: Path, capsys: Capsys) -> None:
+    ids = kill(tmp_path / "outbox.db", 3)
+    assert main(["dead", "list", "--limit", "2", "--outbox", outbox_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:3]] == [str(i) for i in ids[:2]]
+    assert out[3] == f"more may follow: flowmailer dead list --after {ids[1]}"
+    assert main(["dead", "list", "--limit", "2", "--after", str(ids[1]), "--outbox", outbox_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:]] == [str(ids[2])]
+    assert main(["dead", "list", "--after", str(ids[2]), "--outbox", outbox_url]) == 0
+    assert capsys.readouterr().out == f"no dead letters after outbox id {ids[2]}\n"
+    assert main(["dead", "list", "--limit", "0", "--outbox", outbox_url]) == 2
+    assert "limit" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
+    check_after,
     check_dedupe_key,
     check_duration,
     check_ids,
@@ -92,6 +93,7 @@ _SETTLE = (
 _CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
+_STATUS_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, _STATUS_FIELDS))
 
 
 class PostgresOutbox:
@@ -138,7 +140,7 @@ class PostgresOutbox:
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _q(self, text: str) -> sql.Composed:
-        return sql.SQL(text).format(**self._names, claim_columns=_CLAIM_COLUMNS)
+        return sql.SQL(text).format(**self._names, claim_columns=_CLAIM_COLUMNS, status_columns=_STATUS_COLUMNS)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=max(1, round(self._timeout)))
@@ -401,16 +403,19 @@ class PostgresOutbox:
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
         with self._tx("read a status") as cur:
-            columns = sql.SQL(", ").join(map(sql.Identifier, _STATUS_FIELDS))
-            cur.execute(sql.SQL("SELECT {} FROM {} WHERE id = %s").format(columns, self._names["table"]), (outbox_id,))
+            cur.execute(self._q("SELECT {status_columns} FROM {table} WHERE id = %s"), (outbox_id,))
             row = cur.fetchone()
-        if row is None:
-            return None
-        values = dict(zip(_STATUS_FIELDS, row, strict=True))
-        values["id"] = int(values["id"])
-        values["state"] = SubmissionState[values["state"]]
-        values["errors"] = errors_from_json(values["errors"])
-        return OutboxStatus(**values)
+        return None if row is None else _status(row)
+
+    def dead_letters(self, limit: int, after: OutboxId | None = None) -> list[OutboxStatus]:
+        limit, after = check_limit(limit), check_after(after)
+        with self._tx("list dead letters") as cur:
+            cur.execute(
+                self._q("SELECT {status_columns} FROM {table} WHERE state = %s AND id > %s ORDER BY id LIMIT %s"),
+                (_S.DEAD.name, -1 if after is None else after, limit),
+            )
+            rows = cur.fetchall()
+        return [_status(row) for row in rows]
 
     def counts(self) -> dict[SubmissionState, int]:
         with self._tx("count rows") as cur:
@@ -462,3 +467,12 @@ class PostgresOutbox:
                 if conn is not None:
                     conn.close()
             self._conn = self._listener = None
+
+
+def _status(row: tuple[Any, ...]) -> OutboxStatus:
+    """An OutboxStatus from a row read with _STATUS_COLUMNS."""
+    values = dict(zip(_STATUS_FIELDS, row, strict=True))
+    values["id"] = int(values["id"])
+    values["state"] = SubmissionState[values["state"]]
+    values["errors"] = errors_from_json(values["errors"])
+    return OutboxStatus(**values)

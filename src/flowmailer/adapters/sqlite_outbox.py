@@ -26,6 +26,7 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
+    check_after,
     check_dedupe_key,
     check_duration,
     check_ids,
@@ -325,12 +326,16 @@ class SQLiteOutbox:
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
         with self._db("read a status", write=False) as conn:
             row = conn.execute(f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)).fetchone()  # noqa: S608
-        if row is None:
-            return None
-        values = dict(zip(_STATUS_FIELDS, row, strict=True))
-        values["state"] = SubmissionState[values["state"]]
-        values["errors"] = errors_from_json(values["errors"])
-        return OutboxStatus(**values)
+        return None if row is None else _status(row)
+
+    def dead_letters(self, limit: int, after: OutboxId | None = None) -> list[OutboxStatus]:
+        limit, after = check_limit(limit), check_after(after)
+        with self._db("list dead letters", write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE state = ? AND id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (_S.DEAD.name, -1 if after is None else after, limit),
+            ).fetchall()
+        return [_status(row) for row in rows]
 
     def counts(self) -> dict[SubmissionState, int]:
         with self._db("count rows", write=False) as conn:
@@ -368,6 +373,14 @@ class SQLiteOutbox:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _status(row: tuple[Any, ...]) -> OutboxStatus:
+    """An OutboxStatus from a row read with _STATUS_COLUMNS."""
+    values = dict(zip(_STATUS_FIELDS, row, strict=True))
+    values["state"] = SubmissionState[values["state"]]
+    values["errors"] = errors_from_json(values["errors"])
+    return OutboxStatus(**values)
 
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:

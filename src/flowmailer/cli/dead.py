@@ -1,4 +1,4 @@
-"""``flowmailer dead requeue``: send dead letters again, once whatever killed them is fixed."""
+"""``flowmailer dead list`` and ``dead requeue``: see why messages died, and send them again once that is fixed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ from flowmailer.core import ConfigurationError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    parser = subparsers.add_parser("dead", help="dead letters: requeue them", allow_abbrev=False)
+    parser = subparsers.add_parser("dead", help="dead letters: list them, requeue them", allow_abbrev=False)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="dead letters, oldest first, with why they died", allow_abbrev=False)
+    listing.add_argument("--limit", type=int, default=50, help="how many to show (default 50)")
+    listing.add_argument("--after", type=int, metavar="ID", help="start after this outbox id (the next page)")
+    add_config_arguments(listing)
+    listing.set_defaults(handler=list_dead)
     requeue = actions.add_parser(
         "requeue", help="give dead letters a fresh start (these ids, or --all)", allow_abbrev=False
     )
@@ -33,4 +38,24 @@ def requeue_dead(args: argparse.Namespace) -> int:
     finally:
         outbox.close()
     print(f"requeued {count} dead letter(s)")
+    return 0
+
+
+def list_dead(args: argparse.Namespace) -> int:
+    """One line per dead letter: id, attempts, client reference, the reason, and Flowmailer's first error."""
+    outbox = open_outbox(config_from_args(args))
+    try:
+        dead = outbox.dead_letters(args.limit, args.after)
+    finally:
+        outbox.close()
+    if not dead:
+        print("no dead letters" if args.after is None else f"no dead letters after outbox id {args.after}")
+        return 0
+    print(f"{'id':>8}  {'attempts':>8}  {'client reference':<32}  reason | first error")
+    for status in dead:
+        first = status.errors[0].describe() if status.errors else "-"
+        reason = status.last_reason or "-"
+        print(f"{status.id:>8}  {status.attempts:>8}  {status.client_reference:<32}  {reason} | {first}")
+    if len(dead) == args.limit:
+        print(f"more may follow: flowmailer dead list --after {dead[-1].id}")
     return 0

@@ -21,6 +21,7 @@ __all__ = [
     "OutboxStatus",
     "SettleKind",
     "Settlement",
+    "check_after",
     "check_dedupe_key",
     "check_duration",
     "check_ids",
@@ -298,6 +299,14 @@ def check_time(value: object, field: str = "at") -> float:
             field, f"{value!r} is not a time", "pass seconds since the epoch, e.g. clock.now() + 30"
         )
     return float(value)
+
+
+def check_after(after: object) -> OutboxId | None:
+    """A paging cursor: None for the first page, else the last id of the page before."""
+    if after is None:
+        return None
+    [checked] = check_ids([after], "after")
+    return checked
 
 
 def check_ids(ids: Iterable[object], field: str = "ids") -> list[OutboxId]:

@@ -81,6 +81,13 @@ class Outbox(Protocol):
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None: ...
 
+    def dead_letters(self, limit: int, after: OutboxId | None = None) -> list[OutboxStatus]:
+        """Up to ``limit`` dead letters in id order (oldest enqueued first), those after the id ``after`` only.
+
+        Page through them all by passing the last id of one page as ``after`` of the next.
+        """
+        ...
+
     def counts(self) -> dict[SubmissionState, int]:
         """Rows per state, every state present."""
         ...

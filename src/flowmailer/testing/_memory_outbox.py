@@ -17,6 +17,7 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
+    check_after,
     check_dedupe_key,
     check_duration,
     check_ids,
@@ -207,21 +208,13 @@ class MemoryOutbox:
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
         with self._lock:
             row = self._rows.get(outbox_id)
-            if row is None:
-                return None
-            return OutboxStatus(
-                id=row.id,
-                state=row.state,
-                client_reference=row.client_reference,
-                dedupe_key=row.dedupe_key,
-                attempts=row.attempts,
-                enqueued_at=row.enqueued_at,
-                updated_at=row.updated_at,
-                due_at=row.due_at,
-                message_id=row.message_id,
-                last_reason=row.last_reason,
-                errors=row.errors,
-            )
+            return None if row is None else _status(row)
+
+    def dead_letters(self, limit: int, after: OutboxId | None = None) -> list[OutboxStatus]:
+        limit, after = check_limit(limit), check_after(after)
+        with self._lock:
+            dead = sorted(i for i, r in self._rows.items() if r.state is _S.DEAD and (after is None or i > after))
+            return [_status(self._rows[i]) for i in dead[:limit]]
 
     def counts(self) -> dict[SubmissionState, int]:
         with self._lock:
@@ -263,3 +256,19 @@ class MemoryOutbox:
 
     def close(self) -> None:
         """Nothing to release; present so the fake satisfies the port."""
+
+
+def _status(row: _Row) -> OutboxStatus:
+    return OutboxStatus(
+        id=row.id,
+        state=row.state,
+        client_reference=row.client_reference,
+        dedupe_key=row.dedupe_key,
+        attempts=row.attempts,
+        enqueued_at=row.enqueued_at,
+        updated_at=row.updated_at,
+        due_at=row.due_at,
+        message_id=row.message_id,
+        last_reason=row.last_reason,
+        errors=row.errors,
+    )

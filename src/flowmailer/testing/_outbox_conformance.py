@@ -299,6 +299,23 @@ def check_dead_letters_keep_their_errors_and_can_be_requeued(outbox: Outbox, clo
     assert _only(outbox.claim("c", 5, LEASE)).id == dead_id
 
 
+def check_dead_letters_are_listed_oldest_first_page_by_page(outbox: Outbox, clock: FakeClock) -> None:
+    ids = outbox.enqueue_many([_message(i) for i in range(5)])
+    claims = outbox.claim("a", 5, LEASE)
+    errors = (ErrorDetail(code="invalid", field="recipientAddress", default_message="bad address"),)
+    for claim in reversed(claims[::2]):  # died newest first: the listing still follows the ids
+        outbox.mark_dead(claim, f"HTTP 400 #{claim.id}", errors)
+    outbox.mark_accepted(claims[1], "m-1")
+    first = outbox.dead_letters(2)
+    assert first == [_status(outbox, ids[0]), _status(outbox, ids[2])]
+    assert (first[0].state, first[0].last_reason, first[0].errors) == (_S.DEAD, f"HTTP 400 #{ids[0]}", errors)
+    assert [s.id for s in outbox.dead_letters(2, after=first[-1].id)] == [ids[4]]
+    assert outbox.dead_letters(10, after=ids[4]) == []
+    assert [s.id for s in outbox.dead_letters(10)] == ids[::2]
+    for limit, after in ((0, None), (1, "3"), (1, True)):
+        _raises(ConfigurationError, lambda n=limit, a=after: outbox.dead_letters(n, a))  # type: ignore[misc]
+
+
 def check_requeue_all_dead(outbox: Outbox, clock: FakeClock) -> None:
     outbox.enqueue_many([_message(i) for i in range(3)])
     for claim in outbox.claim("a", 3, LEASE):
@@ -446,6 +463,7 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_reconcile_then_found,
     check_reconcile_then_not_found_resends_in_the_same_hands,
     check_dead_letters_keep_their_errors_and_can_be_requeued,
+    check_dead_letters_are_listed_oldest_first_page_by_page,
     check_requeue_all_dead,
     check_release_returns_the_row_at_once_without_counting_an_attempt,
     check_outcomes_refuse_bad_times_and_keep_the_claim,
