@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.core import ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
 
@@ -25,3 +28,84 @@ def test_trio_transport_passes_the_conformance_suite(server: TlsServer, depth: i
         return TrioTransport(ca_bundle=server.ca_bundle, connect_timeout=0.5, pipeline_depth=depth)
 
     trio.run(check_async_transport, factory, server)
+
+
+def _get() -> WireRequest:
+    return WireRequest("GET", Host.API, "/acct/messages/1")
+
+
+@pytest.mark.parametrize("n", [0, 11, 100])
+def test_more_than_ten_connections_or_none_is_refused(n: int) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        TrioTransport(max_connections=n)
+    assert e.value.field == "max_connections"
+
+
+@pytest.mark.parametrize("depth", [0, 17])
+def test_a_pipeline_depth_outside_one_to_sixteen_is_refused(depth: int) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        TrioTransport(pipeline_depth=depth)
+    assert e.value.field == "pipeline_depth"
+
+
+def test_a_context_that_does_not_verify_is_refused() -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ConfigurationError) as e:
+        TrioTransport(ssl_context=context)
+    assert e.value.field == "ssl_context"
+
+
+def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:
+    async def main() -> None:
+        transport = TrioTransport()
+        result = await transport.send(_get(), server.origin, server.addresses[0])
+        await transport.aclose()
+        assert isinstance(result, NotSent)
+        assert "certificate verify failed" in result.reason
+
+    trio.run(main)
+    assert server.received() == ()
+
+
+def test_connections_older_than_the_maximum_age_are_replaced(server: TlsServer) -> None:
+    # A MockClock that never jumps by itself: time moves only when the test says, so no timeout fires early.
+    clock = trio.testing.MockClock()
+
+    async def main() -> None:
+        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connection_age=60)
+        for _ in range(2):
+            assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        clock.jump(61)
+        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert transport.stats().opened == 2
+        await transport.aclose()
+
+    trio.run(main, clock=clock)
+    assert server.handshakes() == 2
+
+
+def test_requests_on_one_connection_never_exceed_the_pipeline_depth(server: TlsServer) -> None:
+    async def main() -> None:
+        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connections=2, pipeline_depth=3)
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):
+                nursery.start_soon(transport.send, _get(), server.origin, server.addresses[0])
+        stats = transport.stats()
+        assert (stats.opened, stats.max_in_flight) == (2, 3)
+        await transport.aclose()
+        assert transport.stats().open == 0
+
+    trio.run(main)
+
+
+def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
+    async def main() -> None:
+        transport = TrioTransport(ca_bundle=server.ca_bundle)
+        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        await transport.aclose()
+        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), NotSent)
+
+    trio.run(main)
+    assert len(server.received()) == 1

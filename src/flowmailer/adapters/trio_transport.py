@@ -220,6 +220,7 @@ class TrioTransport:
         conn = _Conn(key, stream, trio.current_time(), in_flight=1)
         self._conns.setdefault(key, []).append(conn)
         self._max_in_flight = max(self._max_in_flight, 1)
+        self._changed.unpark_all()  # tasks waiting at the cap may pipeline onto it
         return conn
 
     async def _checkin(self, conn: _Conn) -> None:

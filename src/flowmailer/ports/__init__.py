@@ -1,5 +1,6 @@
 """The ports: small Protocols the core owns and the adapters implement. Sync and async are named apart."""
 
+from flowmailer.ports._async_tokens import *
 from flowmailer.ports._clock import *
 from flowmailer.ports._observer import *
 from flowmailer.ports._outbox import *

@@ -1,0 +1,93 @@
+"""The in-memory token store for trio: single flight with a trio.Event, the core's TokenPolicy deciding."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from flowmailer.core import (
+    AccessToken,
+    AuthenticationError,
+    Credentials,
+    FlowmailerError,
+    TokenAction,
+    TokenFreshness,
+    TokenPolicy,
+)
+
+__all__ = ["TrioTokenStore"]
+
+_log = logging.getLogger("flowmailer")
+
+
+@attrs.define
+class _Slot:
+    token: AccessToken | None = None
+    refreshing: bool = False
+    #: Set when the refresh in flight ends; replaced by each new refresh.
+    done: trio.Event = attrs.Factory(trio.Event)
+    failure: FlowmailerError | None = None
+    refused: AuthenticationError | None = None
+
+
+class TrioTokenStore:
+    """A :class:`flowmailer.ports.AsyncTokenStore` for the tasks of one trio run.
+
+    ``now`` is wall time in epoch seconds (token expiry is wall time): give it the AsyncClient's ``wall_clock``.
+    A refresh that fails while the old token still has time
+    left is logged and the old token keeps serving.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.time, policy: TokenPolicy | None = None) -> None:
+        self._now = now
+        self._policy = policy if policy is not None else TokenPolicy()
+        self._slots: dict[tuple[str, str], _Slot] = {}
+
+    async def token(self, credentials: Credentials, fetch: Callable[[], Awaitable[AccessToken]]) -> AccessToken:
+        slot = self._slots.setdefault((credentials.account_id, credentials.client_id), _Slot())
+        waited = False
+        while True:
+            if slot.refused is not None:
+                raise slot.refused
+            action = self._policy.action(slot.token, self._now(), refresh_in_flight=slot.refreshing)
+            if action is TokenAction.WAIT:
+                await slot.done.wait()
+                waited = True
+                continue
+            if waited and action is TokenAction.REFRESH_AND_WAIT and slot.failure is not None:
+                raise slot.failure  # the refresh this task waited for failed: one attempt per wait
+            if action is TokenAction.USE:
+                assert slot.token is not None
+                return slot.token
+            break
+        current = slot.token
+        slot.refreshing, slot.done, slot.failure = True, trio.Event(), None
+        try:
+            new = await fetch()
+        except AuthenticationError as e:
+            slot.refused, slot.token, slot.failure = e, None, e
+            raise
+        except FlowmailerError as e:
+            slot.failure = e
+            still = None if current is None else self._policy.freshness(current, self._now())
+            if action is TokenAction.USE_AND_REFRESH and current is not None and still is not TokenFreshness.EXPIRED:
+                _log.warning(
+                    "token refresh for client id %s failed, the current token serves on: %s", credentials.client_id, e
+                )
+                return current
+            raise
+        else:
+            slot.token = new
+        finally:
+            slot.refreshing = False
+            slot.done.set()
+        return new
+
+    def invalidate(self, credentials: Credentials, token: AccessToken) -> None:
+        slot = self._slots.get((credentials.account_id, credentials.client_id))
+        if slot is not None and slot.token == token:
+            slot.token = None

@@ -1,0 +1,387 @@
+"""The trio client: :class:`flowmailer.app.Client`'s twin for trio programs, driving the same core functions.
+
+Imports trio, so it is not re-exported from ``flowmailer.app``: ``from flowmailer.app.async_client import
+AsyncClient``. Durations, deadlines and retry waits use trio's clock (``trio.current_time``, ``trio.sleep``), so a
+``trio.testing.MockClock`` controls them; wall time (token expiry) comes from ``wall_clock``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import TypeVar
+
+import trio
+
+from flowmailer.app import _defaults
+from flowmailer.core import (
+    FIRST_PAGE,
+    Accepted,
+    AccessToken,
+    AddressBook,
+    AddressPolicy,
+    Ambiguous,
+    AmbiguousError,
+    AttemptFinished,
+    AuthenticationError,
+    ConfigurationError,
+    Credentials,
+    CredentialsRejected,
+    DateRange,
+    FlowmailerError,
+    GiveUp,
+    GiveUpReason,
+    Host,
+    Message,
+    MessageEvent,
+    NotSent,
+    Origin,
+    Outcome,
+    Page,
+    Reconcile,
+    ReferenceRange,
+    RefreshToken,
+    Rejected,
+    RejectedError,
+    RequestFinished,
+    Retry,
+    RetryBudget,
+    RetryDecision,
+    RetryPolicy,
+    RetryState,
+    Simulation,
+    SortOrder,
+    SubmitMessage,
+    TokenInvalid,
+    Transient,
+    TransientError,
+    TransportResult,
+    WireRequest,
+    WireResponse,
+    classify_submit,
+    interpret_one,
+    interpret_page,
+    interpret_token,
+    message_events_request,
+    message_request,
+    message_to_json,
+    simulate_request,
+    submit_request,
+    tag_messages_request,
+    token_request,
+)
+from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, Resolver
+
+__all__ = ["AsyncClient"]
+
+DEFAULT_API_URL = "https://api.flowmailer.net"
+DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
+
+_log = logging.getLogger("flowmailer")
+_OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, CredentialsRejected)
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Flowmailer's REST API from trio tasks, reliably: ``await submit`` returns the message id only after a 201
+    and otherwise raises the same errors as :class:`flowmailer.app.Client`.
+
+    Every request goes through the core's retry policy, to the next healthy IP address, with one token shared by
+    all tasks. The transport (a ``TrioTransport``) and the token store (a ``TrioTokenStore`` given the same
+    ``wall_clock``) are passed in; the resolver is the system's unless given, and runs in a worker thread.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        transport: AsyncTransport,
+        token_store: AsyncTokenStore,
+        api_url: str = DEFAULT_API_URL,
+        login_url: str = DEFAULT_LOGIN_URL,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        address_policy: AddressPolicy | None = None,
+        reference_prefix: str = "ref:",
+        resolver: Resolver | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        if not reference_prefix:
+            raise ConfigurationError("reference_prefix", "is empty", 'use a tag prefix such as "ref:"')
+        self._origins = {
+            Host.API: Origin.parse(api_url, field="api_url"),
+            Host.LOGIN: Origin.parse(login_url, field="login_url"),
+        }
+        self._credentials = credentials
+        self._policy = policy if policy is not None else RetryPolicy()
+        self._budget = budget if budget is not None else RetryBudget()
+        self._address_policy = address_policy if address_policy is not None else AddressPolicy()
+        self._prefix = reference_prefix
+        self._transport = transport
+        self._tokens = token_store
+        self._resolver = resolver if resolver is not None else _defaults.resolver()
+        self._now = wall_clock
+        self._rng = rng if rng is not None else random.Random()
+        self._observer = observer
+        self._books: dict[Host, AddressBook] = {}
+        self._resolving: dict[Host, trio.Lock] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    # --- operations ------------------------------------------------------------------------------------------
+
+    async def submit(self, message: SubmitMessage) -> str:
+        """Flowmailer's message id, after a 201; the message is tagged with a client reference first, as by
+        :meth:`Client.submit`, so an :class:`AmbiguousError` can be reconciled with ``messages_by_tag``."""
+        reference = message.client_reference(self._prefix)
+        if reference is None:
+            reference = secrets.token_hex(16)
+            message = message.with_client_reference(reference, self._prefix)
+        account = self._credentials.account_id
+        body = message_to_json(message)  # once: a retry sends the same bytes
+        accepted: Accepted = await self._call(
+            "submit",
+            Host.API,
+            lambda token: submit_request(account, token, body),
+            lambda result, now: classify_submit(result, now=now),
+            reference=f"{self._prefix}{reference}",
+        )
+        return accepted.message_id
+
+    async def check_credentials(self) -> float:
+        """When the token expires (epoch seconds): proof that the credentials work, without showing the token."""
+        return (await self._token()).expires_at
+
+    async def simulate(self, message: SubmitMessage, source_id: str) -> Simulation:
+        """What the flow would make of ``message``; nothing is sent."""
+        account = self._credentials.account_id
+        return await self._call(
+            "simulate",
+            Host.API,
+            lambda token: simulate_request(account, token, message, source_id),
+            lambda result, now: interpret_one(result, Simulation, now=now),
+        )
+
+    async def message(self, message_id: str, *, add_events: bool = False, add_tags: bool = False) -> Message:
+        account = self._credentials.account_id
+        return await self._call(
+            "message",
+            Host.API,
+            lambda token: message_request(account, token, message_id, add_events=add_events, add_tags=add_tags),
+            lambda result, now: interpret_one(result, Message, now=now),
+        )
+
+    async def message_events(
+        self,
+        *,
+        start: ReferenceRange = FIRST_PAGE,
+        flow_ids: Iterable[int | str] = (),
+        source_ids: Iterable[int | str] = (),
+        daterange: DateRange | None = None,
+        receivedrange: DateRange | None = None,
+        sortorder: SortOrder | None = None,
+        add_message_tags: bool = False,
+    ) -> AsyncIterator[Page[MessageEvent]]:
+        """Pages of events from ``start``, fetched as the caller iterates; store a page's ``next_range`` as the
+        cursor to resume from later."""
+        account = self._credentials.account_id
+        flows, sources = tuple(flow_ids), tuple(source_ids)
+        page_range: ReferenceRange | None = start
+        while page_range is not None:
+            page = await self._call(
+                "message_events",
+                Host.API,
+                functools.partial(
+                    message_events_request,
+                    account,
+                    page=page_range,
+                    flow_ids=flows,
+                    source_ids=sources,
+                    daterange=daterange,
+                    receivedrange=receivedrange,
+                    sortorder=sortorder,
+                    add_message_tags=add_message_tags,
+                ),
+                lambda result, now: interpret_page(result, MessageEvent, now=now),
+            )
+            yield page
+            page_range = page.next_range
+
+    async def messages_by_tag(self, tag: str, *, daterange: DateRange | None = None) -> AsyncIterator[Message]:
+        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found)."""
+        account = self._credentials.account_id
+        page_range: ReferenceRange | None = FIRST_PAGE
+        while page_range is not None:
+            page = await self._call(
+                "messages_by_tag",
+                Host.API,
+                functools.partial(_tag_request, account, tag, page=page_range, daterange=daterange),
+                lambda result, now: interpret_page(result, Message, now=now),
+            )
+            for item in page.items:
+                yield item
+            page_range = page.next_range
+
+    # --- the one request loop --------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        operation: str,
+        host: Host,
+        build: Callable[[AccessToken], WireRequest] | WireRequest,
+        interpret: Callable[[TransportResult, float], T | Outcome],
+        *,
+        reference: str | None = None,
+    ) -> T:
+        """Attempts until the core's retry policy is done; the answer, or the error its last decision calls for."""
+        started = trio.current_time()
+        state = RetryState()
+        avoid: str | None = None
+        while True:
+            token = None
+            if isinstance(build, WireRequest):
+                request = build
+            else:
+                token = await self._token()
+                request = build(token)
+            address, result, duration = await self._send(host, request, avoid)
+            got = interpret(result, self._now())
+            attempt = state.attempts + 1
+            if isinstance(got, Accepted) or not isinstance(got, _OUTCOMES):
+                self._succeeded(operation, address, result, got, duration, attempt)
+                return got  # type: ignore[return-value]  # Accepted is the T of submit
+            outcome: Outcome = got
+            self._emit(AttemptFinished(operation, address, outcome, duration, attempt))
+            _log.debug("%s attempt %d to %s: %s (%.3f s)", operation, attempt, address, outcome, duration)
+            if isinstance(outcome, Ambiguous) and request.idempotent:
+                outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
+            book = self._books.get(host)
+            decision: RetryDecision
+            decision, state = self._policy.decide(
+                outcome,
+                state,
+                elapsed=trio.current_time() - started,
+                u=self._rng.random(),
+                addresses=len(book) if book is not None else 1,
+            )
+            decision, self._budget = self._budget.admit(decision, trio.current_time())
+            if isinstance(decision, Retry):
+                _log.debug("%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address)
+                await trio.sleep(decision.delay)
+                avoid = address
+            elif isinstance(decision, RefreshToken) and token is not None:
+                self._tokens.invalidate(self._credentials, token)
+            else:
+                raise _error(self._credentials.client_id, operation, decision, state.attempts, reference)
+
+    def _succeeded(
+        self, operation: str, address: str, result: TransportResult, got: object, duration: float, attempt: int
+    ) -> None:
+        if self._budget.tokens < self._budget.capacity:
+            self._budget = self._budget.deposit(trio.current_time())
+        if self._observer is not None:
+            if isinstance(got, Accepted):
+                self._observer.on_event(AttemptFinished(operation, address, got, duration, attempt))
+            else:
+                status = result.status if isinstance(result, WireResponse) else 0
+                self._observer.on_event(RequestFinished(operation, address, status, duration, attempt))
+
+    def _token(self) -> Awaitable[AccessToken]:
+        return self._tokens.token(self._credentials, self._fetch_token)
+
+    async def _fetch_token(self) -> AccessToken:
+        return await self._call("token", Host.LOGIN, token_request(self._credentials), interpret_token)
+
+    def _emit(self, event: AttemptFinished) -> None:
+        if self._observer is not None:
+            self._observer.on_event(event)
+
+    # --- addresses -------------------------------------------------------------------------------------------
+
+    async def _send(self, host: Host, request: WireRequest, avoid: str | None) -> tuple[str, TransportResult, float]:
+        origin = self._origins[host]
+        book = await self._book(host)
+        if isinstance(book, NotSent):
+            return origin.host, book, 0.0
+        now = trio.current_time()
+        address, self._books[host] = self._books[host].pick(now, avoid)
+        result = await self._transport.send(request, origin, address)
+        done = trio.current_time()
+        if isinstance(result, NotSent | Ambiguous):
+            self._books[host] = self._books[host].mark_failed(address, done)
+        else:
+            self._books[host] = self._books[host].mark_ok(address)
+        return address, result, done - now
+
+    async def _book(self, host: Host) -> AddressBook | NotSent:
+        """The host's address book, resolved again when its TTL ran out, by one task while the others use the old."""
+        book = self._books.get(host)
+        if book is not None and not book.needs_resolve(trio.current_time()):
+            return book
+        resolving = self._resolving.setdefault(host, trio.Lock())
+        if book is not None and resolving.locked():
+            return book
+        async with resolving:
+            book = self._books.get(host)
+            if book is not None and not book.needs_resolve(trio.current_time()):
+                return book
+            origin = self._origins[host]
+            # The resolver port is blocking (getaddrinfo): it must not stall the other tasks.
+            resolution = await trio.to_thread.run_sync(self._resolver.resolve, origin.host, origin.port)
+            now = trio.current_time()
+            book = self._books.get(host)
+            if isinstance(resolution, NotSent):
+                if book is None:
+                    return resolution
+                self._books[host] = book.resolve_failed(now)
+            elif book is None:
+                self._books[host] = AddressBook.from_resolution(resolution, now, self._address_policy)
+            else:
+                self._books[host] = book.updated(resolution, now)
+            return self._books[host]
+
+
+def _tag_request(
+    account: str, tag: str, token: AccessToken, *, page: ReferenceRange, daterange: DateRange | None
+) -> WireRequest:
+    return tag_messages_request(account, token, tag, page=page, daterange=daterange)
+
+
+def _error(client_id: str, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
+    """The error a final decision calls for (the same words as the sync Client's)."""
+    if isinstance(decision, Reconcile):
+        return AmbiguousError(
+            f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
+            f"may have accepted it. Look for tag {reference!r} with messages_by_tag before sending it again.",
+            client_reference=reference,
+        )
+    assert isinstance(decision, GiveUp)
+    outcome = decision.outcome
+    if isinstance(outcome, Rejected):
+        return RejectedError(outcome.status, outcome.errors)
+    if isinstance(outcome, CredentialsRejected):
+        return AuthenticationError(client_id, outcome.detail)
+    if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
+        return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
+    retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
+    return TransientError(
+        f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
+        f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
+        retry_after=retry_after,
+    )

@@ -1,0 +1,170 @@
+"""AsyncClient's request loop against a scripted transport, under trio's MockClock: no test waits for real."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from flowmailer.adapters.trio_token_store import TrioTokenStore
+from flowmailer.app.async_client import AsyncClient
+from flowmailer.core import (
+    Ambiguous,
+    AmbiguousError,
+    AuthenticationError,
+    Credentials,
+    Origin,
+    SubmitMessage,
+    TransientError,
+    TransportResult,
+    WireRequest,
+)
+from tests.client.scripted import API, LOGIN, ScriptedTransport, page, resolver, status, token_answer
+
+CREDENTIALS = Credentials("acct", "client-1", "very-secret-value")
+MESSAGE = SubmitMessage(sender_address="a@example.com", recipient_address="b@example.com", subject="hi")
+EPOCH = 1_700_000_000.0
+
+
+class AsyncScripted:
+    """The sync ScriptedTransport behind a trio checkpoint, so tasks interleave as over a network."""
+
+    def __init__(self) -> None:
+        self.inner = ScriptedTransport()
+        self.closed = False
+
+    async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
+        await trio.lowlevel.checkpoint()
+        return self.inner.send(request, origin, address)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def wall() -> float:
+    return EPOCH + trio.current_time()
+
+
+def make(transport: AsyncScripted) -> AsyncClient:
+    return AsyncClient(
+        CREDENTIALS,
+        transport=transport,
+        token_store=TrioTokenStore(wall),
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        resolver=resolver(),
+        wall_clock=wall,
+        rng=random.Random(7),
+    )
+
+
+def run(body: Callable[[AsyncClient, AsyncScripted], Awaitable[None]]) -> AsyncScripted:
+    transport = AsyncScripted()
+
+    async def main() -> None:
+        async with make(transport) as client:
+            await body(client, transport)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert transport.closed
+    return transport
+
+
+def test_fifty_concurrent_submits_share_one_token_fetch() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(client.submit, MESSAGE)
+
+    transport = run(body)
+    assert len(transport.inner.to("/oauth/token")) == 1
+    assert len(transport.inner.to("/messages/submit")) == 50
+
+
+def test_the_token_is_refreshed_ahead_of_expiry_on_trios_clock() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/oauth/token", token_answer("tok-1", 60), token_answer("tok-2", 60))
+        await client.submit(MESSAGE)
+        await trio.sleep(49)  # MockClock: 49 s pass at once; tok-1 has 11 s left, still fresh
+        await client.submit(MESSAGE)
+        await trio.sleep(2)  # 9 s left: inside the 10 s refresh-ahead window
+        await client.submit(MESSAGE)
+        await client.submit(MESSAGE)
+
+    transport = run(body)
+    tokens = [s.request.header("Authorization") for s in transport.inner.to("/messages/submit")]
+    assert tokens == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]
+    assert len(transport.inner.to("/oauth/token")) == 2
+
+
+def test_retry_after_is_waited_out_on_trios_clock() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/messages/submit", status(503, Retry_After="2"))
+        started = trio.current_time()
+        await client.submit(MESSAGE)
+        assert trio.current_time() - started == pytest.approx(2.0)
+
+    transport = run(body)
+    assert len(transport.inner.to("/messages/submit")) == 2
+
+
+def test_no_answer_to_a_submit_raises_ambiguous_with_the_reference_tag() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/messages/submit", Ambiguous("reset after write"))
+        with pytest.raises(AmbiguousError) as e:
+            await client.submit(MESSAGE)
+        assert e.value.client_reference is not None
+        assert e.value.client_reference in transport.inner.to("/messages/submit")[0].request.body.decode()
+
+    transport = run(body)
+    assert len(transport.inner.to("/messages/submit")) == 1
+
+
+def test_an_idempotent_read_without_an_answer_is_sent_again() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/messages/abc", Ambiguous("read timeout"), status(200, {"id": "abc"}))
+        assert (await client.message("abc")).id == "abc"
+
+    transport = run(body)
+    assert len(transport.inner.to("/messages/abc")) == 2
+
+
+def test_refused_credentials_are_never_asked_for_again() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/oauth/token", status(401, {"error": "invalid_client", "error_description": "Bad"}))
+        for _ in range(3):
+            with pytest.raises(AuthenticationError):
+                await client.submit(MESSAGE)
+
+    transport = run(body)
+    assert len(transport.inner.to("/oauth/token")) == 1
+    assert transport.inner.to("/messages/submit") == []
+
+
+def test_persistent_5xx_gives_up_with_a_transient_error_within_the_deadline() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/messages/submit", *[status(503)] * 10)
+        started = trio.current_time()
+        with pytest.raises(TransientError):
+            await client.submit(MESSAGE)
+        assert trio.current_time() - started < 60.0
+
+    transport = run(body)
+    assert len(transport.inner.to("/messages/submit")) == 5
+
+
+def test_message_events_and_messages_by_tag_fetch_pages_as_they_are_iterated() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        event = {"id": "e1", "messageId": "m1", "type": "DELIVERED"}
+        transport.inner.queue("/message_events", page([event], next_ref="aa"), page([event, event]))
+        sizes = [len(p.items) async for p in client.message_events()]
+        assert sizes == [1, 2]
+        transport.inner.queue("/messages", page([{"id": "m1"}], next_ref="bb"), page([{"id": "m2"}]))
+        assert [m.id async for m in client.messages_by_tag("ref:x")] == ["m1", "m2"]
+
+    transport = run(body)
+    ranges = [s.request.header("Range") for s in transport.inner.to("/message_events")]
+    assert ranges == ["items=:100", "items=aa:100"]

@@ -1,0 +1,234 @@
+"""AsyncClient over TrioTransport against FakeFlowmailer: real TLS on loopback addresses, faults injected.
+
+trio's real clock: the transport's timeouts must not be jumped by a MockClock while the fake (in threads)
+answers. Nothing waits except a blackholed connect, which waits out its short connect timeout: the behaviour
+under test.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+from flowmailer.adapters.trio_token_store import TrioTokenStore
+from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.app.async_client import AsyncClient
+from flowmailer.core import (
+    AddressPolicy,
+    Ambiguous,
+    AmbiguousError,
+    AttemptFinished,
+    ConfigurationError,
+    Event,
+    NotSent,
+    SubmitMessage,
+    WireResponse,
+    interpret_token,
+    submit_request,
+    token_request,
+)
+from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode, StaticResolver
+
+MESSAGE = SubmitMessage(sender_address="shop@example.com", recipient_address="ann@example.com", text="Hi")
+
+
+class Attempts:
+    def __init__(self) -> None:
+        self.events: list[AttemptFinished] = []
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, AttemptFinished):
+            self.events.append(event)
+
+
+def client(fake: FakeFlowmailer, transport: TrioTransport, **kwargs: object) -> AsyncClient:
+    return AsyncClient(
+        fake.client_credentials(),
+        transport=transport,
+        token_store=TrioTokenStore(),
+        api_url=fake.api_url,
+        login_url=fake.login_url,
+        resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+        rng=random.Random(1),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def transport(fake: FakeFlowmailer, **kwargs: object) -> TrioTransport:
+    return TrioTransport(ssl_context=fake.client_ssl_context(), **kwargs)  # type: ignore[arg-type]
+
+
+def serve(fake: FakeFlowmailer, body: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with fake.serving():
+            await body()
+
+    trio.run(main)
+
+
+def test_submit_returns_the_message_id_flowmailer_accepted() -> None:
+    fake = FakeFlowmailer()
+
+    async def body() -> None:
+        async with client(fake, transport(fake)) as c:
+            message_id = await c.submit(MESSAGE)
+        assert [m.message_id for m in fake.records().accepted] == [message_id]
+
+    serve(fake, body)
+
+
+def test_a_hundred_concurrent_submits_use_at_most_ten_connections_and_one_token() -> None:
+    fake = FakeFlowmailer()
+    ids: list[str] = []
+
+    async def body() -> None:
+        async def one() -> None:
+            ids.append(await c.submit(MESSAGE))
+
+        async with client(fake, transport(fake)) as c, trio.open_nursery() as nursery:
+            for _ in range(100):
+                nursery.start_soon(one)
+        records = fake.records()
+        assert sorted(ids) == sorted(m.message_id for m in records.accepted)
+        assert len(set(ids)) == 100
+        assert records.max_open_connections <= 10
+        assert sum(records.token_requests.values()) == 1
+
+    serve(fake, body)
+
+
+def test_pipelining_at_depth_three_pipelines_and_each_submit_gets_its_own_answer() -> None:
+    # The first submit is held by the fake, so the next ones are written behind it on the one connection.
+    fake = FakeFlowmailer(addresses=("127.0.0.2",), faults=[Fault.delay(0.2, path="submit", at=[0])])
+    ids: dict[str, str] = {}
+
+    async def body() -> None:
+        async def one(i: int) -> None:
+            reference = f"pipelined-{i}"
+            ids[f"ref:{reference}"] = await c.submit(MESSAGE.with_client_reference(reference, "ref:"))
+
+        async with client(fake, transport(fake, max_connections=1, pipeline_depth=3)) as c:
+            await c.check_credentials()
+            async with trio.open_nursery() as nursery:
+                for i in range(12):
+                    nursery.start_soon(one, i)
+        records = fake.records()
+        assert records.pipelined_requests >= 2
+        accepted = {m.message_id: [t for t in m.tags if t.startswith("ref:")] for m in records.accepted}
+        assert {ref: [ref] for ref in ids} == {ref: accepted[message_id] for ref, message_id in ids.items()}
+
+    serve(fake, body)
+
+
+def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_ambiguous() -> None:
+    # Submit 0 is held, so submits 1 and 2 are written behind it; the fake accepts submit 1 and resets.
+    fake = FakeFlowmailer(
+        addresses=("127.0.0.2",),
+        faults=[Fault.delay(0.2, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
+    )
+
+    async def body() -> None:
+        t = transport(fake, max_connections=1, pipeline_depth=3)
+        login = await t.send(token_request(fake.client_credentials()), fake.login_origin, "127.0.0.2")
+        token = interpret_token(login, 0.0)
+        results: dict[str, object] = {}
+
+        async def one(i: int) -> None:
+            message = MESSAGE.with_client_reference(f"reset-{i}", "ref:")
+            request = submit_request(fake.account_id, token, message)  # type: ignore[arg-type]
+            results[f"ref:reset-{i}"] = await t.send(request, fake.api_origin, "127.0.0.2")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(one, i)
+        await t.aclose()
+        answered = [ref for ref, r in results.items() if isinstance(r, WireResponse)]
+        ambiguous = [ref for ref, r in results.items() if isinstance(r, Ambiguous)]
+        assert (len(answered), len(ambiguous)) == (1, 2), results
+        copies = fake.records().copies_by_reference
+        # The answered one and the reset one are held once each; the one behind the reset was never read.
+        assert copies[answered[0]] == 1
+        assert sorted(copies.get(ref, 0) for ref in ambiguous) == [0, 1]
+        assert fake.records().pipelined_requests >= 1
+
+    serve(fake, body)
+
+
+def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each() -> None:
+    fake = FakeFlowmailer(
+        addresses=("127.0.0.2",),
+        faults=[Fault.delay(0.2, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
+    )
+
+    async def body() -> None:
+        unsure: list[AmbiguousError] = []
+
+        async def one(i: int) -> None:
+            try:
+                await c.submit(MESSAGE.with_client_reference(f"rec-{i}", "ref:"))
+            except AmbiguousError as e:
+                unsure.append(e)
+
+        async with client(fake, transport(fake, max_connections=1, pipeline_depth=3)) as c:
+            await c.check_credentials()
+            async with trio.open_nursery() as nursery:
+                for i in range(3):
+                    nursery.start_soon(one, i)
+            assert len(unsure) == 2
+            for e in unsure:
+                assert e.client_reference is not None
+                found = [m async for m in c.messages_by_tag(e.client_reference)]
+                if not found:
+                    await c.submit(MESSAGE.with_client_reference(e.client_reference.removeprefix("ref:"), "ref:"))
+        assert fake.records().copies_by_reference == {f"ref:rec-{i}": 1 for i in range(3)}
+
+    serve(fake, body)
+
+
+def test_a_blackholed_address_costs_one_connect_timeout_and_is_then_avoided() -> None:
+    fake = FakeFlowmailer()
+    attempts = Attempts()
+
+    async def body() -> None:
+        fake.set_mode("127.0.0.3", Mode.BLACKHOLE)
+        c = client(
+            fake, transport(fake, connect_timeout=0.3), address_policy=AddressPolicy(cool_down=60), observer=attempts
+        )
+        async with c:
+            for _ in range(9):
+                await c.submit(MESSAGE)
+        assert len(fake.records().accepted) == 9
+        failed = [e for e in attempts.events if (e.operation, e.address) == ("submit", "127.0.0.3")]
+        assert len(failed) == 1
+        assert isinstance(failed[0].outcome, NotSent)
+
+    serve(fake, body)
+
+
+def test_a_wrong_certificate_is_refused_and_nothing_is_sent() -> None:
+    fake = FakeFlowmailer()
+
+    async def body() -> None:
+        fake.set_mode("127.0.0.2", Mode.WRONG_CERTIFICATE)
+        t = transport(fake)
+        result = await t.send(token_request(fake.client_credentials()), fake.login_origin, "127.0.0.2")
+        await t.aclose()
+        assert isinstance(result, NotSent), result
+        assert "certificate" in result.reason.lower()
+        assert fake.records().requests == 0
+
+    serve(fake, body)
+
+
+def test_plain_http_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        AsyncClient(
+            FakeFlowmailer().client_credentials(),
+            transport=TrioTransport(),
+            token_store=TrioTokenStore(),
+            api_url="http://api.flowmailer.net",
+        )
+    assert e.value.field == "api_url"
