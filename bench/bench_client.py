@@ -2,7 +2,8 @@
 
 The servers run in other processes, so the CPU time measured here is the clients' alone: FakeFlowmailer (a child
 Python process) and nginx answering 201 (skipped, with how to install it, when nginx is missing).
-Targets: the Client at >= 0.8x the bare pool's requests/s, and >= 5x the naive client's.
+Targets: the Client at >= 0.8x the bare pool's requests/s, and >= 5x the naive client's. The machine's load average
+is printed before and after: on a shared machine, compare only figures from one run.
 """
 
 from __future__ import annotations
@@ -329,11 +330,31 @@ def _wait_listening(address: str, port: int, child: subprocess.Popen[bytes]) -> 
 # --- report ----------------------------------------------------------------------------------------------------
 
 
-def report(rows: list[Row]) -> None:
+@attrs.frozen
+class Best:
+    """One client's rounds against one server: the highest rate and the lowest CPU per request, each on its own."""
+
+    target: str
+    client: str
+    rate: float
+    cpu_ms: float
+
+    @classmethod
+    def of(cls, rows: list[Row]) -> Best:
+        return cls(rows[0].target, rows[0].client, max(r.rate for r in rows), min(r.cpu_ms for r in rows))
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def report(rows: list[Best], before: str) -> None:
     print(
-        f"{THREADS} threads, {MESSAGES} messages (naive: {NAIVE_MESSAGES}), best of {ROUNDS} rounds for the Client "
-        "and the bare pool; client CPU measured in this process, servers in others"
+        f"{THREADS} threads, {MESSAGES} messages (naive: {NAIVE_MESSAGES}), best of {ROUNDS} alternating rounds for "
+        "the Client and the bare pool; client CPU is this process's (getrusage), the servers run in others"
     )
+    print(f"before: {before}; after: {load()}")
     print(f"{'server':<16}{'client':<20}{'requests/s':>12}{'CPU ms/request':>16}")
     for r in rows:
         print(f"{r.target:<16}{r.client:<20}{r.rate:>12.0f}{r.cpu_ms:>16.3f}")
@@ -342,33 +363,31 @@ def report(rows: list[Row]) -> None:
         ours, bare, naive = by["flowmailer Client"], by["bare urllib3 pool"], by["naive requests"]
         print(
             f"{target}: Client/bare = {ours.rate / bare.rate:.2f}x requests/s (target >= 0.8), "
-            f"{bare.cpu_ms / ours.cpu_ms:.2f}x CPU efficiency; "
-            f"Client/naive = {ours.rate / naive.rate:.1f}x requests/s (target >= 5)"
+            f"{ours.cpu_ms / bare.cpu_ms:.2f}x CPU per request; "
+            f"Client/naive = {ours.rate / naive.rate:.1f}x requests/s (target >= 5), "
+            f"{ours.cpu_ms / naive.cpu_ms:.3f}x CPU per request"
         )
 
 
 def main() -> int:
-    rows: list[Row] = []
+    before = load()
+    rows: list[Best] = []
     with fake_server() as fake:
         rows += run_all(fake)
     with nginx_server() as nginx:
         if nginx is not None:
             rows += run_all(nginx)
-    report(rows)
+    report(rows, before)
     return 0
 
 
-def run_all(target: Target) -> list[Row]:
+def run_all(target: Target) -> list[Best]:
     bare: list[Row] = []
     ours: list[Row] = []
     for _ in range(ROUNDS):
         bare.append(run_bare(target))
         ours.append(run_flowmailer(target))
-    return [_best(bare), _best(ours), run_naive(target)]
-
-
-def _best(rows: list[Row]) -> Row:
-    return min(rows, key=lambda r: r.cpu / r.messages)
+    return [Best.of(bare), Best.of(ours), Best.of([run_naive(target)])]
 
 
 if __name__ == "__main__":
