@@ -31,7 +31,7 @@ check: venv
     {{bin}}/ruff check src tests bench
     {{bin}}/ruff format --check src tests bench
     {{bin}}/mypy
-    {{bin}}/lint-imports
+    {{bin}}/lint-imports --no-logo
 
 # Apply ruff's fixes and formatting.
 fmt: venv
