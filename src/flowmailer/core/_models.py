@@ -118,16 +118,17 @@ def _optional_utc_seconds(value: datetime | None) -> datetime | None:
 
 
 def _json_object(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A private copy of ``data`` exactly as JSON will carry it, so the frozen message cannot change under us."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
+    """Only the type: ``SubmitMessage`` then copies ``data`` through JSON, and its JSON size comes for free."""
+    if value is not None and not isinstance(value, Mapping):
         raise ConfigurationError("data", f"is a {type(value).__name__}, not a mapping", "pass a dict (a JSON object)")
+    return value  # type: ignore[return-value]  # a Mapping until __attrs_post_init__ makes it a dict
+
+
+def _json_text(value: Mapping[str, Any]) -> str:
     try:
-        copied: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+        return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ConfigurationError("data", f"is not JSON ({e})", "use only str, numbers, bools, lists, dicts") from e
-    return copied
 
 
 def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
@@ -245,7 +246,13 @@ class SubmitMessage:
                 f"is for SMS only, not {self.message_type.value}",
                 "remove delivery_notification_type",
             )
-        object.__setattr__(self, "_bound", self._size_bound())
+        data_size = 0
+        if self.data is not None:
+            # A private copy exactly as JSON will carry it, so the frozen message cannot change under us.
+            text = _json_text(self.data)
+            object.__setattr__(self, "data", json.loads(text))
+            data_size = len(text)
+        object.__setattr__(self, "_bound", self._size_bound(data_size))
         self._check_size()
 
     def _check_size(self) -> None:
@@ -261,7 +268,7 @@ class SubmitMessage:
                     "send large files as links, or shrink the attachments",
                 )
 
-    def _size_bound(self) -> int:
+    def _size_bound(self, data_size: int) -> int:
         """An upper bound on the JSON size that costs no encoding; only messages near the limit are encoded."""
         bound = 1024 + sum(_string_bound(getattr(self, name)) for name in (*_EMAIL_TEXT, "subject", "text"))
         bound += _string_bound(self.sender_address) + _string_bound(self.recipient_address)
@@ -271,9 +278,7 @@ class SubmitMessage:
         for a in self.attachments:
             bound += _bytes_bound(a.content) + _string_bound(a.content_type) + 128
             bound += _string_bound(a.filename) + _string_bound(a.content_id)
-        if self.data is not None:
-            bound += len(json.dumps(self.data))
-        return bound
+        return bound + data_size
 
     def with_client_reference(self, ref: str, prefix: str = "ref:") -> SubmitMessage:
         """A copy tagged ``<prefix><ref>``, so that an ambiguous submission can be found again by tag."""
