@@ -1,4 +1,5 @@
-"""The core's cost: one submit decision, and one 2 KB SubmitMessage serialised beside json.dumps of the same dict.
+"""The core's cost: one submit decision, a submit's own steps, and one 2 KB SubmitMessage serialised beside
+json.dumps of the same dict.
 
 Run: .venv/bin/python bench/bench_core.py. Each figure is the best of several rounds, the rounds interleaved so
 that both sides of a ratio see the same machine load.
@@ -12,13 +13,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flowmailer.core import (
+    AccessToken,
+    AddressBook,
     Header,
+    Resolution,
     RetryPolicy,
     SubmitMessage,
     WireResponse,
     classify_submit,
     message_from_json,
     message_to_json,
+    submit_request,
     wire_converter,
 )
 
@@ -75,6 +80,17 @@ def main() -> None:
         },
         number=10_000,
     )
+    book = AddressBook.from_resolution(Resolution(("192.0.2.1", "192.0.2.2", "192.0.2.3"), 60.0), 0.0)
+    token = AccessToken("token", 1e12)
+    steps = per_call(
+        {
+            "SubmitMessage(...)": message_2kb,
+            "with_client_reference": lambda: message.with_client_reference("0b7e1c5e7f7c4c719e0f3c1c8f7a7b01"),
+            "submit_request(bytes)": lambda: submit_request("123", token, body),
+            "AddressBook.pick": lambda: book.pick(1.0),
+        },
+        number=5_000,
+    )
     s = per_call(
         {
             "message_to_json": lambda: message_to_json(message),
@@ -85,6 +101,9 @@ def main() -> None:
         number=2_000,
     )
     for name, seconds in d.items():
+        print(f"{name:<24} {seconds * 1e6:8.2f} us")
+    print("-- a submit's steps, besides serialising --")
+    for name, seconds in steps.items():
         print(f"{name:<24} {seconds * 1e6:8.2f} us")
     print(f"-- {len(body)} byte SubmitMessage --")
     for name, seconds in s.items():
