@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from flowmailer.cli._config import (
+    RECONCILE_SECRET_ENV,
     SECRET_ENV,
     Config,
     PostgresLocation,
@@ -15,7 +16,7 @@ from flowmailer.cli._config import (
     load_config,
     parse_outbox,
 )
-from flowmailer.core import ConfigurationError
+from flowmailer.core import ConfigurationError, Credentials
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -115,14 +116,39 @@ def test_unreadable_empty_or_binary_secret_file_names_the_setting_without_quotin
         assert SECRET not in str(info.value)
 
 
-def test_secret_flag_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flag", ["--client-secret", "--reconcile-client-secret"])
+def test_secret_flag_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str], flag: str) -> None:
     parser = argparse.ArgumentParser(prog="flowmailer x", allow_abbrev=False)
     add_config_arguments(parser)
     with pytest.raises(SystemExit):
-        parser.parse_args(["--client-secret", SECRET])
+        parser.parse_args([flag, SECRET])
     err = capsys.readouterr().err
     assert "never taken from a flag" in err
+    assert f"{flag}-file" in err
     assert SECRET not in err
+
+
+def test_reconcile_credential_follows_the_main_secrets_rules_and_is_optional(tmp_path: Path) -> None:
+    assert load_config({"account_id": "1"}, {}).reconcile_credentials() is None
+    (tmp_path / "reader").write_text(SECRET + "\n", encoding="utf-8")
+    config = load_config(
+        {"account_id": "1", "reconcile_client_id": "reader", "reconcile_client_secret_file": str(tmp_path / "reader")},
+        {RECONCILE_SECRET_ENV: "loses to the flag"},
+    )
+    assert config.reconcile_credentials() == Credentials("1", "reader", SECRET)
+    assert SECRET not in repr(config)
+    both = {RECONCILE_SECRET_ENV: SECRET, "FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE": str(tmp_path / "reader")}
+    with pytest.raises(ConfigurationError) as info:
+        load_config({}, both)
+    assert info.value.field == "reconcile_client_secret"
+    toml = write_toml(tmp_path, f'reconcile_client_secret = "{SECRET}"\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"config": str(toml)}, {})
+    assert RECONCILE_SECRET_ENV in info.value.fix
+    assert SECRET not in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"account_id": "1", "reconcile_client_id": "reader"}, {}).reconcile_credentials()
+    assert info.value.field == "reconcile_client_secret"
 
 
 def test_unknown_toml_key_is_refused_with_the_valid_keys(tmp_path: Path) -> None:

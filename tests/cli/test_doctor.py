@@ -18,6 +18,7 @@ SECRET = "doctor-secret-never-printed"
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CONFIG", "ACCOUNT_ID", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE", "API_URL", "OUTBOX"):
         monkeypatch.delenv(f"FLOWMAILER_{name}", raising=False)
+        monkeypatch.delenv(f"FLOWMAILER_RECONCILE_{name}", raising=False)
     monkeypatch.delenv("FLOWMAILER_LOGIN_URL", raising=False)
     monkeypatch.delenv("FLOWMAILER_CA_BUNDLE", raising=False)
 
@@ -83,20 +84,57 @@ def test_doctor_reports_a_configuration_error_as_a_failed_check(capsys: Capsys) 
     assert lines(capsys.readouterr().out) == {"configuration": "FAIL"}
 
 
+def online_flags(fake: FakeFlowmailer, client_id: str) -> list[str]:
+    url = f"https://localhost:{fake.port}"
+    flags = ["--account-id", fake.account_id, "--client-id", client_id, "--api-url", url]
+    return [*flags, "--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
+
+
 @pytest.mark.parametrize("role", ["ADMIN", SUBMIT_ROLE])
 def test_doctor_online_fetches_a_token(
     fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch, role: str
 ) -> None:
     credential = fake.credential(role)
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", credential.client_secret)
-    url = f"https://localhost:{fake.port}"
-    flags = ["--account-id", fake.account_id, "--client-id", credential.client_id, "--api-url", url]
-    flags += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
-    assert main(["doctor", "--online", *flags]) == 0
+    main(["doctor", "--online", *online_flags(fake, credential.client_id)])
     out = capsys.readouterr().out
     assert lines(out)["token"] == "ok"
     assert credential.client_secret not in out
     assert sum(fake.records().token_requests.values()) == 1
+
+
+def test_doctor_online_fails_a_submit_only_credential_alone_for_it_cannot_reconcile(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credential = fake.credential(SUBMIT_ROLE)
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", credential.client_secret)
+    assert main(["doctor", "--online", *online_flags(fake, credential.client_id)]) == 1
+    out = capsys.readouterr().out
+    assert {k: v for k, v in lines(out).items() if v == "FAIL"} == {"reconciliation": "FAIL"}
+    assert "FLOWMAILER_RECONCILE_CLIENT_ID" in out
+
+
+def test_doctor_online_passes_a_submit_only_credential_with_a_second_one_that_may_search(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", submitter.client_secret)
+    monkeypatch.setenv("FLOWMAILER_RECONCILE_CLIENT_SECRET", reader.client_secret)
+    flags = [*online_flags(fake, submitter.client_id), "--reconcile-client-id", reader.client_id]
+    assert main(["doctor", "--online", *flags]) == 0
+    out = capsys.readouterr().out
+    assert set(lines(out).values()) == {"ok"}
+    assert f"reconciliation: possible: client id {reader.client_id!r} may search" in out
+    assert "reconcile_client_secret: set (from environment FLOWMAILER_RECONCILE_CLIENT_SECRET)" in out
+    assert reader.client_secret not in out
+
+
+def test_doctor_fails_a_reconcile_client_id_without_its_secret(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
+    assert main(["doctor", *local_flags(), "--reconcile-client-id", "reader"]) == 1
+    out = capsys.readouterr().out
+    assert lines(out) == {"reconciliation": "FAIL"}
+    assert "FLOWMAILER_RECONCILE_CLIENT_SECRET" in out
 
 
 def test_doctor_online_fails_on_refused_credentials(

@@ -13,7 +13,7 @@ import pytest
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 from flowmailer.core import SubmissionState, SubmitMessage
-from flowmailer.testing import FakeFlowmailer, Fault
+from flowmailer.testing import SUBMIT_ROLE, FakeFlowmailer, Fault
 
 SUBMIT = "messages/submit"
 
@@ -34,9 +34,11 @@ def fill_outbox(path: Path, count: int) -> None:
     outbox.close()
 
 
-def start_relay(fake: FakeFlowmailer, tmp_path: Path) -> subprocess.Popen[str]:
+def start_relay(
+    fake: FakeFlowmailer, tmp_path: Path, *, role: str = "ADMIN", env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """The relay, configured by a TOML file and the secret from the environment."""
-    credential = fake.credential()
+    credential = fake.credential(role)
     url = f"https://localhost:{fake.port}"
     (tmp_path / "flowmailer.toml").write_text(
         f'account_id = "{fake.account_id}"\nclient_id = "{credential.client_id}"\n'
@@ -47,6 +49,7 @@ def start_relay(fake: FakeFlowmailer, tmp_path: Path) -> subprocess.Popen[str]:
         **os.environ,
         "FLOWMAILER_CONFIG": str(tmp_path / "flowmailer.toml"),
         "FLOWMAILER_CLIENT_SECRET": credential.client_secret,
+        **(env or {}),
     }
     command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,3 +121,40 @@ def test_relay_with_refused_credentials_exits_1_and_says_why(fake: FakeFlowmaile
     assert "refused the credentials" in done.stderr
     assert "wrong-secret" not in done.stdout + done.stderr
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 0
+
+
+def test_relay_submits_with_a_submit_only_credential_and_reconciles_with_a_second_one(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 5)
+    reader = fake.credential()
+    second = {
+        "FLOWMAILER_RECONCILE_CLIENT_ID": reader.client_id,
+        "FLOWMAILER_RECONCILE_CLIENT_SECRET": reader.client_secret,
+    }
+    relay = start_relay(fake, tmp_path, role=SUBMIT_ROLE, env=second)
+    try:
+        fake.wait_until(lambda r: len(r.accepted) == 5, timeout=30)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert f"reconciling with client id {reader.client_id}" in out
+    assert "cannot be reconciled" not in err
+    assert reader.client_secret not in out + err
+
+
+def test_relay_with_only_a_submit_only_credential_warns_at_start_naming_the_fix(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 2)
+    relay = start_relay(fake, tmp_path, role=SUBMIT_ROLE)
+    try:
+        fake.wait_until(lambda r: len(r.accepted) == 2, timeout=30)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert "cannot be reconciled" in err
+    assert "FLOWMAILER_RECONCILE_CLIENT_ID" in err
+    assert "reconciliation REFUSED: ambiguous submissions go dead" in out

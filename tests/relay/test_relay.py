@@ -27,6 +27,7 @@ from flowmailer.core import (
     OutboxId,
     RecordAccepted,
     RejectedError,
+    RelayCannotReconcile,
     RelayClaimed,
     RelayNotRecorded,
     RelayOutboxFailed,
@@ -58,6 +59,8 @@ class FakeClient:
         self.accepted: dict[str, list[str]] = {}
         self.scripts: dict[str, list[Behaviour]] = {}
         self.search_faults: list[Exception] = []
+        #: A submit-only credential: every search by tag is refused.
+        self.submit_only = False
         self.sends: Counter[str] = Counter()
         self.searches: Counter[str] = Counter()
         self.in_flight = 0
@@ -93,6 +96,10 @@ class FakeClient:
                 self.in_flight -= 1
 
     def messages_by_tag(self, tag: str) -> Iterator[Message]:
+        if self.submit_only:
+            raise RejectedError(403, (ErrorDetail(code="forbidden", default_message="Access is denied"),))
+        if not tag.startswith("ref:"):  # the relay's probe at start
+            return iter([])
         ref = tag.removeprefix("ref:")
         with self._lock:
             self.searches[ref] += 1
@@ -581,3 +588,44 @@ def test_outcomes_queued_while_the_recorder_commits_are_settled_in_one_transacti
     assert not runner.is_alive()
     assert outbox.counts()[S.ACCEPTED] == 6
     assert batches == [1, 4, 1]
+
+
+def test_a_separate_reconciler_searches_while_a_submit_only_client_sends(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.submit_only = True
+    client.scripts[ref] = [TAKEN_THEN_LOST]
+
+    class Reader:
+        """A read-capable credential on the same account: it sees what the submitter's submissions left."""
+
+        def __init__(self) -> None:
+            self.tags: list[str] = []
+
+        def messages_by_tag(self, tag: str) -> Iterator[Message]:
+            self.tags.append(tag)
+            return iter([Message(id=i, tags=(tag,)) for i in client.accepted.get(tag.removeprefix("ref:"), [])])
+
+    reader, recorder = Reader(), Recorder()
+    stats = relay(outbox, client, clock, reconciler=reader, observer=recorder).drain()
+    assert (stats.accepted, stats.reconciled, stats.dead) == (1, 1, 0)
+    assert client.sends[ref] == 1
+    assert reader.tags[1:] == [f"ref:{ref}"]
+    assert not [e for e in recorder.events if isinstance(e, RelayCannotReconcile)]
+
+
+def test_a_relay_that_cannot_search_says_so_at_start_naming_the_fix(
+    outbox: MemoryOutbox, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = FakeClient()
+    client.submit_only = True
+    recorder = Recorder()
+    relay(outbox, client, clock, observer=recorder).drain()
+    [warning] = [e for e in recorder.events if isinstance(e, RelayCannotReconcile)]
+    assert recorder.events[0] == warning
+    assert "403" in warning.reason
+    assert "FLOWMAILER_RECONCILE_CLIENT_ID" in warning.reason
+    assert "reconciler=" in warning.reason
+    assert [r.levelname for r in caplog.records if "cannot be reconciled" in r.getMessage()] == ["WARNING"]

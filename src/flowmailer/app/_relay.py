@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import logging
 import os
 import queue
 import random
@@ -42,6 +43,8 @@ from flowmailer.core import (
     ReconcileAt,
     ReconcileResult,
     RecordAccepted,
+    RejectedError,
+    RelayCannotReconcile,
     RelayClaimed,
     RelayDecision,
     RelayNotRecorded,
@@ -60,7 +63,7 @@ from flowmailer.core import (
     lease_allows_send,
     outcome_of,
 )
-from flowmailer.ports import Clock, Observer, Outbox, Submitter
+from flowmailer.ports import Clock, Observer, Outbox, Reconciler, Submitter
 
 __all__ = ["MAX_CONCURRENCY", "Relay", "RelayStats"]
 
@@ -68,6 +71,10 @@ _T = TypeVar("_T")
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; the relay never submits more at once.
 MAX_CONCURRENCY = 10
+
+#: The tag a relay searches for once at start, to learn whether its reconciler's credential may search at all.
+_PROBE_TAG = "flowmailer-relay-probe"
+_log = logging.getLogger("flowmailer")
 
 _PENDING = (
     SubmissionState.QUEUED,
@@ -108,6 +115,11 @@ class Relay:
     ``install_signal_handlers()``); ``run(until_empty=True)`` / ``drain()`` also returns once nothing is left to
     send. A stop lets in-flight submissions finish for up to ``stop_timeout`` seconds and releases the rest.
     Give the client a short in-process retry policy: the outbox holds the long waits.
+
+    ``reconciler`` searches Flowmailer by tag after an ambiguous submission (default: ``client``). Flowmailer's
+    credentials carry one role each, so a least-privilege setup submits with a FEATURE_SUBMITMESSAGE credential
+    and reconciles with a second ``Client`` whose credential may read messages. ``run()`` asks the reconciler once
+    at start and reports a refusal (``RelayCannotReconcile``, and a warning on the ``flowmailer`` logger).
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class Relay:
         outbox: Outbox,
         client: Submitter,
         *,
+        reconciler: Reconciler | None = None,
         rules: RelayRules | None = None,
         concurrency: int = MAX_CONCURRENCY,
         batch_size: int = 20,
@@ -136,6 +149,7 @@ class Relay:
             raise ConfigurationError("batch_size", f"{batch_size!r} is not a positive whole number", "give 1 or more")
         self._outbox = outbox
         self._client = client
+        self._reconciler: Reconciler = reconciler if reconciler is not None else client
         self._rules = rules if rules is not None else RelayRules()
         self._concurrency = concurrency
         self._batch_size = batch_size
@@ -205,6 +219,7 @@ class Relay:
             if self._running:
                 raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
             self._running, self._stopping = True, False
+        self._check_reconciler()
         workers = [
             threading.Thread(target=self._work, name=f"flowmailer-relay-{i}", daemon=True)
             for i in range(self._concurrency)
@@ -219,6 +234,24 @@ class Relay:
         if self._halted is not None:
             raise self._halted
         return self.stats()
+
+    def _check_reconciler(self) -> None:
+        """Learn at start, not at the first ambiguity, that searches by tag are refused (a submit-only credential)."""
+        try:
+            next(iter(self._reconciler.messages_by_tag(_PROBE_TAG)), None)
+        except (RejectedError, AuthenticationError) as e:
+            if isinstance(e, AuthenticationError) and self._reconciler is self._client:
+                return  # the first submission meets the same refusal and stops the relay, saying why
+            reason = (
+                f"searching Flowmailer by tag was refused ({e}), so an ambiguous submission cannot be reconciled and "
+                "will become a dead letter; give the relay a reconciler whose credential may read messages "
+                "(Relay(..., reconciler=Client(...)); for `flowmailer relay`, set FLOWMAILER_RECONCILE_CLIENT_ID and "
+                "FLOWMAILER_RECONCILE_CLIENT_SECRET or FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE)"
+            )
+            _log.warning("relay %s: %s", self._owner, reason)
+            self._emit(RelayCannotReconcile(self._owner, reason))
+        except FlowmailerError:
+            return  # Flowmailer is unreachable for now: the searches themselves will tell
 
     # -- the claimer loop --------------------------------------------------------------------------------------
 
@@ -403,7 +436,7 @@ class Relay:
 
     def _search(self, claim: Claim) -> ReconcileResult:
         try:
-            ids = tuple(m.id for m in self._client.messages_by_tag(f"ref:{claim.client_reference}"))
+            ids = tuple(m.id for m in self._reconciler.messages_by_tag(f"ref:{claim.client_reference}"))
         except FlowmailerError as e:
             self._note_halt(e)
             return outcome_of(e)

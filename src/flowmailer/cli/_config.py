@@ -15,6 +15,7 @@ from flowmailer.core import ConfigurationError, Credentials, Origin
 
 __all__ = [
     "CONFIG_ENV",
+    "RECONCILE_SECRET_ENV",
     "SECRET_ENV",
     "SETTINGS",
     "Config",
@@ -30,6 +31,9 @@ __all__ = [
 
 CONFIG_ENV = "FLOWMAILER_CONFIG"
 SECRET_ENV = "FLOWMAILER_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+RECONCILE_SECRET_ENV = "FLOWMAILER_RECONCILE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+#: Each secret: the environment variable that may hold it (its file is the setting named ``<secret>_file``).
+_SECRETS = {"client_secret": SECRET_ENV, "reconcile_client_secret": RECONCILE_SECRET_ENV}
 DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
@@ -54,6 +58,19 @@ SETTINGS: tuple[Setting, ...] = (
         "--client-secret-file",
         "FLOWMAILER_CLIENT_SECRET_FILE",
         f"file holding the client secret (or set {SECRET_ENV}; never a flag)",
+        is_path=True,
+    ),
+    Setting(
+        "reconcile_client_id",
+        "--reconcile-client-id",
+        "FLOWMAILER_RECONCILE_CLIENT_ID",
+        "client id whose role may read messages, for the relay's searches by tag (default: --client-id)",
+    ),
+    Setting(
+        "reconcile_client_secret_file",
+        "--reconcile-client-secret-file",
+        "FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE",
+        f"file holding the reconcile client's secret (or set {RECONCILE_SECRET_ENV}; never a flag)",
         is_path=True,
     ),
     Setting("api_url", "--api-url", "FLOWMAILER_API_URL", f"API base URL (default {DEFAULT_API_URL})"),
@@ -140,6 +157,10 @@ class Config:
     client_secret: str | None = attrs.field(default=None, repr=False)
     #: The file the secret was read from; None when it came from the environment.
     client_secret_file: Path | None = None
+    #: A second credential, whose role may read messages, for the relay's searches by tag; None: the first one.
+    reconcile_client_id: str | None = None
+    reconcile_client_secret: str | None = attrs.field(default=None, repr=False)
+    reconcile_client_secret_file: Path | None = None
     api_url: str = DEFAULT_API_URL
     login_url: str = DEFAULT_LOGIN_URL
     ca_bundle: Path | None = None
@@ -157,6 +178,18 @@ class Config:
         assert self.client_secret is not None
         return Credentials(self.account_id, self.client_id, self.client_secret)
 
+    def reconcile_credentials(self) -> Credentials | None:
+        """The second credential for reconciliation, or None when none is configured (the first one reconciles)."""
+        if self.reconcile_client_id is None and self.reconcile_client_secret is None:
+            return None
+        for name in ("account_id", "reconcile_client_id", "reconcile_client_secret"):
+            if getattr(self, name) is None:
+                raise missing(name)
+        assert self.account_id is not None
+        assert self.reconcile_client_id is not None
+        assert self.reconcile_client_secret is not None
+        return Credentials(self.account_id, self.reconcile_client_id, self.reconcile_client_secret)
+
     def require_outbox(self) -> SqliteLocation | PostgresLocation:
         if self.outbox is None:
             raise missing("outbox")
@@ -165,10 +198,11 @@ class Config:
 
 def missing(name: str) -> ConfigurationError:
     """The error for a setting nobody gave, saying every way to give it."""
-    if name == "client_secret":
+    if name in _SECRETS:
+        file = _BY_NAME[f"{name}_file"]
         fix = (
-            f"set {SECRET_ENV}, or name a file holding it with --client-secret-file, "
-            "FLOWMAILER_CLIENT_SECRET_FILE or client_secret_file in the TOML file"
+            f"set {_SECRETS[name]}, or name a file holding it with {file.flag}, "
+            f"{file.env} or {file.name} in the TOML file"
         )
         return ConfigurationError(name, "is not configured", fix)
     s = _BY_NAME[name]
@@ -181,15 +215,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", metavar="FILE", help=f"TOML configuration file (or set {CONFIG_ENV})")
     for s in SETTINGS:
         group.add_argument(s.flag, dest=s.name, metavar="VALUE", help=f"{s.help} [{s.env}]")
-    # Claimed so that argparse cannot read it as an abbreviation of --client-secret-file and echo the secret.
-    group.add_argument("--client-secret", nargs="?", action=_RefuseSecretFlag, help=argparse.SUPPRESS)
+    # Claimed so that argparse cannot read them as abbreviations of the --...-file flags and echo the secret.
+    for name in _SECRETS:
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, nargs="?", action=_RefuseSecretFlag, help=argparse.SUPPRESS)
 
 
 class _RefuseSecretFlag(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        name = self.dest
         parser.error(
-            f"--client-secret: secrets are never taken from a flag (other users can read a command line); "
-            f"set {SECRET_ENV} or pass --client-secret-file"
+            f"{self.option_strings[0]}: secrets are never taken from a flag (other users can read a command line); "
+            f"set {_SECRETS[name]} or pass {_BY_NAME[f'{name}_file'].flag}"
         )
 
 
@@ -220,7 +257,8 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
                 value = str(base / value)
             chosen[s.name], sources[s.name] = value, str(file_name)
 
-    secret, secret_file = _choose_secret(chosen, sources, environ)
+    secret, secret_file = _choose_secret("client_secret", chosen, sources, environ)
+    reconcile_secret, reconcile_secret_file = _choose_secret("reconcile_client_secret", chosen, sources, environ)
     api_url = chosen.get("api_url", DEFAULT_API_URL)
     login_url = chosen.get("login_url", DEFAULT_LOGIN_URL)
     Origin.parse(api_url, field="api_url")
@@ -235,6 +273,9 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
         client_id=chosen.get("client_id"),
         client_secret=secret,
         client_secret_file=secret_file,
+        reconcile_client_id=chosen.get("reconcile_client_id"),
+        reconcile_client_secret=reconcile_secret,
+        reconcile_client_secret_file=reconcile_secret_file,
         api_url=api_url.rstrip("/"),
         login_url=login_url.rstrip("/"),
         ca_bundle=Path(chosen["ca_bundle"]) if "ca_bundle" in chosen else None,
@@ -244,38 +285,39 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
 
 
 def _choose_secret(
-    chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]
+    name: str, chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]
 ) -> tuple[str | None, Path | None]:
     """The secret file named by a flag wins; then the secret in the environment; then a file named elsewhere."""
-    env_secret = environ.get(SECRET_ENV) or None
-    file_source = sources.get("client_secret_file", "")
+    env, file = _SECRETS[name], _BY_NAME[f"{name}_file"]
+    env_secret = environ.get(env) or None
+    file_source = sources.get(file.name, "")
     if env_secret is not None and file_source.startswith("environment"):
         raise ConfigurationError(
-            "client_secret",
-            f"both {SECRET_ENV} and FLOWMAILER_CLIENT_SECRET_FILE are set",
+            name,
+            f"both {env} and {file.env} are set",
             "unset one of them, so that it is clear which secret is used",
         )
     if env_secret is not None and not file_source.startswith("flag"):
-        sources["client_secret"] = f"environment {SECRET_ENV}"
+        sources[name] = f"environment {env}"
         return env_secret, None
-    if "client_secret_file" not in chosen:
+    if file.name not in chosen:
         return None, None
-    path = Path(chosen["client_secret_file"])
+    path = Path(chosen[file.name])
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigurationError(
-            "client_secret_file",
+            file.name,
             f"cannot read {str(path)!r} ({e.strerror or type(e).__name__})",
-            f"make the file readable by this user, or set {SECRET_ENV} instead",
+            f"make the file readable by this user, or set {env} instead",
         ) from None
     except UnicodeError:  # the error's text would quote the secret's bytes
         raise ConfigurationError(
-            "client_secret_file", f"{str(path)!r} is not UTF-8 text", "write the client secret into it as text"
+            file.name, f"{str(path)!r} is not UTF-8 text", "write the client secret into it as text"
         ) from None
     if not text:
-        raise ConfigurationError("client_secret_file", f"{str(path)!r} is empty", "write the client secret into it")
-    sources["client_secret"] = f"file {path} (named by {file_source})"
+        raise ConfigurationError(file.name, f"{str(path)!r} is empty", "write the client secret into it")
+    sources[name] = f"file {path} (named by {file_source})"
     return text, path
 
 
@@ -290,11 +332,11 @@ def _read_toml(path: Path) -> dict[str, str]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigurationError("config", f"{str(path)!r} is not valid TOML ({e})", "fix the file's syntax") from None
     for key, value in data.items():
-        if key == "client_secret":
+        if key in _SECRETS:
             raise ConfigurationError(
-                f"{path}: client_secret",
+                f"{path}: {key}",
                 "secrets are never read from the TOML file",
-                f"delete the line; set {SECRET_ENV}, or name a file holding the secret with client_secret_file",
+                f"delete the line; set {_SECRETS[key]}, or name a file holding the secret with {key}_file",
             )
         if key not in _BY_NAME:
             raise ConfigurationError(

@@ -19,6 +19,7 @@ from flowmailer.core import (
     ReconcileAt,
     RecordAccepted,
     Rejected,
+    RelayCannotReconcile,
     RelayNotRecorded,
     RelayOutboxFailed,
     RelayRecorded,
@@ -57,6 +58,8 @@ class TallySnapshot:
     #: Claims, counts or waits that failed in the outbox (the relay retries them), and the last reason given.
     outbox_failures: int = 0
     last_outbox_failure: str | None = None
+    #: Why the relay cannot reconcile (its searches by tag were refused at start); None when it can.
+    cannot_reconcile: str | None = None
 
     def traffic(self) -> str:
         """One short phrase per address: requests, and the failures among them."""
@@ -87,6 +90,7 @@ class Tally:
         self._retries: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
         self._last_outbox_failure: str | None = None
+        self._cannot_reconcile: str | None = None
 
     def on_event(self, event: Event) -> None:
         with self._lock:
@@ -111,6 +115,8 @@ class Tally:
             elif isinstance(event, RelayOutboxFailed):
                 self._counts["outbox_failures"] += 1
                 self._last_outbox_failure = event.reason
+            elif isinstance(event, RelayCannotReconcile):
+                self._cannot_reconcile = event.reason
 
     def snapshot(self) -> TallySnapshot:
         with self._lock:
@@ -125,6 +131,7 @@ class Tally:
                 not_recorded=self._counts["not_recorded"],
                 outbox_failures=self._counts["outbox_failures"],
                 last_outbox_failure=self._last_outbox_failure,
+                cannot_reconcile=self._cannot_reconcile,
             )
 
 

@@ -9,6 +9,7 @@ from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
     from flowmailer.app import Client
+    from flowmailer.core import Credentials
     from flowmailer.ports import Observer, Outbox
 
 __all__ = ["build_client", "open_outbox"]
@@ -40,12 +41,12 @@ def open_outbox(config: Config, *, create: bool = False) -> Outbox:
     return outbox
 
 
-def build_client(config: Config, *, observer: Observer | None = None) -> Client:
-    """A Client for the configured account; the credentials must all be there."""
+def build_client(config: Config, *, observer: Observer | None = None, credentials: Credentials | None = None) -> Client:
+    """A Client for the configured account, with ``credentials`` or else the main ones (which must all be there)."""
     from flowmailer.app import Client
 
     return Client(
-        config.require_credentials(),
+        credentials if credentials is not None else config.require_credentials(),
         api_url=config.api_url,
         login_url=config.login_url,
         ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),

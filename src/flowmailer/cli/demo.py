@@ -69,7 +69,17 @@ def demo(args: argparse.Namespace) -> int:
     from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
     from flowmailer.app import Client, Relay
     from flowmailer.core import Credentials, RelayRules, RetryPolicy, TokenPolicy
-    from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, FaultPlan, Mode, StaticResolver
+    from flowmailer.testing import (
+        API_HOST,
+        LOGIN_HOST,
+        SUBMIT_ROLE,
+        Credential,
+        FakeFlowmailer,
+        Fault,
+        FaultPlan,
+        Mode,
+        StaticResolver,
+    )
 
     faults = FaultPlan(
         (
@@ -85,22 +95,28 @@ def demo(args: argparse.Namespace) -> int:
     live = False if args.no_progress else None
     with tempfile.TemporaryDirectory(prefix="flowmailer-demo-") as folder, fake.running():
         fake.set_mode(BLACKHOLED, Mode.BLACKHOLE)
-        credential = fake.credential()
-        client = Client(
-            Credentials(fake.account_id, credential.client_id, credential.client_secret),
-            api_url=fake.api_url,
-            login_url=fake.login_url,
-            # Short timeouts, so the blackholed address costs half a second before it cools down.
-            transport=Urllib3Transport(
-                ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, clock=clock
-            ),
-            # Refresh 2 s ahead rather than 10: the demo's tokens live only ~10 s.
-            token_store=MemoryTokenStore(clock, TokenPolicy(refresh_ahead=2.0)),
-            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-            policy=RetryPolicy(max_attempts=4, deadline=10.0, base_delay=0.05, cap=0.5, max_retry_after=5.0),
-            clock=clock,
-            observer=tally,
-        )
+        # Least privilege, as Flowmailer's guidelines ask: a submit-only credential sends, and a second one whose
+        # role may read messages searches by tag after an ambiguous submission.
+        submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+
+        def client_for(credential: Credential) -> Client:
+            return Client(
+                Credentials(fake.account_id, credential.client_id, credential.client_secret),
+                api_url=fake.api_url,
+                login_url=fake.login_url,
+                # Short timeouts, so the blackholed address costs half a second before it cools down.
+                transport=Urllib3Transport(
+                    ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, clock=clock
+                ),
+                # Refresh 2 s ahead rather than 10: the demo's tokens live only ~10 s.
+                token_store=MemoryTokenStore(clock, TokenPolicy(refresh_ahead=2.0)),
+                resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+                policy=RetryPolicy(max_attempts=4, deadline=10.0, base_delay=0.05, cap=0.5, max_retry_after=5.0),
+                clock=clock,
+                observer=tally,
+            )
+
+        client, reconciler = client_for(submitter), client_for(reader)
         outbox = SQLiteOutbox(Path(folder) / "outbox.db", clock=clock)
         try:
             print(
@@ -114,6 +130,7 @@ def demo(args: argparse.Namespace) -> int:
             relay = Relay(
                 outbox,
                 client,
+                reconciler=reconciler,
                 rules=RelayRules(backoff=RetryPolicy(base_delay=0.1, cap=1.0), reconcile_delay=0.2),
                 concurrency=args.concurrency,
                 clock=clock,
@@ -132,9 +149,11 @@ def demo(args: argparse.Namespace) -> int:
             counts = outbox.counts()
         finally:
             client.close()
+            reconciler.close()
             outbox.close()
         records = fake.records()
-    figures = Figures(args.messages, counts, records, stats, tally.snapshot(), elapsed)
+    credentials = f"{submitter.client_id} ({submitter.role}) submits, {reader.client_id} ({reader.role}) reconciles"
+    figures = Figures(args.messages, counts, records, stats, tally.snapshot(), elapsed, credentials)
     summary(figures.rows(), title="flowmailer demo: summary", live=live)
     problems = figures.problems()
     for problem in problems:
@@ -186,6 +205,8 @@ class Figures:
     stats: RelayStats
     seen: TallySnapshot
     elapsed: float
+    #: Which credential did what: least privilege, one role each.
+    credentials: str = "-"
 
     @property
     def accepted(self) -> int:
@@ -237,6 +258,7 @@ class Figures:
         traffic = "; ".join(f"{a} {requests[a]} requests, {connections.get(a, 0)} connections" for a in ADDRESSES)
         handshakes = records.handshakes_by_address
         return [
+            ("credentials", self.credentials),
             ("enqueued", str(self.enqueued)),
             ("accepted", str(self.accepted)),
             ("distinct messages at the fake", str(self.at_fake)),

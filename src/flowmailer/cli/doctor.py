@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import argparse
 import stat
+from pathlib import Path
 from typing import Any
 
-from flowmailer.cli._config import Config, SqliteLocation, add_config_arguments, config_from_args, missing
-from flowmailer.core import ConfigurationError, FlowmailerError, NotSent, Origin, RejectedError
+from flowmailer.cli._config import (
+    RECONCILE_SECRET_ENV,
+    Config,
+    SqliteLocation,
+    add_config_arguments,
+    config_from_args,
+    missing,
+)
+from flowmailer.core import ConfigurationError, Credentials, FlowmailerError, NotSent, Origin, RejectedError
+
+_FIX = (
+    "give the relay a second credential whose role may read messages: FLOWMAILER_RECONCILE_CLIENT_ID and "
+    f"{RECONCILE_SECRET_ENV} (or FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check the configuration (credentials present, https URLs, DNS, CA bundle; --online: a token)",
+        help="check the configuration (credentials, https URLs, DNS, CA bundle; --online: a token and tag searches)",
         allow_abbrev=False,
     )
-    parser.add_argument("--online", action="store_true", help="also fetch a token from Flowmailer's login host")
+    parser.add_argument(
+        "--online", action="store_true", help="also fetch a token, and check that reconciliation may search by tag"
+    )
     add_config_arguments(parser)
     parser.set_defaults(handler=doctor)
 
@@ -27,14 +42,29 @@ def doctor(args: argparse.Namespace) -> int:
     except ConfigurationError as e:
         _report(False, "configuration", str(e))
         return 1
+    try:
+        reconcile = config.reconcile_credentials()
+    except ConfigurationError as e:
+        _report(False, "reconciliation", str(e))
+        return 1
     results = [
         *_credentials(config),
+        *(_credentials(config, "reconcile_") if reconcile is not None else []),
         *_hosts(config),
         _ca_bundle(config),
         _outbox(config),
     ]
     if args.online:
-        results.append(_token(config))
+        ok, can_search = _token(config)
+        results.append(ok)
+        if reconcile is not None:
+            can_search = _search(config, reconcile)
+        results.append(_reconciliation(config, reconcile, can_search))
+    else:
+        who = config.client_id if reconcile is None else reconcile.client_id
+        results.append(
+            _report(True, "reconciliation", f"by client id {who!r}; `doctor --online` checks that it may search by tag")
+        )
     return 0 if all(results) else 1
 
 
@@ -43,19 +73,22 @@ def _report(ok: bool, what: str, detail: str) -> bool:
     return ok
 
 
-def _credentials(config: Config) -> list[bool]:
+def _credentials(config: Config, prefix: str = "") -> list[bool]:
+    """The main credential's settings, or with ``prefix="reconcile_"`` the second one's."""
     results = []
-    for name in ("account_id", "client_id", "client_secret"):
+    names = (f"{prefix}client_id", f"{prefix}client_secret") if prefix else ("account_id", "client_id", "client_secret")
+    for name in names:
         value = getattr(config, name)
         if value is None:
             results.append(_report(False, name, f"missing; {missing(name).fix}"))
             continue
-        shown = "set" if name == "client_secret" else repr(value)
+        shown = "set" if name.endswith("client_secret") else repr(value)
         results.append(_report(True, name, f"{shown} (from {config.sources.get(name, 'default')})"))
-    if config.client_secret_file is not None:
-        mode = stat.S_IMODE(config.client_secret_file.stat().st_mode)
-        fix = "" if not mode & 0o077 else f"; others may read it: chmod 600 {config.client_secret_file}"
-        results.append(_report(not mode & 0o077, "client_secret_file", f"mode {mode:04o}{fix}"))
+    secret_file: Path | None = getattr(config, f"{prefix}client_secret_file")
+    if secret_file is not None:
+        mode = stat.S_IMODE(secret_file.stat().st_mode)
+        fix = "" if not mode & 0o077 else f"; others may read it: chmod 600 {secret_file}"
+        results.append(_report(not mode & 0o077, f"{prefix}client_secret_file", f"mode {mode:04o}{fix}"))
     return results
 
 
@@ -92,19 +125,55 @@ def _outbox(config: Config) -> bool:
     return _report(True, "outbox", config.outbox.describe())
 
 
-def _token(config: Config) -> bool:
-    """Fetch a token by asking for a tag nobody uses: a submit-only credential is refused 403 after the token."""
+def _token(config: Config) -> tuple[bool, bool | None]:
+    """Fetch a token by asking for a tag nobody uses: a submit-only credential is refused 403 after the token.
+
+    Also answers whether the credential may search by tag (None when that is not known).
+    """
+    refused, token = _probe(config, None)
+    if refused is None:
+        return _report(True, "token", f"fetched from {config.login_url}; API reads work"), True
+    if isinstance(refused, RejectedError) and refused.status == 403 and token:
+        return _report(True, "token", f"fetched from {config.login_url}; the credential may only submit (good)"), False
+    return _report(False, "token", str(refused)), None
+
+
+def _search(config: Config, credentials: Credentials) -> bool | None:
+    refused, _ = _probe(config, credentials)
+    if refused is None:
+        return True
+    if isinstance(refused, RejectedError) and refused.status == 403:
+        return False
+    _report(False, "reconcile token", str(refused))
+    return None
+
+
+def _probe(config: Config, credentials: Credentials | None) -> tuple[FlowmailerError | None, bool]:
+    """Search a tag nobody uses: the error it raised, if any, and whether a token was fetched first."""
     from flowmailer.cli._progress import Tally
     from flowmailer.cli._wiring import build_client
 
     tally = Tally()
     try:
-        with build_client(config, observer=tally) as client:
+        with build_client(config, observer=tally, credentials=credentials) as client:
             next(iter(client.messages_by_tag("flowmailer-doctor")), None)
-    except RejectedError as e:
-        if e.status != 403 or not tally.snapshot().answered.get("token"):
-            return _report(False, "token", str(e))
-        return _report(True, "token", f"fetched from {config.login_url}; the credential may only submit (good)")
     except FlowmailerError as e:
-        return _report(False, "token", str(e))
-    return _report(True, "token", f"fetched from {config.login_url}; API reads work")
+        return e, bool(tally.snapshot().answered.get("token"))
+    return None, True
+
+
+def _reconciliation(config: Config, reconcile: Credentials | None, can_search: bool | None) -> bool:
+    who = repr(config.client_id if reconcile is None else reconcile.client_id)
+    if can_search:
+        return _report(True, "reconciliation", f"possible: client id {who} may search messages by tag")
+    if can_search is None:
+        return _report(False, "reconciliation", f"unknown: client id {who} could not be checked (see above)")
+    if reconcile is None:
+        return _report(
+            False,
+            "reconciliation",
+            f"impossible: client id {who} may only submit, so an ambiguous submission would go dead; {_FIX}",
+        )
+    return _report(
+        False, "reconciliation", f"impossible: client id {who} may not search messages by tag; give it a role that may"
+    )

@@ -32,13 +32,19 @@ def relay(args: argparse.Namespace) -> int:
     from flowmailer.app import Relay
 
     config = config_from_args(args)
+    reconcile = config.reconcile_credentials()
     tally = Tally()
     client = build_client(config, observer=tally)
+    reconciler = None if reconcile is None else build_client(config, observer=tally, credentials=reconcile)
     outbox = open_outbox(config)
     try:
-        runner = Relay(outbox, client, concurrency=args.concurrency, clock=SystemClock(), observer=tally)
+        runner = Relay(
+            outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=SystemClock(), observer=tally
+        )
+        searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
         print(
-            f"relay {runner.owner}: submitting from {config.require_outbox().describe()}; stop with Ctrl-C or SIGTERM"
+            f"relay {runner.owner}: submitting from {config.require_outbox().describe()}, reconciling with "
+            f"{searcher}; stop with Ctrl-C or SIGTERM"
         )
         run_relay(
             runner,
@@ -52,6 +58,8 @@ def relay(args: argparse.Namespace) -> int:
         return 0
     finally:
         client.close()
+        if reconciler is not None:
+            reconciler.close()
         outbox.close()
 
 
@@ -59,7 +67,11 @@ def relay_rows(outbox: Outbox, tally: Tally) -> Rows:
     counts = outbox.counts()
     seen = tally.snapshot()
     retries = ", ".join(f"{n} {cause}" for cause, n in sorted(seen.retries.items())) or "0"
+    warning: Rows = []
+    if seen.cannot_reconcile is not None:
+        warning = [("reconciliation", "REFUSED: ambiguous submissions go dead; set FLOWMAILER_RECONCILE_CLIENT_ID")]
     return [
+        *warning,
         ("queued", str(counts[SubmissionState.QUEUED])),
         ("in flight", str(counts[SubmissionState.IN_FLIGHT])),
         ("retrying", str(counts[SubmissionState.RETRY_SCHEDULED])),

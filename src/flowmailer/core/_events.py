@@ -10,6 +10,7 @@ from flowmailer.core._relay import RelayDecision
 __all__ = [
     "AttemptFinished",
     "Event",
+    "RelayCannotReconcile",
     "RelayClaimed",
     "RelayNotRecorded",
     "RelayOutboxFailed",
@@ -67,6 +68,15 @@ class RelayOutboxFailed:
 
 
 @attrs.frozen
+class RelayCannotReconcile:
+    """At start, a relay's tag search was refused: an ambiguous submission would go dead, not be reconciled."""
+
+    owner: str
+    #: What the search answered, and how to give the relay a credential that may search.
+    reason: str
+
+
+@attrs.frozen
 class RelayStopped:
     """A relay stopped: ``released`` claims went back unstarted, ``abandoned`` were still in flight at the timeout."""
 
@@ -88,6 +98,7 @@ class RequestFinished:
 
 Event = (
     AttemptFinished
+    | RelayCannotReconcile
     | RelayClaimed
     | RelayRecorded
     | RelayNotRecorded

@@ -1,4 +1,4 @@
-"""What the relay needs from a client: send one message, and find messages by tag."""
+"""What the relay needs from clients: send one message, and find messages by tag."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Protocol
 
 from flowmailer.core import Message, SubmitMessage
 
-__all__ = ["Submitter"]
+__all__ = ["Reconciler", "Submitter"]
 
 
 class Submitter(Protocol):
@@ -18,5 +18,15 @@ class Submitter(Protocol):
     """
 
     def submit(self, message: SubmitMessage) -> str: ...
+
+    def messages_by_tag(self, tag: str) -> Iterable[Message]: ...
+
+
+class Reconciler(Protocol):
+    """Finds messages by tag: how the relay learns whether Flowmailer has an ambiguous submission.
+
+    A :class:`flowmailer.app.Client` whose credential's role may read messages; a submit-only
+    (FEATURE_SUBMITMESSAGE) credential is refused with ``RejectedError`` 403.
+    """
 
     def messages_by_tag(self, tag: str) -> Iterable[Message]: ...
