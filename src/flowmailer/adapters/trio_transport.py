@@ -116,7 +116,8 @@ class TrioTransport:
         self._open = 0  # connections in self._conns plus those still connecting
         self._opened = 0
         self._max_in_flight = 0
-        self._changed = trio.lowlevel.ParkingLot()
+        #: Tasks waiting at the cap, by the key they wait for: a place that opens wakes one task that can use it.
+        self._waiting: dict[_Key, trio.lowlevel.ParkingLot] = {}
         self._closed = False
 
     def stats(self) -> TrioPoolStats:
@@ -138,7 +139,8 @@ class TrioTransport:
         self._closed = True
         for conn in [c for conns in self._conns.values() for c in conns]:
             await self._drop(conn, "the transport was closed")
-        self._changed.unpark_all()
+        for lot in self._waiting.values():
+            lot.unpark_all()
 
     # --- the pool --------------------------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class TrioTransport:
                     conn.in_flight += 1
                     self._max_in_flight = max(self._max_in_flight, conn.in_flight)
                     return conn
-                await self._changed.park()
+                await self._waiting.setdefault(key, trio.lowlevel.ParkingLot()).park()
         return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
 
     async def _usable(self, key: _Key) -> _Conn | None:
@@ -206,29 +208,31 @@ class TrioTransport:
                 await stream.do_handshake()
         except (*_NETWORK_ERRORS, ssl.SSLError, ssl.CertificateError) as e:
             self._open -= 1
-            self._changed.unpark_all()
+            self._wake_any()
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             why = "timed out" if isinstance(e, trio.TooSlowError) else _describe(e)
             return NotSent(f"could not connect to {origin.host} at {address}:{port}: {why}")
         except BaseException:
             self._open -= 1
-            self._changed.unpark_all()
+            self._wake_any()
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             raise
         conn = _Conn(key, stream, trio.current_time(), in_flight=1)
         self._conns.setdefault(key, []).append(conn)
         self._max_in_flight = max(self._max_in_flight, 1)
-        self._changed.unpark_all()  # tasks waiting at the cap may pipeline onto it
+        self._wake(key, self._depth - 1)  # tasks waiting at the cap may pipeline onto it
         return conn
 
     async def _checkin(self, conn: _Conn) -> None:
         if conn.broken is None and (self._closed or trio.current_time() - conn.born >= self._max_age):
             conn.broken = "it is closed after use"
-        if conn.broken is not None and not conn.in_flight:
-            await self._drop(conn, conn.broken)
-        self._changed.unpark_all()
+        if conn.broken is not None:
+            if not conn.in_flight:
+                await self._drop(conn, conn.broken)
+        elif not self._wake(conn.key, 1) and not conn.in_flight:
+            self._wake_evictor()
 
     async def _drop(self, conn: _Conn, reason: str) -> None:
         """Forget ``conn`` and close it; requests still on it wake up and see ``reason``."""
@@ -240,9 +244,28 @@ class TrioTransport:
             if not conns:
                 del self._conns[conn.key]
             self._open -= 1
-            self._changed.unpark_all()
+            self._wake_any()
         conn.turn.unpark_all()
         await trio.aclose_forcefully(conn.stream)
+
+    def _wake(self, key: _Key, count: int) -> bool:
+        """Room on a connection to ``key``: wake up to ``count`` tasks waiting for that key; whether any was."""
+        lot = self._waiting.get(key)
+        return bool(lot and count > 0 and lot.unpark(count=count))
+
+    def _wake_evictor(self) -> None:
+        """An idle connection: a task waiting for an address with no connection may close it and take its slot."""
+        for key, lot in self._waiting.items():
+            if lot and not self._conns.get(key):
+                lot.unpark(count=1)
+                return
+
+    def _wake_any(self) -> None:
+        """A slot under the cap came free: any waiting task may open a connection with it."""
+        for lot in self._waiting.values():
+            if lot:
+                lot.unpark(count=1)
+                return
 
     # --- one exchange ----------------------------------------------------------------------------------------
 
@@ -295,8 +318,8 @@ class TrioTransport:
 
     async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
         reader = conn.reader
-        # The reader learns of the request (method and Connection header) so it frames the answer as h11 would.
-        reader.send(_h11_request(request, origin, self._user_agent, body_length=0))
+        # The reader learns of the request's method, which is all h11 needs to frame the answer (HEAD has no body).
+        reader.send(h11.Request(method=request.method, target="/", headers=[("Host", origin.host)]))
         reader.send(h11.EndOfMessage())
         status, body = 0, bytearray()
         headers: tuple[tuple[str, str], ...] = ()
@@ -320,12 +343,11 @@ class TrioTransport:
         return WireResponse(status, headers, bytes(body))
 
 
-def _h11_request(request: WireRequest, origin: Origin, user_agent: str, body_length: int | None = None) -> h11.Request:
+def _h11_request(request: WireRequest, origin: Origin, user_agent: str) -> h11.Request:
     host = origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"
-    length = len(request.body) if body_length is None else body_length
     headers = [("Host", host), ("User-Agent", user_agent), *request.headers]
     if request.body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        headers.append(("Content-Length", str(length)))
+        headers.append(("Content-Length", str(len(request.body))))
     return h11.Request(method=request.method, target=request.target, headers=headers)
 
 
