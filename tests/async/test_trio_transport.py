@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowmailer.adapters.trio_transport import TrioTransport
-from flowmailer.core import ConfigurationError, Host, NotSent, WireRequest, WireResponse
+from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
 
@@ -109,3 +111,46 @@ def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
 
     trio.run(main)
     assert len(server.received()) == 1
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    with tls_server(tmp_path_factory.mktemp("tls")) as s:
+        yield s
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(1, 4), n=st.integers(1, 10), reset=st.booleans())
+def test_under_pipelining_not_sent_means_never_read_and_every_answer_is_its_own(
+    shared_server: TlsServer, depth: int, n: int, reset: bool
+) -> None:
+    server = shared_server
+    results: dict[int, object] = {}
+
+    async def one(transport: TrioTransport, i: int) -> None:
+        request = WireRequest("POST", Host.API, f"/acct/messages/submit/{i}", body=b"x")
+        results[i] = await transport.send(request, server.origin, server.addresses[0])
+
+    async def main() -> None:
+        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connections=1, pipeline_depth=depth)
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, transport, i)
+        await transport.aclose()
+
+    before = len(server.received())
+    if reset:
+        server.reset_next_request()
+    trio.run(main)
+    received = server.received()
+    read = {int(r.target.rsplit("/", 1)[1]) for r in received[before:]}
+    for i, result in results.items():
+        if isinstance(result, WireResponse):
+            position = int((result.header("location") or "").rsplit("/", 1)[1])
+            assert received[position - 1].target == f"/acct/messages/submit/{i}"
+        elif isinstance(result, NotSent):
+            assert i not in read, f"request {i} was read by the server but reported NotSent"
+        else:
+            assert isinstance(result, Ambiguous), result
+    if not reset:
+        assert all(isinstance(r, WireResponse) for r in results.values()), results
