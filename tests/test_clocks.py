@@ -30,3 +30,10 @@ def test_both_clocks_satisfy_the_port() -> None:
         clock.sleep(0)
         assert clock.monotonic() >= before
         assert clock.now() > 0
+
+
+def test_a_sleep_too_short_to_register_still_moves_time() -> None:
+    clock = FakeClock()
+    before = clock.now()
+    clock.sleep(5e-8)  # below the float's step at 1.7e9
+    assert clock.now() > before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 
@@ -240,8 +241,9 @@ def test_close_idle_connections_closes_only_those_waiting_for_a_request(fake: Fa
         fake.wait_until(lambda r: r.faults.get("delay") == 1)
         # The idle connection's thread goes back to waiting a moment after its answer left: poll, with a deadline.
         deadline = time.monotonic() + 10
+        pause = threading.Event()  # never set: a polling interval that yields the core to the fake's threads
         while (closed := fake.close_idle_connections()) == 0 and time.monotonic() < deadline:
-            pass
+            pause.wait(0.005)
         assert closed == 1
         assert idle.recv(1) == b""
     assert fake.close_idle_connections() == 0

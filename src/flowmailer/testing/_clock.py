@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 __all__ = ["FakeClock"]
@@ -32,7 +33,9 @@ class FakeClock:
         with self._lock:
             self.slept.append(seconds)
             if seconds > 0:
-                self._now += seconds
+                # At least one representable step: a sleep too short to move 1.7e9 must still move time, or a
+                # loop waiting for a deadline would spin for ever.
+                self._now = max(self._now + seconds, math.nextafter(self._now, math.inf))
 
     def advance(self, seconds: float) -> None:
         """Move time forward without recording a sleep."""
