@@ -30,14 +30,6 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
-    check_after,
-    check_dedupe_key,
-    check_duration,
-    check_ids,
-    check_limit,
-    check_messages,
-    check_owner,
-    check_settlements,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -50,6 +42,15 @@ from flowmailer.core import (
     raise_if_lost,
     tag_message,
     unreadable,
+)
+from flowmailer.core._checks import (
+    check_after,
+    check_dedupe_key,
+    check_duration,
+    check_ids,
+    check_limit,
+    check_messages,
+    check_owner,
 )
 from flowmailer.ports import Clock
 
@@ -328,7 +329,7 @@ class PostgresOutbox:
             return frozenset(int(row[0]) for row in cur.fetchall())
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
-        checked = check_settlements(settlements)
+        checked = Settlement.check_batch(settlements)
         if not checked:
             return []
         with self._tx("record outcomes") as cur:

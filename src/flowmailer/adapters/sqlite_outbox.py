@@ -26,14 +26,6 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
-    check_after,
-    check_dedupe_key,
-    check_duration,
-    check_ids,
-    check_limit,
-    check_messages,
-    check_owner,
-    check_settlements,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -46,6 +38,15 @@ from flowmailer.core import (
     raise_if_lost,
     tag_message,
     unreadable,
+)
+from flowmailer.core._checks import (
+    check_after,
+    check_dedupe_key,
+    check_duration,
+    check_ids,
+    check_limit,
+    check_messages,
+    check_owner,
 )
 from flowmailer.ports import Clock
 
@@ -258,7 +259,7 @@ class SQLiteOutbox:
         return frozenset(held)
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
-        checked = check_settlements(settlements)
+        checked = Settlement.check_batch(settlements)
         if not checked:
             return []
         with self._db("record outcomes") as conn:

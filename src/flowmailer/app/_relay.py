@@ -56,13 +56,13 @@ from flowmailer.core import (
     RetryAt,
     Settlement,
     SubmissionState,
-    check_duration,
     decide_after_reconcile,
     decide_after_submit,
     decide_before_send,
     lease_allows_send,
     outcome_of,
 )
+from flowmailer.core._checks import check_duration
 from flowmailer.ports import Clock, Observer, Outbox, Reconciler, Submitter
 
 __all__ = ["MAX_CONCURRENCY", "Relay", "RelayStats"]

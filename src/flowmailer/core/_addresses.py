@@ -6,8 +6,8 @@ import math
 
 import attrs
 
+from flowmailer.core._checks import require, require_number
 from flowmailer.core._dns import Resolution
-from flowmailer.core._retry import _require, _require_number
 
 __all__ = ["AddressBook", "AddressHealth", "AddressPolicy"]
 
@@ -26,10 +26,10 @@ class AddressPolicy:
     max_connection_age: float = 300.0
 
     def __attrs_post_init__(self) -> None:
-        _require_number(self.cool_down, "AddressPolicy.cool_down", strict=True)
-        _require_number(self.cool_down_cap, "AddressPolicy.cool_down_cap", minimum=self.cool_down)
-        _require_number(self.min_ttl, "AddressPolicy.min_ttl")
-        _require_number(self.max_connection_age, "AddressPolicy.max_connection_age", strict=True)
+        require_number(self.cool_down, "AddressPolicy.cool_down", strict=True)
+        require_number(self.cool_down_cap, "AddressPolicy.cool_down_cap", minimum=self.cool_down)
+        require_number(self.min_ttl, "AddressPolicy.min_ttl")
+        require_number(self.max_connection_age, "AddressPolicy.max_connection_age", strict=True)
 
     def connection_expired(self, opened_at: float, now: float) -> bool:
         return now - opened_at >= self.max_connection_age
@@ -52,13 +52,13 @@ class AddressHealth:
 
 
 def _check(resolution: Resolution) -> None:
-    _require(
+    require(
         bool(resolution.addresses),
         "resolution.addresses",
         "is empty",
         "a resolver returns NotSent when a name does not resolve; keep the current addresses then",
     )
-    _require_number(resolution.ttl, "resolution.ttl")
+    require_number(resolution.ttl, "resolution.ttl")
 
 
 @attrs.frozen
@@ -73,7 +73,7 @@ class AddressBook:
     cursor: int = 0
 
     def __attrs_post_init__(self) -> None:
-        _require(bool(self.entries), "AddressBook.entries", "is empty", "build the book with from_resolution")
+        require(bool(self.entries), "AddressBook.entries", "is empty", "build the book with from_resolution")
 
     @classmethod
     def from_resolution(cls, resolution: Resolution, now: float, policy: AddressPolicy | None = None) -> AddressBook:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
 
 import attrs
 
+from flowmailer.core._checks import check_instances, check_time, require
 from flowmailer.core._errors import ConfigurationError, FlowmailerError
 from flowmailer.core._lifecycle import SubmissionEvent, SubmissionState, transition
 from flowmailer.core._models import ErrorDetail, SubmitMessage
@@ -21,15 +21,6 @@ __all__ = [
     "OutboxStatus",
     "SettleKind",
     "Settlement",
-    "check_after",
-    "check_dedupe_key",
-    "check_duration",
-    "check_ids",
-    "check_limit",
-    "check_messages",
-    "check_owner",
-    "check_settlements",
-    "check_time",
     "claimed_state",
     "duplicate_reference",
     "errors_from_json",
@@ -45,8 +36,6 @@ __all__ = [
 
 #: An outbox row's identity: assigned at enqueue, never reused.
 OutboxId: TypeAlias = int
-
-_MAX_DEDUPE_KEY = 200
 
 
 class OutboxError(FlowmailerError):
@@ -188,6 +177,18 @@ class Settlement:
         """Graceful shutdown: due again at once, a send back to QUEUED, and the claim not counted as an attempt."""
         return cls(claim, "release")
 
+    @classmethod
+    def check_batch(cls, settlements: Iterable[object]) -> list[Settlement]:
+        """Refuse anything but Settlement values, and a claim settled twice, before a single row is written."""
+        fix = "build it with Settlement.accepted(claim, message_id), Settlement.retry(claim, at, reason), ..."
+        checked = check_instances(settlements, cls, "settlements", fix)
+        seen = set()
+        for i, settlement in enumerate(checked):
+            key = (settlement.claim.id, settlement.claim.token)
+            require(key not in seen, f"settlements[{i}]", f"settles row {key[0]}'s claim again", "settle a claim once")
+            seen.add(key)
+        return checked
+
     @property
     def state(self) -> SubmissionState:
         return outcome_state(self.claim, self.kind)
@@ -195,26 +196,6 @@ class Settlement:
     def due_at(self, now: float) -> float | None:
         """When the row is next due: at once after a release, at ``at`` after a retry or reconcile, else never."""
         return now if self.kind == "release" else self.at
-
-
-def check_settlements(settlements: Iterable[object]) -> list[Settlement]:
-    """Refuse anything but Settlement values, and a claim settled twice, before a single row is written."""
-    checked = list(settlements)
-    seen = set()
-    for i, settlement in enumerate(checked):
-        if not isinstance(settlement, Settlement):
-            raise ConfigurationError(
-                f"settlements[{i}]",
-                f"is a {type(settlement).__name__}, not a Settlement",
-                "build it with Settlement.accepted(claim, message_id), Settlement.retry(claim, at, reason), ...",
-            )
-        key = (settlement.claim.id, settlement.claim.token)
-        if key in seen:
-            raise ConfigurationError(
-                f"settlements[{i}]", f"settles outbox row {key[0]}'s claim a second time", "settle each claim once"
-            )
-        seen.add(key)
-    return checked  # type: ignore[return-value]
 
 
 def raise_if_lost(lost: Sequence[Claim]) -> None:
@@ -243,78 +224,6 @@ def tag_message(message: SubmitMessage, new_reference: str) -> tuple[SubmitMessa
     if reference is not None:
         return message, reference
     return message.with_client_reference(new_reference), new_reference
-
-
-def check_messages(messages: Iterable[object], field: str = "message") -> list[SubmitMessage]:
-    """Refuse anything but SubmitMessage values before a single row is written."""
-    checked = list(messages)
-    for i, message in enumerate(checked):
-        if not isinstance(message, SubmitMessage):
-            where = field if len(checked) == 1 and field == "message" else f"{field}[{i}]"
-            raise ConfigurationError(
-                where,
-                f"is a {type(message).__name__}, not a SubmitMessage",
-                "build the message with SubmitMessage(...)",
-            )
-    return checked  # type: ignore[return-value]
-
-
-def check_dedupe_key(key: object) -> str | None:
-    if key is None:
-        return None
-    if not isinstance(key, str) or not key or len(key) > _MAX_DEDUPE_KEY:
-        raise ConfigurationError(
-            "dedupe_key",
-            f"{key!r} is not a non-empty string of at most {_MAX_DEDUPE_KEY} characters",
-            "pass a string that names the business event, e.g. 'order-1234-confirmation', or None",
-        )
-    return key
-
-
-def check_owner(owner: object) -> str:
-    if not isinstance(owner, str) or not owner:
-        raise ConfigurationError("owner", f"{owner!r} is not a non-empty string", "name the relay, e.g. 'host-1:pid'")
-    return owner
-
-
-def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ConfigurationError("limit", f"{limit!r} is not a positive whole number", "claim at least 1 row")
-    return limit
-
-
-def check_duration(value: object, field: str, *, allow_zero: bool = False) -> float:
-    """A finite number of seconds, positive (or zero when allowed)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(field, f"{value!r} is not a finite number of seconds", "pass seconds as a float")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigurationError(field, f"{value!r} is not a positive duration", "pass a number of seconds above 0")
-    return float(value)
-
-
-def check_time(value: object, field: str = "at") -> float:
-    """A finite point in time, in seconds since the epoch."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(
-            field, f"{value!r} is not a time", "pass seconds since the epoch, e.g. clock.now() + 30"
-        )
-    return float(value)
-
-
-def check_after(after: object) -> OutboxId | None:
-    """A paging cursor: None for the first page, else the last id of the page before."""
-    if after is None:
-        return None
-    [checked] = check_ids([after], "after")
-    return checked
-
-
-def check_ids(ids: Iterable[object], field: str = "ids") -> list[OutboxId]:
-    checked = list(ids)
-    for value in checked:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigurationError(field, f"{value!r} is not an outbox id", "pass ids that enqueue returned")
-    return checked  # type: ignore[return-value]
 
 
 def duplicate_reference(reference: str) -> ConfigurationError:

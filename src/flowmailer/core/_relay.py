@@ -7,11 +7,11 @@ relay can follow as a thin shell over the same decisions.
 from __future__ import annotations
 
 import enum
-import math
 from typing import TypeAlias
 
 import attrs
 
+from flowmailer.core._checks import check_duration, require
 from flowmailer.core._errors import (
     AmbiguousError,
     AuthenticationError,
@@ -57,13 +57,6 @@ __all__ = [
 ]
 
 
-def _positive(field: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = "at least 0" if allow_zero else "above 0"
-        raise ConfigurationError(field, f"{value!r} is not a finite number of seconds {bound}", f"give seconds {bound}")
-
-
 @attrs.frozen
 class RelayRules:
     """When the relay gives up on a message, how long it waits between durable retries, and when it trusts a search.
@@ -82,12 +75,14 @@ class RelayRules:
     reconcile_delay: float = 60.0
 
     def __attrs_post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigurationError(
-                "RelayRules.max_attempts", f"{self.max_attempts!r} allows no attempt", "give 1 or more"
-            )
-        _positive("RelayRules.max_age", self.max_age)
-        _positive("RelayRules.reconcile_delay", self.reconcile_delay, allow_zero=True)
+        require(
+            self.max_attempts >= 1,
+            "RelayRules.max_attempts",
+            f"{self.max_attempts!r} allows no attempt",
+            "give 1 or more",
+        )
+        check_duration(self.max_age, "RelayRules.max_age")
+        check_duration(self.reconcile_delay, "RelayRules.reconcile_delay", allow_zero=True)
 
 
 class Cause(enum.Enum):

@@ -11,7 +11,7 @@ from typing import TypeAlias
 
 import attrs
 
-from flowmailer.core._errors import ConfigurationError
+from flowmailer.core._checks import require, require_number
 from flowmailer.core._outcomes import (
     Accepted,
     Ambiguous,
@@ -35,19 +35,6 @@ __all__ = [
     "RetryPolicy",
     "RetryState",
 ]
-
-
-def _require(ok: bool, field: str, problem: str, fix: str) -> None:
-    """Refuse a bad setting with a ConfigurationError that names the field and the fix."""
-    if not ok:
-        raise ConfigurationError(field, problem, fix)
-
-
-def _require_number(value: float, field: str, *, minimum: float = 0.0, strict: bool = False) -> None:
-    """Refuse NaN, infinities and values below ``minimum`` (or equal to it when ``strict``)."""
-    bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-    ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    _require(ok, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
 
 
 @attrs.frozen
@@ -140,22 +127,22 @@ class RetryPolicy:
     max_retry_after: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        _require(
+        require(
             self.max_attempts >= 1,
             "RetryPolicy.max_attempts",
             f"{self.max_attempts!r} allows no attempt",
             "give 1 (never retry) or more",
         )
-        _require_number(self.deadline, "RetryPolicy.deadline", strict=True)
-        _require_number(self.base_delay, "RetryPolicy.base_delay", strict=True)
-        _require_number(self.cap, "RetryPolicy.cap", minimum=self.base_delay)
-        _require_number(self.multiplier, "RetryPolicy.multiplier", minimum=1.0)
-        _require_number(self.max_retry_after, "RetryPolicy.max_retry_after")
+        require_number(self.deadline, "RetryPolicy.deadline", strict=True)
+        require_number(self.base_delay, "RetryPolicy.base_delay", strict=True)
+        require_number(self.cap, "RetryPolicy.cap", minimum=self.base_delay)
+        require_number(self.multiplier, "RetryPolicy.multiplier", minimum=1.0)
+        require_number(self.max_retry_after, "RetryPolicy.max_retry_after")
 
     def next_delay(self, attempt: int, u: float) -> float:
         """Full jitter: ``u`` times the capped exponential ceiling for ``attempt`` (1 = after the first attempt)."""
-        _require(attempt >= 1, "attempt", f"{attempt!r} is not an attempt number", "count attempts from 1")
-        _require(0.0 <= u < 1.0, "u", f"{u!r} is not a draw from [0, 1)", "pass random.random()")
+        require(attempt >= 1, "attempt", f"{attempt!r} is not an attempt number", "count attempts from 1")
+        require(0.0 <= u < 1.0, "u", f"{u!r} is not a draw from [0, 1)", "pass random.random()")
         try:
             ceiling = min(self.cap, self.base_delay * self.multiplier ** (attempt - 1))
         except OverflowError:
@@ -170,8 +157,8 @@ class RetryPolicy:
         ``elapsed`` is seconds since the first attempt started, ``u`` a draw from [0, 1) and ``addresses`` how
         many addresses the name resolved to (a NotSent goes on at once until each was tried once).
         """
-        _require(addresses >= 1, "addresses", f"{addresses!r} addresses", "pass the address book's size")
-        _require_number(elapsed, "elapsed")
+        require(addresses >= 1, "addresses", f"{addresses!r} addresses", "pass the address book's size")
+        require_number(elapsed, "elapsed")
         streak = state.not_sent_streak + 1 if isinstance(outcome, NotSent) else 0
         state = attrs.evolve(state, attempts=state.attempts + 1, not_sent_streak=streak)
         decision: RetryDecision
@@ -229,10 +216,10 @@ class RetryBudget:
     updated_at: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        _require_number(self.capacity, "RetryBudget.capacity", minimum=1.0)
-        _require_number(self.refill_per_second, "RetryBudget.refill_per_second")
-        _require_number(self.deposit_per_success, "RetryBudget.deposit_per_success")
-        _require(
+        require_number(self.capacity, "RetryBudget.capacity", minimum=1.0)
+        require_number(self.refill_per_second, "RetryBudget.refill_per_second")
+        require_number(self.deposit_per_success, "RetryBudget.deposit_per_success")
+        require(
             math.isfinite(self.tokens) and 0.0 <= self.tokens <= self.capacity,
             "RetryBudget.tokens",
             f"{self.tokens!r} is outside [0, capacity]",

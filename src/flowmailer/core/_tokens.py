@@ -7,7 +7,7 @@ from typing import Protocol
 
 import attrs
 
-from flowmailer.core._retry import _require, _require_number
+from flowmailer.core._checks import require, require_number
 
 __all__ = ["Expiring", "TokenAction", "TokenFreshness", "TokenPolicy"]
 
@@ -53,9 +53,9 @@ class TokenPolicy:
     min_remaining: float = 1.0
 
     def __attrs_post_init__(self) -> None:
-        _require_number(self.min_remaining, "TokenPolicy.min_remaining")
-        _require_number(self.refresh_ahead, "TokenPolicy.refresh_ahead")
-        _require(
+        require_number(self.min_remaining, "TokenPolicy.min_remaining")
+        require_number(self.refresh_ahead, "TokenPolicy.refresh_ahead")
+        require(
             self.refresh_ahead >= self.min_remaining,
             "TokenPolicy.refresh_ahead",
             f"{self.refresh_ahead!r} is less than min_remaining {self.min_remaining!r}",

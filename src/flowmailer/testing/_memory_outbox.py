@@ -17,14 +17,6 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
-    check_after,
-    check_dedupe_key,
-    check_duration,
-    check_ids,
-    check_limit,
-    check_messages,
-    check_owner,
-    check_settlements,
     claimed_state,
     duplicate_reference,
     idle_wait,
@@ -32,6 +24,15 @@ from flowmailer.core import (
     outcome_state,
     raise_if_lost,
     tag_message,
+)
+from flowmailer.core._checks import (
+    check_after,
+    check_dedupe_key,
+    check_duration,
+    check_ids,
+    check_limit,
+    check_messages,
+    check_owner,
 )
 from flowmailer.ports import Clock
 
@@ -145,7 +146,7 @@ class MemoryOutbox:
         return row is not None and row.owner is not None and row.token == claim.token
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
-        checked = check_settlements(settlements)
+        checked = Settlement.check_batch(settlements)
         lost = []
         with self._lock:
             now = self._clock.now()
