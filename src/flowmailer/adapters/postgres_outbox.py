@@ -22,12 +22,12 @@ from flowmailer.adapters._clock import SystemClock
 from flowmailer.core import (
     Claim,
     ConfigurationError,
-    ErrorDetail,
     LeaseLostError,
     OutboxError,
     OutboxId,
     OutboxStatus,
     Settlement,
+    SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
     claimed_state,
@@ -39,7 +39,6 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
-    raise_if_lost,
     tag_message,
     unreadable,
 )
@@ -97,7 +96,7 @@ _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
 _STATUS_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, _STATUS_FIELDS))
 
 
-class PostgresOutbox:
+class PostgresOutbox(SingleClaimOutcomes):
     """A :class:`flowmailer.ports.Outbox` in a PostgreSQL table, safe for many relays on many machines.
 
     ``conninfo`` is a libpq connection string or URL. The table (``schema.table``) is created only by
@@ -347,21 +346,6 @@ class PostgresOutbox:
             cur.execute(self._q(_SETTLE), (now, *columns))
             held = {(int(i), int(token)) for i, token in cur.fetchall()}
         return [s.claim for s in checked if (s.claim.id, s.claim.token) not in held]
-
-    def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
-
-    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
-
-    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
-
-    def release(self, claim: Claim) -> None:
-        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")

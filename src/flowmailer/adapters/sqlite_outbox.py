@@ -18,12 +18,12 @@ from flowmailer.adapters._clock import SystemClock
 from flowmailer.core import (
     Claim,
     ConfigurationError,
-    ErrorDetail,
     LeaseLostError,
     OutboxError,
     OutboxId,
     OutboxStatus,
     Settlement,
+    SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
     claimed_state,
@@ -35,7 +35,6 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
-    raise_if_lost,
     tag_message,
     unreadable,
 )
@@ -111,7 +110,7 @@ def default_outbox_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "flowmailer" / "outbox.db"
 
 
-class SQLiteOutbox:
+class SQLiteOutbox(SingleClaimOutcomes):
     """A :class:`flowmailer.ports.Outbox` in one SQLite file: WAL, ``synchronous=FULL``, created with mode 0600.
 
     Every write is one ``BEGIN IMMEDIATE`` transaction, so claims are atomic across threads and processes: a
@@ -277,21 +276,6 @@ class SQLiteOutbox:
             lost = [checked[i].claim for (i,) in conn.execute(_LOST, (batch,)).fetchall()]
             conn.execute(_SETTLE, (now, batch))
         return lost
-
-    def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
-
-    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
-
-    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
-
-    def release(self, claim: Claim) -> None:
-        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")

@@ -21,6 +21,7 @@ __all__ = [
     "OutboxStatus",
     "SettleKind",
     "Settlement",
+    "SingleClaimOutcomes",
     "claimed_state",
     "duplicate_reference",
     "errors_from_json",
@@ -28,7 +29,6 @@ __all__ = [
     "idle_wait",
     "not_dead",
     "outcome_state",
-    "raise_if_lost",
     "release_state",
     "tag_message",
     "unreadable",
@@ -198,10 +198,31 @@ class Settlement:
         return now if self.kind == "release" else self.at
 
 
-def raise_if_lost(lost: Sequence[Claim]) -> None:
-    """The single-claim outcome methods' answer to a lost lease: LeaseLostError, nothing changed."""
-    if lost:
-        raise LeaseLostError(lost[0].id, lost[0].owner)
+class SingleClaimOutcomes:
+    """The Outbox port's single-claim outcome methods, each ``settle`` of one; every outbox inherits them."""
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+        raise NotImplementedError
+
+    def mark_accepted(self, claim: Claim, message_id: str) -> None:
+        self._one(Settlement.accepted(claim, message_id))
+
+    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
+        self._one(Settlement.retry(claim, at, reason))
+
+    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
+        self._one(Settlement.reconcile(claim, at, reason))
+
+    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
+        self._one(Settlement.dead(claim, reason, errors))
+
+    def release(self, claim: Claim) -> None:
+        self._one(Settlement.release(claim))
+
+    def _one(self, settlement: Settlement) -> None:
+        """A lost lease raises LeaseLostError here, where ``settle`` answers it."""
+        if self.settle([settlement]):
+            raise LeaseLostError(settlement.claim.id, settlement.claim.owner)
 
 
 def unreadable(claimed_from: SubmissionState, error: Exception) -> tuple[SubmissionState, str]:

@@ -15,6 +15,7 @@ from flowmailer.core import (
     OutboxId,
     OutboxStatus,
     Settlement,
+    SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
     claimed_state,
@@ -22,7 +23,6 @@ from flowmailer.core import (
     idle_wait,
     not_dead,
     outcome_state,
-    raise_if_lost,
     tag_message,
 )
 from flowmailer.core._checks import (
@@ -59,7 +59,7 @@ class _Row:
     errors: tuple[ErrorDetail, ...] = ()
 
 
-class MemoryOutbox:
+class MemoryOutbox(SingleClaimOutcomes):
     """A :class:`flowmailer.ports.Outbox` that forgets everything when the process ends. Thread-safe."""
 
     def __init__(self, clock: Clock, *, poll_interval: float = 0.05) -> None:
@@ -164,21 +164,6 @@ class MemoryOutbox:
                     row.errors = s.errors
                 row.attempts -= s.kind == "release"
         return lost
-
-    def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        raise_if_lost(self.settle([Settlement.accepted(claim, message_id)]))
-
-    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.retry(claim, at, reason)]))
-
-    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        raise_if_lost(self.settle([Settlement.reconcile(claim, at, reason)]))
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        raise_if_lost(self.settle([Settlement.dead(claim, reason, errors)]))
-
-    def release(self, claim: Claim) -> None:
-        raise_if_lost(self.settle([Settlement.release(claim)]))
 
     def resend(self, claim: Claim, lease: float) -> Claim:
         outcome_state(claim, "resend")
