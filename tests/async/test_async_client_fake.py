@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.testing
 
 from flowmailer.adapters.trio_token_store import TrioTokenStore
 from flowmailer.adapters.trio_transport import TrioTransport
@@ -23,8 +24,10 @@ from flowmailer.core import (
     AttemptFinished,
     ConfigurationError,
     Event,
+    Host,
     NotSent,
     SubmitMessage,
+    WireRequest,
     WireResponse,
     interpret_token,
     submit_request,
@@ -232,3 +235,30 @@ def test_plain_http_is_refused() -> None:
             api_url="http://api.flowmailer.net",
         )
     assert e.value.field == "api_url"
+
+
+def test_no_answer_within_the_read_timeout_is_ambiguous() -> None:
+    # A MockClock that moves only when told: the request is written for real, then the test moves time past the
+    # read timeout while the fake still holds the request.
+    fake = FakeFlowmailer(faults=[Fault.delay(600, path="submit")])
+    clock = trio.testing.MockClock()
+    results: list[object] = []
+
+    async def main() -> None:
+        async with fake.serving():
+            t = transport(fake, read_timeout=5)
+            request = WireRequest("POST", Host.API, f"/{fake.account_id}/messages/submit", body=b"{}")
+
+            async def send() -> None:
+                results.append(await t.send(request, fake.api_origin, "127.0.0.2"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await trio.to_thread.run_sync(fake.wait_until, lambda r: r.requests == 1)
+                clock.jump(5)
+            await t.aclose()
+
+    trio.run(main, clock=clock)
+    (result,) = results
+    assert isinstance(result, Ambiguous), result
+    assert "read timeout" in result.reason

@@ -270,14 +270,13 @@ class TrioTransport:
     # --- one exchange ----------------------------------------------------------------------------------------
 
     def _render(self, request: WireRequest, origin: Origin) -> bytes:
-        writer = h11.Connection(h11.CLIENT)
+        """The request's bytes: h11 frames the head; with Content-Length framing the body follows as it is."""
         try:
-            head = writer.send(_h11_request(request, origin, self._user_agent))
-            body = writer.send(h11.Data(data=request.body)) if request.body else b""
-            end = writer.send(h11.EndOfMessage())
+            head = h11.Connection(h11.CLIENT).send(_h11_request(request, origin, self._user_agent))
         except h11.LocalProtocolError as e:
             raise ConfigurationError("request", f"cannot be framed as HTTP/1.1: {e}", "fix the header values") from e
-        return b"".join(part or b"" for part in (head, body, end))
+        assert head is not None
+        return head + request.body
 
     async def _exchange(self, conn: _Conn, request: WireRequest, origin: Origin, data: bytes) -> TransportResult:
         address = conn.key[2]
