@@ -1,10 +1,12 @@
-"""The conformance suite every :class:`flowmailer.ports.AsyncTransport` must pass: the sync checks, in trio."""
+"""The conformance suite every :class:`flowmailer.ports.AsyncTransport` must pass: the sync checks, in trio.
+
+trio is imported where a check runs, as ``FakeFlowmailer.serving`` does, so ``flowmailer.testing`` can re-export
+this module without loading trio for synchronous users.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-
-import trio
 
 from flowmailer.core import Ambiguous, Host, NotSent, Origin, WireRequest, WireResponse
 from flowmailer.ports import AsyncTransport
@@ -110,6 +112,8 @@ async def _check_answers_go_to_the_tasks_that_asked(transport: AsyncTransport, s
         result = await transport.send(_post(path=f"/acct/messages/submit/{i}"), server.origin, server.addresses[0])
         locations[i] = _answered(result).header("location") or ""
 
+    import trio
+
     async with trio.open_nursery() as nursery:
         for i in range(30):
             nursery.start_soon(one, i)
@@ -129,6 +133,8 @@ async def _check_at_most_ten_connections(transport: AsyncTransport, server: Tran
             result = await transport.send(_post(), server.origin, server.addresses[0])
             results.append(result)
 
+    import trio
+
     async with trio.open_nursery() as nursery:
         for _ in range(25):
             nursery.start_soon(work)
@@ -139,6 +145,8 @@ async def _check_at_most_ten_connections(transport: AsyncTransport, server: Tran
 
 async def _wait_until(condition: Callable[[], bool], problem: str, timeout: float = 10.0) -> None:
     """Poll a server running in other threads, with a deadline (there is nothing to wait on across threads)."""
+    import trio
+
     with trio.move_on_after(timeout):
         while not condition():
             await trio.sleep(0.01)
