@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,13 +17,17 @@ from flowmailer.core import (
     AmbiguousError,
     AuthenticationError,
     Credentials,
+    NotSent,
     Origin,
+    Resolution,
     SubmitMessage,
     TransientError,
     TransportResult,
     WireRequest,
 )
-from tests.client.scripted import API, LOGIN, ScriptedTransport, page, resolver, status, token_answer
+from flowmailer.ports import Resolver
+from tests.client.scripted import API, LOGIN, ScriptedTransport, page, status, token_answer
+from tests.client.scripted import resolver as scripted_resolver
 
 CREDENTIALS = Credentials("acct", "client-1", "very-secret-value")
 MESSAGE = SubmitMessage(sender_address="a@example.com", recipient_address="b@example.com", subject="hi")
@@ -48,24 +53,26 @@ def wall() -> float:
     return EPOCH + trio.current_time()
 
 
-def make(transport: AsyncScripted) -> AsyncClient:
+def make(transport: AsyncScripted, resolver: Resolver | None = None) -> AsyncClient:
     return AsyncClient(
         CREDENTIALS,
         transport=transport,
         token_store=TrioTokenStore(wall),
         api_url=f"https://{API}",
         login_url=f"https://{LOGIN}",
-        resolver=resolver(),
+        resolver=resolver if resolver is not None else scripted_resolver(),
         wall_clock=wall,
         rng=random.Random(7),
     )
 
 
-def run(body: Callable[[AsyncClient, AsyncScripted], Awaitable[None]]) -> AsyncScripted:
+def run(
+    body: Callable[[AsyncClient, AsyncScripted], Awaitable[None]], resolver: Resolver | None = None
+) -> AsyncScripted:
     transport = AsyncScripted()
 
     async def main() -> None:
-        async with make(transport) as client:
+        async with make(transport, resolver) as client:
             await body(client, transport)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -168,3 +175,31 @@ def test_message_events_and_messages_by_tag_fetch_pages_as_they_are_iterated() -
     transport = run(body)
     ranges = [s.request.header("Range") for s in transport.inner.to("/message_events")]
     assert ranges == ["items=:100", "items=aa:100"]
+
+
+class GatedResolver:
+    """Blocks in ``resolve`` until the test opens the gate: on trio's own thread it would stall every task."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.inner = scripted_resolver()
+
+    def resolve(self, host: str, port: int) -> Resolution | NotSent:
+        self.entered.set()
+        if not self.gate.wait(10):
+            return NotSent("the gate never opened: the resolver blocked trio's thread")
+        return self.inner.resolve(host, port)
+
+
+def test_the_blocking_resolver_runs_in_a_worker_thread() -> None:
+    resolver = GatedResolver()
+
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.submit, MESSAGE)
+            await trio.to_thread.run_sync(resolver.entered.wait)
+            resolver.gate.set()  # runs only because the resolver is not holding trio's thread
+
+    transport = run(body, resolver)
+    assert len(transport.inner.to("/messages/submit")) == 1
