@@ -1,0 +1,108 @@
+"""TrioTokenStore: single flight with trio primitives, under MockClock; the core's TokenPolicy decides."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from flowmailer.adapters.trio_token_store import TrioTokenStore
+from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
+
+CREDENTIALS = Credentials("acct", "client-1", "secret")
+
+
+class Fetcher:
+    """Issues tokens that live 60 s from trio's clock; waits a second on trio's clock to be a real round trip."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    async def __call__(self) -> AccessToken:
+        self.calls += 1
+        await trio.sleep(1)
+        if self.fail is not None:
+            raise self.fail
+        return AccessToken(f"tok-{self.calls}", trio.current_time() + 60)
+
+
+def run(body: Callable[[TrioTokenStore], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await body(TrioTokenStore(trio.current_time))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_many_tasks_without_a_token_share_one_fetch() -> None:
+    fetch = Fetcher()
+    got: list[str] = []
+
+    async def body(store: TrioTokenStore) -> None:
+        async def one() -> None:
+            got.append((await store.token(CREDENTIALS, fetch)).value)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one)
+
+    run(body)
+    assert (fetch.calls, set(got)) == (1, {"tok-1"})
+
+
+def test_a_failed_refresh_ahead_of_expiry_keeps_the_current_token_serving() -> None:
+    async def body(store: TrioTokenStore) -> None:
+        first = await store.token(CREDENTIALS, Fetcher())
+        await trio.sleep(55)  # 4 s left: inside the refresh-ahead window, still usable
+        failing = Fetcher(TransientError("login host down"))
+        assert await store.token(CREDENTIALS, failing) == first
+        assert failing.calls == 1
+
+    run(body)
+
+
+def test_waiters_for_a_refresh_that_fails_get_its_error_without_fetching_again() -> None:
+    fetch = Fetcher(TransientError("login host down"))
+    errors: list[BaseException] = []
+
+    async def body(store: TrioTokenStore) -> None:
+        async def one() -> None:
+            try:
+                await store.token(CREDENTIALS, fetch)
+            except TransientError as e:
+                errors.append(e)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+
+    run(body)
+    assert (fetch.calls, len(errors)) == (1, 5)
+
+
+def test_refused_credentials_are_never_fetched_again() -> None:
+    fetch = Fetcher(AuthenticationError("client-1", "Bad credentials"))
+
+    async def body(store: TrioTokenStore) -> None:
+        for _ in range(3):
+            with pytest.raises(AuthenticationError):
+                await store.token(CREDENTIALS, fetch)
+
+    run(body)
+    assert fetch.calls == 1
+
+
+def test_an_invalidated_token_is_fetched_again_unless_already_replaced() -> None:
+    fetch = Fetcher()
+
+    async def body(store: TrioTokenStore) -> None:
+        first = await store.token(CREDENTIALS, fetch)
+        store.invalidate(CREDENTIALS, first)
+        second = await store.token(CREDENTIALS, fetch)
+        store.invalidate(CREDENTIALS, first)  # stale: the store already holds another
+        assert await store.token(CREDENTIALS, fetch) == second
+
+    run(body)
+    assert fetch.calls == 2
