@@ -203,3 +203,14 @@ def test_the_blocking_resolver_runs_in_a_worker_thread() -> None:
 
     transport = run(body, resolver)
     assert len(transport.inner.to("/messages/submit")) == 1
+
+
+def test_invalid_token_refreshes_once_and_resends() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/oauth/token", token_answer("tok-1"), token_answer("tok-2"))
+        transport.inner.queue("/messages/submit", status(401, {"error": "invalid_token"}))
+        await client.submit(MESSAGE)
+
+    transport = run(body)
+    tokens = [s.request.header("Authorization") for s in transport.inner.to("/messages/submit")]
+    assert tokens == ["Bearer tok-1", "Bearer tok-2"]
