@@ -105,7 +105,7 @@ def test_a_hundred_concurrent_submits_use_at_most_ten_connections_and_one_token(
 
 def test_pipelining_at_depth_three_pipelines_and_each_submit_gets_its_own_answer() -> None:
     # The first submit is held by the fake, so the next ones are written behind it on the one connection.
-    fake = FakeFlowmailer(addresses=("127.0.0.2",), faults=[Fault.delay(0.2, path="submit", at=[0])])
+    fake = FakeFlowmailer(addresses=("127.0.0.2",), faults=[Fault.delay(0.5, path="submit", at=[0])])
     ids: dict[str, str] = {}
 
     async def body() -> None:
@@ -130,7 +130,7 @@ def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_
     # Submit 0 is held, so submits 1 and 2 are written behind it; the fake accepts submit 1 and resets.
     fake = FakeFlowmailer(
         addresses=("127.0.0.2",),
-        faults=[Fault.delay(0.2, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
+        faults=[Fault.delay(0.5, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
     )
 
     async def body() -> None:
@@ -163,7 +163,7 @@ def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_
 def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each() -> None:
     fake = FakeFlowmailer(
         addresses=("127.0.0.2",),
-        faults=[Fault.delay(0.2, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
+        faults=[Fault.delay(0.5, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
     )
 
     async def body() -> None:
