@@ -97,6 +97,12 @@ _SETTLE = (
     f" errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.released FROM {_BATCH}"
     " WHERE outbox.id = v.id AND outbox.lease_token = v.token AND outbox.owner IS NOT NULL"
 )
+# Leases claimed rows in one statement: a JSON array of [id, state] (the state each row moves to).
+_LEASE = (
+    "UPDATE outbox SET state = v.state, due_at = ?, owner = ?, lease_token = lease_token + 1,"
+    " attempts = attempts + 1, updated_at = ? FROM (SELECT json_extract(value, '$[0]') AS id,"
+    " json_extract(value, '$[1]') AS state FROM json_each(?)) AS v WHERE outbox.id = v.id"
+)
 _CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token"
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
@@ -202,10 +208,10 @@ class SQLiteOutbox(SingleClaimOutcomes):
                 f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",  # noqa: S608
                 (now, limit),
             ).fetchall()
-            claims = []
+            readable = []
             for row in rows:
                 try:
-                    message = message_from_json(row[2])
+                    readable.append((row, message_from_json(row[2])))
                 except ConfigurationError as e:
                     state, reason = unreadable(SubmissionState[row[1]], e)
                     conn.execute(
@@ -213,34 +219,40 @@ class SQLiteOutbox(SingleClaimOutcomes):
                         " lease_token = lease_token + 1, last_reason = ?, updated_at = ? WHERE id = ?",
                         (state.name, reason, now, row[0]),
                     )
-                else:
-                    claims.append(self._lease(conn, row, message, owner, now, lease))
-            return claims
+            return self._lease(conn, readable, owner, now, lease)
 
     @staticmethod
     def _lease(
-        conn: sqlite3.Connection, row: tuple[Any, ...], message: SubmitMessage, owner: str, now: float, lease: float
-    ) -> Claim:
-        """Lease one row read with _CLAIM_COLUMNS, inside the caller's write transaction."""
-        outbox_id, claimed_from, _, reference, attempts, enqueued_at, last_reason, token = row
-        claimed_from = SubmissionState[claimed_from]
-        conn.execute(
-            "UPDATE outbox SET state = ?, due_at = ?, owner = ?, lease_token = lease_token + 1,"
-            " attempts = attempts + 1, updated_at = ? WHERE id = ?",
-            (claimed_state(claimed_from).name, now + lease, owner, now, outbox_id),
+        conn: sqlite3.Connection,
+        readable: list[tuple[tuple[Any, ...], SubmitMessage]],
+        owner: str,
+        now: float,
+        lease: float,
+    ) -> list[Claim]:
+        """Lease rows read with _CLAIM_COLUMNS (and their decoded messages) in one statement, inside the caller's
+        write transaction."""
+        if not readable:
+            return []
+        claimed_from = [SubmissionState[row[1]] for row, _ in readable]
+        moves = json.dumps(
+            [[row[0], claimed_state(s).name] for (row, _), s in zip(readable, claimed_from, strict=True)]
         )
-        return Claim(
-            id=outbox_id,
-            message=message,
-            client_reference=reference,
-            claimed_from=claimed_from,
-            attempts=attempts + 1,
-            enqueued_at=enqueued_at,
-            last_reason=last_reason,
-            owner=owner,
-            lease_until=now + lease,
-            token=token + 1,
-        )
+        conn.execute(_LEASE, (now + lease, owner, now, moves))
+        return [
+            Claim(
+                id=row[0],
+                message=message,
+                client_reference=row[3],
+                claimed_from=state,
+                attempts=row[4] + 1,
+                enqueued_at=row[5],
+                last_reason=row[6],
+                owner=owner,
+                lease_until=now + lease,
+                token=row[7] + 1,
+            )
+            for (row, message), state in zip(readable, claimed_from, strict=True)
+        ]
 
     def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
         lease = check_duration(lease, "lease")
@@ -288,7 +300,10 @@ class SQLiteOutbox(SingleClaimOutcomes):
             ).fetchone()
             if row is None:
                 raise LeaseLostError(claim.id, claim.owner)
-            return self._lease(conn, (*row[:1], _S.QUEUED.name, *row[2:]), claim.message, claim.owner, now, lease)
+            [again] = self._lease(
+                conn, [((*row[:1], _S.QUEUED.name, *row[2:]), claim.message)], claim.owner, now, lease
+            )
+            return again
 
     # -- operators ---------------------------------------------------------------------------------------------
 

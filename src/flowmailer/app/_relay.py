@@ -166,6 +166,8 @@ class Relay:
         self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
         self._ready = threading.Condition(self._lock)  # the workers wait on it: a claim to take, or stop
         self._held: dict[OutboxId, Claim] = {}  # claimed and not yet recorded
+        self._claiming = False  # the claimer is in the outbox: the recorder lets it go first
+        self._recording = 0  # held, sent, and waiting for the recorder: no longer taking a worker's place
         self._lease_end: dict[OutboxId, float] = {}
         self._queue: collections.deque[Claim] = collections.deque()  # claimed, not yet started
         self._outcomes: queue.SimpleQueue[tuple[Claim, RelayDecision] | None] = queue.SimpleQueue()
@@ -274,10 +276,17 @@ class Relay:
     def _step(self, until_empty: bool, renew_at: float) -> bool:
         """Claim if there is room, else wait for a worker, for work, or for the next renewal; True once drained."""
         with self._cond:
-            room = self._concurrency + self._batch_size - len(self._held)
+            room = self._concurrency + self._batch_size - len(self._held) + self._recording
             busy = bool(self._held)
         if room >= max(1, self._batch_size // 2):
-            claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
+            with self._cond:
+                self._claiming = True
+            try:
+                claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
+            finally:
+                with self._cond:
+                    self._claiming = False
+                    self._cond.notify_all()
             if claims:
                 self._take(claims)
                 return False
@@ -377,6 +386,9 @@ class Relay:
                 with self._cond:
                     self._forget(claim)
             else:
+                with self._cond:
+                    self._recording += 1
+                    self._cond.notify()
                 self._outcomes.put(outcome)
 
     def _record_outcomes(self) -> None:
@@ -389,6 +401,9 @@ class Relay:
                 while True:
                     batch.append(self._outcomes.get_nowait())
             stopping = None in batch
+            with self._cond:  # a claim first: idle workers wait for it, while outcomes only wait to be written
+                while self._claiming:
+                    self._cond.wait()
             self._settle([outcome for outcome in batch if outcome is not None])
 
     def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
@@ -477,8 +492,9 @@ class Relay:
             else:
                 self._recorded(claim, decision)
         with self._cond:
-            for claim, _ in outcomes:
+            for claim, decision in outcomes:
                 self._forget(claim)
+                self._recording -= decision is not None
 
     def _recorded(self, claim: Claim, decision: RelayDecision | None) -> None:
         with self._cond:
