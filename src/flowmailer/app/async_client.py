@@ -19,6 +19,7 @@ from typing import TypeVar
 import trio
 
 from flowmailer.app import _defaults
+from flowmailer.app._client import DEFAULT_API_URL, DEFAULT_LOGIN_URL
 from flowmailer.core import (
     FIRST_PAGE,
     Accepted,
@@ -78,9 +79,6 @@ from flowmailer.core import (
 from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, Resolver
 
 __all__ = ["AsyncClient"]
-
-DEFAULT_API_URL = "https://api.flowmailer.net"
-DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
 _log = logging.getLogger("flowmailer")
 _OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, CredentialsRejected)
