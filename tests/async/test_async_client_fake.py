@@ -262,3 +262,30 @@ def test_no_answer_within_the_read_timeout_is_ambiguous() -> None:
     (result,) = results
     assert isinstance(result, Ambiguous), result
     assert "read timeout" in result.reason
+
+
+def test_a_connection_reaching_its_maximum_age_still_answers_the_requests_pipelined_on_it() -> None:
+    # The first request is held by the fake while two more are written behind it; then the connection ages out.
+    fake = FakeFlowmailer(addresses=("127.0.0.2",), faults=[Fault.delay(0.5, at=[0])])
+    clock = trio.testing.MockClock()
+    results: list[object] = []
+
+    async def main() -> None:
+        async with fake.serving():
+            t = transport(fake, max_connections=1, pipeline_depth=3, max_connection_age=60, read_timeout=120)
+            request = WireRequest("GET", Host.API, f"/{fake.account_id}/messages/x")
+
+            async def send() -> None:
+                results.append(await t.send(request, fake.api_origin, "127.0.0.2"))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(send)
+                await trio.to_thread.run_sync(fake.wait_until, lambda r: r.requests == 1)
+                clock.jump(61)
+            assert t.stats().opened == 1
+            await t.aclose()
+
+    trio.run(main, clock=clock)
+    assert len(results) == 3
+    assert all(isinstance(r, WireResponse) for r in results), results

@@ -54,6 +54,8 @@ class _Conn:
     written: int = 0
     answered: int = 0
     used: bool = False
+    #: Takes no new request (too old, or the transport is closing); the ones on it are still answered.
+    retired: bool = False
     broken: str | None = None
     write_lock: trio.Lock = attrs.Factory(trio.Lock)
     turn: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
@@ -173,7 +175,7 @@ class TrioTransport:
         """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""
         now = trio.current_time()
         for conn in list(self._conns.get(key, ())):
-            if conn.in_flight or conn.broken is not None:
+            if conn.in_flight or conn.retired or conn.broken is not None:
                 continue
             if now - conn.born >= self._max_age:
                 await self._drop(conn, "it reached max_connection_age")
@@ -188,7 +190,7 @@ class TrioTransport:
         open_ = [
             c
             for c in self._conns.get(key, ())
-            if c.broken is None and c.in_flight < self._depth and now - c.born < self._max_age
+            if c.broken is None and not c.retired and c.in_flight < self._depth and now - c.born < self._max_age
         ]
         return min(open_, key=lambda c: c.in_flight, default=None)
 
@@ -226,11 +228,11 @@ class TrioTransport:
         return conn
 
     async def _checkin(self, conn: _Conn) -> None:
-        if conn.broken is None and (self._closed or trio.current_time() - conn.born >= self._max_age):
-            conn.broken = "it is closed after use"
-        if conn.broken is not None:
+        if self._closed or trio.current_time() - conn.born >= self._max_age:
+            conn.retired = True
+        if conn.broken is not None or conn.retired:
             if not conn.in_flight:
-                await self._drop(conn, conn.broken)
+                await self._drop(conn, conn.broken or "it was retired")
         elif not self._wake(conn.key, 1) and not conn.in_flight:
             self._wake_evictor()
 
