@@ -109,6 +109,10 @@ _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
 _STATUS_COLUMNS = ", ".join(_STATUS_FIELDS)
 
 
+class _LeasesLostError(Exception):
+    """Rolls back a settle that found claims which no longer hold their rows."""
+
+
 def default_outbox_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_DATA_HOME/flowmailer/outbox.db``, else ``~/.local/share/flowmailer/outbox.db``."""
     env = os.environ if environ is None else environ
@@ -273,18 +277,24 @@ class SQLiteOutbox(SingleClaimOutcomes):
         checked = Settlement.check_batch(settlements)
         if not checked:
             return []
-        with self._db("record outcomes") as conn:
-            now = self._clock.now()
-            batch = json.dumps(
+        now = self._clock.now()
+        batch = json.dumps(
+            [
                 [
-                    [
-                        *(s.claim.id, s.claim.token, s.state.name, s.due_at(now), s.message_id, s.reason),
-                        errors_to_json(s.errors) if s.kind == "dead" else None,
-                        int(s.kind == "release"),
-                    ]
-                    for s in checked
+                    *(s.claim.id, s.claim.token, s.state.name, s.due_at(now), s.message_id, s.reason),
+                    errors_to_json(s.errors) if s.kind == "dead" else None,
+                    int(s.kind == "release"),
                 ]
-            )
+                for s in checked
+            ]
+        )
+        # Every claim still holds its row, as a relay's nearly always do: one statement did it all. Otherwise that
+        # statement is undone, and the lost claims are found before the held ones are recorded.
+        with contextlib.suppress(_LeasesLostError), self._db("record outcomes") as conn:
+            if conn.execute(_SETTLE, (now, batch)).rowcount == len(checked):
+                return []
+            raise _LeasesLostError
+        with self._db("record outcomes") as conn:
             lost = [checked[i].claim for (i,) in conn.execute(_LOST, (batch,)).fetchall()]
             conn.execute(_SETTLE, (now, batch))
         return lost
