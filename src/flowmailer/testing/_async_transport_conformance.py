@@ -123,6 +123,30 @@ async def _check_answers_go_to_the_tasks_that_asked(transport: AsyncTransport, s
         assert received[position - 1].target == f"/acct/messages/submit/{i}?a=b%20c", (i, location)
 
 
+async def _check_a_reset_under_concurrency_calls_nothing_read_not_sent(
+    transport: AsyncTransport, server: TransportTestServer
+) -> None:
+    """A connection reset while other tasks' requests share it: none the server read may be reported NotSent."""
+    import trio
+
+    before = len(server.received())
+    results: dict[int, object] = {}
+
+    async def one(i: int) -> None:
+        request = _post(path=f"/acct/messages/submit/{i}")
+        results[i] = await transport.send(request, server.origin, server.addresses[0])
+
+    server.reset_next_request()
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(one, i)
+    read = {r.target.split("?")[0].rsplit("/", 1)[1] for r in server.received()[before:]}
+    assert any(isinstance(r, Ambiguous) for r in results.values()), "the reset request was not reported Ambiguous"
+    for i, result in results.items():
+        assert isinstance(result, WireResponse | Ambiguous | NotSent), result
+        assert not (isinstance(result, NotSent) and str(i) in read), f"request {i} was read, yet reported NotSent"
+
+
 async def _check_at_most_ten_connections(transport: AsyncTransport, server: TransportTestServer) -> None:
     await _wait_until(lambda: server.open_connections() == 0, "the server still holds connections of earlier checks")
     server.max_open_connections()
@@ -165,5 +189,6 @@ _CHECKS: tuple[_Check, ...] = (
     _check_reset_after_write_is_ambiguous,
     _check_idle_connection_closed_by_server_is_replaced,
     _check_answers_go_to_the_tasks_that_asked,
+    _check_a_reset_under_concurrency_calls_nothing_read_not_sent,
     _check_at_most_ten_connections,
 )
