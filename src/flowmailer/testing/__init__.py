@@ -3,6 +3,7 @@
 Not imported by ``import flowmailer``. Each private module declares its ``__all__``.
 """
 
+from flowmailer.testing._async_transport_conformance import *
 from flowmailer.testing._clock import *
 from flowmailer.testing._fake import *
 from flowmailer.testing._memory_outbox import *
