@@ -243,6 +243,14 @@ class OutboxMachine(RuleBasedStateMachine):
             row.key,
         )
 
+    @rule(limit=st.integers(1, 3), data=st.data())
+    def dead_letters(self, limit: int, data: st.DataObject) -> None:
+        dead = sorted(i for i, r in self.rows.items() if r.state is _S.DEAD)
+        after = data.draw(st.none() | st.sampled_from([0, *dead]))
+        page = self.outbox.dead_letters(limit, after)
+        assert [s.id for s in page] == [i for i in dead if after is None or i > after][:limit]
+        assert all(s.state is _S.DEAD for s in page)
+
     @invariant()
     def counts_match(self) -> None:
         expected = dict.fromkeys(SubmissionState, 0)
