@@ -132,3 +132,21 @@ def test_many_threads_needing_a_token_cause_exactly_one_fetch(clock: FakeClock) 
     assert (calls, peak) == (1, 1)
     assert len(got) == 20
     assert {t.value for t in got} == {"shared"}
+
+
+def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight(
+    clock: FakeClock, fetch: Fetcher
+) -> None:
+    store = MemoryTokenStore(clock)
+
+    def broken() -> AccessToken:
+        raise RuntimeError("a bug in the fetch")
+
+    with pytest.raises(RuntimeError):
+        store.token(CREDENTIALS, broken)
+    got: list[AccessToken] = []
+    later = threading.Thread(target=lambda: got.append(store.token(CREDENTIALS, fetch)), daemon=True)
+    later.start()
+    later.join(timeout=10)  # a deadline, not a wait: the fetch returns at once unless the store hangs
+    assert not later.is_alive()
+    assert [t.value for t in got] == ["token-1"]

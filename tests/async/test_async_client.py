@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from flowmailer.core import (
     AmbiguousError,
     AuthenticationError,
     Credentials,
+    Event,
     NotSent,
     Origin,
     Resolution,
@@ -214,3 +216,35 @@ def test_invalid_token_refreshes_once_and_resends() -> None:
     transport = run(body)
     tokens = [s.request.header("Authorization") for s in transport.inner.to("/messages/submit")]
     assert tokens == ["Bearer tok-1", "Bearer tok-2"]
+
+
+class RaisingObserver:
+    def on_event(self, event: Event) -> None:
+        raise ConnectionError("metrics backend unreachable")
+
+
+def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(caplog: pytest.LogCaptureFixture) -> None:
+    transport = AsyncScripted()
+    transport.inner.queue("/messages/submit", NotSent("refused"))
+    client = AsyncClient(
+        CREDENTIALS,
+        transport=transport,
+        token_store=TrioTokenStore(wall),
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        resolver=scripted_resolver(),
+        wall_clock=wall,
+        rng=random.Random(7),
+        observer=RaisingObserver(),
+    )
+    ids: list[str] = []
+
+    async def main() -> None:
+        async with client:
+            ids.append(await client.submit(MESSAGE))
+
+    with caplog.at_level(logging.ERROR, "flowmailer"):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert ids == ["20211230130407e3b36e2e92fdbefc86"]
+    assert len(transport.inner.to("/messages/submit")) == 2
+    assert "metrics backend unreachable" in caplog.text

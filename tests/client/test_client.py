@@ -333,3 +333,29 @@ def test_transport_settings_beside_a_given_transport_are_refused(
     with pytest.raises(ConfigurationError) as e:
         Client(CREDENTIALS, transport=transport, **setting)  # type: ignore[arg-type]
     assert e.value.field in setting
+
+
+class RaisingObserver:
+    def on_event(self, event: Event) -> None:
+        raise ConnectionError("metrics backend unreachable")
+
+
+def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(
+    transport: ScriptedTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Client(
+        CREDENTIALS,
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        transport=transport,
+        resolver=resolver(),
+        clock=clock,
+        rng=random.Random(7),
+        observer=RaisingObserver(),
+    )
+    transport.queue("/messages/submit", NotSent("refused"))
+    with caplog.at_level(logging.ERROR, "flowmailer"):
+        assert client.submit(message()) == "20211230130407e3b36e2e92fdbefc86"
+    assert len(transport.to("/messages/submit")) == 2
+    assert "metrics backend unreachable" in caplog.text
+    assert SECRET not in caplog.text

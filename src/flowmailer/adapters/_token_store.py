@@ -72,6 +72,9 @@ class MemoryTokenStore:
                     )
                     return current
             raise
+        except BaseException:
+            self._finish(slot, None, None)  # a bug or a KeyboardInterrupt: the next caller fetches, none waits forever
+            raise
         self._finish(slot, new, None)
         return new
 

@@ -311,12 +311,11 @@ class Client:
         if self._budget.tokens < self._budget.capacity:  # a full bucket stays full: skip the lock and the copy
             with self._lock:
                 self._budget = self._budget.deposit(self._clock.monotonic())
-        if self._observer is not None:
-            if isinstance(got, Accepted):
-                self._observer.on_event(AttemptFinished(operation, address, got, duration, attempt))
-            else:
-                status = result.status if isinstance(result, WireResponse) else 0
-                self._observer.on_event(RequestFinished(operation, address, status, duration, attempt))
+        if isinstance(got, Accepted):
+            self._emit(AttemptFinished(operation, address, got, duration, attempt))
+        else:
+            status = result.status if isinstance(result, WireResponse) else 0
+            self._emit(RequestFinished(operation, address, status, duration, attempt))
         _log.debug("%s attempt %d to %s: answered (%.3f s)", operation, attempt, address, duration)
 
     def _error(self, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
@@ -350,8 +349,13 @@ class Client:
         return self._call("token", Host.LOGIN, request, interpret_token)
 
     def _emit(self, event: Event) -> None:
-        if self._observer is not None:
+        """Tell the observer; a failing observer is logged, never raised: an accepted submit must return its id."""
+        if self._observer is None:
+            return
+        try:
             self._observer.on_event(event)
+        except Exception:  # noqa: BLE001 - a metrics backend going down must not turn an accepted submit into an error
+            _log.exception("the observer failed on %s; the request goes on", type(event).__name__)
 
     # --- addresses -------------------------------------------------------------------------------------------
 

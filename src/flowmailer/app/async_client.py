@@ -34,6 +34,7 @@ from flowmailer.core import (
     Credentials,
     CredentialsRejected,
     DateRange,
+    Event,
     FlowmailerError,
     GiveUp,
     GiveUpReason,
@@ -293,12 +294,11 @@ class AsyncClient:
     ) -> None:
         if self._budget.tokens < self._budget.capacity:
             self._budget = self._budget.deposit(trio.current_time())
-        if self._observer is not None:
-            if isinstance(got, Accepted):
-                self._observer.on_event(AttemptFinished(operation, address, got, duration, attempt))
-            else:
-                status = result.status if isinstance(result, WireResponse) else 0
-                self._observer.on_event(RequestFinished(operation, address, status, duration, attempt))
+        if isinstance(got, Accepted):
+            self._emit(AttemptFinished(operation, address, got, duration, attempt))
+        else:
+            status = result.status if isinstance(result, WireResponse) else 0
+            self._emit(RequestFinished(operation, address, status, duration, attempt))
 
     def _token(self) -> Awaitable[AccessToken]:
         return self._tokens.token(self._credentials, self._fetch_token)
@@ -306,9 +306,14 @@ class AsyncClient:
     async def _fetch_token(self) -> AccessToken:
         return await self._call("token", Host.LOGIN, token_request(self._credentials), interpret_token)
 
-    def _emit(self, event: AttemptFinished) -> None:
-        if self._observer is not None:
+    def _emit(self, event: Event) -> None:
+        """Tell the observer; a failing observer is logged, never raised: an accepted submit must return its id."""
+        if self._observer is None:
+            return
+        try:
             self._observer.on_event(event)
+        except Exception:  # noqa: BLE001 - a metrics backend going down must not turn an accepted submit into an error
+            _log.exception("the observer failed on %s; the request goes on", type(event).__name__)
 
     # --- addresses -------------------------------------------------------------------------------------------
 
