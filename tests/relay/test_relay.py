@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -629,3 +629,71 @@ def test_a_relay_that_cannot_search_says_so_at_start_naming_the_fix(
     assert "FLOWMAILER_RECONCILE_CLIENT_ID" in warning.reason
     assert "reconciler=" in warning.reason
     assert [r.levelname for r in caplog.records if "cannot be reconciled" in r.getMessage()] == ["WARNING"]
+
+
+class Boom(BaseException):
+    """What no relay code catches on purpose: a thread that meets it dies."""
+
+
+def run_aside(target: Callable[[], RelayStats]) -> tuple[threading.Thread, list[RelayStats | BaseException]]:
+    """Run the relay in another thread, so that a hung relay fails the test instead of hanging it."""
+    ended: list[RelayStats | BaseException] = []
+
+    def main() -> None:
+        try:
+            ended.append(target())
+        except BaseException as e:  # noqa: BLE001 - handed to the test, which asserts on it
+            ended.append(e)
+
+    runner = threading.Thread(target=main, daemon=True)
+    runner.start()
+    return runner, ended
+
+
+def test_an_observer_that_raises_is_logged_and_the_relay_drains_on(
+    outbox: MemoryOutbox, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    enqueue(outbox, 20)
+
+    class Flaky:
+        def on_event(self, event: Event) -> None:
+            if isinstance(event, RelayRecorded):
+                raise RuntimeError("metrics backend down")
+
+    r = relay(outbox, FakeClient(), clock, observer=Flaky(), idle_wait=0.01)
+    runner, ended = run_aside(r.drain)
+    runner.join(WAIT)
+    if runner.is_alive():
+        r.stop()
+    assert not runner.is_alive()
+    assert outbox.counts()[S.ACCEPTED] == 20
+    assert [type(e) for e in ended] == [RelayStats]
+    assert len([r for r in caplog.records if "the observer raised on RelayRecorded" in r.getMessage()]) == 20
+
+
+def test_a_recorder_thread_that_dies_stops_the_relay_and_run_raises(clock: FakeClock) -> None:
+    class BrokenOutbox(MemoryOutbox):
+        def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
+            if settlements[0].kind != "release":
+                raise Boom
+            return super().settle(settlements)
+
+    outbox = BrokenOutbox(clock)
+    enqueue(outbox, 3)
+    runner, ended = run_aside(relay(outbox, FakeClient(), clock, stop_timeout=0.0, idle_wait=0.01).drain)
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert [type(e) for e in ended] == [Boom]
+
+
+def test_a_worker_thread_that_dies_stops_the_relay_and_run_raises(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    class BrokenClient(FakeClient):
+        def submit(self, message: SubmitMessage) -> str:
+            raise Boom
+
+    enqueue(outbox, 1)
+    runner, ended = run_aside(relay(outbox, BrokenClient(), clock, stop_timeout=0.0, idle_wait=0.01).run)
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert [type(e) for e in ended] == [Boom]
+    assert outbox.counts()[S.IN_FLIGHT] == 1  # abandoned to its lease, to be reconciled

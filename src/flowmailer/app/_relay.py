@@ -175,6 +175,7 @@ class Relay:
         self._stopping = False  # workers take nothing more
         self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
         self._halted: AuthenticationError | None = None
+        self._crashed: BaseException | None = None  # a relay thread died: run() raises it after stopping
         self._counts: collections.Counter[str] = collections.Counter()
         self._retries: collections.Counter[Cause] = collections.Counter()
 
@@ -222,20 +223,35 @@ class Relay:
                 raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
             self._running, self._stopping = True, False
         self._check_reconciler()
+        targets = {f"flowmailer-relay-{i}": self._work for i in range(self._concurrency)}
+        targets["flowmailer-relay-recorder"] = self._record_outcomes
         workers = [
-            threading.Thread(target=self._work, name=f"flowmailer-relay-{i}", daemon=True)
-            for i in range(self._concurrency)
+            threading.Thread(target=self._or_stop, args=(target,), name=name, daemon=True)
+            for name, target in targets.items()
         ]
-        workers.append(threading.Thread(target=self._record_outcomes, name="flowmailer-relay-recorder", daemon=True))
         for worker in workers:
             worker.start()
         try:
             self._loop(until_empty)
         finally:
             self._shutdown(workers)
+        if self._crashed is not None:
+            raise self._crashed
         if self._halted is not None:
             raise self._halted
         return self.stats()
+
+    def _or_stop(self, target: Callable[[], None]) -> None:
+        """Run a relay thread; if it dies, stop the relay and make run() raise, rather than stall without it."""
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 - recorded, and raised by run() once the relay stopped
+            _log.critical(
+                "relay %s: thread %s died; stopping", self._owner, threading.current_thread().name, exc_info=e
+            )
+            with self._cond:
+                self._crashed = self._crashed or e
+            self.stop()
 
     def _check_reconciler(self) -> None:
         """Learn at start, not at the first ambiguity, that searches by tag are refused (a submit-only credential)."""
@@ -486,15 +502,17 @@ class Relay:
             lost = {(c.id, c.token) for c in self._outbox.settle(settlements)} if settlements else set()
         except Exception as e:  # noqa: BLE001 - nothing was recorded: the leases run out and the rows are reconciled
             failure, lost = e, {(c.id, c.token) for c, _ in decided}
-        for claim, decision in decided:
-            if (claim.id, claim.token) in lost:
-                self._not_recorded(claim, failure or LeaseLostError(claim.id, claim.owner))
-            else:
-                self._recorded(claim, decision)
-        with self._cond:
-            for claim, decision in outcomes:
-                self._forget(claim)
-                self._recording -= decision is not None
+        try:
+            for claim, decision in decided:
+                if (claim.id, claim.token) in lost:
+                    self._not_recorded(claim, failure or LeaseLostError(claim.id, claim.owner))
+                else:
+                    self._recorded(claim, decision)
+        finally:
+            with self._cond:
+                for claim, decision in outcomes:
+                    self._forget(claim)
+                    self._recording -= decision is not None
 
     def _recorded(self, claim: Claim, decision: RelayDecision | None) -> None:
         with self._cond:
@@ -517,8 +535,13 @@ class Relay:
         self._emit(RelayNotRecorded(self._owner, claim.id, f"{type(error).__name__}: {error}"))
 
     def _emit(self, event: Event) -> None:
-        if self._observer is not None:
+        """Tell the observer; one that raises is logged, never allowed to stop a relay thread."""
+        if self._observer is None:
+            return
+        try:
             self._observer.on_event(event)
+        except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
+            _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
 
 
 def _settlement(claim: Claim, decision: RelayDecision | None) -> Settlement:
