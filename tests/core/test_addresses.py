@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowmailer.core import AddressBook, AddressHealth, AddressPolicy, ConfigurationError, Resolution
+from flowmailer.core import (
+    AddressBook,
+    AddressHealth,
+    AddressPolicy,
+    Ambiguous,
+    ConfigurationError,
+    NotSent,
+    Resolution,
+    WireResponse,
+)
 
 ips = st.lists(
     st.integers(min_value=2, max_value=250).map(lambda i: f"127.0.0.{i}"), min_size=1, max_size=6, unique=True
@@ -174,10 +183,13 @@ def test_a_repeated_address_in_a_resolution_counts_once() -> None:
     assert book_of("127.0.0.2", "127.0.0.3", "127.0.0.2").addresses == ("127.0.0.2", "127.0.0.3")
 
 
-@given(times, st.floats(min_value=0.0, max_value=1000.0))
-def test_a_connection_expires_at_its_maximum_age(opened_at: float, age: float) -> None:
-    policy = AddressPolicy(max_connection_age=300.0)
-    assert policy.connection_expired(opened_at, opened_at + age) == (age >= 300.0)
+@pytest.mark.parametrize("failure", [NotSent("connect refused"), Ambiguous("reset after write")])
+def test_record_rests_an_address_that_was_not_reached_and_an_answer_heals_it(failure: NotSent | Ambiguous) -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    failed = book.record("127.0.0.2", failure, 10.0)
+    assert failed == book.mark_failed("127.0.0.2", 10.0)
+    assert failed.record("127.0.0.2", WireResponse(503), 11.0) == book
+    assert book.record("127.0.0.2", WireResponse(201), 11.0) is book
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from flowmailer.core import (
     Accepted,
     Ambiguous,
+    AmbiguousError,
+    AuthenticationError,
     ConfigurationError,
     CredentialsRejected,
     Done,
@@ -21,6 +23,7 @@ from flowmailer.core import (
     Reconcile,
     RefreshToken,
     Rejected,
+    RejectedError,
     Retry,
     RetryBudget,
     RetryDecision,
@@ -28,6 +31,8 @@ from flowmailer.core import (
     RetryState,
     TokenInvalid,
     Transient,
+    TransientError,
+    error_for,
 )
 
 draws = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -161,24 +166,27 @@ def test_accepted_is_done() -> None:
 def test_rejected_gives_up_permanently_on_any_attempt(policy: RetryPolicy, state: RetryState, status: int) -> None:
     decision, _ = policy.decide(Rejected(status), state, elapsed=0.0, u=0.0)
     assert decision == GiveUp(GiveUpReason.REJECTED, Rejected(status))
-    assert isinstance(decision, GiveUp)
-    assert decision.permanent
 
 
 @given(policies(), states)
-def test_credentials_rejected_gives_up_without_being_permanent_for_the_message(
-    policy: RetryPolicy, state: RetryState
-) -> None:
+def test_credentials_rejected_gives_up(policy: RetryPolicy, state: RetryState) -> None:
     decision, _ = policy.decide(CredentialsRejected("invalid_client"), state, elapsed=0.0, u=0.0)
     assert decision == GiveUp(GiveUpReason.CREDENTIALS_REJECTED, CredentialsRejected("invalid_client"))
-    assert isinstance(decision, GiveUp)
-    assert not decision.permanent
 
 
 @given(policies(), states, st.floats(min_value=0.0, max_value=1000.0))
 def test_ambiguous_always_reconciles_and_never_resends(policy: RetryPolicy, state: RetryState, elapsed: float) -> None:
     decision, _ = policy.decide(Ambiguous("read timeout"), state, elapsed=elapsed, u=0.0)
     assert decision == Reconcile(Ambiguous("read timeout"))
+
+
+@given(policies(), states, st.floats(min_value=0.0, max_value=1000.0), draws, addresses)
+def test_ambiguous_on_an_idempotent_request_is_decided_as_not_sent(
+    policy: RetryPolicy, state: RetryState, elapsed: float, u: float, n: int
+) -> None:
+    decided = policy.decide(Ambiguous("read timeout"), state, elapsed=elapsed, u=u, addresses=n, idempotent=True)
+    resent = NotSent("no answer to an idempotent request, sent again: read timeout")
+    assert decided == policy.decide(resent, state, elapsed=elapsed, u=u, addresses=n)
 
 
 def test_token_invalid_refreshes_once_then_gives_up_as_authentication_trouble() -> None:
@@ -318,3 +326,27 @@ def test_a_bad_budget_setting_is_refused_naming_the_field(kwargs: dict[str, floa
     with pytest.raises(ConfigurationError) as caught:
         RetryBudget(**kwargs)
     assert caught.value.field == field
+
+
+def test_error_for_a_reconcile_is_ambiguous_and_carries_the_reference() -> None:
+    error = error_for(Reconcile(Ambiguous("reset")), operation="submit", attempts=1, client_id="c", reference="ref:1")
+    assert isinstance(error, AmbiguousError)
+    assert error.client_reference == "ref:1"
+    assert "ref:1" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "expected"),
+    [
+        (Rejected(400), GiveUpReason.REJECTED, RejectedError),
+        (CredentialsRejected("invalid_client"), GiveUpReason.CREDENTIALS_REJECTED, AuthenticationError),
+        (Transient(503, 40.0), GiveUpReason.RETRY_AFTER_TOO_LONG, TransientError),
+        (NotSent("refused"), GiveUpReason.ATTEMPTS_EXHAUSTED, TransientError),
+    ],
+)
+def test_error_for_a_give_up_is_split_by_blame(outcome: Outcome, reason: GiveUpReason, expected: type) -> None:
+    error = error_for(GiveUp(reason, outcome), operation="submit", attempts=3, client_id="c")
+    assert type(error) is expected
+    if isinstance(outcome, Transient):
+        assert isinstance(error, TransientError)
+        assert error.retry_after == 40.0

@@ -19,17 +19,13 @@ from flowmailer.core import (
     AddressBook,
     AddressPolicy,
     Ambiguous,
-    AmbiguousError,
     AttemptFinished,
-    AuthenticationError,
     ConfigurationError,
     Credentials,
     CredentialsRejected,
     DateRange,
     Event,
-    FlowmailerError,
     GiveUp,
-    GiveUpReason,
     Host,
     Message,
     MessageEvent,
@@ -41,7 +37,6 @@ from flowmailer.core import (
     ReferenceRange,
     RefreshToken,
     Rejected,
-    RejectedError,
     RequestFinished,
     Retry,
     RetryBudget,
@@ -52,11 +47,11 @@ from flowmailer.core import (
     SubmitMessage,
     TokenInvalid,
     Transient,
-    TransientError,
     TransportResult,
     WireRequest,
     WireResponse,
     classify_submit,
+    error_for,
     interpret_one,
     interpret_page,
     interpret_token,
@@ -284,8 +279,6 @@ class Client:
             outcome: Outcome = got
             self._emit(AttemptFinished(operation, address, outcome, duration, attempt))
             _log.debug("%s attempt %d to %s: %s (%.3f s)", operation, attempt, address, outcome, duration)
-            if isinstance(outcome, Ambiguous) and request.idempotent:
-                outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
             book = self._books.get(host)
             decision, state = self._policy.decide(
                 outcome,
@@ -293,6 +286,7 @@ class Client:
                 elapsed=self._clock.monotonic() - started,
                 u=self._rng.random(),
                 addresses=len(book) if book is not None else 1,
+                idempotent=request.idempotent,
             )
             with self._lock:
                 decision, self._budget = self._budget.admit(decision, self._clock.monotonic())
@@ -303,7 +297,11 @@ class Client:
             elif isinstance(decision, RefreshToken) and token is not None:
                 self._tokens.invalidate(self._credentials, token)
             else:
-                raise self._error(operation, decision, state.attempts, reference)
+                assert isinstance(decision, Reconcile | GiveUp)
+                client_id = self._credentials.client_id
+                raise error_for(
+                    decision, operation=operation, attempts=state.attempts, client_id=client_id, reference=reference
+                )
 
     def _succeeded(
         self, operation: str, address: str, result: TransportResult, got: object, duration: float, attempt: int
@@ -317,29 +315,6 @@ class Client:
             status = result.status if isinstance(result, WireResponse) else 0
             self._emit(RequestFinished(operation, address, status, duration, attempt))
         _log.debug("%s attempt %d to %s: answered (%.3f s)", operation, attempt, address, duration)
-
-    def _error(self, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
-        client_id = self._credentials.client_id
-        if isinstance(decision, Reconcile):
-            return AmbiguousError(
-                f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
-                f"may have accepted it. Look for tag {reference!r} with messages_by_tag before sending it again.",
-                client_reference=reference,
-            )
-        assert isinstance(decision, GiveUp)
-        outcome = decision.outcome
-        if isinstance(outcome, Rejected):
-            return RejectedError(outcome.status, outcome.errors)
-        if isinstance(outcome, CredentialsRejected):
-            return AuthenticationError(client_id, outcome.detail)
-        if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
-            return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
-        retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
-        return TransientError(
-            f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
-            f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
-            retry_after=retry_after,
-        )
 
     def _token(self) -> AccessToken:
         return self._tokens.token(self._credentials, self._fetch_token)
@@ -369,12 +344,9 @@ class Client:
             address, self._books[host] = self._books[host].pick(now, avoid)
         result = self._transport.send(request, origin, address)
         done = self._clock.monotonic()
-        if isinstance(result, NotSent | Ambiguous):
+        if (book := self._books[host]).record(address, result, done) is not book:  # a healthy address needs no lock
             with self._lock:
-                self._books[host] = self._books[host].mark_failed(address, done)
-        elif (book := self._books[host]).mark_ok(address) is not book:  # a healthy address needs no lock
-            with self._lock:
-                self._books[host] = self._books[host].mark_ok(address)
+                self._books[host] = self._books[host].record(address, result, done)
         return address, result, done - now
 
     def _book(self, host: Host) -> AddressBook | NotSent:

@@ -27,17 +27,13 @@ from flowmailer.core import (
     AddressBook,
     AddressPolicy,
     Ambiguous,
-    AmbiguousError,
     AttemptFinished,
-    AuthenticationError,
     ConfigurationError,
     Credentials,
     CredentialsRejected,
     DateRange,
     Event,
-    FlowmailerError,
     GiveUp,
-    GiveUpReason,
     Host,
     Message,
     MessageEvent,
@@ -49,7 +45,6 @@ from flowmailer.core import (
     ReferenceRange,
     RefreshToken,
     Rejected,
-    RejectedError,
     RequestFinished,
     Retry,
     RetryBudget,
@@ -61,11 +56,11 @@ from flowmailer.core import (
     SubmitMessage,
     TokenInvalid,
     Transient,
-    TransientError,
     TransportResult,
     WireRequest,
     WireResponse,
     classify_submit,
+    error_for,
     interpret_one,
     interpret_page,
     interpret_token,
@@ -268,8 +263,6 @@ class AsyncClient:
             outcome: Outcome = got
             self._emit(AttemptFinished(operation, address, outcome, duration, attempt))
             _log.debug("%s attempt %d to %s: %s (%.3f s)", operation, attempt, address, outcome, duration)
-            if isinstance(outcome, Ambiguous) and request.idempotent:
-                outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
             book = self._books.get(host)
             decision: RetryDecision
             decision, state = self._policy.decide(
@@ -278,6 +271,7 @@ class AsyncClient:
                 elapsed=trio.current_time() - started,
                 u=self._rng.random(),
                 addresses=len(book) if book is not None else 1,
+                idempotent=request.idempotent,
             )
             decision, self._budget = self._budget.admit(decision, trio.current_time())
             if isinstance(decision, Retry):
@@ -287,7 +281,11 @@ class AsyncClient:
             elif isinstance(decision, RefreshToken) and token is not None:
                 self._tokens.invalidate(self._credentials, token)
             else:
-                raise _error(self._credentials.client_id, operation, decision, state.attempts, reference)
+                assert isinstance(decision, Reconcile | GiveUp)
+                client_id = self._credentials.client_id
+                raise error_for(
+                    decision, operation=operation, attempts=state.attempts, client_id=client_id, reference=reference
+                )
 
     def _succeeded(
         self, operation: str, address: str, result: TransportResult, got: object, duration: float, attempt: int
@@ -326,10 +324,7 @@ class AsyncClient:
         address, self._books[host] = self._books[host].pick(now, avoid)
         result = await self._transport.send(request, origin, address)
         done = trio.current_time()
-        if isinstance(result, NotSent | Ambiguous):
-            self._books[host] = self._books[host].mark_failed(address, done)
-        else:
-            self._books[host] = self._books[host].mark_ok(address)
+        self._books[host] = self._books[host].record(address, result, done)
         return address, result, done - now
 
     async def _book(self, host: Host) -> AddressBook | NotSent:
@@ -364,27 +359,3 @@ def _tag_request(
     account: str, tag: str, token: AccessToken, *, page: ReferenceRange, daterange: DateRange | None
 ) -> WireRequest:
     return tag_messages_request(account, token, tag, page=page, daterange=daterange)
-
-
-def _error(client_id: str, operation: str, decision: object, attempts: int, reference: str | None) -> FlowmailerError:
-    """The error a final decision calls for (the same words as the sync Client's)."""
-    if isinstance(decision, Reconcile):
-        return AmbiguousError(
-            f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
-            f"may have accepted it. Look for tag {reference!r} with messages_by_tag before sending it again.",
-            client_reference=reference,
-        )
-    assert isinstance(decision, GiveUp)
-    outcome = decision.outcome
-    if isinstance(outcome, Rejected):
-        return RejectedError(outcome.status, outcome.errors)
-    if isinstance(outcome, CredentialsRejected):
-        return AuthenticationError(client_id, outcome.detail)
-    if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
-        return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
-    retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
-    return TransientError(
-        f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
-        f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
-        retry_after=retry_after,
-    )

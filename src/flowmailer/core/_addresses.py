@@ -8,6 +8,7 @@ import attrs
 
 from flowmailer.core._checks import require, require_number
 from flowmailer.core._dns import Resolution
+from flowmailer.core._outcomes import Ambiguous, NotSent, TransportResult
 
 __all__ = ["AddressBook", "AddressHealth", "AddressPolicy"]
 
@@ -30,9 +31,6 @@ class AddressPolicy:
         require_number(self.cool_down_cap, "AddressPolicy.cool_down_cap", minimum=self.cool_down)
         require_number(self.min_ttl, "AddressPolicy.min_ttl")
         require_number(self.max_connection_age, "AddressPolicy.max_connection_age", strict=True)
-
-    def connection_expired(self, opened_at: float, now: float) -> bool:
-        return now - opened_at >= self.max_connection_age
 
     def rest(self, failures: int) -> float:
         """The cool-down after ``failures`` consecutive failures."""
@@ -125,6 +123,13 @@ class AddressBook:
                 fresh = e.failures == 0 and e.cooling_until == -math.inf
                 return self if fresh else self._with(address, AddressHealth(address))
         return self
+
+    def record(self, address: str, result: TransportResult, now: float) -> AddressBook:
+        """What one request says about ``address``: not reaching it (NotSent, Ambiguous) rests it, an answer from
+        it makes it healthy (the same book when nothing changes)."""
+        if isinstance(result, NotSent | Ambiguous):
+            return self.mark_failed(address, now)
+        return self.mark_ok(address)
 
     def needs_resolve(self, now: float) -> bool:
         return now >= self.resolved_at + max(self.ttl, self.policy.min_ttl)

@@ -10,7 +10,6 @@ from flowmailer.core._http import WireResponse
 from flowmailer.core._models import ErrorDetail
 
 __all__ = [
-    "RETRYABLE",
     "Accepted",
     "Ambiguous",
     "CredentialsRejected",
@@ -82,5 +81,3 @@ class CredentialsRejected:
 TransportResult: TypeAlias = WireResponse | NotSent | Ambiguous
 
 Outcome: TypeAlias = Accepted | Rejected | NotSent | Transient | Ambiguous | TokenInvalid | CredentialsRejected
-#: The outcomes after which the same request may be sent again (after reconciling, for Ambiguous).
-RETRYABLE = (NotSent, Transient, Ambiguous, TokenInvalid)

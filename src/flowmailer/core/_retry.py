@@ -1,4 +1,5 @@
-"""What to do after an attempt: the retry policy, its decisions, and the retry budget shared by a client.
+"""What to do after an attempt: the retry policy, its decisions, the retry budget shared by a client, and the
+error a final decision raises.
 
 Pure: the shell passes in elapsed time, the current time and the random draw, and does the sleeping itself.
 """
@@ -12,6 +13,13 @@ from typing import TypeAlias
 import attrs
 
 from flowmailer.core._checks import require, require_number
+from flowmailer.core._errors import (
+    AmbiguousError,
+    AuthenticationError,
+    FlowmailerError,
+    RejectedError,
+    TransientError,
+)
 from flowmailer.core._outcomes import (
     Accepted,
     Ambiguous,
@@ -34,6 +42,7 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "RetryState",
+    "error_for",
 ]
 
 
@@ -91,11 +100,6 @@ class GiveUp:
     reason: GiveUpReason
     outcome: Outcome
 
-    @property
-    def permanent(self) -> bool:
-        """True when the message itself was refused, so sending it later cannot help (dead-letter it)."""
-        return self.reason is GiveUpReason.REJECTED
-
 
 RetryDecision: TypeAlias = Done | Retry | RefreshToken | Reconcile | GiveUp
 
@@ -150,15 +154,25 @@ class RetryPolicy:
         return u * ceiling
 
     def decide(
-        self, outcome: Outcome, state: RetryState, *, elapsed: float, u: float, addresses: int = 1
+        self,
+        outcome: Outcome,
+        state: RetryState,
+        *,
+        elapsed: float,
+        u: float,
+        addresses: int = 1,
+        idempotent: bool = False,
     ) -> tuple[RetryDecision, RetryState]:
         """Decide what follows ``outcome``, the end of attempt ``state.attempts + 1``.
 
         ``elapsed`` is seconds since the first attempt started, ``u`` a draw from [0, 1) and ``addresses`` how
-        many addresses the name resolved to (a NotSent goes on at once until each was tried once).
+        many addresses the name resolved to (a NotSent goes on at once until each was tried once). An idempotent
+        request (a read, a token request) is sent again after an Ambiguous outcome, as after a NotSent.
         """
         require(addresses >= 1, "addresses", f"{addresses!r} addresses", "pass the address book's size")
         require_number(elapsed, "elapsed")
+        if isinstance(outcome, Ambiguous) and idempotent:
+            outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
         streak = state.not_sent_streak + 1 if isinstance(outcome, NotSent) else 0
         state = attrs.evolve(state, attempts=state.attempts + 1, not_sent_streak=streak)
         decision: RetryDecision
@@ -258,3 +272,28 @@ class RetryBudget:
             allowed, budget = self.try_spend(now)
             return (decision if allowed else GiveUp(GiveUpReason.BUDGET_EMPTY, decision.outcome)), budget
         return decision, self
+
+
+def error_for(
+    decision: Reconcile | GiveUp, *, operation: str, attempts: int, client_id: str, reference: str | None = None
+) -> FlowmailerError:
+    """The error a client raises for a final decision: one wording for both client shells."""
+    if isinstance(decision, Reconcile):
+        return AmbiguousError(
+            f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
+            f"may have accepted it. Look for tag {reference!r} with messages_by_tag before sending it again.",
+            client_reference=reference,
+        )
+    outcome = decision.outcome
+    if isinstance(outcome, Rejected):
+        return RejectedError(outcome.status, outcome.errors)
+    if isinstance(outcome, CredentialsRejected):
+        return AuthenticationError(client_id, outcome.detail)
+    if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
+        return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
+    retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
+    return TransientError(
+        f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
+        f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
+        retry_after=retry_after,
+    )
