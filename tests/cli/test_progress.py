@@ -145,3 +145,12 @@ def test_run_relay_outside_the_main_thread_leaves_signals_alone() -> None:
     thread.start()
     thread.join(timeout=30)
     assert [r.accepted for r in results] == [1]
+
+
+def test_run_relay_stops_the_relay_before_raising_what_the_display_raised() -> None:
+    def broken() -> Rows:
+        raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):
+        run_relay(relay_over(1, Submitter()), broken, until_empty=False, title="t", live=False, interval=0.001)
+    assert "flowmailer-relay-loop" not in [thread.name for thread in threading.enumerate()]

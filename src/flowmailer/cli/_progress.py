@@ -210,7 +210,12 @@ def run_relay(
     try:
         worker = threading.Thread(target=run, name="flowmailer-relay-loop")
         worker.start()
-        show_progress(rows, done, title=title, live=live, interval=interval)
+        try:
+            show_progress(rows, done, title=title, live=live, interval=interval)
+        except BaseException:  # e.g. stdout's reader went away: the relay still stops gracefully before it is raised
+            relay.stop()
+            worker.join()
+            raise
         worker.join()
     finally:
         for signum, handler in previous.items():
