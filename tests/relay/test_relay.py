@@ -697,3 +697,43 @@ def test_a_worker_thread_that_dies_stops_the_relay_and_run_raises(outbox: Memory
     assert not runner.is_alive()
     assert [type(e) for e in ended] == [Boom]
     assert outbox.counts()[S.IN_FLIGHT] == 1  # abandoned to its lease, to be reconciled
+
+
+def test_a_claim_a_worker_took_just_before_its_lease_was_reported_lost_is_never_sent() -> None:
+    worker_waiting, renewal_done = threading.Event(), threading.Event()
+    renewed = threading.Event()
+
+    class RacingClock(FakeClock):
+        """Holds the worker between taking its claim and sending it until the claimer has finished a renewal."""
+
+        def now(self) -> float:
+            if threading.current_thread().name == "flowmailer-relay-0" and not renewal_done.is_set():
+                worker_waiting.set()
+                assert renewal_done.wait(WAIT)
+            return super().now()
+
+        def monotonic(self) -> float:
+            if renewed.is_set() and threading.current_thread().name == "relay-loop":
+                renewal_done.set()  # the claimer reads the clock again once _renew has returned
+            return super().monotonic()
+
+    class LosingOutbox(MemoryOutbox):
+        def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:
+            renewed.set()
+            return frozenset()
+
+    clock = RacingClock()
+    outbox = LosingOutbox(clock)
+    enqueue(outbox, 1)
+    client, recorder = FakeClient(), Recorder()
+    r = relay(outbox, client, clock, concurrency=1, idle_wait=0.01, observer=recorder)
+    runner = threading.Thread(target=r.run, name="relay-loop", daemon=True)
+    runner.start()
+    assert worker_waiting.wait(WAIT)
+    clock.advance(10.0)  # a third of the 30 s lease: the claimer renews, while 20 s of the lease seem left
+    assert renewal_done.wait(WAIT)
+    r.stop()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert client.sends.total() == 0
+    assert [e.outbox_id for e in recorder.events if isinstance(e, RelayNotRecorded)] == [1]

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import os
 import queue
 import random
@@ -349,6 +350,8 @@ class Relay:
                     self._queue.remove(claim)
                     self._forget(claim)
                     lost.append(claim)
+                elif self._held.get(claim.id) is claim:  # a worker took it meanwhile: it must not start a send
+                    self._lease_end[claim.id] = -math.inf
             self._counts["not_recorded"] += len(lost)
         for claim in lost:
             self._emit(RelayNotRecorded(self._owner, claim.id, "lease lost before it was sent"))
@@ -479,7 +482,7 @@ class Relay:
             end = self._lease_end.get(claim.id, claim.lease_until)
         if lease_allows_send(end - self._clock.now(), self._lease):
             return True
-        if claim.id in self._renew([claim]):
+        if end > -math.inf and claim.id in self._renew([claim]):
             return True
         self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
         return False
