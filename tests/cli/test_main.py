@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.cli import main
 from flowmailer.core import SubmitMessage
+
+Capsys = pytest.CaptureFixture[str]
 
 
 def run_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +47,44 @@ def outbox_url(tmp_path: Path) -> str:
 def test_output_into_a_closed_pipe_exits_141_without_a_traceback(outbox_url: str, command: list[str]) -> None:
     done = run_into_a_closed_pipe(*command, "--outbox", outbox_url)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [
+        (["relay"], "--interval", "0"),
+        (["relay"], "--interval", "-1"),
+        (["relay"], "--interval", "nan"),
+        (["relay"], "--interval", "inf"),
+        (["relay"], "--concurrency", "0"),
+        (["relay"], "--concurrency", "11"),
+        (["dead", "list"], "--limit", "0"),
+        (["dead", "list"], "--after", "-1"),
+        (["simulate"], "--port", "65536"),
+        (["simulate"], "--token-lifetime", "0"),
+        (["simulate"], "--lockout", "-1"),
+        (["demo"], "--messages", "0"),
+        (["demo"], "--error-rate", "1.5"),
+        (["demo"], "--reset-rate", "-0.1"),
+        (["demo"], "--token-lifetime", "2"),
+        (["demo"], "--retry-after", "-1"),
+        (["demo"], "--concurrency", "11"),
+    ],
+)
+def test_a_nonsense_number_is_refused_naming_the_flag_and_an_example(
+    capsys: Capsys, command: list[str], flag: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, f"{flag}={value}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: {value!r} is not " in err
+    assert "; give e.g. " in err
+
+
+@pytest.mark.parametrize(("command", "value"), [(["status"], "0"), (["dead", "requeue"], "-3")])
+def test_an_outbox_id_must_be_positive(capsys: Capsys, command: list[str], value: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--", value])
+    assert exited.value.code == 2
+    assert f"{value!r} is not a whole number of 1 or more" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from flowmailer.cli._args import number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 from flowmailer.core import ConfigurationError
@@ -14,14 +15,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("dead", help="dead letters: list them, requeue them", allow_abbrev=False)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="dead letters, oldest first, with why they died", allow_abbrev=False)
-    listing.add_argument("--limit", type=int, default=50, help="how many to show (default 50)")
-    listing.add_argument("--after", type=int, metavar="ID", help="start after this outbox id (the next page)")
+    listing.add_argument(
+        "--limit", type=number(int, low=1, example=50), default=50, help="how many to show (default 50)"
+    )
+    listing.add_argument(
+        "--after", type=number(int, low=0, example=100), metavar="ID", help="start after this outbox id (the next page)"
+    )
     add_config_arguments(listing)
     listing.set_defaults(handler=list_dead)
     requeue = actions.add_parser(
         "requeue", help="give dead letters a fresh start (these ids, or --all)", allow_abbrev=False
     )
-    requeue.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox ids of dead letters")
+    requeue.add_argument(
+        "ids", nargs="*", type=number(int, low=1, example=42), metavar="ID", help="outbox ids of dead letters"
+    )
     requeue.add_argument("--all", action="store_true", help="requeue every dead letter")
     add_config_arguments(requeue)
     requeue.set_defaults(handler=requeue_dead)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowmailer.cli._args import number
 from flowmailer.cli._progress import Rows, Tally, TallySnapshot, run_relay, summary
-from flowmailer.core import TERMINAL_STATES, ConfigurationError, SubmissionState
+from flowmailer.core import TERMINAL_STATES, SubmissionState
 
 if TYPE_CHECKING:
     from flowmailer.app import RelayStats
@@ -37,34 +38,31 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="relay thousands of messages through a faulty fake Flowmailer; exit 0 only if none was lost or doubled",
         allow_abbrev=False,
     )
-    parser.add_argument("--messages", type=int, default=3000, help="how many messages to enqueue (default 3000)")
-    parser.add_argument("--error-rate", type=float, default=0.05, help="share of submits answered 503 (0.05)")
-    parser.add_argument("--throttle-rate", type=float, default=0.02, help="share answered 429 + Retry-After (0.02)")
-    parser.add_argument("--reset-rate", type=float, default=0.01, help="share accepted, then reset unanswered (0.01)")
-    parser.add_argument("--retry-after", type=int, default=1, help="the 429's Retry-After, in seconds (1)")
-    parser.add_argument("--token-lifetime", type=int, default=10, help="seconds a fake token lives (10)")
-    parser.add_argument("--concurrency", type=int, default=10, help="the relay's concurrent submissions, 1-10 (10)")
+    share = number(float, low=0.0, high=1.0, example=0.05)
+    parser.add_argument(
+        "--messages", type=number(int, low=1, example=3000), default=3000, help="how many to enqueue (default 3000)"
+    )
+    parser.add_argument("--error-rate", type=share, default=0.05, help="share of submits answered 503 (0.05)")
+    parser.add_argument("--throttle-rate", type=share, default=0.02, help="share answered 429 + Retry-After (0.02)")
+    parser.add_argument("--reset-rate", type=share, default=0.01, help="share accepted, then reset unanswered (0.01)")
+    parser.add_argument(
+        "--retry-after", type=number(int, low=0, example=1), default=1, help="the 429's Retry-After, in seconds (1)"
+    )
+    parser.add_argument(
+        "--token-lifetime", type=number(int, low=3, example=10), default=10, help="seconds a fake token lives (10)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=number(int, low=1, high=10, example=10),
+        default=10,
+        help="the relay's concurrent submissions, 1-10 (10)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the fake's fault draws (1)")
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     parser.set_defaults(handler=demo)
 
 
-def _check(args: argparse.Namespace) -> None:
-    if args.messages < 1:
-        raise ConfigurationError("--messages", f"{args.messages} is not a positive count", "give 1 or more")
-    for flag in ("error_rate", "throttle_rate", "reset_rate"):
-        rate = getattr(args, flag)
-        if not 0.0 <= rate <= 1.0:
-            name = "--" + flag.replace("_", "-")
-            raise ConfigurationError(name, f"{rate} is not a share between 0 and 1", "give e.g. 0.05 for 5 %")
-    if args.token_lifetime < 3:
-        raise ConfigurationError("--token-lifetime", f"{args.token_lifetime} s is too short", "give 3 s or more")
-    if args.retry_after < 0:
-        raise ConfigurationError("--retry-after", f"{args.retry_after} is negative", "give 0 or more seconds")
-
-
 def demo(args: argparse.Namespace) -> int:
-    _check(args)
     from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
     from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
     from flowmailer.app import Client, Relay

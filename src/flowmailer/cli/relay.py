@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from flowmailer.cli._args import number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
 from flowmailer.cli._wiring import build_client, open_outbox
@@ -18,9 +19,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "relay", help="submit the outbox's messages until SIGTERM or SIGINT", allow_abbrev=False
     )
-    parser.add_argument("--concurrency", type=int, default=10, help="submissions at once, 1 to 10 (default 10)")
     parser.add_argument(
-        "--interval", type=float, default=10.0, help="seconds between plain progress lines off a terminal"
+        "--concurrency",
+        type=number(int, low=1, high=10, example=10),
+        default=10,
+        help="submissions at once, 1 to 10 (default 10)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=number(float, low=0.0, above=True, example=10.0),
+        default=10.0,
+        help="seconds between plain progress lines off a terminal (default 10)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     add_config_arguments(parser)

@@ -7,6 +7,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
+from flowmailer.cli._args import number
+
 if TYPE_CHECKING:
     from flowmailer.testing import FakeFlowmailer
 
@@ -27,11 +29,24 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--address", action="append", metavar="IP", help="loopback address (repeatable; default 127.0.0.2-4)"
     )
-    parser.add_argument("--port", type=int, default=0, help="port on every address (default: a free one)")
+    parser.add_argument(
+        "--port",
+        type=number(int, low=0, high=65535, example=8443),
+        default=0,
+        help="port on every address (default: a free one)",
+    )
     parser.add_argument("--fault", action="append", default=[], metavar="RULE", help=_FAULT_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for the faults' probabilities (default 0)")
-    parser.add_argument("--token-lifetime", type=int, default=60, metavar="S", help="expires_in of tokens")
-    parser.add_argument("--lockout", type=float, default=600.0, metavar="S", help="lockout after bad credentials")
+    parser.add_argument(
+        "--token-lifetime", type=number(int, low=1, example=60), default=60, metavar="S", help="expires_in of tokens"
+    )
+    parser.add_argument(
+        "--lockout",
+        type=number(float, low=0.0, example=600.0),
+        default=600.0,
+        metavar="S",
+        help="lockout after bad credentials",
+    )
     parser.add_argument("--bounce", action="append", default=[], metavar="EMAIL", help="recipient that bounces")
     parser.set_defaults(handler=simulate)
 

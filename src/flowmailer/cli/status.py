@@ -7,13 +7,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from flowmailer.cli._args import number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("status", help="counts by state, or one message's state", allow_abbrev=False)
-    parser.add_argument("id", nargs="?", type=int, help="an outbox id, as `flowmailer send` printed it")
+    parser.add_argument(
+        "id", nargs="?", type=number(int, low=1, example=42), help="an outbox id, as `flowmailer send` printed it"
+    )
     add_config_arguments(parser)
     parser.set_defaults(handler=show_status)
 
