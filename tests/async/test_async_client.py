@@ -248,3 +248,14 @@ def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(caplo
     assert ids == ["20211230130407e3b36e2e92fdbefc86"]
     assert len(transport.inner.to("/messages/submit")) == 2
     assert "metrics backend unreachable" in caplog.text
+
+
+def test_invalid_token_twice_is_transient_not_an_authentication_error() -> None:
+    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+        transport.inner.queue("/messages/submit", *[status(401, {"error": "invalid_token"})] * 2)
+        with pytest.raises(TransientError, match="credentials themselves were accepted"):
+            await client.submit(MESSAGE)
+        assert await client.submit(MESSAGE)
+
+    transport = run(body)
+    assert len(transport.inner.to("/oauth/token")) == 3

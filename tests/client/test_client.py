@@ -191,12 +191,34 @@ def test_invalid_token_refreshes_once_and_resends(client: Client, transport: Scr
     assert second.request.header("Authorization") == "Bearer tok-2"
 
 
-def test_invalid_token_twice_is_an_authentication_error(client: Client, transport: ScriptedTransport) -> None:
+def test_invalid_token_twice_is_transient_not_an_authentication_error(
+    client: Client, transport: ScriptedTransport
+) -> None:
     transport.queue("/messages/submit", *[status(401, {"error": "invalid_token"})] * 2)
-    with pytest.raises(AuthenticationError) as e:
+    with pytest.raises(TransientError, match="credentials themselves were accepted"):
         client.submit(message())
-    assert e.value.client_id == "client-1"
     assert len(transport.to("/oauth/token")) == 2
+    assert client.submit(message())  # nothing halts: the next submit fetches a new token and goes through
+    assert len(transport.to("/oauth/token")) == 3
+
+
+def test_a_token_request_that_gave_up_names_the_login_host(transport: ScriptedTransport, clock: FakeClock) -> None:
+    from flowmailer.testing import StaticResolver
+
+    client = Client(
+        CREDENTIALS,
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        policy=RetryPolicy(max_attempts=2),
+        transport=transport,
+        resolver=StaticResolver({API: ["127.0.0.2"]}),
+        clock=clock,
+        rng=random.Random(1),
+    )
+    with pytest.raises(TransientError, match=f"the token request to {LOGIN} gave up") as e:
+        client.submit(message())
+    assert "did not accept" not in str(e.value)
+    assert transport.sent == []
 
 
 def test_refused_credentials_are_never_asked_for_again(client: Client, transport: ScriptedTransport) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import assume, given
@@ -18,6 +19,7 @@ from flowmailer.core import (
     Done,
     GiveUp,
     GiveUpReason,
+    Host,
     NotSent,
     Outcome,
     Reconcile,
@@ -328,8 +330,17 @@ def test_a_bad_budget_setting_is_refused_naming_the_field(kwargs: dict[str, floa
     assert caught.value.field == field
 
 
+WHERE: dict[str, Any] = {
+    "operation": "submit",
+    "host": Host.API,
+    "hostname": "api.flowmailer.net",
+    "attempts": 3,
+    "client_id": "c",
+}
+
+
 def test_error_for_a_reconcile_is_ambiguous_and_carries_the_reference() -> None:
-    error = error_for(Reconcile(Ambiguous("reset")), operation="submit", attempts=1, client_id="c", reference="ref:1")
+    error = error_for(Reconcile(Ambiguous("reset")), reference="ref:1", **WHERE)
     assert isinstance(error, AmbiguousError)
     assert error.client_reference == "ref:1"
     assert "ref:1" in str(error)
@@ -345,8 +356,22 @@ def test_error_for_a_reconcile_is_ambiguous_and_carries_the_reference() -> None:
     ],
 )
 def test_error_for_a_give_up_is_split_by_blame(outcome: Outcome, reason: GiveUpReason, expected: type) -> None:
-    error = error_for(GiveUp(reason, outcome), operation="submit", attempts=3, client_id="c")
+    error = error_for(GiveUp(reason, outcome), **WHERE)
     assert type(error) is expected
     if isinstance(outcome, Transient):
         assert isinstance(error, TransientError)
         assert error.retry_after == 40.0
+
+
+def test_error_for_a_token_refused_twice_is_transient_not_an_authentication_error() -> None:
+    error = error_for(GiveUp(GiveUpReason.TOKEN_INVALID_AGAIN, TokenInvalid()), **WHERE)
+    assert type(error) is TransientError
+    assert "credentials themselves were accepted" in str(error)
+
+
+def test_error_for_a_token_request_that_gave_up_names_the_login_host() -> None:
+    where = {**WHERE, "operation": "token", "host": Host.LOGIN, "hostname": "login.flowmailer.net"}
+    error = error_for(GiveUp(GiveUpReason.ATTEMPTS_EXHAUSTED, NotSent("could not resolve")), **where)
+    assert type(error) is TransientError
+    assert "the token request to login.flowmailer.net" in str(error)
+    assert "Flowmailer did not accept" not in str(error)

@@ -274,17 +274,22 @@ class AsyncClient:
                 idempotent=request.idempotent,
             )
             decision, self._budget = self._budget.admit(decision, trio.current_time())
+            if isinstance(outcome, TokenInvalid) and token is not None:
+                self._tokens.invalidate(self._credentials, token)  # refused: never sent again, whatever follows
             if isinstance(decision, Retry):
                 _log.debug("%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address)
                 await trio.sleep(decision.delay)
                 avoid = address
-            elif isinstance(decision, RefreshToken) and token is not None:
-                self._tokens.invalidate(self._credentials, token)
-            else:
+            elif not isinstance(decision, RefreshToken):
                 assert isinstance(decision, Reconcile | GiveUp)
-                client_id = self._credentials.client_id
                 raise error_for(
-                    decision, operation=operation, attempts=state.attempts, client_id=client_id, reference=reference
+                    decision,
+                    operation=operation,
+                    host=host,
+                    hostname=self._origins[host].host,
+                    attempts=state.attempts,
+                    client_id=self._credentials.client_id,
+                    reference=reference,
                 )
 
     def _succeeded(

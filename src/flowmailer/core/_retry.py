@@ -20,6 +20,7 @@ from flowmailer.core._errors import (
     RejectedError,
     TransientError,
 )
+from flowmailer.core._http import Host
 from flowmailer.core._outcomes import (
     Accepted,
     Ambiguous,
@@ -82,7 +83,8 @@ class GiveUpReason(enum.Enum):
     REJECTED = "rejected"
     #: The token request was refused: stop every request for this credential (Flowmailer locks the IP).
     CREDENTIALS_REJECTED = "credentials rejected"
-    #: The token was refused again right after a refresh: authentication trouble, not an expired token.
+    #: A freshly issued token was refused again right after a refresh (revoked or expired early): the
+    #: credentials were accepted, so this is trouble for later, not an authentication failure.
     TOKEN_INVALID_AGAIN = "token invalid after refresh"  # noqa: S105 (a reason, not a secret)
     ATTEMPTS_EXHAUSTED = "attempts exhausted"
     #: The next attempt would start at or after the deadline.
@@ -275,9 +277,16 @@ class RetryBudget:
 
 
 def error_for(
-    decision: Reconcile | GiveUp, *, operation: str, attempts: int, client_id: str, reference: str | None = None
+    decision: Reconcile | GiveUp,
+    *,
+    operation: str,
+    host: Host,
+    hostname: str,
+    attempts: int,
+    client_id: str,
+    reference: str | None = None,
 ) -> FlowmailerError:
-    """The error a client raises for a final decision: one wording for both client shells."""
+    """The error a client raises for a final decision about a request to ``hostname``: one wording for both shells."""
     if isinstance(decision, Reconcile):
         return AmbiguousError(
             f"{operation}: the request was written but no answer came ({decision.outcome.reason}); Flowmailer "
@@ -290,8 +299,19 @@ def error_for(
     if isinstance(outcome, CredentialsRejected):
         return AuthenticationError(client_id, outcome.detail)
     if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
-        return AuthenticationError(client_id, "a freshly issued token was refused as invalid_token")
+        return TransientError(
+            f"{operation}: {hostname} refused a token issued moments ago as invalid_token, twice in a row (revoked "
+            "or expired early); the credentials themselves were accepted. Nothing was accepted; try again later "
+            "(the outbox does this for you)."
+        )
     retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
+    if host is Host.LOGIN:
+        return TransientError(
+            f"the token request to {hostname} gave up after {attempts} attempt(s) ({decision.reason.value}); the "
+            f"last one ended in {outcome!r}. Nothing was sent to the API. Check that {hostname} resolves and is "
+            "reachable from here (DNS, firewall, proxy) and that login_url is right; then try again.",
+            retry_after=retry_after,
+        )
     return TransientError(
         f"{operation} gave up after {attempts} attempt(s) ({decision.reason.value}); the last one ended in "
         f"{outcome!r}. Flowmailer did not accept it; try again later (the outbox does this for you).",
