@@ -117,7 +117,8 @@ def test_an_enqueue_elsewhere_wakes_an_idle_relay(make: Make) -> None:
     thread = threading.Thread(target=lambda: woke.append(waiter.wait_for_work(120)))
     thread.start()
     make(clock=FakeClock(start=2_000.0)).enqueue(_message(1))
-    thread.join()
+    thread.join(10.0)
+    assert not thread.is_alive()
     assert woke == [True]
 
 
@@ -134,7 +135,8 @@ def test_concurrent_relays_never_claim_the_same_row(make: Make) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(10.0)
+        assert not t.is_alive()
     assert sorted(i for c in claimed for i in c) == ids
 
 

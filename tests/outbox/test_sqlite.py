@@ -162,7 +162,8 @@ def test_threads_sharing_one_outbox_never_claim_the_same_row(tmp_path: Path) -> 
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(10.0)
+        assert not t.is_alive()
     outbox.close()
     everything = [i for c in claimed for i in c]
     assert sorted(everything) == ids

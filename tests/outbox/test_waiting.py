@@ -57,6 +57,7 @@ def test_waiting_ends_when_the_remainder_is_below_the_clocks_resolution(factory:
     waiter = threading.Thread(target=lambda: returned.append(outbox.wait_for_work(timeout)), daemon=True)
     waiter.start()
     waiter.join(10.0)
+    assert not waiter.is_alive()
     assert returned == [False]
     assert clock.monotonic() == pytest.approx(timeout)
     outbox.close()

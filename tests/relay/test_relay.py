@@ -302,6 +302,7 @@ def test_the_lease_is_renewed_while_a_send_outlives_it(clock: FakeClock) -> None
         assert watched.claim("relay-2", 10, 30.0) == []
     gate.set()
     runner.join(WAIT)
+    assert not runner.is_alive()
     assert watched.counts()[S.ACCEPTED] == 1
     assert client.sends.total() == 1
 
@@ -355,6 +356,7 @@ def test_sigterm_stops_the_relay_gracefully(outbox: MemoryOutbox, clock: FakeClo
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
         killer.join(WAIT)
+        assert not killer.is_alive()
     counts = outbox.counts()
     assert counts[S.IN_FLIGHT] == 0
     assert counts[S.ACCEPTED] + counts[S.QUEUED] == 20
@@ -435,6 +437,7 @@ def test_claims_whose_lease_was_lost_are_never_sent(clock: FakeClock) -> None:
     assert lost.acquire(timeout=WAIT)  # the one in flight finds its row taken and records nothing
     r.stop()
     runner.join(WAIT)
+    assert not runner.is_alive()
     assert len(taken) == 5
     assert client.sends.total() == 1
     assert r.stats().not_recorded == 5
@@ -471,6 +474,7 @@ def test_a_send_outliving_the_stop_timeout_is_abandoned_to_its_lease(outbox: Mem
     assert client.started.acquire(timeout=WAIT)
     r.stop()
     runner.join(WAIT)
+    assert not runner.is_alive()
     gate.set()
     assert [s.abandoned for s in result] == [1]
     assert outbox.counts()[S.IN_FLIGHT] == 1
@@ -488,6 +492,7 @@ def test_one_relay_runs_one_loop(outbox: MemoryOutbox, clock: FakeClock) -> None
         r.run()
     gate.set()
     runner.join(WAIT)
+    assert not runner.is_alive()
     assert e.value.field == "Relay.run"
     assert r.owner == "relay-1"
 
@@ -663,8 +668,6 @@ def test_an_observer_that_raises_is_logged_and_the_relay_drains_on(
     r = relay(outbox, FakeClient(), clock, observer=Flaky(), idle_wait=0.01)
     runner, ended = run_aside(r.drain)
     runner.join(WAIT)
-    if runner.is_alive():
-        r.stop()
     assert not runner.is_alive()
     assert outbox.counts()[S.ACCEPTED] == 20
     assert [type(e) for e in ended] == [RelayStats]
