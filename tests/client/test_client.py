@@ -129,7 +129,7 @@ def test_a_decimal_retry_after_is_waited_out_too(
 
 
 def test_a_retry_sends_the_same_body(client: Client, transport: ScriptedTransport) -> None:
-    transport.queue("/messages/submit", status(502))
+    transport.queue("/messages/submit", status(500))
     client.submit(message())
     first, second = transport.to("/messages/submit")
     assert first.request.body == second.request.body
@@ -173,6 +173,17 @@ def test_no_answer_after_writing_raises_ambiguous_with_the_reference_tag(
     assert e.value.client_reference is not None
     assert e.value.client_reference.startswith("ref:")
     assert e.value.client_reference in transport.to("/messages/submit")[0].request.body.decode()
+    assert len(transport.to("/messages/submit")) == 1
+
+
+@pytest.mark.parametrize("code", [502, 504])
+def test_a_gateway_error_to_a_submit_raises_ambiguous_and_is_not_resent(
+    client: Client, transport: ScriptedTransport, code: int
+) -> None:
+    transport.queue("/messages/submit", status(code))
+    with pytest.raises(AmbiguousError) as e:
+        client.submit(message())
+    assert e.value.client_reference is not None
     assert len(transport.to("/messages/submit")) == 1
 
 
@@ -245,7 +256,7 @@ def test_persistent_5xx_gives_up_with_a_transient_error(
         clock=clock,
         rng=random.Random(1),
     )
-    transport.queue("/messages/submit", *[status(502)] * 3)
+    transport.queue("/messages/submit", *[status(503)] * 3)
     with pytest.raises(TransientError, match="attempts exhausted"):
         client.submit(message())
     assert len(transport.to("/messages/submit")) == 3

@@ -217,11 +217,23 @@ def test_other_401_is_rejected() -> None:
     assert classify_submit(response(401, {"error": "access_denied"})) == Rejected(401, (ErrorDetail("access_denied"),))
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
 def test_overload_and_server_errors_are_transient_with_retry_after(status: int) -> None:
     outcome = classify_submit(response(status, Retry_After="7"))
     assert isinstance(outcome, Transient)
     assert (outcome.status, outcome.retry_after) == (status, 7.0)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_error_to_a_submit_is_ambiguous(status: int) -> None:
+    outcome = classify_submit(response(status, Retry_After="7"))
+    assert isinstance(outcome, Ambiguous)
+    assert f"HTTP {status}" in outcome.reason
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_error_to_a_read_is_transient(status: int) -> None:
+    assert interpret_one(response(status), Message) == Transient(status, None, f"HTTP {status}")
 
 
 def test_retry_after_as_http_date_needs_now() -> None:

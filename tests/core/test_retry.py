@@ -191,7 +191,7 @@ def test_ambiguous_on_an_idempotent_request_is_decided_as_not_sent(
     assert decided == policy.decide(resent, state, elapsed=elapsed, u=u, addresses=n)
 
 
-def test_token_invalid_refreshes_once_then_gives_up_as_authentication_trouble() -> None:
+def test_token_invalid_refreshes_once_then_gives_up() -> None:
     policy = RetryPolicy()
     first, state = policy.decide(TokenInvalid(), RetryState(), elapsed=0.0, u=0.0)
     assert first == RefreshToken(TokenInvalid())

@@ -66,6 +66,8 @@ FIRST_PAGE = ReferenceRange()
 _BAD_CREDENTIALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
 #: Permanent refusals of a well-formed request: resending the same request gets the same answer.
 _REJECTED = frozenset({400, 403, 404, 413, 422})
+#: Bad Gateway and Gateway Timeout: a proxy answered for the origin, which may have accepted the request.
+_GATEWAY_ERRORS = frozenset({502, 504})
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._~-]+")
 #: Retry-After's delta-seconds, a fraction allowed; a sign too, as int() allowed before (a negative one means 0).
 _SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -348,8 +350,10 @@ def classify_submit(result: TransportResult, *, now: float | None = None) -> Out
     """How a submit attempt ended.
 
     Accepted only on 201 with a Location ending in ``/messages/{id}``. A 201 without a usable Location, or any
-    other 2xx, is Ambiguous: Flowmailer may have taken the message, so it is reconciled, not resent. 408, 429 and
-    5xx are Transient (``Retry-After`` read against ``now``, epoch seconds, when it is an HTTP-date). Every other
+    other 2xx, is Ambiguous: Flowmailer may have taken the message, so it is reconciled, not resent. So is a 502
+    or 504: a gateway answered after the POST went through it, and the origin may already have the message
+    (reconciling costs one GET; a blind resend may cost a duplicate). 408, 429 and the other 5xx (500, 503, ...)
+    are Transient (``Retry-After`` read against ``now``, epoch seconds, when it is an HTTP-date). Every other
     status (1xx, 3xx, the remaining 4xx) is Rejected: the same request to the same API gets the same answer, and
     a blind resend of a POST risks a duplicate, so it is reported rather than retried.
     """
@@ -362,6 +366,8 @@ def classify_submit(result: TransportResult, *, now: float | None = None) -> Out
         return Accepted(message_id)
     if 200 <= result.status < 300:
         return Ambiguous(f"HTTP {result.status} instead of 201 Created")
+    if result.status in _GATEWAY_ERRORS:
+        return Ambiguous(f"HTTP {result.status} from a gateway: Flowmailer may have the message ({_describe(result)})")
     return _refusal(result, now)
 
 
