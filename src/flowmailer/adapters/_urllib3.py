@@ -8,19 +8,16 @@ import threading
 from collections import deque
 
 import attrs
-import truststore
 import urllib3.exceptions
 from urllib3.connection import HTTPSConnection
 from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
+from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, verifying_context
+from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
 from flowmailer.ports import Clock
 
 __all__ = ["MAX_CONNECTIONS", "PoolStats", "Urllib3Transport"]
-
-#: Flowmailer's guidelines allow up to 10 concurrent connections; this transport never opens more.
-MAX_CONNECTIONS = 10
 
 #: What urllib3, http.client and the socket layer raise for network trouble (SSLError and CertificateError are
 #: OSError and ValueError subclasses); everything else is a bug and propagates.
@@ -66,23 +63,14 @@ class Urllib3Transport:
         clock: Clock | None = None,
         user_agent: str = "flowmailer-python",
     ) -> None:
-        if not 1 <= max_connections <= MAX_CONNECTIONS:
-            raise ConfigurationError(
-                "max_connections",
-                f"{max_connections!r} is outside 1..{MAX_CONNECTIONS}",
-                f"Flowmailer's guidelines allow at most {MAX_CONNECTIONS} concurrent connections; use 1 to 10",
-            )
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("checkout_timeout", checkout_timeout),
-            ("max_connection_age", max_connection_age),
-        ):
-            if not value > 0:
-                raise ConfigurationError(name, f"{value!r} is not a positive number of seconds", "use e.g. 5")
-        if ca_bundle is not None and ssl_context is not None:
-            raise ConfigurationError("ca_bundle", "both ca_bundle and ssl_context were given", "give one of them")
-        self._ssl_context = _verifying_context(ca_bundle, ssl_context)
+        check_pool_settings(
+            max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            checkout_timeout=checkout_timeout,
+            max_connection_age=max_connection_age,
+        )
+        self._ssl_context = verifying_context(ca_bundle, ssl_context)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max = max_connections
@@ -279,27 +267,6 @@ def _still_open(conn: HTTPSConnection) -> bool:
     """An idle keep-alive connection is unusable if the server closed it (it became readable: EOF or junk)."""
     sock = conn.sock
     return sock is not None and not wait_for_read(sock, timeout=0.0)
-
-
-def _verifying_context(ca_bundle: str | None, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:
-    if ssl_context is None:
-        if ca_bundle is None:
-            ssl_context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        else:
-            try:
-                ssl_context = ssl.create_default_context(cafile=ca_bundle)
-            except (OSError, ssl.SSLError) as e:
-                raise ConfigurationError(
-                    "ca_bundle", f"cannot load {ca_bundle!r}: {e}", "give a readable PEM file of CA certificates"
-                ) from e
-    if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
-        raise ConfigurationError(
-            "ssl_context",
-            "the context does not verify certificates and host names",
-            "Flowmailer's guidelines require a verified certificate; keep verify_mode=CERT_REQUIRED and "
-            "check_hostname=True",
-        )
-    return ssl_context
 
 
 def _describe(e: BaseException) -> str:

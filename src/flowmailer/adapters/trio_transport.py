@@ -16,7 +16,7 @@ import attrs
 import h11
 import trio
 
-from flowmailer.adapters._urllib3 import MAX_CONNECTIONS, _verifying_context
+from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, verifying_context
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
 __all__ = ["MAX_PIPELINE_DEPTH", "TrioPoolStats", "TrioTransport"]
@@ -84,29 +84,20 @@ class TrioTransport:
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "flowmailer-python",
     ) -> None:
-        if not 1 <= max_connections <= MAX_CONNECTIONS:
-            raise ConfigurationError(
-                "max_connections",
-                f"{max_connections!r} is outside 1..{MAX_CONNECTIONS}",
-                f"Flowmailer's guidelines allow at most {MAX_CONNECTIONS} concurrent connections; use 1 to 10",
-            )
+        check_pool_settings(
+            max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            checkout_timeout=checkout_timeout,
+            max_connection_age=max_connection_age,
+        )
         if not 1 <= pipeline_depth <= MAX_PIPELINE_DEPTH:
             raise ConfigurationError(
                 "pipeline_depth",
                 f"{pipeline_depth!r} is outside 1..{MAX_PIPELINE_DEPTH}",
                 "use 1 (no pipelining) or a small depth such as 3",
             )
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("checkout_timeout", checkout_timeout),
-            ("max_connection_age", max_connection_age),
-        ):
-            if not value > 0:
-                raise ConfigurationError(name, f"{value!r} is not a positive number of seconds", "use e.g. 5")
-        if ca_bundle is not None and ssl_context is not None:
-            raise ConfigurationError("ca_bundle", "both ca_bundle and ssl_context were given", "give one of them")
-        self._ssl_context = _verifying_context(ca_bundle, ssl_context)
+        self._ssl_context = verifying_context(ca_bundle, ssl_context)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max = max_connections
