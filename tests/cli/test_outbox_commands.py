@@ -102,7 +102,7 @@ def test_send_with_the_same_dedupe_key_prints_the_first_id(outbox_url: str, caps
     [
         (["--from", "s@example.com", "--text", "x"], "--to"),
         (["--to", "b@example.com", "--from", "s@example.com"], "--text"),
-        (["--to", "Bob <b@example.com>", "--from", "s@example.com", "--text", "x"], "recipient_address"),
+        (["--to", "Bob <b@example.com>", "--from", "s@example.com", "--text", "x"], "--to"),
         (["--json", "-", "--subject", "x"], "--subject"),
     ],
 )
@@ -114,6 +114,72 @@ def test_send_refuses_bad_input_naming_the_field_and_writes_nothing(
     outbox = SQLiteOutbox(tmp_path / "outbox.db")
     assert sum(outbox.counts().values()) == 0
     outbox.close()
+
+
+def count(path: Path) -> int:
+    outbox = SQLiteOutbox(path)
+    try:
+        return sum(outbox.counts().values())
+    finally:
+        outbox.close()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "hint"),
+    [("--to", "Bob <b@example.com>", "--header-to-name"), ("--from", "Shop <s@x.com>", "--header-from-name")],
+)
+def test_send_refuses_a_display_name_in_an_address_naming_the_flag_it_belongs_in(
+    outbox_url: str, capsys: Capsys, flag: str, value: str, hint: str
+) -> None:
+    message = {"--to": "b@example.com", "--from": "s@example.com", flag: value}
+    assert main(["send", "--outbox", outbox_url, *(x for f, v in message.items() for x in (f, v)), "--text", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flowmailer send: {flag}: {value!r} carries a display name.")
+    assert err.rstrip().endswith(f"put the name in {hint}")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            '{"senderAddress": "s@example.com", "recipientAdress": "b@example.com", "text": "x"}',
+            "recipientAdress: is not a key of SubmitMessage. rename it to 'recipientAddress'",
+        ),
+        (
+            '{"senderAddress": "s@example.com", "recipientAddress": "b@example.com", "text": "x", "colour": 1}',
+            "colour: is not a key of SubmitMessage. remove it; the keys are messageType, senderAddress,",
+        ),
+        (
+            '{"senderAddress": "s@example.com", "recipientAddress": "b@example.com",'
+            ' "attachments": [{"content": "eA==", "contentTyp": "text/plain"}]}',
+            "attachments[0].contentTyp: is not a key of Attachment. rename it to 'contentType'",
+        ),
+        (
+            '{"senderAddress": "s@example.com", "text": "x"}',
+            "does not hold a valid SubmitMessage: required field missing @ $.recipientAddress. fix the file",
+        ),
+        (
+            '{"senderAddress": "s@example.com", "recipientAddress": "Bob <b@example.com>", "text": "x"}',
+            "recipientAddress: 'Bob <b@example.com>' carries a display name. give the bare address (bob@example.com)"
+            " and put the name in headerToName",
+        ),
+        (
+            '{"senderAddress": "s@example.com",\n',
+            "is not valid JSON: Expecting property name enclosed in double quotes at line 2 column 1. fix the file",
+        ),
+        ('["s@example.com"]', "holds a JSON list, not an object. fix the file"),
+    ],
+)
+def test_send_json_names_the_file_the_camelcase_key_and_the_fix_and_writes_nothing(
+    outbox_url: str, tmp_path: Path, capsys: Capsys, body: str, error: str
+) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(body, encoding="utf-8")
+    assert main(["send", "--outbox", outbox_url, "--json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flowmailer send: --json {path}: {error}")
+    assert "stored copy" not in err
+    assert count(tmp_path / "outbox.db") == 0
 
 
 def test_commands_refuse_an_outbox_file_that_does_not_exist(tmp_path: Path, capsys: Capsys) -> None:

@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import email.parser
 import email.policy
 import email.utils
+import json
+import re
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
-from flowmailer.core import ConfigurationError, SubmitMessage, message_from_json
+from flowmailer.core import Attachment, ConfigurationError, Header, SubmitMessage, from_json
 
 #: Flags that describe the message itself, each refused where a file already gives that part.
 _BODY_FLAGS = ("subject", "text", "html")
 _ENVELOPE_FLAGS = ("to", "sender", "header_from_name", "header_to_name", "flow_selector", "tag")
+#: The flags whose name is not the field's (``--from`` for ``sender_address``).
+_FLAGS = {"sender_address": "--from", "recipient_address": "--to", "tags": "--tag"}
+#: Where the display name goes that an address must not carry.
+_DISPLAY_NAME = {"sender_address": "header_from_name", "recipient_address": "header_to_name"}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+#: The JSON keys of each object in a SubmitMessage file (the wire converter's camelCase names), and the nested ones.
+_KEYS: dict[type, list[str]] = {
+    cls: [_camel(f.name) for f in attrs.fields(cls) if f.init] for cls in (SubmitMessage, Attachment, Header)
+}
+_NESTED = {"attachments": Attachment, "headers": Header}
+_FIELDS = {f.name for cls in _KEYS for f in attrs.fields(cls) if f.init}
+#: A field name with an underscore in an error's text (a one-word name there is more likely an ordinary word).
+_FIELD_WORDS = re.compile(r"\b(?:" + "|".join(sorted(n for n in _FIELDS if "_" in n)) + r")\b")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -63,26 +89,83 @@ def message_from_args(args: argparse.Namespace) -> SubmitMessage:
     """The message the flags and file describe; a flag that contradicts the file is refused, not ignored."""
     if args.json is not None:
         _refuse(args, (*_BODY_FLAGS, *_ENVELOPE_FLAGS), "--json", "the JSON file gives the whole message")
-        return message_from_json(_read(args.json, "--json"))
+        return _message_from_json(
+            _read(args.json, "--json"), "--json " + ("(standard input)" if args.json == "-" else args.json)
+        )
     if args.eml is not None:
         _refuse(args, _BODY_FLAGS, "--eml", "the .eml file gives subject and body")
-        return _message_from_eml(args, _read(args.eml, "--eml"))
+        raw = _read(args.eml, "--eml")
+        with _in_terms_of(_flag):
+            return _message_from_eml(args, raw)
     for flag, value in (("--to", args.to), ("--from", args.sender)):
         if not value:
             raise ConfigurationError(flag, "is required", f"pass {flag} ADDRESS, or give the message with --json/--eml")
     if not (args.text or args.html):
         raise ConfigurationError("--text", "the message has no body", "pass --text and/or --html")
-    return SubmitMessage(
-        sender_address=args.sender,
-        recipient_address=args.to,
-        subject=args.subject,
-        text=args.text,
-        html=args.html,
-        header_from_name=args.header_from_name,
-        header_to_name=args.header_to_name,
-        flow_selector=args.flow_selector,
-        tags=tuple(args.tag),
-    )
+    with _in_terms_of(_flag):
+        return SubmitMessage(
+            sender_address=args.sender,
+            recipient_address=args.to,
+            subject=args.subject,
+            text=args.text,
+            html=args.html,
+            header_from_name=args.header_from_name,
+            header_to_name=args.header_to_name,
+            flow_selector=args.flow_selector,
+            tags=tuple(args.tag),
+        )
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+@contextlib.contextmanager
+def _in_terms_of(name: Callable[[str], str], source: str | None = None) -> Iterator[None]:
+    """The model's errors in the user's terms: a field by its flag or JSON key, and the file it came from."""
+    try:
+        yield
+    except ConfigurationError as e:
+        rename = lambda m: name(m.group())  # noqa: E731 - used three times, in one expression each
+        field = name(e.field) if e.field in _FIELDS else _FIELD_WORDS.sub(rename, e.field)
+        if source is not None and field != source:
+            field = f"{source}: {field}"
+        fix = e.fix
+        if e.field in _DISPLAY_NAME:
+            fix = f"give the bare address (bob@example.com) and put the name in {name(_DISPLAY_NAME[e.field])}"
+        problem, fix = (_FIELD_WORDS.sub(rename, text) for text in (e.problem, fix))
+        raise ConfigurationError(field, problem, fix) from e
+
+
+def _message_from_json(raw: bytes, source: str) -> SubmitMessage:
+    """A SubmitMessage file, refused with the file, the camelCase key and the fix when anything is off."""
+    fix = "fix the file: one SubmitMessage in Flowmailer's JSON (camelCase keys, e.g. recipientAddress)"
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ConfigurationError(source, "is not UTF-8 text", fix) from None
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(source, f"is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}", fix) from e
+    if not isinstance(data, dict):
+        raise ConfigurationError(source, f"holds a JSON {type(data).__name__}, not an object", fix)
+    _refuse_unknown_keys(data, SubmitMessage, source)
+    with _in_terms_of(_camel, source):
+        return from_json(raw, SubmitMessage, what=source, fix=fix)
+
+
+def _refuse_unknown_keys(data: Mapping[str, Any], cls: type, source: str, path: str = "") -> None:
+    """The converter would drop an unknown key silently: a typo (``flowSelecter``) must not lose its value."""
+    known = _KEYS[cls]
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            fix = f"rename it to {close[0]!r}" if close else f"remove it; the keys are {', '.join(known)}"
+            raise ConfigurationError(f"{source}: {path}{key}", f"is not a key of {cls.__name__}", fix)
+        nested = _NESTED.get(key) if cls is SubmitMessage else None
+        if nested is not None and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _refuse_unknown_keys(item, nested, source, f"{key}[{i}].")
 
 
 def _message_from_eml(args: argparse.Namespace, raw: bytes) -> SubmitMessage:
