@@ -72,6 +72,18 @@ def test_a_context_that_does_not_verify_is_refused() -> None:
     assert e.value.field == "ssl_context"
 
 
+def test_a_context_switched_off_after_construction_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
+    context = ssl.create_default_context(cafile=server.ca_bundle)
+    with closing(Urllib3Transport(ssl_context=context)) as transport:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with pytest.raises(ConfigurationError) as e:
+            transport.send(_get(), server.origin, server.addresses[0])
+        assert e.value.field == "ssl_context"
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=0)
+    assert server.received() == ()
+
+
 def test_an_unreadable_ca_bundle_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as e:
         Urllib3Transport(ca_bundle=str(tmp_path / "missing.pem"))

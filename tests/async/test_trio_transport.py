@@ -59,6 +59,23 @@ def test_a_context_that_does_not_verify_is_refused() -> None:
     assert e.value.field == "ssl_context"
 
 
+def test_a_context_switched_off_after_construction_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
+    context = ssl.create_default_context(cafile=server.ca_bundle)
+    transport = TrioTransport(ssl_context=context)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    async def main() -> None:
+        with pytest.raises(ConfigurationError) as e:
+            await transport.send(_get(), server.origin, server.addresses[0])
+        assert e.value.field == "ssl_context"
+        await transport.aclose()
+
+    trio.run(main)
+    assert transport.stats().opened == 0
+    assert server.received() == ()
+
+
 def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:
     async def main() -> None:
         transport = TrioTransport()

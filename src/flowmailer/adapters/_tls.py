@@ -8,7 +8,7 @@ import truststore
 
 from flowmailer.core import ConfigurationError
 
-__all__ = ["MAX_CONNECTIONS", "check_pool_settings", "verifying_context"]
+__all__ = ["MAX_CONNECTIONS", "check_pool_settings", "require_verifying", "verifying_context"]
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; no transport opens more.
 MAX_CONNECTIONS = 10
@@ -42,11 +42,17 @@ def verifying_context(ca_bundle: str | None, ssl_context: ssl.SSLContext | None)
                 raise ConfigurationError(
                     "ca_bundle", f"cannot load {ca_bundle!r}: {e}", "give a readable PEM file of CA certificates"
                 ) from e
-    if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
+    require_verifying(ssl_context)
+    return ssl_context
+
+
+def require_verifying(context: ssl.SSLContext) -> None:
+    """Refuse a context that does not verify; checked again before each request, because the caller keeps the
+    context and could switch verification off after handing it over."""
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
         raise ConfigurationError(
             "ssl_context",
             "the context does not verify certificates and host names",
             "Flowmailer's guidelines require a verified certificate; keep verify_mode=CERT_REQUIRED and "
             "check_hostname=True",
         )
-    return ssl_context

@@ -13,7 +13,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, verifying_context
+from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
 from flowmailer.ports import Clock
 
@@ -94,6 +94,7 @@ class Urllib3Transport:
             return PoolStats(self._open, sum(len(q) for q in self._idle.values()), self._opened)
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
+        require_verifying(self._ssl_context)
         key = (origin.host, origin.port, address)
         got = self._checkout(key)
         if isinstance(got, NotSent):

@@ -16,7 +16,7 @@ import attrs
 import h11
 import trio
 
-from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, verifying_context
+from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
 __all__ = ["MAX_PIPELINE_DEPTH", "TrioPoolStats", "TrioTransport"]
@@ -117,6 +117,7 @@ class TrioTransport:
         return TrioPoolStats(self._open, self._opened, self._max_in_flight)
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
+        require_verifying(self._ssl_context)
         data = self._render(request, origin)
         got = await self._checkout((origin.host, origin.port, address), origin)
         if not isinstance(got, _Conn):
