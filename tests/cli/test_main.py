@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,13 @@ from flowmailer.cli import main
 from flowmailer.core import SubmitMessage
 
 Capsys = pytest.CaptureFixture[str]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.startswith("FLOWMAILER_"):
+            monkeypatch.delenv(name)
 
 
 def run_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,3 +96,35 @@ def test_an_outbox_id_must_be_positive(capsys: Capsys, command: list[str], value
         main([*command, "--", value])
     assert exited.value.code == 2
     assert f"{value!r} is not a whole number of 1 or more" in capsys.readouterr().err
+
+
+def help_of(capsys: Capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["send"], ["status"], ["dead", "list"], ["dead", "requeue"], ["outbox", "init"]])
+def test_outbox_commands_offer_only_the_outbox_setting(capsys: Capsys, command: list[str]) -> None:
+    flags = set(re.findall(r"--[a-z-]+", help_of(capsys, *command)))
+    assert {"--config", "--outbox"} <= flags
+    assert not {"--account-id", "--client-id", "--client-secret-file", "--api-url", "--ca-bundle"} & flags
+
+
+@pytest.mark.parametrize("command", ["relay", "doctor"])
+def test_commands_that_reach_flowmailer_offer_the_credentials(capsys: Capsys, command: str) -> None:
+    flags = set(re.findall(r"--[a-z-]+", help_of(capsys, command)))
+    assert {"--account-id", "--client-id", "--client-secret-file", "--reconcile-client-id", "--outbox"} <= flags
+
+
+def test_an_outbox_command_does_not_read_the_credentials_in_a_shared_toml_file(outbox_url: str, tmp_path: Path) -> None:
+    toml = tmp_path / "flowmailer.toml"
+    toml.write_text(f'client_secret_file = "no-such-file"\noutbox = "{outbox_url}"\n', encoding="utf-8")
+    assert main(["status", "--config", str(toml)]) == 0
+
+
+def test_simulate_help_shows_every_default(capsys: Capsys) -> None:
+    text = " ".join(help_of(capsys, "simulate").split())
+    assert "expires_in of tokens, in seconds (default 60)" in text
+    assert "lockout after bad credentials (default 600)" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,6 +15,7 @@ from flowmailer.core import ConfigurationError, Credentials, Origin
 
 __all__ = [
     "CONFIG_ENV",
+    "OUTBOX_ONLY",
     "RECONCILE_SECRET_ENV",
     "SECRET_ENV",
     "SETTINGS",
@@ -85,6 +86,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("outbox", "--outbox", "FLOWMAILER_OUTBOX", "sqlite:///abs/path.db, sqlite:rel/path.db or postgresql://..."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+#: What the commands that only work on the outbox read (``send``, ``status``, ``dead``, ``outbox init``).
+OUTBOX_ONLY = ("outbox",)
 
 
 @attrs.frozen
@@ -209,12 +212,14 @@ def missing(name: str) -> ConfigurationError:
     return ConfigurationError(name, "is not configured", f"pass {s.flag}, set {s.env}, or put {name} in the TOML file")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The configuration flags every sub-command that talks to Flowmailer or the outbox accepts."""
+def add_config_arguments(parser: argparse.ArgumentParser, names: Collection[str] = tuple(_BY_NAME)) -> None:
+    """The flags of the settings ``names`` (only those the sub-command reads), and ``--config``."""
     group = parser.add_argument_group("configuration (flags override environment, which overrides the TOML file)")
     group.add_argument("--config", metavar="FILE", help=f"TOML configuration file (or set {CONFIG_ENV})")
     for s in SETTINGS:
-        group.add_argument(s.flag, dest=s.name, metavar="VALUE", help=f"{s.help} [{s.env}]")
+        if s.name in names:
+            group.add_argument(s.flag, dest=s.name, metavar="VALUE", help=f"{s.help} [{s.env}]")
+    parser.set_defaults(config_settings=tuple(names))
     # Claimed so that argparse cannot read them as abbreviations of the --...-file flags and echo the secret.
     for name in _SECRETS:
         flag = "--" + name.replace("_", "-")
@@ -231,12 +236,19 @@ class _RefuseSecretFlag(argparse.Action):
 
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """The settings the sub-command's parser was given by :func:`add_config_arguments`, and no others."""
     flags = {name: getattr(args, name, None) for name in ("config", *_BY_NAME)}
-    return load_config(flags, os.environ if environ is None else environ)
+    return load_config(flags, os.environ if environ is None else environ, args.config_settings)
 
 
-def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Config:
-    """Assemble the configuration: a flag wins over the environment, which wins over the TOML file."""
+def load_config(
+    flags: Mapping[str, str | None], environ: Mapping[str, str], names: Collection[str] = tuple(_BY_NAME)
+) -> Config:
+    """Assemble the settings ``names``: a flag wins over the environment, which wins over the TOML file.
+
+    The others keep their defaults unread (a secret file that ``status`` does not need cannot make it fail),
+    but the TOML file is checked whole, since commands share it.
+    """
     file_values: dict[str, str] = {}
     file_name = flags.get("config") or environ.get(CONFIG_ENV) or None
     base: Path | None = None
@@ -247,6 +259,8 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
     chosen: dict[str, str] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
+        if s.name not in names:
+            continue
         if (value := flags.get(s.name)) is not None:
             chosen[s.name], sources[s.name] = value, f"flag {s.flag}"
         elif value := environ.get(s.env):
@@ -257,8 +271,8 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
                 value = str(base / value)
             chosen[s.name], sources[s.name] = value, str(file_name)
 
-    secret, secret_file = _choose_secret("client_secret", chosen, sources, environ)
-    reconcile_secret, reconcile_secret_file = _choose_secret("reconcile_client_secret", chosen, sources, environ)
+    secret, secret_file = _choose_secret("client_secret", chosen, sources, environ, names)
+    reconcile_secret, reconcile_secret_file = _choose_secret("reconcile_client_secret", chosen, sources, environ, names)
     api_url = chosen.get("api_url", DEFAULT_API_URL)
     login_url = chosen.get("login_url", DEFAULT_LOGIN_URL)
     Origin.parse(api_url, field="api_url")
@@ -285,10 +299,12 @@ def load_config(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
 
 
 def _choose_secret(
-    name: str, chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str]
+    name: str, chosen: dict[str, str], sources: dict[str, str], environ: Mapping[str, str], names: Collection[str]
 ) -> tuple[str | None, Path | None]:
     """The secret file named by a flag wins; then the secret in the environment; then a file named elsewhere."""
     env, file = _SECRETS[name], _BY_NAME[f"{name}_file"]
+    if file.name not in names:
+        return None, None
     env_secret = environ.get(env) or None
     file_source = sources.get(file.name, "")
     if env_secret is not None and file_source.startswith("environment"):

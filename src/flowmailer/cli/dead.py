@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from flowmailer.cli._args import number
-from flowmailer.cli._config import add_config_arguments, config_from_args
+from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 from flowmailer.core import ConfigurationError
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument(
         "--after", type=number(int, low=0, example=100), metavar="ID", help="start after this outbox id (the next page)"
     )
-    add_config_arguments(listing)
+    add_config_arguments(listing, OUTBOX_ONLY)
     listing.set_defaults(handler=list_dead)
     requeue = actions.add_parser(
         "requeue", help="give dead letters a fresh start (these ids, or --all)", allow_abbrev=False
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "ids", nargs="*", type=number(int, low=1, example=42), metavar="ID", help="outbox ids of dead letters"
     )
     requeue.add_argument("--all", action="store_true", help="requeue every dead letter")
-    add_config_arguments(requeue)
+    add_config_arguments(requeue, OUTBOX_ONLY)
     requeue.set_defaults(handler=requeue_dead)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowmailer.cli._config import add_config_arguments, config_from_args
+from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 
 
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     init = actions.add_parser(
         "init", help="create the outbox (SQLite file or PostgreSQL schema); safe to run again", allow_abbrev=False
     )
-    add_config_arguments(init)
+    add_config_arguments(init, OUTBOX_ONLY)
     init.set_defaults(handler=init_outbox)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from flowmailer.cli._config import add_config_arguments, config_from_args
+from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 from flowmailer.core import Attachment, ConfigurationError, Header, SubmitMessage, from_json
 
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--flow-selector", help="selects a Flowmailer flow, e.g. invoice")
     parser.add_argument("--tag", action="append", default=[], help="a searchable tag (repeatable)")
     parser.add_argument("--dedupe-key", help="enqueue the message once for this key; again, print the first id")
-    add_config_arguments(parser)
+    add_config_arguments(parser, OUTBOX_ONLY)
     parser.set_defaults(handler=send)
 
 

@@ -38,14 +38,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--fault", action="append", default=[], metavar="RULE", help=_FAULT_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for the faults' probabilities (default 0)")
     parser.add_argument(
-        "--token-lifetime", type=number(int, low=1, example=60), default=60, metavar="S", help="expires_in of tokens"
+        "--token-lifetime",
+        type=number(int, low=1, example=60),
+        default=60,
+        metavar="S",
+        help="expires_in of tokens, in seconds (default 60)",
     )
     parser.add_argument(
         "--lockout",
         type=number(float, low=0.0, example=600.0),
         default=600.0,
         metavar="S",
-        help="lockout after bad credentials",
+        help="seconds of lockout after bad credentials (default 600)",
     )
     parser.add_argument("--bounce", action="append", default=[], metavar="EMAIL", help="recipient that bounces")
     parser.set_defaults(handler=simulate)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowmailer.cli._args import number
-from flowmailer.cli._config import add_config_arguments, config_from_args
+from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
 
 
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "id", nargs="?", type=number(int, low=1, example=42), help="an outbox id, as `flowmailer send` printed it"
     )
-    add_config_arguments(parser)
+    add_config_arguments(parser, OUTBOX_ONLY)
     parser.set_defaults(handler=show_status)
 
 
