@@ -80,7 +80,7 @@ class OutboxMachine(RuleBasedStateMachine):
         row = self.rows[claim.id]
         assert claim.claimed_from is claimed_from
         row.state = _S.RECONCILING if claimed_from in (_S.IN_FLIGHT, _S.RECONCILING) else _S.IN_FLIGHT
-        row.attempts += 1
+        row.attempts += row.state is _S.IN_FLIGHT  # searches do not count
         row.token += 1
         row.held = True
         row.due_at = self.clock.now() + LEASE
@@ -164,7 +164,7 @@ class OutboxMachine(RuleBasedStateMachine):
             row.state, row.due_at = _S.DEAD, None
         elif action == "release":
             row.state, row.due_at = (_S.RECONCILING if claim.must_reconcile else _S.QUEUED), now
-            row.attempts -= 1
+            row.attempts -= not claim.must_reconcile
 
     @precondition(lambda self: bool(self.claims))
     @rule(

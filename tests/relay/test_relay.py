@@ -740,3 +740,16 @@ def test_a_claim_a_worker_took_just_before_its_lease_was_reported_lost_is_never_
     assert not runner.is_alive()
     assert client.sends.total() == 0
     assert [e.outbox_id for e in recorder.events if isinstance(e, RelayNotRecorded)] == [1]
+
+
+def test_searches_by_tag_do_not_count_against_max_attempts(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [LOST]
+    client.search_faults = [TransientError("search got 503")] * 2
+    two_sends = RelayRules(max_attempts=2, max_age=3600.0, backoff=RULES.backoff, reconcile_delay=5.0)
+    relay(outbox, client, clock, rules=two_sends).drain()
+    status = outbox.status(1)
+    assert status is not None
+    assert (client.sends[ref], client.searches[ref]) == (2, 3)
+    assert (status.state, status.attempts) == (S.ACCEPTED, 2)

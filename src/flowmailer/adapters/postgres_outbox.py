@@ -39,6 +39,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
+    send_count,
     tag_message,
     unreadable,
 )
@@ -85,9 +86,9 @@ _SCHEMA = (
 _SETTLE = (
     "UPDATE {table} AS t SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = %s,"
     " message_id = coalesce(v.message_id, t.message_id), last_reason = coalesce(v.reason, t.last_reason),"
-    " errors = coalesce(v.errors, t.errors), attempts = t.attempts - v.released"
+    " errors = coalesce(v.errors, t.errors), attempts = t.attempts - v.unsent"
     " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],"
-    " %s::int[]) AS v(id, token, state, due_at, message_id, reason, errors, released)"
+    " %s::int[]) AS v(id, token, state, due_at, message_id, reason, errors, unsent)"
     " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id, t.lease_token"
 )
 _CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
@@ -290,10 +291,14 @@ class PostgresOutbox(SingleClaimOutcomes):
         cur.execute(
             self._q(
                 "UPDATE {table} AS t SET state = v.state, due_at = %s, owner = %s, lease_token = t.lease_token + 1,"
-                " attempts = t.attempts + 1, updated_at = %s FROM unnest(%s::bigint[], %s::text[]) AS v(id, state)"
-                " WHERE t.id = v.id"
+                " attempts = t.attempts + v.sends, updated_at = %s"
+                " FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS v(id, state, sends) WHERE t.id = v.id"
             ),
-            (now + lease, owner, now, [row[0] for row in rows], [claimed_state(s).name for s in claimed_from]),
+            (
+                *(now + lease, owner, now, [row[0] for row in rows]),
+                [claimed_state(s).name for s in claimed_from],
+                [send_count(s) for s in claimed_from],
+            ),
         )
         return [
             Claim(
@@ -301,7 +306,7 @@ class PostgresOutbox(SingleClaimOutcomes):
                 message=message,
                 client_reference=row[3],
                 claimed_from=state,
-                attempts=row[4] + 1,
+                attempts=row[4] + send_count(state),
                 enqueued_at=row[5],
                 last_reason=row[6],
                 owner=owner,
@@ -341,7 +346,7 @@ class PostgresOutbox(SingleClaimOutcomes):
                 [s.message_id for s in checked],
                 [s.reason for s in checked],
                 [errors_to_json(s.errors) if s.kind == "dead" else None for s in checked],
-                [int(s.kind == "release") for s in checked],
+                [s.unsent for s in checked],
             )
             cur.execute(self._q(_SETTLE), (now, *columns))
             held = {(int(i), int(token)) for i, token in cur.fetchall()}

@@ -35,6 +35,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
+    send_count,
     tag_message,
     unreadable,
 )
@@ -77,13 +78,13 @@ CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
 """
 
 # A batch of settlements travels as one JSON array of [id, token, state, due_at, message_id, reason, errors,
-# released], so a settle is four statements whatever its size: every statement hands the GIL to the relay's
+# unsent], so a settle is four statements whatever its size: every statement hands the GIL to the relay's
 # busy workers and waits to get it back, which costs far more than the writes themselves.
 _BATCH = (
     "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token,"
     " json_extract(value, '$[2]') AS state, json_extract(value, '$[3]') AS due_at,"
     " json_extract(value, '$[4]') AS message_id, json_extract(value, '$[5]') AS reason,"
-    " json_extract(value, '$[6]') AS errors, json_extract(value, '$[7]') AS released, key FROM json_each(?)) AS v"
+    " json_extract(value, '$[6]') AS errors, json_extract(value, '$[7]') AS unsent, key FROM json_each(?)) AS v"
 )
 # The claims that no longer hold their rows, by position in the batch.
 _LOST = (
@@ -94,14 +95,16 @@ _LOST = (
 _SETTLE = (
     "UPDATE outbox SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = ?,"  # noqa: S608
     " message_id = coalesce(v.message_id, outbox.message_id), last_reason = coalesce(v.reason, outbox.last_reason),"
-    f" errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.released FROM {_BATCH}"
+    f" errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.unsent FROM {_BATCH}"
     " WHERE outbox.id = v.id AND outbox.lease_token = v.token AND outbox.owner IS NOT NULL"
 )
-# Leases claimed rows in one statement: a JSON array of [id, state] (the state each row moves to).
+# Leases claimed rows in one statement: a JSON array of [id, state, sends] (the state each row moves to, and 1 if
+# the claim sends the message).
 _LEASE = (
     "UPDATE outbox SET state = v.state, due_at = ?, owner = ?, lease_token = lease_token + 1,"
-    " attempts = attempts + 1, updated_at = ? FROM (SELECT json_extract(value, '$[0]') AS id,"
-    " json_extract(value, '$[1]') AS state FROM json_each(?)) AS v WHERE outbox.id = v.id"
+    " attempts = attempts + v.sends, updated_at = ? FROM (SELECT json_extract(value, '$[0]') AS id,"
+    " json_extract(value, '$[1]') AS state, json_extract(value, '$[2]') AS sends FROM json_each(?)) AS v"
+    " WHERE outbox.id = v.id"
 )
 _CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token"
 #: The columns are named after OutboxStatus's fields, in its order.
@@ -239,7 +242,7 @@ class SQLiteOutbox(SingleClaimOutcomes):
             return []
         claimed_from = [SubmissionState[row[1]] for row, _ in readable]
         moves = json.dumps(
-            [[row[0], claimed_state(s).name] for (row, _), s in zip(readable, claimed_from, strict=True)]
+            [[row[0], claimed_state(s).name, send_count(s)] for (row, _), s in zip(readable, claimed_from, strict=True)]
         )
         conn.execute(_LEASE, (now + lease, owner, now, moves))
         return [
@@ -248,7 +251,7 @@ class SQLiteOutbox(SingleClaimOutcomes):
                 message=message,
                 client_reference=row[3],
                 claimed_from=state,
-                attempts=row[4] + 1,
+                attempts=row[4] + send_count(state),
                 enqueued_at=row[5],
                 last_reason=row[6],
                 owner=owner,
@@ -283,7 +286,7 @@ class SQLiteOutbox(SingleClaimOutcomes):
                 [
                     *(s.claim.id, s.claim.token, s.state.name, s.due_at(now), s.message_id, s.reason),
                     errors_to_json(s.errors) if s.kind == "dead" else None,
-                    int(s.kind == "release"),
+                    s.unsent,
                 ]
                 for s in checked
             ]

@@ -30,6 +30,7 @@ __all__ = [
     "not_dead",
     "outcome_state",
     "release_state",
+    "send_count",
     "tag_message",
     "unreadable",
 ]
@@ -64,7 +65,7 @@ class Claim:
     client_reference: str
     #: The row's state before this claim: IN_FLIGHT means a relay lost its lease, maybe mid-request.
     claimed_from: SubmissionState
-    #: How many times the message was claimed, this claim included (a release does not count).
+    #: How many times the message was sent, this claim included if it sends: searches and releases do not count.
     attempts: int
     enqueued_at: float
     #: The reason given with the last retry or reconcile; None before the first.
@@ -103,6 +104,11 @@ class OutboxStatus:
     last_reason: str | None
     #: Flowmailer's ``allErrors`` for a dead letter.
     errors: tuple[ErrorDetail, ...] = ()
+
+
+def send_count(claimed_from: SubmissionState) -> int:
+    """1 if a claim from this state sends the message, 0 if it only searches: ``max_attempts`` counts sends."""
+    return int(claimed_state(claimed_from) is SubmissionState.IN_FLIGHT)
 
 
 def claimed_state(state: SubmissionState) -> SubmissionState:
@@ -174,7 +180,7 @@ class Settlement:
 
     @classmethod
     def release(cls, claim: Claim) -> Settlement:
-        """Graceful shutdown: due again at once, a send back to QUEUED, and the claim not counted as an attempt."""
+        """Graceful shutdown: due again at once, a send back to QUEUED, and its send not counted as an attempt."""
         return cls(claim, "release")
 
     @classmethod
@@ -192,6 +198,11 @@ class Settlement:
     @property
     def state(self) -> SubmissionState:
         return outcome_state(self.claim, self.kind)
+
+    @property
+    def unsent(self) -> int:
+        """1 for a released send, whose attempt is given back; a reconciliation's claim never counted one."""
+        return int(self.kind == "release" and not self.claim.must_reconcile)
 
     def due_at(self, now: float) -> float | None:
         """When the row is next due: at once after a release, at ``at`` after a retry or reconcile, else never."""

@@ -23,6 +23,7 @@ from flowmailer.core import (
     idle_wait,
     not_dead,
     outcome_state,
+    send_count,
     tag_message,
 )
 from flowmailer.core._checks import (
@@ -118,7 +119,7 @@ class MemoryOutbox(SingleClaimOutcomes):
     def _lease(row: _Row, claimed_from: SubmissionState, owner: str, now: float, lease: float) -> Claim:
         row.state, row.due_at, row.owner, row.updated_at = claimed_state(claimed_from), now + lease, owner, now
         row.token += 1
-        row.attempts += 1
+        row.attempts += send_count(claimed_from)
         return Claim(
             id=row.id,
             message=row.message,
@@ -162,7 +163,7 @@ class MemoryOutbox(SingleClaimOutcomes):
                     row.last_reason = s.reason
                 if s.kind == "dead":
                     row.errors = s.errors
-                row.attempts -= s.kind == "release"
+                row.attempts -= s.unsent
         return lost
 
     def resend(self, claim: Claim, lease: float) -> Claim:

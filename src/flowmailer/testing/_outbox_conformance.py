@@ -165,7 +165,7 @@ def check_lapsed_lease_comes_back_to_be_reconciled(outbox: Outbox, clock: FakeCl
         _S.RECONCILING,
         True,
     )
-    assert taken.attempts == 2
+    assert taken.attempts == 1  # a search, not a send
     assert _status(outbox, outbox_id).state is _S.RECONCILING
     for record in (
         lambda: outbox.mark_accepted(lost, "m-1"),
@@ -177,7 +177,7 @@ def check_lapsed_lease_comes_back_to_be_reconciled(outbox: Outbox, clock: FakeCl
         _raises(LeaseLostError, record)
     assert outbox.renew([lost], LEASE) == frozenset()
     status = _status(outbox, outbox_id)
-    assert (status.state, status.attempts, status.due_at) == (_S.RECONCILING, 2, taken.lease_until)
+    assert (status.state, status.attempts, status.due_at) == (_S.RECONCILING, 1, taken.lease_until)
     outbox.mark_accepted(taken, "m-2")
     assert _status(outbox, outbox_id).message_id == "m-2"
 
@@ -246,7 +246,7 @@ def check_reconcile_then_found(outbox: Outbox, clock: FakeClock) -> None:
     assert _status(outbox, outbox_id).state is _S.RECONCILING
     clock.advance(60)
     check = _only(outbox.claim("a", 1, LEASE))
-    assert (check.claimed_from, check.must_reconcile, check.attempts) == (_S.RECONCILING, True, 2)
+    assert (check.claimed_from, check.must_reconcile, check.attempts) == (_S.RECONCILING, True, 1)
     outbox.schedule_retry(check, clock.now() + 10, "search failed")
     assert _status(outbox, outbox_id).state is _S.RECONCILING
     clock.advance(10)
@@ -268,7 +268,7 @@ def check_reconcile_then_not_found_resends_in_the_same_hands(outbox: Outbox, clo
         "a",
         _S.QUEUED,
         _S.IN_FLIGHT,
-        3,
+        2,
     )
     assert send.lease_until == clock.now() + LEASE
     assert send.message == check.message
@@ -340,7 +340,24 @@ def check_release_returns_the_row_at_once_without_counting_an_attempt(outbox: Ou
     status = _status(outbox, check_id)
     assert (status.state, status.attempts) == (_S.RECONCILING, 1)
     again = outbox.claim("b", 2, LEASE)
-    assert [(c.id, c.attempts, c.must_reconcile) for c in again] == [(send_id, 2, False), (check_id, 2, True)]
+    assert [(c.id, c.attempts, c.must_reconcile) for c in again] == [(send_id, 2, False), (check_id, 1, True)]
+
+
+def check_only_sends_count_as_attempts(outbox: Outbox, clock: FakeClock) -> None:
+    outbox_id = outbox.enqueue(_message())
+    send = _only(outbox.claim("a", 1, LEASE))
+    assert outbox.settle([Settlement.reconcile(send, clock.now(), "read timeout")]) == []
+    search = _only(outbox.claim("a", 1, LEASE))
+    assert outbox.settle([Settlement.retry(search, clock.now(), "search failed")]) == []
+    search = _only(outbox.claim("a", 1, LEASE))
+    assert (send.attempts, search.attempts) == (1, 1)
+    resent = outbox.resend(search, LEASE)
+    assert resent.attempts == _status(outbox, outbox_id).attempts == 2
+    clock.advance(LEASE)
+    taken = _only(outbox.claim("b", 1, LEASE))  # the lapsed send is searched for, not sent
+    assert taken.attempts == 2
+    assert outbox.settle([Settlement.release(taken)]) == []
+    assert _status(outbox, outbox_id).attempts == 2
 
 
 def check_outcomes_refuse_bad_times_and_keep_the_claim(outbox: Outbox, clock: FakeClock) -> None:
@@ -379,7 +396,7 @@ def check_settle_records_a_batch_and_answers_the_lost_claims(outbox: Outbox, clo
         (_S.RECONCILING, now + 90, None, "read timeout", (), 1),
         (_S.DEAD, None, None, "HTTP 400", errors, 1),
         (_S.QUEUED, now, None, None, (), 0),
-        (_S.RECONCILING, taken.lease_until, None, None, (), 2),
+        (_S.RECONCILING, taken.lease_until, None, None, (), 1),
     ]
     assert outbox.settle([Settlement.release(taken)]) == []
     status = _status(outbox, taken.id)
@@ -466,6 +483,7 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_dead_letters_are_listed_oldest_first_page_by_page,
     check_requeue_all_dead,
     check_release_returns_the_row_at_once_without_counting_an_attempt,
+    check_only_sends_count_as_attempts,
     check_outcomes_refuse_bad_times_and_keep_the_claim,
     check_settle_records_a_batch_and_answers_the_lost_claims,
     check_settle_refuses_a_bad_batch_and_writes_nothing,
