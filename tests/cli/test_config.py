@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from flowmailer.adapters.sqlite_outbox import default_outbox_path
 from flowmailer.cli._config import (
     RECONCILE_SECRET_ENV,
     SECRET_ENV,
@@ -40,6 +41,7 @@ def test_flag_wins_over_environment_which_wins_over_the_toml_file(tmp_path: Path
         "account_id": "flag --account-id",
         "client_id": "environment FLOWMAILER_CLIENT_ID",
         "api_url": str(toml),
+        "outbox": "default",
     }
 
 
@@ -51,8 +53,12 @@ def test_config_flag_wins_over_config_environment_variable(tmp_path: Path) -> No
 
 
 def test_defaults_when_nothing_is_configured() -> None:
-    config = load_config({}, {})
-    assert config == Config(api_url="https://api.flowmailer.net", login_url="https://login.flowmailer.net")
+    config = load_config({}, {"XDG_DATA_HOME": "/data"})
+    assert config == Config(
+        api_url="https://api.flowmailer.net",
+        login_url="https://login.flowmailer.net",
+        outbox=SqliteLocation(Path("/data/flowmailer/outbox.db")),
+    )
 
 
 def test_secret_comes_from_the_environment_and_never_shows_in_a_repr() -> None:
@@ -190,10 +196,11 @@ def test_require_credentials_names_the_missing_setting_and_how_to_set_it() -> No
         load_config({"account_id": "1", "client_id": "c"}, {}).require_credentials()
 
 
-def test_require_outbox_names_the_setting() -> None:
-    with pytest.raises(ConfigurationError) as info:
-        load_config({}, {}).require_outbox()
-    assert "--outbox" in info.value.fix
+def test_the_default_outbox_is_sqlite_outboxs_default_file(tmp_path: Path) -> None:
+    environ = {"HOME": str(tmp_path)}
+    config = load_config({}, environ)
+    assert config.require_outbox() == SqliteLocation(default_outbox_path(environ))
+    assert config.sources["outbox"] == "default"
 
 
 def test_config_from_args_reads_the_parsed_flags() -> None:

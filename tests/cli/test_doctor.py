@@ -15,7 +15,8 @@ SECRET = "doctor-secret-never-printed"
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the default outbox, not the machine's
     for name in ("CONFIG", "ACCOUNT_ID", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE", "API_URL", "OUTBOX"):
         monkeypatch.delenv(f"FLOWMAILER_{name}", raising=False)
         monkeypatch.delenv(f"FLOWMAILER_RECONCILE_{name}", raising=False)
@@ -48,6 +49,7 @@ def test_doctor_passes_a_complete_configuration_without_printing_the_secret(
     assert set(lines(out).values()) == {"ok"}
     assert "client_secret: set (from environment FLOWMAILER_CLIENT_SECRET)" in out
     assert "resolves to" in out
+    assert "the default, does not exist yet; `flowmailer outbox init` creates it" in out
     assert SECRET not in out
 
 

@@ -188,6 +188,18 @@ def test_commands_refuse_an_outbox_file_that_does_not_exist(tmp_path: Path, caps
     assert not (tmp_path / "typo.db").exists()
 
 
+def test_without_an_outbox_setting_every_command_uses_the_default_file(
+    tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOWMAILER_OUTBOX", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert main(["status"]) == 2
+    assert "the default file" in capsys.readouterr().err
+    assert main(["outbox", "init"]) == 0
+    assert main(["send", "--to", "b@example.com", "--from", "s@example.com", "--text", "x"]) == 0
+    assert count(tmp_path / "flowmailer" / "outbox.db") == 1
+
+
 def test_status_counts_every_state(outbox_url: str, capsys: Capsys) -> None:
     main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
     capsys.readouterr()

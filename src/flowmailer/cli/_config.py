@@ -15,6 +15,7 @@ from flowmailer.core import ConfigurationError, Credentials, Origin
 
 __all__ = [
     "CONFIG_ENV",
+    "DEFAULT_SOURCE",
     "OUTBOX_ONLY",
     "RECONCILE_SECRET_ENV",
     "SECRET_ENV",
@@ -36,6 +37,8 @@ RECONCILE_SECRET_ENV = "FLOWMAILER_RECONCILE_CLIENT_SECRET"  # noqa: S105 - the 
 #: Each secret: the environment variable that may hold it (its file is the setting named ``<secret>_file``).
 _SECRETS = {"client_secret": SECRET_ENV, "reconcile_client_secret": RECONCILE_SECRET_ENV}
 DEFAULT_API_URL = "https://api.flowmailer.net"
+#: The source of a setting that took its default.
+DEFAULT_SOURCE = "default"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
 
@@ -83,7 +86,12 @@ SETTINGS: tuple[Setting, ...] = (
         "PEM file of CAs to trust, not the OS store",
         is_path=True,
     ),
-    Setting("outbox", "--outbox", "FLOWMAILER_OUTBOX", "sqlite:///abs/path.db, sqlite:rel/path.db or postgresql://..."),
+    Setting(
+        "outbox",
+        "--outbox",
+        "FLOWMAILER_OUTBOX",
+        "sqlite:///abs/path.db, sqlite:rel/path.db or postgresql://... (default: SQLiteOutbox's default file)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 #: What the commands that only work on the outbox read (``send``, ``status``, ``dead``, ``outbox init``).
@@ -277,11 +285,16 @@ def load_config(
     login_url = chosen.get("login_url", DEFAULT_LOGIN_URL)
     Origin.parse(api_url, field="api_url")
     Origin.parse(login_url, field="login_url")
-    outbox = None
+    outbox: SqliteLocation | PostgresLocation | None = None
     if "outbox" in chosen:
         from_env = sources["outbox"].startswith("environment")
         from_file = sources["outbox"] == str(file_name)
         outbox = parse_outbox(chosen["outbox"], base=base if from_file else None, allow_password=from_env)
+    elif "outbox" in names:
+        from flowmailer.adapters.sqlite_outbox import default_outbox_path
+
+        # The file an application's SQLiteOutbox() uses, so that `flowmailer relay` drains it with no setting.
+        outbox, sources["outbox"] = SqliteLocation(default_outbox_path(environ)), DEFAULT_SOURCE
     return Config(
         account_id=chosen.get("account_id"),
         client_id=chosen.get("client_id"),

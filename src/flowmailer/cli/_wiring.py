@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowmailer.cli._config import Config, PostgresLocation, SqliteLocation
+from flowmailer.cli._config import DEFAULT_SOURCE, Config, PostgresLocation, SqliteLocation
 from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
@@ -22,6 +22,12 @@ def open_outbox(config: Config, *, create: bool = False) -> Outbox:
         from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 
         if not create and not location.path.exists():
+            if config.sources.get("outbox") == DEFAULT_SOURCE:
+                raise ConfigurationError(
+                    "outbox",
+                    f"the default file {str(location.path)!r} does not exist",
+                    "create it with `flowmailer outbox init`, or name your outbox with --outbox or FLOWMAILER_OUTBOX",
+                )
             raise ConfigurationError(
                 "outbox",
                 f"{str(location.path)!r} does not exist",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flowmailer.cli._config import (
+    DEFAULT_SOURCE,
     RECONCILE_SECRET_ENV,
     Config,
     SqliteLocation,
@@ -118,11 +119,17 @@ def _ca_bundle(config: Config) -> bool:
 
 
 def _outbox(config: Config) -> bool:
-    if config.outbox is None:
-        return _report(True, "outbox", "not set (needed only by send, relay, status, dead)")
-    if isinstance(config.outbox, SqliteLocation) and not config.outbox.path.exists():
-        return _report(False, "outbox", f"{config.outbox.describe()} does not exist; run `flowmailer outbox init`")
-    return _report(True, "outbox", config.outbox.describe())
+    outbox = config.require_outbox()
+    source = config.sources["outbox"]
+    if isinstance(outbox, SqliteLocation) and not outbox.path.exists():
+        if source == DEFAULT_SOURCE:  # not a mistake where no outbox is used yet
+            return _report(
+                True,
+                "outbox",
+                f"{outbox.describe()}, the default, does not exist yet; `flowmailer outbox init` creates it",
+            )
+        return _report(False, "outbox", f"{outbox.describe()} does not exist; run `flowmailer outbox init`")
+    return _report(True, "outbox", f"{outbox.describe()} (from {source})")
 
 
 def _token(config: Config) -> tuple[bool, bool | None]:
