@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import truststore
+from urllib3.connection import HTTPSConnection
 
 from flowmailer.adapters import PoolStats, Urllib3Transport
 from flowmailer.core import ConfigurationError, Host, NotSent, WireRequest, WireResponse
@@ -141,17 +143,71 @@ def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
     assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), NotSent)
 
 
-def test_a_request_waiting_at_the_cap_gives_up_as_not_sent(server: TlsServer) -> None:
-    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, connect_timeout=1, checkout_timeout=0.1)
+def _key(server: TlsServer, address: str) -> tuple[str, int, str]:
+    return (server.origin.host, server.origin.port, address)
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Poll with a deadline (not a sleep to wait for something): fail if ``condition`` never holds."""
+    tick = threading.Event()
+    for _ in range(2000):
+        if condition():
+            return
+        tick.wait(0.005)
+    raise AssertionError("the condition never held within 10 s")
+
+
+def test_a_request_waiting_at_the_cap_gives_up_as_a_local_not_sent(server: TlsServer) -> None:
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, checkout_timeout=0.1)
     with closing(transport):
-        holder = threading.Thread(target=transport.send, args=(_get(), server.origin, server.blackhole_address))
-        holder.start()
-        deadline = threading.Event()
-        for _ in range(1000):
-            if transport.stats().open == 1:
-                break
-            deadline.wait(0.005)
+        held = transport._checkout(_key(server, server.addresses[1]))  # the one slot, taken and never connected
+        assert not isinstance(held, NotSent)
+        assert transport.stats().open == 1
         result = transport.send(_get(), server.origin, server.addresses[0])
-        holder.join()
+        transport._checkin(held[0], reusable=False)
     assert isinstance(result, NotSent)
     assert "busy" in result.reason
+    assert result.local
+    assert server.received() == ()
+
+
+def test_two_slots_freed_at_once_wake_waiters_for_every_address(server: TlsServer) -> None:
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=2, checkout_timeout=60)
+    a, b = (_key(server, address) for address in server.addresses)
+    held = [transport._checkout(a), transport._checkout(a)]
+    got: dict[str, object] = {}
+    waiters = [
+        threading.Thread(target=lambda k=k, name=name: got.update({name: transport._checkout(k)}), daemon=True)
+        for name, k in (("a", a), ("b", b))
+    ]
+    for w in waiters:
+        w.start()
+    _until(lambda: transport.stats().waiting == 2)
+    transport._close_and_forget([h[0] for h in held if not isinstance(h, NotSent)])  # both slots, one lock hold
+    for w in waiters:
+        w.join(timeout=10)  # a deadline far below checkout_timeout: a missed wake-up would sleep for 60 s
+    assert not any(w.is_alive() for w in waiters)
+    assert all(isinstance(g, tuple) and g[1] for g in got.values())
+    transport.close()
+
+
+def test_a_slot_is_freed_only_after_its_socket_is_closed(server: TlsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, max_connection_age=10, clock=clock)
+    open_at_close: list[int] = []
+    real_close, real_request = HTTPSConnection.close, HTTPSConnection.request
+
+    def close(self: HTTPSConnection) -> None:
+        open_at_close.append(transport.stats().open)
+        real_close(self)
+
+    def request(self: HTTPSConnection, *args: Any, **kwargs: Any) -> None:
+        clock.advance(11)  # the connection grows too old during its request: it is closed when it comes back
+        real_request(self, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPSConnection, "close", close)
+    monkeypatch.setattr(HTTPSConnection, "request", request)
+    with closing(transport):
+        assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert open_at_close == [1]  # a thread woken for the slot could not have connected before this close
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=1)

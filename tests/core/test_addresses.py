@@ -192,6 +192,11 @@ def test_record_rests_an_address_that_was_not_reached_and_an_answer_heals_it(fai
     assert book.record("127.0.0.2", WireResponse(201), 11.0) is book
 
 
+def test_record_ignores_a_local_not_sent() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    assert book.record("127.0.0.2", NotSent("all 10 connections stayed busy", local=True), 10.0) is book
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

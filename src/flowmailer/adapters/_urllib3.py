@@ -28,11 +28,13 @@ _Key = tuple[str, int, str]
 
 @attrs.frozen
 class PoolStats:
-    """How many connections are open, idle, and were ever opened (each one a TLS handshake)."""
+    """How many connections are open, idle, and were ever opened (each one a TLS handshake), and how many threads
+    wait at the cap."""
 
     open: int
     idle: int
     opened: int
+    waiting: int = 0
 
 
 @attrs.define
@@ -80,9 +82,9 @@ class Urllib3Transport:
         self._user_agent = user_agent
         self._lock = threading.Lock()
         #: Threads waiting at the cap, by the key they wait for; each key has its own condition on the one lock,
-        #: so a returned connection wakes one thread that can use it instead of every waiting thread.
+        #: so a change wakes one thread per key instead of every waiting thread.
         self._wakeups: dict[_Key, threading.Condition] = {}
-        self._waiting: dict[_Key, int] = {}
+        self._waiting = 0
         self._idle: dict[_Key, deque[_Conn]] = {}
         self._open = 0
         self._per_key: dict[_Key, int] = {}
@@ -91,7 +93,7 @@ class Urllib3Transport:
 
     def stats(self) -> PoolStats:
         with self._lock:
-            return PoolStats(self._open, sum(len(q) for q in self._idle.values()), self._opened)
+            return PoolStats(self._open, sum(len(q) for q in self._idle.values()), self._opened, self._waiting)
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
@@ -118,39 +120,37 @@ class Urllib3Transport:
             self._closed = True
             idle = [c for q in self._idle.values() for c in q]
             self._idle.clear()
-            for c in idle:
-                self._forget(c)
             for wakeup in self._wakeups.values():
                 wakeup.notify_all()
-        for c in idle:
-            c.conn.close()
+        self._close_and_forget(idle)
 
     def _checkout(self, key: _Key) -> tuple[_Conn, bool] | NotSent:
         """An idle live connection for ``key``, or a new unconnected one (``True``) within the cap.
 
         At the cap, a key that already has connections waits for one of them (a handshake costs more than a
-        wait); a key with none takes the slot of the oldest idle connection to another address.
+        wait); a key with none takes the slot of the oldest idle connection to another address. A connection
+        leaves the count only after its socket is closed, so no more than the cap are ever open at once.
         """
         deadline = self._clock.monotonic() + self._checkout_timeout
         while True:
             to_close: list[_Conn] = []
             with self._lock:
                 got = self._checkout_locked(key, deadline, to_close)
-                if to_close and self._open < self._max:  # slots of dropped connections came free
-                    self._wake_for_slot()
-            for c in to_close:
-                c.conn.close()
+            if to_close:
+                self._close_and_forget(to_close)
+            if got is None:
+                continue  # slots were freed by closing: try again
             if isinstance(got, NotSent) or got[1] or _still_open(got[0].conn):
                 return got
-            got[0].conn.close()  # the server closed it while it was idle: forget it and try again
-            with self._lock:
-                self._forget(got[0])
-                self._wake_for_slot()
+            self._close_and_forget([got[0]])  # the server closed it while it was idle: forget it and try again
 
-    def _checkout_locked(self, key: _Key, deadline: float, to_close: list[_Conn]) -> tuple[_Conn, bool] | NotSent:
+    def _checkout_locked(
+        self, key: _Key, deadline: float, to_close: list[_Conn]
+    ) -> tuple[_Conn, bool] | NotSent | None:
+        """What ``_checkout`` gets under the lock; None when connections in ``to_close`` must be closed first."""
         while True:
             if self._closed:
-                return NotSent("the transport is closed")
+                return NotSent("the transport is closed", local=True)
             now = self._clock.monotonic()
             queue = self._idle.get(key)
             while queue:
@@ -158,12 +158,13 @@ class Urllib3Transport:
                 if now - c.born < self._max_age:
                     return c, False
                 to_close.append(c)
-                self._forget(c)
+            if to_close:
+                return None
             if self._open >= self._max and not self._per_key.get(key):
                 victim = self._oldest_idle()
                 if victim is not None:
                     to_close.append(victim)
-                    self._forget(victim)
+                    return None
             if self._open < self._max:
                 self._open += 1
                 self._opened += 1
@@ -172,15 +173,24 @@ class Urllib3Transport:
                 return c, True
             remaining = deadline - now
             if remaining <= 0:
-                return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
+                return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s", local=True)
             wakeup = self._wakeups.get(key)
             if wakeup is None:
                 wakeup = self._wakeups[key] = threading.Condition(self._lock)
-            self._waiting[key] = self._waiting.get(key, 0) + 1
+            self._waiting += 1
             try:
                 wakeup.wait(remaining)
             finally:
-                self._waiting[key] -= 1
+                self._waiting -= 1
+
+    def _close_and_forget(self, conns: list[_Conn]) -> None:
+        """Close first, then free the slots: a thread woken for a slot never connects before the socket is gone."""
+        for c in conns:
+            c.conn.close()
+        with self._lock:
+            for c in conns:
+                self._forget(c)
+                self._wake()
 
     def _forget(self, c: _Conn) -> None:
         self._open -= 1
@@ -238,30 +248,15 @@ class Urllib3Transport:
         with self._lock:
             if reusable and not self._closed and self._clock.monotonic() - c.born < self._max_age:
                 self._idle.setdefault(c.key, deque()).append(c)
-                self._wake_for_idle(c.key)
-            else:
-                self._forget(c)
-                self._wake_for_slot()
-                reusable = False
-        if not reusable:
-            c.conn.close()
-
-    def _wake_for_idle(self, key: _Key) -> None:
-        """An idle connection for ``key``: a thread waiting for that key takes it, else one that may evict it."""
-        if self._waiting.get(key):
-            self._wakeups[key].notify()
-            return
-        for other, n in self._waiting.items():
-            if n and not self._per_key.get(other):
-                self._wakeups[other].notify()
+                self._wake()
                 return
+        self._close_and_forget([c])
 
-    def _wake_for_slot(self) -> None:
-        """A slot under the cap came free: any waiting thread may open a connection with it."""
-        for key, n in self._waiting.items():
-            if n:
-                self._wakeups[key].notify()
-                return
+    def _wake(self) -> None:
+        """A connection came back or a slot came free: wake one waiting thread per key, and each sees whether it
+        can use what changed. Waking by key and count missed wake-ups (a woken thread is counted until it runs)."""
+        for wakeup in self._wakeups.values():
+            wakeup.notify()
 
 
 def _still_open(conn: HTTPSConnection) -> bool:

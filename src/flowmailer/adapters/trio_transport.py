@@ -146,7 +146,7 @@ class TrioTransport:
         with trio.move_on_after(self._checkout_timeout):
             while True:
                 if self._closed:
-                    return NotSent("the transport is closed")
+                    return NotSent("the transport is closed", local=True)
                 conn = await self._usable(key)
                 if conn is None and self._open >= self._max and not self._conns.get(key):
                     victim = self._oldest_idle()
@@ -161,7 +161,7 @@ class TrioTransport:
                     self._max_in_flight = max(self._max_in_flight, conn.in_flight)
                     return conn
                 await self._waiting.setdefault(key, trio.lowlevel.ParkingLot()).park()
-        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s")
+        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s", local=True)
 
     async def _usable(self, key: _Key) -> _Conn | None:
         """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""

@@ -126,7 +126,9 @@ class AddressBook:
 
     def record(self, address: str, result: TransportResult, now: float) -> AddressBook:
         """What one request says about ``address``: not reaching it (NotSent, Ambiguous) rests it, an answer from
-        it makes it healthy (the same book when nothing changes)."""
+        it makes it healthy, a local NotSent (busy pool, closed transport) says nothing (the same book)."""
+        if isinstance(result, NotSent) and result.local:
+            return self
         if isinstance(result, NotSent | Ambiguous):
             return self.mark_failed(address, now)
         return self.mark_ok(address)

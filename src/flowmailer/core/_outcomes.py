@@ -45,6 +45,8 @@ class NotSent:
     """
 
     reason: str
+    #: The cause is on this side (every connection busy, the transport closed): the address is not to blame.
+    local: bool = False
 
 
 @attrs.frozen
