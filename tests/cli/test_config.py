@@ -16,8 +16,11 @@ from flowmailer.cli._config import (
     config_from_args,
     load_config,
     parse_outbox,
+    parse_resolve,
 )
-from flowmailer.core import ConfigurationError, Credentials
+from flowmailer.cli._wiring import PinnedResolver
+from flowmailer.core import ConfigurationError, Credentials, NotSent, Resolution
+from flowmailer.testing import StaticResolver
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -257,3 +260,42 @@ def test_the_toml_example_in_the_cli_docs_loads(tmp_path: Path) -> None:
     config = load_config({"config": str(toml)}, {})
     assert config.require_credentials().client_secret == SECRET
     assert config.outbox == SqliteLocation(Path("/var/lib/flowmailer/outbox.db"))
+
+
+def test_resolve_pins_come_from_repeated_flags_the_environment_or_the_toml_file(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        ["--resolve", "API.example.test=127.0.0.2,::1", "--resolve", "login.example.test=10.0.0.1"]
+    )
+    expected = {"api.example.test": ("127.0.0.2", "::1"), "login.example.test": ("10.0.0.1",)}
+    assert config_from_args(args, {}).resolve == expected
+    environ = {"FLOWMAILER_RESOLVE": "api.example.test=127.0.0.2,::1  login.example.test=10.0.0.1"}
+    assert load_config({}, environ).resolve == expected
+    toml = write_toml(tmp_path, 'resolve = "login.example.test=10.0.0.1"\n')
+    config = load_config({"config": str(toml)}, {})
+    assert (config.resolve, config.sources["resolve"]) == ({"login.example.test": ("10.0.0.1",)}, str(toml))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("api.example.test", "is not HOST=ADDR"),
+        ("api.example.test=", "is not HOST=ADDR"),
+        ("=127.0.0.1", "is not HOST=ADDR"),
+        ("api.example.test=localhost", "not an IP address"),
+        ("api.example.test=127.0.0.1,", "not an IP address"),
+        ("a.test=127.0.0.1 A.test=127.0.0.2", "given twice"),
+    ],
+)
+def test_bad_resolve_entries_are_refused_naming_the_setting_and_the_form(text: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem) as info:
+        parse_resolve(text)
+    assert info.value.field == "resolve"
+
+
+def test_pinned_resolver_answers_its_pins_and_asks_the_fallback_for_other_names() -> None:
+    pinned = PinnedResolver({"api.example.test": ("127.0.0.2",)}, StaticResolver({"other.test": ["10.0.0.9"]}))
+    assert pinned.resolve("API.example.test.", 443) == Resolution(("127.0.0.2",), 300.0)
+    assert pinned.resolve("other.test", 443) == Resolution(("10.0.0.9",), 60.0)
+    assert isinstance(pinned.resolve("unknown.test", 443), NotSent)

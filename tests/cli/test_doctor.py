@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowmailer.cli import main
-from flowmailer.testing import SUBMIT_ROLE, FakeFlowmailer
+from flowmailer.testing import SUBMIT_ROLE, FakeFlowmailer, StaticResolver
 
 Capsys = pytest.CaptureFixture[str]
 SECRET = "doctor-secret-never-printed"
@@ -150,3 +150,23 @@ def test_doctor_online_fails_on_refused_credentials(
     out = capsys.readouterr().out
     assert lines(out)["token"] == "FAIL"
     assert "refused the credentials" in out
+
+
+def test_doctor_says_how_to_fix_a_host_name_that_does_not_resolve(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flowmailer.cli._wiring.resolver", lambda config: StaticResolver())
+    assert main(["doctor", *local_flags()]) == 1
+    out = capsys.readouterr().out
+    assert lines(out)["api_url"] == "FAIL"
+    assert "check the host name in api_url and this machine's DNS, or pin it to an address with --resolve" in out
+    assert "--resolve localhost=ADDR or FLOWMAILER_RESOLVE" in out
+
+
+def test_doctor_shows_the_pins_and_fails_one_for_a_host_no_url_names(capsys: Capsys) -> None:
+    pins = ["--resolve", "localhost=127.0.0.2", "--resolve", "lcoalhost=127.0.0.3"]
+    assert main(["doctor", *local_flags(), *pins]) == 1
+    out = capsys.readouterr().out
+    assert "api_url: https://localhost:8443 resolves to 127.0.0.2 (pinned by resolve)" in out
+    assert lines(out)["resolve"] == "FAIL"
+    assert "pins lcoalhost, which neither api_url nor login_url names" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import tomllib
 from collections.abc import Collection, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "load_config",
     "missing",
     "parse_outbox",
+    "parse_resolve",
 ]
 
 CONFIG_ENV = "FLOWMAILER_CONFIG"
@@ -52,6 +54,8 @@ class Setting:
     help: str
     #: A path resolved against the TOML file's folder when the file gives it relative.
     is_path: bool = False
+    #: The flag may be given more than once; its values join with spaces, as the environment and TOML write them.
+    repeatable: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -85,6 +89,14 @@ SETTINGS: tuple[Setting, ...] = (
         "FLOWMAILER_CA_BUNDLE",
         "PEM file of CAs to trust, not the OS store",
         is_path=True,
+    ),
+    Setting(
+        "resolve",
+        "--resolve",
+        "FLOWMAILER_RESOLVE",
+        "HOST=ADDR[,ADDR...]: connect to these addresses for HOST instead of asking DNS, like curl's --resolve "
+        "(repeatable; space-separated in the environment and TOML)",
+        repeatable=True,
     ),
     Setting(
         "outbox",
@@ -159,6 +171,24 @@ def parse_outbox(
     raise ConfigurationError("outbox", f"{redact_url(url)!r} is neither a sqlite: nor a postgresql:// URL", fix)
 
 
+def parse_resolve(text: str) -> dict[str, tuple[str, ...]]:
+    """Read ``HOST=ADDR[,ADDR...]`` entries, separated by spaces; a host name is matched without regard to case."""
+    fix = "write HOST=ADDR[,ADDR...] entries separated by spaces, e.g. api.flowmailer.test=127.0.0.2,127.0.0.3"
+    pins: dict[str, tuple[str, ...]] = {}
+    for entry in text.split():
+        host, _, listed = entry.partition("=")
+        host = host.lower().rstrip(".")
+        if not host or not listed:
+            raise ConfigurationError("resolve", f"{entry!r} is not HOST=ADDR[,ADDR...]", fix)
+        if host in pins:
+            raise ConfigurationError("resolve", f"{host!r} is given twice", "list all its addresses in one entry")
+        try:
+            pins[host] = tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in listed.split(",")))
+        except ValueError:
+            raise ConfigurationError("resolve", f"{entry!r} holds something that is not an IP address", fix) from None
+    return pins
+
+
 @attrs.frozen
 class Config:
     """Everything the command needs to reach Flowmailer and the outbox; ``repr`` never shows the secret."""
@@ -175,6 +205,8 @@ class Config:
     api_url: str = DEFAULT_API_URL
     login_url: str = DEFAULT_LOGIN_URL
     ca_bundle: Path | None = None
+    #: Host names answered with these addresses instead of DNS (``--resolve``), e.g. for ``flowmailer simulate``.
+    resolve: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, hash=False)
     outbox: SqliteLocation | PostgresLocation | None = None
     #: Where each setting came from ("flag --x", "environment X", "file.toml"), for ``doctor`` and errors.
     sources: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
@@ -226,7 +258,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: Collection[str]
     group.add_argument("--config", metavar="FILE", help=f"TOML configuration file (or set {CONFIG_ENV})")
     for s in SETTINGS:
         if s.name in names:
-            group.add_argument(s.flag, dest=s.name, metavar="VALUE", help=f"{s.help} [{s.env}]")
+            action = "append" if s.repeatable else "store"
+            group.add_argument(s.flag, dest=s.name, metavar="VALUE", action=action, help=f"{s.help} [{s.env}]")
     parser.set_defaults(config_settings=tuple(names))
     # Claimed so that argparse cannot read them as abbreviations of the --...-file flags and echo the secret.
     for name in _SECRETS:
@@ -246,6 +279,7 @@ class _RefuseSecretFlag(argparse.Action):
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
     """The settings the sub-command's parser was given by :func:`add_config_arguments`, and no others."""
     flags = {name: getattr(args, name, None) for name in ("config", *_BY_NAME)}
+    flags.update({s.name: " ".join(flags[s.name] or ()) or None for s in SETTINGS if s.repeatable})
     return load_config(flags, os.environ if environ is None else environ, args.config_settings)
 
 
@@ -306,6 +340,7 @@ def load_config(
         api_url=api_url.rstrip("/"),
         login_url=login_url.rstrip("/"),
         ca_bundle=Path(chosen["ca_bundle"]) if "ca_bundle" in chosen else None,
+        resolve=parse_resolve(chosen.get("resolve", "")),
         outbox=outbox,
         sources=sources,
     )

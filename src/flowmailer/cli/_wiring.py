@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flowmailer.cli._config import DEFAULT_SOURCE, Config, PostgresLocation, SqliteLocation
-from flowmailer.core import ConfigurationError
+from flowmailer.core import ConfigurationError, NotSent, Resolution
 
 if TYPE_CHECKING:
     from flowmailer.app import Client
     from flowmailer.core import Credentials
-    from flowmailer.ports import Observer, Outbox
+    from flowmailer.ports import Observer, Outbox, Resolver
 
-__all__ = ["build_client", "open_outbox"]
+__all__ = ["PinnedResolver", "build_client", "open_outbox", "resolver"]
+
+
+class PinnedResolver:
+    """A :class:`flowmailer.ports.Resolver` that answers the host names ``--resolve`` pins, and asks ``fallback``
+    for every other one."""
+
+    def __init__(self, pins: Mapping[str, tuple[str, ...]], fallback: Resolver, *, ttl: float = 300.0) -> None:
+        self._pins = dict(pins)
+        self._fallback = fallback
+        self._ttl = ttl
+
+    def resolve(self, host: str, port: int) -> Resolution | NotSent:
+        addresses = self._pins.get(host.lower().rstrip("."))
+        if addresses is None:
+            return self._fallback.resolve(host, port)
+        return Resolution(addresses, self._ttl)
+
+
+def resolver(config: Config) -> Resolver:
+    """The system's resolver, behind the configured pins if there are any."""
+    from flowmailer.adapters import SystemResolver
+
+    return PinnedResolver(config.resolve, SystemResolver()) if config.resolve else SystemResolver()
 
 
 def open_outbox(config: Config, *, create: bool = False) -> Outbox:
@@ -56,5 +80,6 @@ def build_client(config: Config, *, observer: Observer | None = None, credential
         api_url=config.api_url,
         login_url=config.login_url,
         ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        resolver=resolver(config),
         observer=observer,
     )

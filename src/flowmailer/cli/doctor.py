@@ -94,16 +94,39 @@ def _credentials(config: Config, prefix: str = "") -> list[bool]:
 
 
 def _hosts(config: Config) -> list[bool]:
-    from flowmailer.adapters import SystemResolver
+    """Each base URL's host name resolves (through the pins, if any); a pin for no host of theirs is a typo."""
+    from flowmailer.cli._wiring import resolver
 
     results = []
+    hosts = set()
     for name, url in (("api_url", config.api_url), ("login_url", config.login_url)):
         origin = Origin.parse(url, field=name)
-        resolution = SystemResolver().resolve(origin.host, origin.port)
+        hosts.add(origin.host.lower())
+        resolution = resolver(config).resolve(origin.host, origin.port)
         if isinstance(resolution, NotSent):
-            results.append(_report(False, name, f"{url}: {resolution.reason}"))
+            fix = (
+                f"check the host name in {name} and this machine's DNS, or pin it to an address with --resolve "
+                f"{origin.host}=ADDR or FLOWMAILER_RESOLVE (as `flowmailer simulate` prints)"
+            )
+            results.append(_report(False, name, f"{url}: {resolution.reason}; {fix}"))
         else:
-            results.append(_report(True, name, f"{url} resolves to {', '.join(resolution.addresses)}"))
+            pinned = " (pinned by resolve)" if origin.host.lower() in config.resolve else ""
+            results.append(_report(True, name, f"{url} resolves to {', '.join(resolution.addresses)}{pinned}"))
+    if config.resolve:
+        listed = "; ".join(f"{host}={','.join(a)}" for host, a in config.resolve.items())
+        unused = sorted(set(config.resolve) - hosts)
+        source = config.sources["resolve"]
+        if unused:
+            results.append(
+                _report(
+                    False,
+                    "resolve",
+                    f"{listed} (from {source}) pins {', '.join(unused)}, which neither api_url "
+                    "nor login_url names; check the host name",
+                )
+            )
+        else:
+            results.append(_report(True, "resolve", f"{listed} (from {source})"))
     return results
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,18 @@ def simulate(args: argparse.Namespace) -> int:
 
 def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
     admin = fake.credentials[0]
+    names = (fake.api_origin.host, fake.login_origin.host)
+    addresses = ",".join(fake.addresses)
+    hosts = ", ".join(f"{name!r}: {list(fake.addresses)!r}" for name in names)
+    environment = {
+        "FLOWMAILER_RESOLVE": " ".join(f"{name}={addresses}" for name in names),
+        "FLOWMAILER_API_URL": fake.api_url,
+        "FLOWMAILER_LOGIN_URL": fake.login_url,
+        "FLOWMAILER_CA_BUNDLE": str(fake.ca_bundle),
+        "FLOWMAILER_ACCOUNT_ID": fake.account_id,
+        "FLOWMAILER_CLIENT_ID": admin.client_id,
+        "FLOWMAILER_CLIENT_SECRET": admin.client_secret,
+    }
     lines = [
         "FakeFlowmailer is running; Ctrl-C stops it.",
         f"  addresses:  {' '.join(fake.addresses)}",
@@ -95,11 +108,9 @@ def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
         f"  account id: {fake.account_id}",
         *(f"  credential: {c.client_id} {c.client_secret} ({c.role})" for c in fake.credentials),
         f"  faults:     {' '.join(args.fault) or 'none'} (seed {args.seed})",
-        "The host names must resolve to the addresses: give your client a static resolver, or add to /etc/hosts:",
-        f"  {fake.addresses[0]} api.flowmailer.test login.flowmailer.test",
-        "Environment for the flowmailer command:",
-        f"  export FLOWMAILER_API_URL={fake.api_url} FLOWMAILER_LOGIN_URL={fake.login_url} "
-        f"FLOWMAILER_CA_BUNDLE={fake.ca_bundle} FLOWMAILER_ACCOUNT_ID={fake.account_id} "
-        f"FLOWMAILER_CLIENT_ID={admin.client_id} FLOWMAILER_CLIENT_SECRET={admin.client_secret}",
+        "Its host names resolve to its addresses only through a resolver that is told so: in Python,",
+        f"  Client(..., resolver=flowmailer.testing.StaticResolver({{{hosts}}}));",
+        "for the flowmailer command, this environment (FLOWMAILER_RESOLVE pins the names, like curl's --resolve):",
+        "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items()),
     ]
     print("\n".join(lines), flush=True)

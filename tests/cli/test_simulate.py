@@ -1,0 +1,53 @@
+"""``flowmailer simulate`` as a subprocess: what it prints is enough for the command to reach it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowmailer.cli import main
+
+
+@pytest.fixture
+def simulate() -> Iterator[subprocess.Popen[str]]:
+    command = [sys.executable, "-m", "flowmailer.cli", "simulate"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+
+
+def exported(process: subprocess.Popen[str]) -> dict[str, str]:
+    """The variables of the ``export`` line simulate prints once it is running."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("  export "):
+            return dict(word.split("=", 1) for word in shlex.split(line)[1:])
+    raise AssertionError(f"simulate printed no export line: {process.communicate(timeout=30)}")
+
+
+def test_the_environment_simulate_prints_reaches_it_without_touching_etc_hosts(
+    simulate: subprocess.Popen[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment = exported(simulate)
+    assert environment["FLOWMAILER_RESOLVE"].startswith("api.flowmailer.test=127.0.0.2,")
+    for name in os.environ:
+        if name.startswith("FLOWMAILER_"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert main(["doctor", "--online"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "api_url: https://api.flowmailer.test:" in out
+    assert "resolves to 127.0.0.2, 127.0.0.3, 127.0.0.4 (pinned by resolve)" in out
+    assert "ok    token: fetched" in out
