@@ -128,3 +128,34 @@ def test_simulate_help_shows_every_default(capsys: Capsys) -> None:
     text = " ".join(help_of(capsys, "simulate").split())
     assert "expires_in of tokens, in seconds (default 60)" in text
     assert "lockout after bad credentials (default 600)" in text
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["status", "999"], 1),
+        (["dead", "requeue", "999"], 1),
+        (["dead", "requeue"], 2),
+        (["status", "--outbox", "mysql://x/y"], 2),
+        (["send", "--to", "b@example.com", "--from", "s@example.com"], 2),
+    ],
+)
+def test_exit_1_when_the_work_cannot_be_done_and_2_when_the_command_is_wrong(
+    outbox_url: str, command: list[str], code: int
+) -> None:
+    if "--outbox" not in command:
+        command = [*command, "--outbox", outbox_url]
+    assert main(command) == code
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (["outbox", "init"], "flowmailer outbox init"),
+        (["dead", "list"], "flowmailer dead list"),
+        (["status"], "flowmailer status"),
+    ],
+)
+def test_an_error_names_the_whole_command(capsys: Capsys, command: list[str], name: str) -> None:
+    assert main([*command, "--outbox", "mysql://x/y"]) == 2
+    assert capsys.readouterr().err.startswith(f"{name}: outbox: 'mysql://x/y' is neither")

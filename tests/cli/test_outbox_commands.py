@@ -272,8 +272,13 @@ def test_dead_requeue_of_a_live_message_requeues_nothing(outbox_url: str, tmp_pa
     ids = kill(tmp_path / "outbox.db", 1)
     main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
     live = sent_id(capsys.readouterr().out)
-    assert main(["dead", "requeue", str(ids[0]), str(live), "--outbox", outbox_url]) == 2
-    assert f"outbox row {live}" in capsys.readouterr().err
+    assert main(["dead", "requeue", str(ids[0]), str(live), "999", "--outbox", outbox_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"flowmailer dead requeue: nothing was requeued: outbox id {live} is queued, not dead; "
+        "outbox id 999 is unknown, not dead. Requeue only ids that `flowmailer dead list` shows"
+    )
+    assert "status()" not in err
     assert states(tmp_path / "outbox.db", ids) == [SubmissionState.DEAD]
 
 

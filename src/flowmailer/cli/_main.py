@@ -55,15 +55,17 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # The whole command, as the user typed it: `flowmailer outbox init`, not `flowmailer outbox`.
+    name = " ".join(["flowmailer", args.command, *([args.action] if getattr(args, "action", None) else [])])
     try:
         code: int = args.handler(args)
-    except ConfigurationError as e:
-        print(f"flowmailer {args.command}: {e}", file=sys.stderr)
+    except ConfigurationError as e:  # the command line, a setting or an input file: fix it and run again
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
-    except FlowmailerError as e:
-        print(f"flowmailer {args.command}: {e}", file=sys.stderr)
+    except FlowmailerError as e:  # well formed, but the work failed
+        print(f"{name}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # outside a relay, which stops gracefully on SIGINT itself
-        print(f"flowmailer {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     return code

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from flowmailer.cli._args import number
 from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
-from flowmailer.core import ConfigurationError
+from flowmailer.core import ConfigurationError, SubmissionState
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -35,15 +36,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def requeue_dead(args: argparse.Namespace) -> int:
+    """Exits 1, requeuing nothing, if an id is unknown or not dead: the command was right, the ids were not."""
     if bool(args.ids) == args.all:
         raise ConfigurationError(
-            "ID", "give either outbox ids or --all", "list the ids `flowmailer status` shows as dead, or pass --all"
+            "ID", "give either outbox ids or --all", "list ids that `flowmailer dead list` shows, or pass --all"
         )
     outbox = open_outbox(config_from_args(args))
     try:
-        count = outbox.requeue_dead(None if args.all else args.ids)
+        found = {} if args.all else {i: outbox.status(i) for i in args.ids}
+        wrong = [
+            f"outbox id {i} is {'unknown' if s is None else s.state.value}, not dead"
+            for i, s in found.items()
+            if s is None or s.state is not SubmissionState.DEAD
+        ]
+        if not wrong:
+            try:
+                count = outbox.requeue_dead(None if args.all else args.ids)
+            except ConfigurationError as e:  # a relay changed the row since it was read
+                wrong = [e.problem]
     finally:
         outbox.close()
+    if wrong:
+        print(
+            f"flowmailer dead requeue: nothing was requeued: {'; '.join(wrong)}. Requeue only ids that "
+            "`flowmailer dead list` shows; `flowmailer status ID` shows where a message stands.",
+            file=sys.stderr,
+        )
+        return 1
     print(f"requeued {count} dead letter(s)")
     return 0
 
