@@ -69,7 +69,10 @@ def test_every_live_state_can_end_in_a_terminal_state(state: SubmissionState) ->
 
 def test_accepted_is_final_and_dead_leaves_only_by_an_operators_requeue() -> None:
     assert {e for (s, e) in TRANSITIONS if s is S.ACCEPTED} == set()
-    assert {(e, t) for (s, e), t in TRANSITIONS.items() if s is S.DEAD} == {(E.REQUEUE, S.QUEUED)}
+    assert {(e, t) for (s, e), t in TRANSITIONS.items() if s is S.DEAD} == {
+        (E.REQUEUE, S.QUEUED),
+        (E.REQUEUE_TO_RECONCILE, S.RECONCILING),
+    }
 
 
 def test_only_reconciliation_or_a_fresh_send_can_accept() -> None:

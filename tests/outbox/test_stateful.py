@@ -43,6 +43,8 @@ class Row:
     token: int = 0
     held: bool = False
     accepted_at: float | None = None
+    #: Given up while reconciling: a requeue sends it to a search first.
+    may_be_accepted: bool = False
 
 
 def _message(n: int) -> SubmitMessage:
@@ -161,7 +163,7 @@ class OutboxMachine(RuleBasedStateMachine):
         elif action == "reconcile":
             row.state, row.due_at = _S.RECONCILING, at
         elif action == "dead":
-            row.state, row.due_at = _S.DEAD, None
+            row.state, row.due_at, row.may_be_accepted = _S.DEAD, None, claim.must_reconcile
         elif action == "release":
             row.state, row.due_at = (_S.RECONCILING if claim.must_reconcile else _S.QUEUED), now
             row.attempts -= not claim.must_reconcile
@@ -218,7 +220,8 @@ class OutboxMachine(RuleBasedStateMachine):
                 return
             assert self.outbox.requeue_dead(ids) == len(ids)
         for i in ids:
-            self.rows[i] = attrs.evolve(self.rows[i], state=_S.QUEUED, due_at=self.clock.now(), attempts=0)
+            state = _S.RECONCILING if self.rows[i].may_be_accepted else _S.QUEUED
+            self.rows[i] = attrs.evolve(self.rows[i], state=state, due_at=self.clock.now(), attempts=0)
 
     @rule(older_than=st.sampled_from([0.0, 5.0, 100.0]))
     def prune(self, older_than: float) -> None:

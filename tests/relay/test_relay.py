@@ -753,3 +753,39 @@ def test_searches_by_tag_do_not_count_against_max_attempts(outbox: MemoryOutbox,
     assert status is not None
     assert (client.sends[ref], client.searches[ref]) == (2, 3)
     assert (status.state, status.attempts) == (S.ACCEPTED, 2)
+
+
+def test_a_requeued_dead_letter_flowmailer_may_have_is_found_not_sent_again(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [TAKEN_THEN_LOST]
+    client.search_faults = [RejectedError(403, ())]  # the one search is refused: the message dies unreconciled
+    relay(outbox, client, clock).drain()
+    dead = outbox.status(1)
+    assert dead is not None
+    assert dead.state is S.DEAD
+    assert outbox.requeue_dead([1]) == 1
+    stats = relay(outbox, client, clock).drain()
+    status = outbox.status(1)
+    assert status is not None
+    assert (status.state, status.message_id) == (S.ACCEPTED, client.accepted[ref][0])
+    assert (client.sends[ref], len(client.accepted[ref]), client.searches[ref]) == (1, 1, 2)
+    assert (stats.reconciled, stats.duplicates) == (1, 0)
+
+
+def test_a_requeued_dead_letter_flowmailer_may_have_is_sent_once_not_found(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    client.scripts[ref] = [LOST]
+    client.search_faults = [RejectedError(403, ())]
+    relay(outbox, client, clock).drain()
+    assert outbox.requeue_dead([1]) == 1
+    relay(outbox, client, clock).drain()
+    status = outbox.status(1)
+    assert status is not None
+    assert status.state is S.ACCEPTED
+    assert (client.sends[ref], len(client.accepted[ref]), client.searches[ref]) == (2, 1, 2)

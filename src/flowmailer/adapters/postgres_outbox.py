@@ -39,6 +39,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
+    requeue_state,
     send_count,
     tag_message,
     unreadable,
@@ -77,7 +78,8 @@ _SCHEMA = (
         lease_token BIGINT NOT NULL DEFAULT 0,
         message_id TEXT,
         last_reason TEXT,
-        errors TEXT
+        errors TEXT,
+        may_be_accepted BOOLEAN NOT NULL DEFAULT FALSE
     )""",
     "CREATE INDEX IF NOT EXISTS {due_index} ON {table} (due_at, id) WHERE due_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS {state_index} ON {table} (state, updated_at)",
@@ -86,9 +88,10 @@ _SCHEMA = (
 _SETTLE = (
     "UPDATE {table} AS t SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = %s,"
     " message_id = coalesce(v.message_id, t.message_id), last_reason = coalesce(v.reason, t.last_reason),"
-    " errors = coalesce(v.errors, t.errors), attempts = t.attempts - v.unsent"
+    " errors = coalesce(v.errors, t.errors), attempts = t.attempts - v.unsent,"
+    " may_be_accepted = v.may_be_accepted"
     " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[],"
-    " %s::int[]) AS v(id, token, state, due_at, message_id, reason, errors, unsent)"
+    " %s::int[], %s::bool[]) AS v(id, token, state, due_at, message_id, reason, errors, unsent, may_be_accepted)"
     " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id, t.lease_token"
 )
 _CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
@@ -347,6 +350,7 @@ class PostgresOutbox(SingleClaimOutcomes):
                 [s.reason for s in checked],
                 [errors_to_json(s.errors) if s.kind == "dead" else None for s in checked],
                 [s.unsent for s in checked],
+                [s.may_be_accepted for s in checked],
             )
             cur.execute(self._q(_SETTLE), (now, *columns))
             held = {(int(i), int(token)) for i, token in cur.fetchall()}
@@ -375,20 +379,21 @@ class PostgresOutbox(SingleClaimOutcomes):
     def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
         wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
         requeue = (
-            "UPDATE {table} SET state = %s, due_at = %s, updated_at = %s, attempts = 0, last_reason = NULL,"
-            " errors = NULL"
+            "UPDATE {table} SET state = CASE WHEN may_be_accepted THEN %s ELSE %s END, due_at = %s, updated_at = %s,"
+            " attempts = 0, last_reason = NULL, errors = NULL"
         )
+        states = (requeue_state(True).name, requeue_state(False).name)
         with self._tx("requeue dead letters") as cur:
             now = self._clock.now()
             if wanted is None:
-                cur.execute(self._q(f"{requeue} WHERE state = %s"), (_S.QUEUED.name, now, now, _S.DEAD.name))
+                cur.execute(self._q(f"{requeue} WHERE state = %s"), (*states, now, now, _S.DEAD.name))
                 return cur.rowcount
             cur.execute(self._q("SELECT id, state FROM {table} WHERE id = ANY(%s) FOR UPDATE"), (wanted,))
             found = {int(i): SubmissionState[state] for i, state in cur.fetchall()}
             for i in wanted:
                 if found.get(i) is not _S.DEAD:
                     raise not_dead(i, found.get(i))
-            cur.execute(self._q(f"{requeue} WHERE id = ANY(%s)"), (_S.QUEUED.name, now, now, wanted))
+            cur.execute(self._q(f"{requeue} WHERE id = ANY(%s)"), (*states, now, now, wanted))
             return len(wanted)
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:

@@ -35,6 +35,7 @@ from flowmailer.core import (
     message_to_json,
     not_dead,
     outcome_state,
+    requeue_state,
     send_count,
     tag_message,
     unreadable,
@@ -71,20 +72,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     lease_token INTEGER NOT NULL DEFAULT 0,
     message_id TEXT,
     last_reason TEXT,
-    errors TEXT
+    errors TEXT,
+    may_be_accepted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at, id) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
 """
 
 # A batch of settlements travels as one JSON array of [id, token, state, due_at, message_id, reason, errors,
-# unsent], so a settle is four statements whatever its size: every statement hands the GIL to the relay's
-# busy workers and waits to get it back, which costs far more than the writes themselves.
+# unsent, may_be_accepted], so a settle is four statements whatever its size: every statement hands the GIL to the
+# relay's busy workers and waits to get it back, which costs far more than the writes themselves.
 _BATCH = (
     "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token,"
     " json_extract(value, '$[2]') AS state, json_extract(value, '$[3]') AS due_at,"
     " json_extract(value, '$[4]') AS message_id, json_extract(value, '$[5]') AS reason,"
-    " json_extract(value, '$[6]') AS errors, json_extract(value, '$[7]') AS unsent, key FROM json_each(?)) AS v"
+    " json_extract(value, '$[6]') AS errors, json_extract(value, '$[7]') AS unsent,"
+    " json_extract(value, '$[8]') AS may_be_accepted, key FROM json_each(?)) AS v"
 )
 # The claims that no longer hold their rows, by position in the batch.
 _LOST = (
@@ -95,7 +98,8 @@ _LOST = (
 _SETTLE = (
     "UPDATE outbox SET state = v.state, due_at = v.due_at, owner = NULL, updated_at = ?,"  # noqa: S608
     " message_id = coalesce(v.message_id, outbox.message_id), last_reason = coalesce(v.reason, outbox.last_reason),"
-    f" errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.unsent FROM {_BATCH}"
+    " errors = coalesce(v.errors, outbox.errors), attempts = outbox.attempts - v.unsent,"
+    f" may_be_accepted = v.may_be_accepted FROM {_BATCH}"
     " WHERE outbox.id = v.id AND outbox.lease_token = v.token AND outbox.owner IS NOT NULL"
 )
 # Leases claimed rows in one statement: a JSON array of [id, state, sends] (the state each row moves to, and 1 if
@@ -287,6 +291,7 @@ class SQLiteOutbox(SingleClaimOutcomes):
                     *(s.claim.id, s.claim.token, s.state.name, s.due_at(now), s.message_id, s.reason),
                     errors_to_json(s.errors) if s.kind == "dead" else None,
                     s.unsent,
+                    int(s.may_be_accepted),
                 ]
                 for s in checked
             ]
@@ -323,17 +328,19 @@ class SQLiteOutbox(SingleClaimOutcomes):
     def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:
         wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
         requeue = (
-            "UPDATE outbox SET state = ?, due_at = ?, updated_at = ?, attempts = 0, last_reason = NULL, errors = NULL"
+            "UPDATE outbox SET state = CASE WHEN may_be_accepted THEN ? ELSE ? END, due_at = ?, updated_at = ?,"
+            " attempts = 0, last_reason = NULL, errors = NULL"
         )
+        states = (requeue_state(True).name, requeue_state(False).name)
         with self._db("requeue dead letters") as conn:
             now = self._clock.now()
             if wanted is None:
-                return conn.execute(f"{requeue} WHERE state = ?", (_S.QUEUED.name, now, now, _S.DEAD.name)).rowcount
+                return conn.execute(f"{requeue} WHERE state = ?", (*states, now, now, _S.DEAD.name)).rowcount
             for i in wanted:
                 row = conn.execute("SELECT state FROM outbox WHERE id = ?", (i,)).fetchone()
                 if row is None or row[0] != _S.DEAD.name:
                     raise not_dead(i, None if row is None else SubmissionState[row[0]])
-            conn.executemany(f"{requeue} WHERE id = ?", [(_S.QUEUED.name, now, now, i) for i in wanted])
+            conn.executemany(f"{requeue} WHERE id = ?", [(*states, now, now, i) for i in wanted])
             return len(wanted)
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:

@@ -1,7 +1,8 @@
 """The submission lifecycle: one transition table, the only source of truth for what may follow what.
 
-ACCEPTED is final. DEAD is final for the relay; only an operator's REQUEUE brings a dead letter back, after
-fixing what killed it. The documentation's diagram is drawn from ``TRANSITIONS`` by ``docs/gen_lifecycle.py``.
+ACCEPTED is final. DEAD is final for the relay; only an operator's requeue brings a dead letter back, after
+fixing what killed it: into the queue, or first to a search by tag if Flowmailer may have it. The documentation's
+diagram is drawn from ``TRANSITIONS`` by ``docs/gen_lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class SubmissionEvent(enum.Enum):
     FOUND = "found"
     #: Reconciliation found no such message: resending cannot duplicate it.
     NOT_FOUND = "not_found"
-    #: An operator sends a dead letter again.
+    #: An operator sends a dead letter again; no earlier send of it can have reached Flowmailer.
     REQUEUE = "requeue"
+    #: An operator requeues a dead letter that Flowmailer may have accepted: it is searched for before any resend.
+    REQUEUE_TO_RECONCILE = "requeue_to_reconcile"
 
 
 _S = SubmissionState
@@ -69,9 +72,10 @@ TRANSITIONS: Final[Mapping[tuple[SubmissionState, SubmissionEvent], SubmissionSt
     (_S.RECONCILING, _E.LEASE_EXPIRED): _S.RECONCILING,
     (_S.RECONCILING, _E.GIVE_UP): _S.DEAD,
     (_S.DEAD, _E.REQUEUE): _S.QUEUED,
+    (_S.DEAD, _E.REQUEUE_TO_RECONCILE): _S.RECONCILING,
 }
 
-#: No event of the relay's leaves these; DEAD only by an operator's REQUEUE.
+#: No event of the relay's leaves these; DEAD only by an operator's requeue.
 TERMINAL_STATES: Final = frozenset({SubmissionState.ACCEPTED, SubmissionState.DEAD})
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "not_dead",
     "outcome_state",
     "release_state",
+    "requeue_state",
     "send_count",
     "tag_message",
     "unreadable",
@@ -200,6 +201,11 @@ class Settlement:
         return outcome_state(self.claim, self.kind)
 
     @property
+    def may_be_accepted(self) -> bool:
+        """A dead letter given up while reconciling: an earlier send may have reached Flowmailer."""
+        return self.kind == "dead" and self.claim.must_reconcile
+
+    @property
     def unsent(self) -> int:
         """1 for a released send, whose attempt is given back; a reconciliation's claim never counted one."""
         return int(self.kind == "release" and not self.claim.must_reconcile)
@@ -248,6 +254,12 @@ def unreadable(claimed_from: SubmissionState, error: Exception) -> tuple[Submiss
 def release_state(claim: Claim) -> SubmissionState:
     """A released send goes back to the queue; a released reconciliation stays one."""
     return claim.state if claim.must_reconcile else transition(claim.state, SubmissionEvent.RELEASE)
+
+
+def requeue_state(may_be_accepted: bool) -> SubmissionState:
+    """Where a requeued dead letter goes: to a search by tag first if Flowmailer may have it, else to the queue."""
+    event = SubmissionEvent.REQUEUE_TO_RECONCILE if may_be_accepted else SubmissionEvent.REQUEUE
+    return transition(SubmissionState.DEAD, event)
 
 
 def tag_message(message: SubmitMessage, new_reference: str) -> tuple[SubmitMessage, str]:

@@ -251,7 +251,7 @@ def decide_after_reconcile(
         return Resend()
     if isinstance(result, CredentialsRejected):
         return Halt(result.detail)
-    unknown = f"Flowmailer may have accepted it: search tag {tag} before requeueing"
+    unknown = f"Flowmailer may have accepted it; a requeue searches for tag {tag} before any resend"
     if isinstance(result, Rejected):
         listed = "; ".join(e.describe() for e in result.errors) or "no details"
         return Dead(

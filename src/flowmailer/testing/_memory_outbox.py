@@ -23,6 +23,7 @@ from flowmailer.core import (
     idle_wait,
     not_dead,
     outcome_state,
+    requeue_state,
     send_count,
     tag_message,
 )
@@ -58,6 +59,7 @@ class _Row:
     message_id: str | None = None
     last_reason: str | None = None
     errors: tuple[ErrorDetail, ...] = ()
+    may_be_accepted: bool = False
 
 
 class MemoryOutbox(SingleClaimOutcomes):
@@ -163,6 +165,7 @@ class MemoryOutbox(SingleClaimOutcomes):
                     row.last_reason = s.reason
                 if s.kind == "dead":
                     row.errors = s.errors
+                row.may_be_accepted = s.may_be_accepted
                 row.attempts -= s.unsent
         return lost
 
@@ -188,7 +191,7 @@ class MemoryOutbox(SingleClaimOutcomes):
                     rows.append(row)
             now = self._clock.now()
             for row in rows:
-                row.state, row.due_at, row.updated_at, row.attempts = _S.QUEUED, now, now, 0
+                row.state, row.due_at, row.updated_at, row.attempts = requeue_state(row.may_be_accepted), now, now, 0
                 row.last_reason, row.errors = None, ()
             return len(rows)
 

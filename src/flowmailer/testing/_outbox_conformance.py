@@ -299,6 +299,35 @@ def check_dead_letters_keep_their_errors_and_can_be_requeued(outbox: Outbox, clo
     assert _only(outbox.claim("c", 5, LEASE)).id == dead_id
 
 
+def check_a_requeued_dead_letter_flowmailer_may_have_is_searched_for_first(outbox: Outbox, clock: FakeClock) -> None:
+    refused_id, unsure_id, lost_id = outbox.enqueue_many([_message(i) for i in range(3)])
+    refused, unsure, lost = outbox.claim("a", 3, LEASE)
+    now = clock.now()
+    assert (
+        outbox.settle([Settlement.dead(refused, "HTTP 400"), Settlement.reconcile(unsure, now, "read timeout")]) == []
+    )
+    clock.advance(LEASE)  # the lost send's lease runs out: it may have reached Flowmailer too
+    for search in outbox.claim("b", 2, LEASE):
+        assert search.must_reconcile
+        assert outbox.settle([Settlement.dead(search, "cannot reconcile: the search was refused")]) == []
+    clock.advance(1)
+    assert outbox.requeue_dead([unsure_id]) == 1
+    assert outbox.requeue_dead() == 2
+    found = [_status(outbox, i) for i in (refused_id, unsure_id, lost_id)]
+    assert [(s.state, s.due_at, s.attempts) for s in found] == [
+        (_S.QUEUED, clock.now(), 0),
+        (_S.RECONCILING, clock.now(), 0),
+        (_S.RECONCILING, clock.now(), 0),
+    ]
+    again = outbox.claim("c", 3, LEASE)
+    assert [(c.id, c.must_reconcile, c.attempts) for c in again] == [
+        (refused_id, False, 1),
+        (unsure_id, True, 0),
+        (lost_id, True, 0),
+    ]
+    assert lost.id == lost_id
+
+
 def check_dead_letters_are_listed_oldest_first_page_by_page(outbox: Outbox, clock: FakeClock) -> None:
     ids = outbox.enqueue_many([_message(i) for i in range(5)])
     claims = outbox.claim("a", 5, LEASE)
@@ -480,6 +509,7 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_reconcile_then_found,
     check_reconcile_then_not_found_resends_in_the_same_hands,
     check_dead_letters_keep_their_errors_and_can_be_requeued,
+    check_a_requeued_dead_letter_flowmailer_may_have_is_searched_for_first,
     check_dead_letters_are_listed_oldest_first_page_by_page,
     check_requeue_all_dead,
     check_release_returns_the_row_at_once_without_counting_an_attempt,
