@@ -50,6 +50,55 @@ def test_address_with_a_display_name_is_refused_with_the_fix(field: str) -> None
     assert "header_from_name" in e.fix
 
 
+EMAIL_ADDRESS_FIELDS = ["sender_address", "recipient_address", "header_from_address", "header_to_address"]
+
+
+@pytest.mark.parametrize("field", EMAIL_ADDRESS_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not-an-address", "has no @"),
+        ("a@b@example.com", "more than one @"),
+        ("@example.com", "nothing before the @"),
+        ("bob@", "no domain"),
+        ("bob @example.com", "white space"),
+        ("bob@exa<mple.com", "contains <"),
+    ],
+)
+def test_an_email_address_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: str, problem: str) -> None:
+    e = error(**{field: value})
+    assert e.field == field
+    assert "display name" not in e.problem
+    assert problem in e.problem
+
+
+@given(st.text(max_size=20))
+def test_every_accepted_email_address_has_one_at_between_two_parts_and_no_space(value: str) -> None:
+    try:
+        email(recipient_address=value)
+    except ConfigurationError:
+        return
+    local, _, domain = value.partition("@")
+    assert local
+    assert domain
+    assert "@" not in domain
+    assert not any(c.isspace() for c in value)
+
+
+@pytest.mark.parametrize("field", ["sender_address", "recipient_address"])
+@pytest.mark.parametrize("value", ["bob@example.com", "06-12345678", "+", "+31 6 12345678", "++31612345678"])
+def test_an_sms_number_that_is_not_digits_with_an_optional_plus_is_refused(field: str, value: str) -> None:
+    numbers = {"sender_address": "+31600000000", "recipient_address": "0611111111"} | {field: value}
+    with pytest.raises(ConfigurationError) as info:
+        SubmitMessage(
+            message_type=MessageType.SMS,
+            sender_address=numbers["sender_address"],
+            recipient_address=numbers["recipient_address"],
+        )
+    assert info.value.field == field
+    assert "+31612345678" in info.value.fix
+
+
 EMAIL_ONLY: dict[str, Any] = {
     "html": "<p>hi</p>",
     "header_from_address": "a@example.com",
@@ -75,7 +124,12 @@ def test_delivery_notification_type_on_non_sms_is_refused(kind: MessageType) -> 
 
 
 def test_delivery_notification_type_on_sms_is_accepted() -> None:
-    sms = email(message_type=MessageType.SMS, delivery_notification_type=DeliveryNotificationType.NONE)
+    sms = email(
+        message_type=MessageType.SMS,
+        sender_address="+31600000000",
+        recipient_address="+31611111111",
+        delivery_notification_type=DeliveryNotificationType.NONE,
+    )
     assert sms.delivery_notification_type is DeliveryNotificationType.NONE
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -148,12 +149,45 @@ def _require_text(field: str, value: str | None, fix: str) -> None:
         raise ConfigurationError(field, "is missing or empty", fix)
 
 
-def _refuse_display_name(field: str, value: str) -> None:
-    if "<" in value or ">" in value:
+#: ``Bob <bob@example.com>`` or ``<bob@example.com>``: what a display name looks like, and nothing else.
+_DISPLAY_NAME = re.compile(r"[^<>]*<[^<>]*>\s*")
+_PHONE_NUMBER = re.compile(r"\+?[0-9]+")
+
+
+def _check_email_address(field: str, value: str) -> None:
+    """The shape Flowmailer accepts (it answers 400 otherwise): one ``@`` between a local part and a domain."""
+    if _DISPLAY_NAME.fullmatch(value):
         raise ConfigurationError(
             field,
             f"{value!r} carries a display name",
             "give the bare address (bob@example.com) and put the name in header_from_name or header_to_name",
+        )
+    local, at, domain = value.partition("@")
+    if any(c.isspace() for c in value):
+        problem = "contains white space"
+    elif any(c in '<>"' for c in value):
+        problem = 'contains <, > or "'
+    elif not at:
+        problem = "has no @"
+    elif "@" in domain:
+        problem = "has more than one @"
+    elif not local:
+        problem = "has nothing before the @"
+    elif not domain:
+        problem = "has no domain after the @"
+    else:
+        return
+    raise ConfigurationError(
+        field, f"{value!r} is not an email address: it {problem}", "give one address such as bob@example.com"
+    )
+
+
+def _check_phone_number(field: str, value: str) -> None:
+    if not _PHONE_NUMBER.fullmatch(value):
+        raise ConfigurationError(
+            field,
+            f"{value!r} is not a phone number",
+            "give digits only, with an optional leading + and country code, e.g. +31612345678",
         )
 
 
@@ -201,6 +235,7 @@ def _bytes_bound(value: bytes | None) -> int:
 
 _EMAIL_TEXT = ("html", "header_from_address", "header_from_name", "header_to_address", "header_to_name")
 _EMAIL_ONLY = (*_EMAIL_TEXT, "mimedata", "attachments", "headers")
+_EMAIL_ADDRESSES = ("sender_address", "recipient_address", "header_from_address", "header_to_address")
 
 
 @attrs.frozen(kw_only=True)
@@ -233,13 +268,18 @@ class SubmitMessage:
             raise ConfigurationError("message_type", f"{self.message_type!r} is not a MessageType", "use MessageType")
         _require_text("sender_address", self.sender_address, "give the sender's address (or phone number for SMS)")
         _require_text("recipient_address", self.recipient_address, "give the recipient's address or phone number")
-        _refuse_display_name("sender_address", self.sender_address)
-        _refuse_display_name("recipient_address", self.recipient_address)
         if self.message_type is not MessageType.EMAIL:
             kind = self.message_type.value
             for name in _EMAIL_ONLY:
                 if getattr(self, name):
                     raise ConfigurationError(name, f"is for EMAIL only, not {kind}", f"remove {name} from {kind}s")
+        if self.message_type is MessageType.EMAIL:
+            for name in _EMAIL_ADDRESSES:
+                if (value := getattr(self, name)) is not None:
+                    _check_email_address(name, value)
+        elif self.message_type is MessageType.SMS:
+            _check_phone_number("sender_address", self.sender_address)
+            _check_phone_number("recipient_address", self.recipient_address)
         if self.delivery_notification_type is not None and self.message_type is not MessageType.SMS:
             raise ConfigurationError(
                 "delivery_notification_type",
