@@ -222,6 +222,41 @@ def test_status_of_one_message(outbox_url: str, tmp_path: Path, capsys: Capsys) 
     assert "message id:       20211230130407e3b36e2e92fdbefc86" in out
 
 
+def status_lines(outbox_url: str, outbox_id: int, capsys: Capsys) -> dict[str, str]:
+    assert main(["status", str(outbox_id), "--outbox", outbox_url]) == 0
+    return {
+        label: value.strip() for label, value in (line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    }
+
+
+def test_status_shows_why_a_message_waits_to_be_retried(outbox_url: str, tmp_path: Path, capsys: Capsys) -> None:
+    main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
+    outbox_id = sent_id(capsys.readouterr().out)
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    [claim] = outbox.claim("test", 1, 30)
+    outbox.schedule_retry(claim, 0.0, "token: HTTP 503")
+    outbox.close()
+    rows = status_lines(outbox_url, outbox_id, capsys)
+    assert (rows["state"], rows["reason"]) == ("retry_scheduled", "token: HTTP 503")
+
+
+def test_status_of_an_accepted_message_labels_an_earlier_failure_as_previous(
+    outbox_url: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    main(["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"])
+    outbox_id = sent_id(capsys.readouterr().out)
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    [claim] = outbox.claim("test", 1, 30)
+    outbox.schedule_retry(claim, 0.0, "token: HTTP 503")
+    [claim] = outbox.claim("test", 1, 30)
+    outbox.mark_accepted(claim, "20211230130407e3b36e2e92fdbefc86")
+    outbox.close()
+    rows = status_lines(outbox_url, outbox_id, capsys)
+    assert (rows["state"], rows["previous failure"]) == ("accepted", "token: HTTP 503")
+    assert "reason" not in rows
+    assert "last reason" not in rows
+
+
 def test_status_of_an_unknown_id_exits_1(outbox_url: str, capsys: Capsys) -> None:
     assert main(["status", "999", "--outbox", outbox_url]) == 1
     assert "999 is unknown" in capsys.readouterr().err

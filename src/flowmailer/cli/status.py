@@ -10,6 +10,10 @@ from typing import Any
 from flowmailer.cli._args import number
 from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
+from flowmailer.core import SubmissionState
+
+#: The states whose last reason says why the message stands there.
+_EXPLAINED = (SubmissionState.RETRY_SCHEDULED, SubmissionState.RECONCILING, SubmissionState.DEAD)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -36,12 +40,14 @@ def show_status(args: argparse.Namespace) -> int:
     if status is None:
         print(f"flowmailer status: outbox id {args.id} is unknown", file=sys.stderr)
         return 1
+    # The reason explains a retry, a reconciliation or a death; in any other state it is history.
+    reason = "reason" if status.state in _EXPLAINED else "previous failure"
     rows = [
         ("id", str(status.id)),
         ("state", status.state.value),
         ("client reference", status.client_reference),
         ("attempts", str(status.attempts)),
-        ("last reason", status.last_reason or "-"),
+        *([(reason, status.last_reason)] if status.last_reason else []),
         ("message id", status.message_id or "-"),
         ("enqueued", _when(status.enqueued_at)),
         ("updated", _when(status.updated_at)),
