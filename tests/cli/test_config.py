@@ -17,6 +17,7 @@ from flowmailer.cli._config import (
     load_config,
     parse_outbox,
     parse_resolve,
+    redact_url,
 )
 from flowmailer.cli._wiring import PinnedResolver
 from flowmailer.core import ConfigurationError, Credentials, NotSent, Resolution
@@ -299,3 +300,56 @@ def test_pinned_resolver_answers_its_pins_and_asks_the_fallback_for_other_names(
     assert pinned.resolve("API.example.test.", 443) == Resolution(("127.0.0.2",), 300.0)
     assert pinned.resolve("other.test", 443) == Resolution(("10.0.0.9",), 60.0)
     assert isinstance(pinned.resolve("unknown.test", 443), NotSent)
+
+
+PASSWORD_FORMS = [
+    f"postgresql://relay:{SECRET}@db.internal/mail",
+    f"postgresql://relay@db.internal/mail?password={SECRET}",
+    f"postgresql://relay@db.internal/mail?sslmode=require&pass%77ord={SECRET}",
+    f"postgres://relay@db.internal/mail?sslpassword={SECRET}",
+    f"postgresql://relay:{SECRET}@db1:5432,db2:5433/mail",
+]
+
+
+@pytest.mark.parametrize("url", PASSWORD_FORMS)
+def test_a_postgres_password_in_any_form_is_refused_in_a_flag_or_toml_without_echoing_it(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"outbox": url}, {})
+    assert "carries a password" in info.value.problem
+    assert SECRET not in str(info.value)
+    toml = write_toml(tmp_path, f'outbox = "{url}"\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_config({"config": str(toml)}, {})
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("url", PASSWORD_FORMS)
+def test_a_postgres_password_from_the_environment_never_shows(url: str) -> None:
+    config = load_config({}, {"FLOWMAILER_OUTBOX": url})
+    location = config.require_outbox()
+    assert location == PostgresLocation(url)
+    assert SECRET not in repr(config)
+    for shown in (repr(location), location.describe()):
+        assert SECRET not in shown
+        assert "********" in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"host=db password={SECRET} user=relay", "host=db password=******** user=relay"),
+        (f"host=db password = '{SECRET} x' user=relay", "host=db password=******** user=relay"),
+        ("postgresql://relay@db/mail?host=/run/postgresql", "postgresql://relay@db/mail?host=/run/postgresql"),
+    ],
+)
+def test_redact_url_hides_a_key_value_password_and_leaves_the_rest(text: str, shown: str) -> None:
+    assert redact_url(text) == shown
+
+
+def test_a_key_value_connection_string_is_refused_without_echoing_its_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config({}, {"FLOWMAILER_OUTBOX": f"host=db password={SECRET}"})
+    assert "password=********" in str(info.value)
+    assert SECRET not in str(info.value)

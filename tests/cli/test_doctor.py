@@ -170,3 +170,14 @@ def test_doctor_shows_the_pins_and_fails_one_for_a_host_no_url_names(capsys: Cap
     assert "api_url: https://localhost:8443 resolves to 127.0.0.2 (pinned by resolve)" in out
     assert lines(out)["resolve"] == "FAIL"
     assert "pins lcoalhost, which neither api_url nor login_url names" in out
+
+
+def test_doctor_never_prints_a_postgres_password_given_in_the_urls_query(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", "postgresql://relay@db.internal/mail?password=pg-password-never-printed")
+    assert main(["doctor", *local_flags()]) == 0
+    out = capsys.readouterr().out
+    assert "outbox: PostgreSQL postgresql://relay@db.internal/mail?password=********" in out
+    assert "pg-password-never-printed" not in out

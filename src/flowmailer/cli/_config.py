@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
@@ -27,10 +28,12 @@ __all__ = [
     "SqliteLocation",
     "add_config_arguments",
     "config_from_args",
+    "has_password",
     "load_config",
     "missing",
     "parse_outbox",
     "parse_resolve",
+    "redact_url",
 ]
 
 CONFIG_ENV = "FLOWMAILER_CONFIG"
@@ -133,13 +136,60 @@ class PostgresLocation:
         return f"PostgreSQL {redact_url(self.dsn)}"
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:********@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+#: libpq's connection parameters that hold a secret.
+_PG_SECRETS = frozenset({"password", "sslpassword"})
+_HIDDEN = "********"
+#: One ``key=value`` of a libpq connection string; the value bare or single-quoted with backslash escapes.
+_KEY_VALUE = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def _pg_params(text: str) -> list[tuple[str, str]]:
+    """The parameters a PostgreSQL URL or ``key=value`` string gives, keys decoded as libpq decodes them."""
+    if not _is_url(text):
+        return [(m[1], m[2]) for m in _KEY_VALUE.finditer(text)]
+    try:
+        password = urlsplit(text).password
+    except ValueError:
+        password = None
+    query = parse_qsl(text.partition("?")[2], keep_blank_values=True)
+    return [*([("password", password)] if password is not None else []), *query]
+
+
+def has_password(text: str) -> bool:
+    """Whether libpq would read a password from ``text``, in the URL's user part, its query or a ``key=value``."""
+    if any(key in _PG_SECRETS for key, _ in _pg_params(text)):
+        return True
+    try:
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return False
+    try:
+        return bool(_PG_SECRETS & conninfo_to_dict(text).keys())
+    except Error:  # not a connection string libpq can read
+        return False
+
+
+def redact_url(text: str) -> str:
+    """``text`` fit to print: every password a PostgreSQL URL or ``key=value`` string carries is replaced."""
+    if not has_password(text):
+        return text
+    own = _pg_params(text)
+    if not any(key in _PG_SECRETS for key, _ in own):  # libpq found one where this parser did not: show nothing
+        return f"{text.partition(':')[0] if _is_url(text) else 'a connection string'} ({_HIDDEN}: it holds a password)"
+    if not _is_url(text):
+        return " ".join(f"{key}={_HIDDEN if key in _PG_SECRETS else value}" for key, value in own)
+    parts = urlsplit(text)
+    user, _, hosts = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}:{_HIDDEN}@{hosts}" if parts.password is not None else parts.netloc
+    query = [
+        (key, _HIDDEN if key in _PG_SECRETS else value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*,:")))
 
 
 def parse_outbox(
@@ -158,10 +208,10 @@ def parse_outbox(
         return SqliteLocation(path)
     if scheme in ("postgresql", "postgres"):
         try:
-            password = urlsplit(url).password
-        except ValueError as e:
-            raise ConfigurationError("outbox", f"{redact_url(url)!r} is not a valid URL", fix) from e
-        if password is not None and not allow_password:
+            urlsplit(url)
+        except ValueError:  # its text could quote the URL
+            raise ConfigurationError("outbox", f"{redact_url(url)!r} is not a valid URL", fix) from None
+        if has_password(url) and not allow_password:
             raise ConfigurationError(
                 "outbox",
                 "the URL carries a password, and secrets are read only from the environment or a file",
