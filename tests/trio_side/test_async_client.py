@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -17,6 +18,7 @@ from flowmailer.core import (
     Ambiguous,
     AmbiguousError,
     AuthenticationError,
+    ConfigurationError,
     Credentials,
     Event,
     NotSent,
@@ -259,3 +261,23 @@ def test_invalid_token_twice_is_transient_not_an_authentication_error() -> None:
 
     transport = run(body)
     assert len(transport.inner.to("/oauth/token")) == 3
+
+
+def test_from_env_names_the_missing_variable() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        AsyncClient.from_env({"FLOWMAILER_ACCOUNT_ID": "acct", "FLOWMAILER_CLIENT_ID": "c"})
+    assert e.value.field == "FLOWMAILER_CLIENT_SECRET"
+
+
+def test_from_env_builds_a_trio_transport_that_trusts_the_ca_bundle(tmp_path: Path) -> None:
+    env = {"FLOWMAILER_ACCOUNT_ID": "a", "FLOWMAILER_CLIENT_ID": "c", "FLOWMAILER_CLIENT_SECRET": "s"}
+    with pytest.raises(ConfigurationError) as e:
+        AsyncClient.from_env({**env, "FLOWMAILER_CA_BUNDLE": str(tmp_path / "missing.pem")})
+    assert e.value.field == "ca_bundle"
+
+
+@pytest.mark.parametrize("setting", [{"ca_bundle": "/ca.pem"}, {"max_connections": 5}])
+def test_transport_settings_beside_a_given_transport_are_refused(setting: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        AsyncClient(CREDENTIALS, transport=AsyncScripted(), **setting)  # type: ignore[arg-type]
+    assert e.value.field in setting

@@ -289,3 +289,24 @@ def test_a_connection_reaching_its_maximum_age_still_answers_the_requests_pipeli
     trio.run(main, clock=clock)
     assert len(results) == 3
     assert all(isinstance(r, WireResponse) for r in results), results
+
+
+def test_from_env_builds_the_transport_and_token_store_itself() -> None:
+    fake = FakeFlowmailer()
+
+    async def body() -> None:
+        credential = fake.credential()
+        env = {
+            "FLOWMAILER_ACCOUNT_ID": fake.account_id,
+            "FLOWMAILER_CLIENT_ID": credential.client_id,
+            "FLOWMAILER_CLIENT_SECRET": credential.client_secret,
+            "FLOWMAILER_API_URL": fake.api_url,
+            "FLOWMAILER_LOGIN_URL": fake.login_url,
+            "FLOWMAILER_CA_BUNDLE": str(fake.ca_bundle),
+        }
+        resolver = StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses})
+        async with AsyncClient.from_env(env, resolver=resolver) as c:
+            message_id = await c.submit(MESSAGE)
+        assert [m.message_id for m in fake.records().accepted] == [message_id]
+
+    serve(fake, body)

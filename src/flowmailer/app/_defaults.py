@@ -1,15 +1,27 @@
-"""The default wiring: the one app module that builds concrete adapters (and reads the environment when asked)."""
+"""The default wiring: the one app module that builds concrete adapters (and reads the environment when asked).
+
+The trio adapters are imported inside the functions that build them, so that ``import flowmailer`` never loads trio.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flowmailer.adapters import MAX_CONNECTIONS, MemoryTokenStore, SystemClock, SystemResolver, Urllib3Transport
 from flowmailer.core import ConfigurationError, Credentials
-from flowmailer.ports import Clock, Resolver, TokenStore, Transport
+from flowmailer.ports import AsyncTokenStore, AsyncTransport, Clock, Resolver, TokenStore, Transport
 
-__all__ = ["MAX_CONNECTIONS", "clock", "resolver", "settings_from_env", "token_store", "transport"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "async_token_store",
+    "async_transport",
+    "clock",
+    "resolver",
+    "settings_from_env",
+    "token_store",
+    "transport",
+]
 
 _REQUIRED = {
     "account_id": "FLOWMAILER_ACCOUNT_ID",
@@ -49,3 +61,15 @@ def transport(*, ca_bundle: str | None, max_connections: int, max_connection_age
     return Urllib3Transport(
         ca_bundle=ca_bundle, max_connections=max_connections, max_connection_age=max_connection_age, clock=clock
     )
+
+
+def async_transport(*, ca_bundle: str | None, max_connections: int, max_connection_age: float) -> AsyncTransport:
+    from flowmailer.adapters.trio_transport import TrioTransport
+
+    return TrioTransport(ca_bundle=ca_bundle, max_connections=max_connections, max_connection_age=max_connection_age)
+
+
+def async_token_store(now: Callable[[], float]) -> AsyncTokenStore:
+    from flowmailer.adapters.trio_token_store import TrioTokenStore
+
+    return TrioTokenStore(now)

@@ -12,7 +12,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TypeVar
 
@@ -86,22 +86,24 @@ class AsyncClient:
     and otherwise raises the same errors as :class:`flowmailer.app.Client`.
 
     Every request goes through the core's retry policy, to the next healthy IP address, with one token shared by
-    all tasks. The transport (a ``TrioTransport``) and the token store (a ``TrioTokenStore`` given the same
-    ``wall_clock``) are passed in; the resolver is the system's unless given, and runs in a worker thread.
+    all tasks. Adapters left out are built by default: a ``TrioTransport`` (trust from the operating system, or
+    ``ca_bundle``), a ``TrioTokenStore`` on ``wall_clock``, and the system resolver, run in a worker thread.
     """
 
     def __init__(
         self,
         credentials: Credentials,
         *,
-        transport: AsyncTransport,
-        token_store: AsyncTokenStore,
         api_url: str = DEFAULT_API_URL,
         login_url: str = DEFAULT_LOGIN_URL,
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
         address_policy: AddressPolicy | None = None,
         reference_prefix: str = "ref:",
+        ca_bundle: str | None = None,
+        max_connections: int = _defaults.MAX_CONNECTIONS,
+        transport: AsyncTransport | None = None,
+        token_store: AsyncTokenStore | None = None,
         resolver: Resolver | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -118,14 +120,30 @@ class AsyncClient:
         self._budget = budget if budget is not None else RetryBudget()
         self._address_policy = address_policy if address_policy is not None else AddressPolicy()
         self._prefix = reference_prefix
+        if transport is None:
+            transport = _defaults.async_transport(
+                ca_bundle=ca_bundle,
+                max_connections=max_connections,
+                max_connection_age=self._address_policy.max_connection_age,
+            )
+        elif ca_bundle is not None or max_connections != _defaults.MAX_CONNECTIONS:
+            field = "ca_bundle" if ca_bundle is not None else "max_connections"
+            raise ConfigurationError(field, "was given with a transport", f"set {field} on the transport itself")
         self._transport = transport
-        self._tokens = token_store
+        self._tokens = token_store if token_store is not None else _defaults.async_token_store(wall_clock)
         self._resolver = resolver if resolver is not None else _defaults.resolver()
         self._now = wall_clock
         self._rng = rng if rng is not None else random.Random()
         self._observer = observer
         self._books: dict[Host, AddressBook] = {}
         self._resolving: dict[Host, trio.Lock] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> AsyncClient:
+        """Credentials and URLs from the same variables as :meth:`flowmailer.app.Client.from_env`; ``kwargs`` as
+        for the constructor."""
+        settings = _defaults.settings_from_env(environ)
+        return cls(**{**settings, **kwargs})  # type: ignore[arg-type]
 
     async def __aenter__(self) -> AsyncClient:
         return self
