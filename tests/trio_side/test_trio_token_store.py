@@ -106,3 +106,13 @@ def test_an_invalidated_token_is_fetched_again_unless_already_replaced() -> None
 
     run(body)
     assert fetch.calls == 2
+
+
+def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight() -> None:
+    async def body(store: TrioTokenStore) -> None:
+        with pytest.raises(RuntimeError):
+            await store.token(CREDENTIALS, Fetcher(RuntimeError("a bug in the fetch")))
+        with trio.fail_after(5):  # MockClock time: a store stuck waiting for the failed refresh would time out
+            assert (await store.token(CREDENTIALS, Fetcher())).value == "tok-1"
+
+    run(body)
