@@ -133,23 +133,26 @@ class OutboxMachine(RuleBasedStateMachine):
             with pytest.raises(LifecycleError):
                 self.outbox.resend(claim, LEASE)
             return
-        act: dict[str, Callable[[], object]] = {
-            "accepted": lambda: self.outbox.mark_accepted(claim, "m-1"),
-            "retry": lambda: self.outbox.schedule_retry(claim, at, "retry"),
-            "reconcile": lambda: self.outbox.schedule_reconcile(claim, at, "reconcile"),
-            "dead": lambda: self.outbox.mark_dead(claim, "dead"),
-            "release": lambda: self.outbox.release(claim),
-            "resend": lambda: self.outbox.resend(claim, LEASE),
-        }
-        if not self._holds(claim):
-            with pytest.raises(LeaseLostError):
-                act[action]()
-            return
-        result = act[action]()
-        self._settled(claim, action, at)
         if action == "resend":
-            assert isinstance(result, Claim)
-            self._lease(result, _S.QUEUED)
+            if not self._holds(claim):
+                with pytest.raises(LeaseLostError):
+                    self.outbox.resend(claim, LEASE)
+                return
+            again = self.outbox.resend(claim, LEASE)
+            self._settled(claim, action, at)
+            self._lease(again, _S.QUEUED)
+            return
+        build: dict[str, Callable[[], Settlement]] = {
+            "accepted": lambda: Settlement.accepted(claim, "m-1"),
+            "retry": lambda: Settlement.retry(claim, at, "retry"),
+            "reconcile": lambda: Settlement.reconcile(claim, at, "reconcile"),
+            "dead": lambda: Settlement.dead(claim, "dead"),
+            "release": lambda: Settlement.release(claim),
+        }
+        lost = self.outbox.settle([build[action]()])
+        assert lost == ([] if self._holds(claim) else [claim])
+        if not lost:
+            self._settled(claim, action, at)
 
     def _settled(self, claim: Claim, action: str, at: float) -> None:
         """The model's row once ``claim`` is settled by ``action`` (a resend's new lease is the caller's)."""

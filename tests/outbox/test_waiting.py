@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
-from flowmailer.core import SubmitMessage
+from flowmailer.core import Settlement, SubmitMessage
 from flowmailer.ports import Outbox
 from flowmailer.testing import FakeClock, MemoryOutbox
 
@@ -40,7 +40,7 @@ def test_waiting_wakes_when_a_retry_comes_due(factory: Factory) -> None:
     outbox = factory(clock)
     outbox.enqueue(SubmitMessage(sender_address="s@example.com", recipient_address="r@example.com", text="x"))
     [claim] = outbox.claim("a", 1, 60)
-    outbox.schedule_retry(claim, clock.now() + 7.5, "HTTP 503")
+    assert outbox.settle([Settlement.retry(claim, clock.now() + 7.5, "HTTP 503")]) == []
     start = clock.now()
     assert outbox.wait_for_work(3600) is True
     assert clock.now() - start == pytest.approx(7.5)

@@ -470,7 +470,7 @@ class Relay:
 
     def _search(self, claim: Claim) -> ReconcileResult:
         try:
-            ids = tuple(m.id for m in self._reconciler.messages_by_tag(f"ref:{claim.client_reference}"))
+            ids = tuple(m.id for m in self._reconciler.messages_by_tag(claim.tag))
         except FlowmailerError as e:
             self._note_halt(e)
             return outcome_of(e)

@@ -14,6 +14,7 @@ from flowmailer.core._lifecycle import SubmissionEvent, SubmissionState, transit
 from flowmailer.core._models import ErrorDetail, SubmitMessage
 
 __all__ = [
+    "REFERENCE_PREFIX",
     "Claim",
     "LeaseLostError",
     "OutboxError",
@@ -38,6 +39,10 @@ __all__ = [
 
 #: An outbox row's identity: assigned at enqueue, never reused.
 OutboxId: TypeAlias = int
+
+#: The outbox tags each message ``ref:<client reference>`` at enqueue, whatever prefix a Client adds its own with:
+#: the relay searches by the tag the stored message carries.
+REFERENCE_PREFIX = "ref:"
 
 
 class OutboxError(FlowmailerError):
@@ -86,6 +91,11 @@ class Claim:
         """Flowmailer may have the message already: search by client reference before any resend."""
         return self.state is SubmissionState.RECONCILING
 
+    @property
+    def tag(self) -> str:
+        """The tag the stored message carries its client reference in, which a search by tag finds."""
+        return f"{REFERENCE_PREFIX}{self.client_reference}"
+
 
 @attrs.frozen
 class OutboxStatus:
@@ -130,7 +140,7 @@ _SETTLE_EVENTS = {
     "resend": (SubmissionEvent.NOT_FOUND, SubmissionEvent.NOT_FOUND),
 }
 
-#: The ways a claim can be settled: one for each single-claim outcome method of the Outbox port.
+#: The ways a claim can be settled (a resend is not one: it leases the row again, see ``Outbox.resend``).
 SettleKind: TypeAlias = Literal["accepted", "retry", "reconcile", "dead", "release"]
 
 
@@ -216,7 +226,10 @@ class Settlement:
 
 
 class SingleClaimOutcomes:
-    """The Outbox port's single-claim outcome methods, each ``settle`` of one; every outbox inherits them."""
+    """One-claim shorthands over ``settle``, for code and tests that record one outcome at a time.
+
+    Not part of the Outbox port (the relay settles in batches); the three outboxes here inherit them.
+    """
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Claim]:
         raise NotImplementedError
@@ -264,10 +277,10 @@ def requeue_state(may_be_accepted: bool) -> SubmissionState:
 
 def tag_message(message: SubmitMessage, new_reference: str) -> tuple[SubmitMessage, str]:
     """The message as stored, tagged with its client reference: its own if it has one, else ``new_reference``."""
-    reference = message.client_reference()
+    reference = message.client_reference(REFERENCE_PREFIX)
     if reference is not None:
         return message, reference
-    return message.with_client_reference(new_reference), new_reference
+    return message.with_client_reference(new_reference, REFERENCE_PREFIX), new_reference
 
 
 def duplicate_reference(reference: str) -> ConfigurationError:

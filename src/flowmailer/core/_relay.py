@@ -241,7 +241,7 @@ def decide_after_reconcile(
     the questions thin out while Flowmailer is down; past ``max_age`` the message is dead with a reason that
     says Flowmailer may have it.
     """
-    tag = f"ref:{claim.client_reference}"
+    tag = claim.tag
     if isinstance(result, Found):
         return RecordAccepted(result.message_ids[0], reconciled=True, copies=len(result.message_ids))
     if isinstance(result, NotFound):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from flowmailer.core import Claim, ErrorDetail, OutboxId, OutboxStatus, Settlement, SubmissionState, SubmitMessage
+from flowmailer.core import Claim, OutboxId, OutboxStatus, Settlement, SubmissionState, SubmitMessage
 
 __all__ = ["Outbox"]
 
@@ -13,10 +13,11 @@ __all__ = ["Outbox"]
 class Outbox(Protocol):
     """Holds every message from ``enqueue`` until Flowmailer accepted it or it is declared dead.
 
-    Times (``at``, leases, ages) are seconds, read against the outbox's own Clock. Outcomes are fenced: recording
-    one for a claim whose row has since been claimed again raises ``LeaseLostError`` (``settle`` answers the claim
-    instead) and changes nothing. Bad
-    input raises ``ConfigurationError`` and writes nothing; storage failures raise ``OutboxError``.
+    Times (``at``, leases, ages) are seconds, read against the outbox's own Clock. Outcomes are fenced: ``settle``
+    answers a claim whose row has since been claimed again and writes nothing for it; ``resend`` raises
+    ``LeaseLostError`` for one. Bad input raises ``ConfigurationError`` and writes nothing; storage failures raise
+    ``OutboxError``. ``flowmailer.core.SingleClaimOutcomes`` adds ``mark_accepted``, ``mark_dead`` and the like,
+    each one ``settle``, to an outbox class that wants them.
     """
 
     def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
@@ -48,31 +49,11 @@ class Outbox(Protocol):
         """
         ...
 
-    def mark_accepted(self, claim: Claim, message_id: str) -> None:
-        """``settle([Settlement.accepted(claim, message_id)])``, raising ``LeaseLostError`` for a lost lease."""
-        ...
-
-    def schedule_retry(self, claim: Claim, at: float, reason: str) -> None:
-        """Not accepted, try again at ``at``: a send is sent again, a reconciliation asks again."""
-        ...
-
-    def schedule_reconcile(self, claim: Claim, at: float, reason: str) -> None:
-        """Flowmailer may have the message: ask it by client reference at ``at`` before any resend."""
-        ...
-
     def resend(self, claim: Claim, lease: float) -> Claim:
         """Reconciliation found no such message at Flowmailer: the same owner sends it now, as a new claim.
 
         The row becomes IN_FLIGHT again, so a relay that dies mid-send leaves it to be reconciled, not resent.
         """
-        ...
-
-    def mark_dead(self, claim: Claim, reason: str, errors: Sequence[ErrorDetail] = ()) -> None:
-        """Flowmailer refused the message for good (or the retry policy gave up); keep it for an operator."""
-        ...
-
-    def release(self, claim: Claim) -> None:
-        """Graceful shutdown: due again at once, a send back to QUEUED (not counted as an attempt)."""
         ...
 
     def requeue_dead(self, ids: Iterable[OutboxId] | None = None) -> int:

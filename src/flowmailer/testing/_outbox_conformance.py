@@ -66,6 +66,13 @@ def _raises(error: type[Exception], action: Callable[[], object]) -> None:
     raise AssertionError(f"expected {error.__name__}")
 
 
+def _settle(outbox: Outbox, settlement: Settlement) -> bool:
+    """Record one outcome: True if its claim still held the row, False if ``settle`` answered it as lost."""
+    lost = outbox.settle([settlement])
+    assert lost in ([], [settlement.claim]), f"settle answered {lost!r} for one claim"
+    return not lost
+
+
 def _total(outbox: Outbox) -> int:
     return sum(outbox.counts().values())
 
@@ -167,18 +174,18 @@ def check_lapsed_lease_comes_back_to_be_reconciled(outbox: Outbox, clock: FakeCl
     )
     assert taken.attempts == 1  # a search, not a send
     assert _status(outbox, outbox_id).state is _S.RECONCILING
-    for record in (
-        lambda: outbox.mark_accepted(lost, "m-1"),
-        lambda: outbox.schedule_retry(lost, clock.now() + 5, "late"),
-        lambda: outbox.schedule_reconcile(lost, clock.now() + 5, "late"),
-        lambda: outbox.mark_dead(lost, "late"),
-        lambda: outbox.release(lost),
+    for late in (
+        Settlement.accepted(lost, "m-1"),
+        Settlement.retry(lost, clock.now() + 5, "late"),
+        Settlement.reconcile(lost, clock.now() + 5, "late"),
+        Settlement.dead(lost, "late"),
+        Settlement.release(lost),
     ):
-        _raises(LeaseLostError, record)
+        assert not _settle(outbox, late)
     assert outbox.renew([lost], LEASE) == frozenset()
     status = _status(outbox, outbox_id)
     assert (status.state, status.attempts, status.due_at) == (_S.RECONCILING, 1, taken.lease_until)
-    outbox.mark_accepted(taken, "m-2")
+    assert _settle(outbox, Settlement.accepted(taken, "m-2"))
     assert _status(outbox, outbox_id).message_id == "m-2"
 
 
@@ -199,7 +206,7 @@ def check_a_lapsed_lease_not_yet_taken_can_still_record(outbox: Outbox, clock: F
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
     clock.advance(LEASE * 2)
-    outbox.mark_accepted(claim, "m-1")
+    assert _settle(outbox, Settlement.accepted(claim, "m-1"))
     assert _status(outbox, outbox_id).state is _S.ACCEPTED
     assert outbox.claim("b", 1, LEASE) == []
 
@@ -211,12 +218,12 @@ def check_accepted_is_final_and_recorded_once(outbox: Outbox, clock: FakeClock) 
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
     clock.advance(1)
-    outbox.mark_accepted(claim, "20211230130407e3b36e2e92fdbefc86")
+    assert _settle(outbox, Settlement.accepted(claim, "20211230130407e3b36e2e92fdbefc86"))
     status = _status(outbox, outbox_id)
     assert (status.state, status.message_id, status.due_at) == (_S.ACCEPTED, "20211230130407e3b36e2e92fdbefc86", None)
     assert status.updated_at == clock.now()
-    _raises(LeaseLostError, lambda: outbox.mark_accepted(claim, "again"))
-    _raises(LeaseLostError, lambda: outbox.mark_dead(claim, "again"))
+    assert not _settle(outbox, Settlement.accepted(claim, "again"))
+    assert not _settle(outbox, Settlement.dead(claim, "again"))
     clock.advance(LEASE * 10)
     assert outbox.claim("a", 1, LEASE) == []
 
@@ -224,7 +231,7 @@ def check_accepted_is_final_and_recorded_once(outbox: Outbox, clock: FakeClock) 
 def check_retry_is_due_at_its_time(outbox: Outbox, clock: FakeClock) -> None:
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
-    outbox.schedule_retry(claim, clock.now() + 60, "HTTP 503")
+    assert _settle(outbox, Settlement.retry(claim, clock.now() + 60, "HTTP 503"))
     status = _status(outbox, outbox_id)
     assert (status.state, status.due_at, status.last_reason) == (_S.RETRY_SCHEDULED, clock.now() + 60, "HTTP 503")
     clock.advance(59)
@@ -242,16 +249,16 @@ def check_retry_is_due_at_its_time(outbox: Outbox, clock: FakeClock) -> None:
 def check_reconcile_then_found(outbox: Outbox, clock: FakeClock) -> None:
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
-    outbox.schedule_reconcile(claim, clock.now() + 60, "read timeout")
+    assert _settle(outbox, Settlement.reconcile(claim, clock.now() + 60, "read timeout"))
     assert _status(outbox, outbox_id).state is _S.RECONCILING
     clock.advance(60)
     check = _only(outbox.claim("a", 1, LEASE))
     assert (check.claimed_from, check.must_reconcile, check.attempts) == (_S.RECONCILING, True, 1)
-    outbox.schedule_retry(check, clock.now() + 10, "search failed")
+    assert _settle(outbox, Settlement.retry(check, clock.now() + 10, "search failed"))
     assert _status(outbox, outbox_id).state is _S.RECONCILING
     clock.advance(10)
     check = _only(outbox.claim("a", 1, LEASE))
-    outbox.mark_accepted(check, "m-1")
+    assert _settle(outbox, Settlement.accepted(check, "m-1"))
     assert _status(outbox, outbox_id).state is _S.ACCEPTED
 
 
@@ -259,7 +266,7 @@ def check_reconcile_then_not_found_resends_in_the_same_hands(outbox: Outbox, clo
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
     _raises(LifecycleError, lambda: outbox.resend(claim, LEASE))
-    outbox.schedule_reconcile(claim, clock.now(), "read timeout")
+    assert _settle(outbox, Settlement.reconcile(claim, clock.now(), "read timeout"))
     check = _only(outbox.claim("a", 1, LEASE))
     clock.advance(1)
     send = outbox.resend(check, LEASE)
@@ -272,9 +279,10 @@ def check_reconcile_then_not_found_resends_in_the_same_hands(outbox: Outbox, clo
     )
     assert send.lease_until == clock.now() + LEASE
     assert send.message == check.message
-    _raises(LeaseLostError, lambda: outbox.mark_accepted(check, "m-0"))
+    assert not _settle(outbox, Settlement.accepted(check, "m-0"))
+    _raises(LeaseLostError, lambda: outbox.resend(check, LEASE))
     assert _status(outbox, outbox_id).state is _S.IN_FLIGHT
-    outbox.mark_accepted(send, "m-1")
+    assert _settle(outbox, Settlement.accepted(send, "m-1"))
     assert _status(outbox, outbox_id).message_id == "m-1"
 
 
@@ -285,7 +293,7 @@ def check_dead_letters_keep_their_errors_and_can_be_requeued(outbox: Outbox, clo
         ErrorDetail(code="message.toobig", default_message="too big", field="attachments", rejected_value=12),
         ErrorDetail(code="x", arguments=("a", 1)),
     )
-    outbox.mark_dead(claim, "HTTP 413", errors)
+    assert _settle(outbox, Settlement.dead(claim, "HTTP 413", errors))
     status = _status(outbox, dead_id)
     assert (status.state, status.last_reason, status.errors, status.due_at) == (_S.DEAD, "HTTP 413", errors, None)
     clock.advance(LEASE * 2)
@@ -333,8 +341,8 @@ def check_dead_letters_are_listed_oldest_first_page_by_page(outbox: Outbox, cloc
     claims = outbox.claim("a", 5, LEASE)
     errors = (ErrorDetail(code="invalid", field="recipientAddress", default_message="bad address"),)
     for claim in reversed(claims[::2]):  # died newest first: the listing still follows the ids
-        outbox.mark_dead(claim, f"HTTP 400 #{claim.id}", errors)
-    outbox.mark_accepted(claims[1], "m-1")
+        assert _settle(outbox, Settlement.dead(claim, f"HTTP 400 #{claim.id}", errors))
+    assert _settle(outbox, Settlement.accepted(claims[1], "m-1"))
     first = outbox.dead_letters(2)
     assert first == [_status(outbox, ids[0]), _status(outbox, ids[2])]
     assert (first[0].state, first[0].last_reason, first[0].errors) == (_S.DEAD, f"HTTP 400 #{ids[0]}", errors)
@@ -348,7 +356,7 @@ def check_dead_letters_are_listed_oldest_first_page_by_page(outbox: Outbox, cloc
 def check_requeue_all_dead(outbox: Outbox, clock: FakeClock) -> None:
     outbox.enqueue_many([_message(i) for i in range(3)])
     for claim in outbox.claim("a", 3, LEASE):
-        outbox.mark_dead(claim, "refused")
+        assert _settle(outbox, Settlement.dead(claim, "refused"))
     assert outbox.requeue_dead([]) == 0
     assert outbox.requeue_dead() == 3
     assert outbox.counts()[_S.QUEUED] == 3
@@ -358,12 +366,12 @@ def check_requeue_all_dead(outbox: Outbox, clock: FakeClock) -> None:
 def check_release_returns_the_row_at_once_without_counting_an_attempt(outbox: Outbox, clock: FakeClock) -> None:
     send_id, check_id = outbox.enqueue(_message(1)), outbox.enqueue(_message(2))
     send, check = outbox.claim("a", 2, LEASE)
-    outbox.schedule_retry(send, clock.now(), "HTTP 503")
-    outbox.schedule_reconcile(check, clock.now(), "read timeout")
+    assert _settle(outbox, Settlement.retry(send, clock.now(), "HTTP 503"))
+    assert _settle(outbox, Settlement.reconcile(check, clock.now(), "read timeout"))
     send, check = outbox.claim("a", 2, LEASE)
-    outbox.release(send)
-    outbox.release(check)
-    _raises(LeaseLostError, lambda: outbox.release(send))
+    assert _settle(outbox, Settlement.release(send))
+    assert _settle(outbox, Settlement.release(check))
+    assert not _settle(outbox, Settlement.release(send))
     status = _status(outbox, send_id)
     assert (status.state, status.attempts, status.due_at) == (_S.QUEUED, 1, clock.now())
     status = _status(outbox, check_id)
@@ -392,10 +400,10 @@ def check_only_sends_count_as_attempts(outbox: Outbox, clock: FakeClock) -> None
 def check_outcomes_refuse_bad_times_and_keep_the_claim(outbox: Outbox, clock: FakeClock) -> None:
     outbox_id = outbox.enqueue(_message())
     claim = _only(outbox.claim("a", 1, LEASE))
-    _raises(ConfigurationError, lambda: outbox.schedule_retry(claim, float("inf"), "x"))
-    _raises(ConfigurationError, lambda: outbox.schedule_reconcile(claim, "soon", "x"))  # type: ignore[arg-type]
+    _raises(ConfigurationError, lambda: outbox.settle([Settlement.retry(claim, float("inf"), "x")]))
+    _raises(ConfigurationError, lambda: outbox.settle([Settlement.reconcile(claim, "soon", "x")]))  # type: ignore[arg-type]
     assert _status(outbox, outbox_id).state is _S.IN_FLIGHT
-    outbox.schedule_retry(claim, clock.now() + 1, "x")
+    assert _settle(outbox, Settlement.retry(claim, clock.now() + 1, "x"))
 
 
 def check_settle_records_a_batch_and_answers_the_lost_claims(outbox: Outbox, clock: FakeClock) -> None:
@@ -454,9 +462,9 @@ def check_status_and_counts(outbox: Outbox, clock: FakeClock) -> None:
     assert outbox.counts() == dict.fromkeys(SubmissionState, 0)
     outbox.enqueue_many([_message(i) for i in range(4)])
     a, b, c = outbox.claim("a", 3, LEASE)
-    outbox.mark_accepted(a, "m")
-    outbox.schedule_retry(b, clock.now() + 9, "x")
-    outbox.mark_dead(c, "x")
+    assert _settle(outbox, Settlement.accepted(a, "m"))
+    assert _settle(outbox, Settlement.retry(b, clock.now() + 9, "x"))
+    assert _settle(outbox, Settlement.dead(c, "x"))
     assert outbox.counts() == {
         _S.QUEUED: 1,
         _S.IN_FLIGHT: 0,
@@ -471,11 +479,11 @@ def check_prune_removes_only_old_accepted_rows(outbox: Outbox, clock: FakeClock)
     old = outbox.enqueue(_message(1), dedupe_key="old")
     dead = outbox.enqueue(_message(2))
     claim_old, claim_dead = outbox.claim("a", 2, LEASE)
-    outbox.mark_accepted(claim_old, "m-1")
-    outbox.mark_dead(claim_dead, "x")
+    assert _settle(outbox, Settlement.accepted(claim_old, "m-1"))
+    assert _settle(outbox, Settlement.dead(claim_dead, "x"))
     clock.advance(100)
     new = outbox.enqueue(_message(3))
-    outbox.mark_accepted(_only(outbox.claim("a", 1, LEASE)), "m-3")
+    assert _settle(outbox, Settlement.accepted(_only(outbox.claim("a", 1, LEASE)), "m-3"))
     _raises(ConfigurationError, lambda: outbox.prune_accepted(-1))
     assert outbox.prune_accepted(101) == 0
     assert outbox.prune_accepted(100) == 1
