@@ -45,6 +45,7 @@ def start_relay(
     batch_size: int,
     table: str = "flowmailer_outbox",
     forever: bool = False,
+    refresh_ahead: float | None = None,
 ) -> subprocess.Popen[bytes]:
     credential = fake.credential("ADMIN")
     command = [
@@ -62,6 +63,7 @@ def start_relay(
         f"--batch-size={batch_size}",
         f"--table={table}",
         *(["--forever"] if forever else []),
+        *([f"--refresh-ahead={refresh_ahead}"] if refresh_ahead is not None else []),
     ]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
     with log.open("ab") as out, log.with_suffix(".err").open("ab") as err:

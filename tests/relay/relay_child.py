@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from flowmailer.adapters import SystemClock, Urllib3Transport
+from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
 from flowmailer.app import Client, Relay
 from flowmailer.core import (
     Credentials,
@@ -28,6 +28,7 @@ from flowmailer.core import (
     RelayRules,
     RetryAt,
     RetryPolicy,
+    TokenPolicy,
 )
 from flowmailer.testing import StaticResolver
 
@@ -90,6 +91,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--forever", action="store_true", help="run until a signal instead of until drained")
+    parser.add_argument(
+        "--refresh-ahead",
+        type=float,
+        default=None,
+        help="seconds before expiry to refresh a token (for short-lived ones)",
+    )
     args = parser.parse_args()
 
     clock = SystemClock()
@@ -103,6 +110,11 @@ def main() -> int:
         transport=Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock),
         resolver=StaticResolver({API_HOST: addresses, LOGIN_HOST: addresses}),
         clock=clock,
+        token_store=None
+        if args.refresh_ahead is None
+        else MemoryTokenStore(
+            clock, TokenPolicy(refresh_ahead=args.refresh_ahead, min_remaining=args.refresh_ahead / 2)
+        ),
     )
     outbox = open_outbox(args.outbox, args.table, clock)
     printer = JsonLines()

@@ -1,8 +1,10 @@
 """Chaos: 5,000 messages through relay processes that are killed with SIGKILL three times, against a faulty fake.
 
 10 % of submits answer 5xx, 2 % are accepted and then the connection is reset (the ambiguous case), one of the
-three addresses is blackholed and tokens live 20 s (and a few expire early). Kill points are counts of accepted
-messages at the fake, never times. Every message must end accepted, exactly one copy each at the fake, none dead.
+three addresses is blackholed and tokens live 1 s (and a few expire early): every relay process lives a few
+seconds, so it refreshes several tokens ahead of expiry and meets some that expired under it. Kill points are
+counts of accepted messages at the fake, never times. Every message must end accepted, exactly one copy each at
+the fake, none dead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from tests.relay.chaos import Tally, enqueue, start_relay, stderr_of
 MESSAGES = 5_000
 KILL_AT = (1_000, 2_200, 3_400)  # accepted copies at the fake
 DEADLINE = 240.0  # seconds for the whole run before the test fails; CI's budget is a couple of minutes
+TOKEN_LIFETIME = 1  # second; each relay process lives several of them
+REFRESH_AHEAD = 0.4  # seconds: the default 10 s would refresh a 1 s token on every use
 
 
 def accepted_at_least(n: int, records: Records) -> bool:
@@ -36,7 +40,7 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
         Fault.status(500, path="messages/submit", probability=0.05),
         Fault.status(503, path="messages/submit", probability=0.05),
         Fault.accept_then_reset(path="messages/submit", probability=0.02),
-        # Tokens live 20 s, but a run between kills is shorter: also expire some early, as Flowmailer may.
+        # Tokens also expire early now and then, as Flowmailer's may.
         Fault.expire_token(path="messages/submit", probability=0.002),
     ]
     started = time.monotonic()
@@ -46,13 +50,19 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
     assert len(refs) == MESSAGES
     logs: list[Path] = []
     kills = 0
-    with FakeFlowmailer(faults=faults, token_lifetime=20, seed=5).running() as fake:
+    with FakeFlowmailer(faults=faults, token_lifetime=TOKEN_LIFETIME, seed=5).running() as fake:
         fake.set_mode(fake.addresses[2], Mode.BLACKHOLE)
 
         def relay() -> subprocess.Popen[bytes]:
             logs.append(tmp_path / f"relay-{len(logs)}.jsonl")
             return start_relay(
-                fake, f"sqlite:{tmp_path / 'outbox.db'}", logs[-1], f"relay-{len(logs)}", lease=3.0, batch_size=20
+                fake,
+                f"sqlite:{tmp_path / 'outbox.db'}",
+                logs[-1],
+                f"relay-{len(logs)}",
+                lease=3.0,
+                batch_size=20,
+                refresh_ahead=REFRESH_AHEAD,
             )
 
         for threshold in KILL_AT:
@@ -83,7 +93,8 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
         f"  copies at the fake {len(records.accepted)}, duplicates {len(records.duplicates)}\n"
         f"  sent and accepted {sum(tally.sent.values())}, reconciled {tally.reconciled}\n"
         f"  retries by cause {dict(tally.retries)}, not recorded {tally.not_recorded}\n"
-        f"  faults injected {dict(records.faults)}, statuses {dict(records.statuses)}"
+        f"  faults injected {dict(records.faults)}, statuses {dict(records.statuses)}\n"
+        f"  tokens issued {sum(records.token_requests.values())} to {len(logs)} relay processes"
     )
     assert counts[SubmissionState.ACCEPTED] == MESSAGES
     assert counts[SubmissionState.DEAD] == 0, tally.dead[:5]
