@@ -7,13 +7,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.cli._config import load_config
+from flowmailer.cli._wiring import build_clients
 from flowmailer.core import SubmissionState, SubmitMessage
-from flowmailer.testing import SUBMIT_ROLE, FakeFlowmailer, Fault
+from flowmailer.testing import API_HOST, SUBMIT_ROLE, FakeFlowmailer, Fault
 
 SUBMIT = "messages/submit"
 
@@ -158,3 +161,27 @@ def test_relay_with_only_a_submit_only_credential_warns_at_start_naming_the_fix(
     assert "cannot be reconciled" in err
     assert "FLOWMAILER_RECONCILE_CLIENT_ID" in err
     assert "reconciliation REFUSED: ambiguous submissions go dead" in out
+
+
+def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_are_open(fake: FakeFlowmailer) -> None:
+    fake.set_faults([Fault.delay(0.2)])  # every request holds its connection a while, so both clients want many
+    submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+    url = f"https://{API_HOST}:{fake.port}"
+    flags = {"account_id": fake.account_id, "client_id": submitter.client_id, "api_url": url, "login_url": url}
+    flags |= {"ca_bundle": str(fake.ca_bundle), "resolve": f"{API_HOST}=127.0.0.1"}
+    flags |= {"reconcile_client_id": reader.client_id}
+    environ = {"FLOWMAILER_CLIENT_SECRET": submitter.client_secret}
+    environ |= {"FLOWMAILER_RECONCILE_CLIENT_SECRET": reader.client_secret}
+    client, reconciler = build_clients(load_config(flags, environ))
+    assert reconciler is not None
+    message = SubmitMessage(sender_address="shop@example.com", recipient_address="c@example.com", text="hi")
+    try:
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            submits = [pool.submit(client.submit, message) for _ in range(15)]
+            searches = [pool.submit(lambda: list(reconciler.messages_by_tag("ref:x"))) for _ in range(15)]
+            assert all(submit.result() for submit in submits)
+            assert [search.result() for search in searches] == [[]] * len(searches)
+    finally:
+        client.close()
+        reconciler.close()
+    assert fake.records().max_open_connections <= 10

@@ -11,9 +11,9 @@ from flowmailer.core import ConfigurationError, NotSent, Resolution
 if TYPE_CHECKING:
     from flowmailer.app import Client
     from flowmailer.core import Credentials
-    from flowmailer.ports import Observer, Outbox, Resolver
+    from flowmailer.ports import Observer, Outbox, Resolver, Transport
 
-__all__ = ["PinnedResolver", "build_client", "open_outbox", "resolver"]
+__all__ = ["PinnedResolver", "build_client", "build_clients", "open_outbox", "resolver"]
 
 
 class PinnedResolver:
@@ -71,15 +71,45 @@ def open_outbox(config: Config, *, create: bool = False) -> Outbox:
     return outbox
 
 
-def build_client(config: Config, *, observer: Observer | None = None, credentials: Credentials | None = None) -> Client:
-    """A Client for the configured account, with ``credentials`` or else the main ones (which must all be there)."""
+def build_client(
+    config: Config,
+    *,
+    observer: Observer | None = None,
+    credentials: Credentials | None = None,
+    transport: Transport | None = None,
+) -> Client:
+    """A Client for the configured account, with ``credentials`` or else the main ones (which must all be there),
+    over ``transport`` or a new one."""
     from flowmailer.app import Client
 
     return Client(
         credentials if credentials is not None else config.require_credentials(),
         api_url=config.api_url,
         login_url=config.login_url,
-        ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        transport=transport if transport is not None else _transport(config),
         resolver=resolver(config),
         observer=observer,
+    )
+
+
+def build_clients(config: Config, *, observer: Observer | None = None) -> tuple[Client, Client | None]:
+    """The submitting client and the reconciling one (None: the submitting one reconciles) of a relay.
+
+    Both share one transport, so that the process never holds more than its 10 connections to Flowmailer.
+    """
+    reconcile = config.reconcile_credentials()
+    transport = _transport(config)
+    submitter = build_client(config, observer=observer, transport=transport)
+    if reconcile is None:
+        return submitter, None
+    return submitter, build_client(config, observer=observer, credentials=reconcile, transport=transport)
+
+
+def _transport(config: Config) -> Transport:
+    from flowmailer.adapters import Urllib3Transport
+    from flowmailer.core import AddressPolicy
+
+    return Urllib3Transport(
+        ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        max_connection_age=AddressPolicy().max_connection_age,
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from flowmailer.cli._args import number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
-from flowmailer.cli._wiring import build_client, open_outbox
+from flowmailer.cli._wiring import build_clients, open_outbox
 from flowmailer.core import SubmissionState
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ def relay(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     reconcile = config.reconcile_credentials()
     tally = Tally()
-    client = build_client(config, observer=tally)
-    reconciler = None if reconcile is None else build_client(config, observer=tally, credentials=reconcile)
+    client, reconciler = build_clients(config, observer=tally)
     outbox = open_outbox(config)
     try:
         runner = Relay(
