@@ -59,6 +59,7 @@ class Setting:
     is_path: bool = False
     #: The flag may be given more than once; its values join with spaces, as the environment and TOML write them.
     repeatable: bool = False
+    metavar: str = "VALUE"
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -70,6 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
         "FLOWMAILER_CLIENT_SECRET_FILE",
         f"file holding the client secret (or set {SECRET_ENV}; never a flag)",
         is_path=True,
+        metavar="FILE",
     ),
     Setting(
         "reconcile_client_id",
@@ -83,15 +85,23 @@ SETTINGS: tuple[Setting, ...] = (
         "FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE",
         f"file holding the reconcile client's secret (or set {RECONCILE_SECRET_ENV}; never a flag)",
         is_path=True,
+        metavar="FILE",
     ),
-    Setting("api_url", "--api-url", "FLOWMAILER_API_URL", f"API base URL (default {DEFAULT_API_URL})"),
-    Setting("login_url", "--login-url", "FLOWMAILER_LOGIN_URL", f"OAuth2 base URL (default {DEFAULT_LOGIN_URL})"),
+    Setting("api_url", "--api-url", "FLOWMAILER_API_URL", f"API base URL (default {DEFAULT_API_URL})", metavar="URL"),
+    Setting(
+        "login_url",
+        "--login-url",
+        "FLOWMAILER_LOGIN_URL",
+        f"OAuth2 base URL (default {DEFAULT_LOGIN_URL})",
+        metavar="URL",
+    ),
     Setting(
         "ca_bundle",
         "--ca-bundle",
         "FLOWMAILER_CA_BUNDLE",
         "PEM file of CAs to trust, not the OS store",
         is_path=True,
+        metavar="FILE",
     ),
     Setting(
         "resolve",
@@ -100,12 +110,14 @@ SETTINGS: tuple[Setting, ...] = (
         "HOST=ADDR[,ADDR...]: connect to these addresses for HOST instead of asking DNS, like curl's --resolve "
         "(repeatable; space-separated in the environment and TOML)",
         repeatable=True,
+        metavar="HOST=ADDR",
     ),
     Setting(
         "outbox",
         "--outbox",
         "FLOWMAILER_OUTBOX",
         "sqlite:///abs/path.db, sqlite:rel/path.db or postgresql://... (default: SQLiteOutbox's default file)",
+        metavar="URL",
     ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -309,7 +321,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: Collection[str]
     for s in SETTINGS:
         if s.name in names:
             action = "append" if s.repeatable else "store"
-            group.add_argument(s.flag, dest=s.name, metavar="VALUE", action=action, help=f"{s.help} [{s.env}]")
+            group.add_argument(s.flag, dest=s.name, metavar=s.metavar, action=action, help=f"{s.help} [{s.env}]")
     parser.set_defaults(config_settings=tuple(names))
     # Claimed so that argparse cannot read them as abbreviations of the --...-file flags and echo the secret.
     for name in _SECRETS:

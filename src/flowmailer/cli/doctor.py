@@ -63,9 +63,10 @@ def doctor(args: argparse.Namespace) -> int:
         results.append(_reconciliation(config, reconcile, can_search))
     else:
         who = config.client_id if reconcile is None else reconcile.client_id
-        results.append(
-            _report(True, "reconciliation", f"by client id {who!r}; `doctor --online` checks that it may search by tag")
-        )
+        if who is not None:
+            results.append(
+                _report(True, "reconciliation", f"by client id {who!r}; `doctor --online` checks it may search by tag")
+            )
     return 0 if all(results) else 1
 
 
