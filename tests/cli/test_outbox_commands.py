@@ -124,6 +124,16 @@ def count(path: Path) -> int:
         outbox.close()
 
 
+def test_send_refuses_an_address_that_is_not_one_naming_the_flag_and_no_display_name(
+    outbox_url: str, capsys: Capsys
+) -> None:
+    assert main(["send", "--outbox", outbox_url, "--to", "nope", "--from", "s@example.com", "--text", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowmailer send: --to: 'nope' is not an email address")
+    assert "display name" not in err
+    assert "header" not in err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "hint"),
     [("--to", "Bob <b@example.com>", "--header-to-name"), ("--from", "Shop <s@x.com>", "--header-from-name")],

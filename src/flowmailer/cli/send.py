@@ -131,7 +131,7 @@ def _in_terms_of(name: Callable[[str], str], source: str | None = None) -> Itera
         if source is not None and field != source:
             field = f"{source}: {field}"
         fix = e.fix
-        if e.field in _DISPLAY_NAME:
+        if e.field in _DISPLAY_NAME and e.problem.endswith("carries a display name"):
             fix = f"give the bare address (bob@example.com) and put the name in {name(_DISPLAY_NAME[e.field])}"
         problem, fix = (_FIELD_WORDS.sub(rename, text) for text in (e.problem, fix))
         raise ConfigurationError(field, problem, fix) from e
