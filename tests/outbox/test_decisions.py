@@ -36,7 +36,7 @@ MESSAGE = SubmitMessage(sender_address="s@example.com", recipient_address="r@exa
 
 
 def _claim(claimed_from: SubmissionState) -> Claim:
-    return Claim(1, MESSAGE, "ref", claimed_from, 1, 0.0, None, "relay", 30.0, 1)
+    return Claim(1, MESSAGE, "ref", claimed_from, 1, 0.0, None, None, "relay", 30.0, 1)
 
 
 @given(st.sampled_from(SubmissionState))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,6 +57,7 @@ def claim(
         claimed_from=claimed_from,
         attempts=attempts,
         enqueued_at=now - age,
+        requeued_at=None,
         last_reason=None,
         owner="relay-1",
         lease_until=now + 30,
@@ -194,6 +196,16 @@ def test_a_search_failing_past_max_age_is_dead_and_says_flowmailer_may_have_it()
     assert isinstance(decision, Dead)
     assert "may have accepted it" in decision.reason
     assert "ref:abc" in decision.reason
+
+
+def test_max_age_counts_from_the_last_requeue_for_sends_and_searches() -> None:
+    send = attrs.evolve(claim(age=3601.0), requeued_at=T0 - 10.0)
+    search = attrs.evolve(claim(claimed_from=SubmissionState.RECONCILING, age=3601.0), requeued_at=T0 - 10.0)
+    assert decide_before_send(send, now=T0, rules=RULES) is None
+    asked_again = decide_after_reconcile(search, Transient(503, None, "down"), now=T0, rules=RULES, u=0.5)
+    assert isinstance(asked_again, ReconcileAt)
+    too_old = decide_before_send(attrs.evolve(send, requeued_at=T0 - 3601.0), now=T0, rules=RULES)
+    assert too_old == Dead("not sent: requeued 3601 s ago, past max_age of 3600 s")
 
 
 def test_a_refused_search_is_dead_and_says_flowmailer_may_have_it() -> None:

@@ -789,3 +789,18 @@ def test_a_requeued_dead_letter_flowmailer_may_have_is_sent_once_not_found(
     assert status is not None
     assert status.state is S.ACCEPTED
     assert (client.sends[ref], len(client.accepted[ref]), client.searches[ref]) == (2, 1, 2)
+
+
+def test_a_requeued_dead_letter_that_died_of_old_age_is_sent_again(outbox: MemoryOutbox, clock: FakeClock) -> None:
+    [ref] = enqueue(outbox, 1)
+    client = FakeClient()
+    clock.advance(RULES.max_age + 1)
+    relay(outbox, client, clock).drain()
+    dead = outbox.status(1)
+    assert dead is not None
+    assert (dead.state, client.sends[ref]) == (S.DEAD, 0)
+    assert outbox.requeue_dead([1]) == 1
+    relay(outbox, client, clock).drain()
+    status = outbox.status(1)
+    assert status is not None
+    assert (status.state, client.sends[ref]) == (S.ACCEPTED, 1)

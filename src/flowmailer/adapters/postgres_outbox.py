@@ -73,6 +73,7 @@ _SCHEMA = (
         message BYTEA NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         enqueued_at DOUBLE PRECISION NOT NULL,
+        requeued_at DOUBLE PRECISION,
         updated_at DOUBLE PRECISION NOT NULL,
         owner TEXT,
         lease_token BIGINT NOT NULL DEFAULT 0,
@@ -94,7 +95,9 @@ _SETTLE = (
     " %s::int[], %s::bool[]) AS v(id, token, state, due_at, message_id, reason, errors, unsent, may_be_accepted)"
     " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id, t.lease_token"
 )
-_CLAIM_COLUMNS = sql.SQL("id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token")
+_CLAIM_COLUMNS = sql.SQL(
+    "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token"
+)
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
 _STATUS_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, _STATUS_FIELDS))
@@ -311,10 +314,11 @@ class PostgresOutbox(SingleClaimOutcomes):
                 claimed_from=state,
                 attempts=row[4] + send_count(state),
                 enqueued_at=row[5],
-                last_reason=row[6],
+                requeued_at=row[6],
+                last_reason=row[7],
                 owner=owner,
                 lease_until=now + lease,
-                token=row[7] + 1,
+                token=row[8] + 1,
             )
             for (row, message), state in zip(readable, claimed_from, strict=True)
         ]
@@ -380,20 +384,20 @@ class PostgresOutbox(SingleClaimOutcomes):
         wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
         requeue = (
             "UPDATE {table} SET state = CASE WHEN may_be_accepted THEN %s ELSE %s END, due_at = %s, updated_at = %s,"
-            " attempts = 0, last_reason = NULL, errors = NULL"
+            " requeued_at = %s, attempts = 0, last_reason = NULL, errors = NULL"
         )
         states = (requeue_state(True).name, requeue_state(False).name)
         with self._tx("requeue dead letters") as cur:
             now = self._clock.now()
             if wanted is None:
-                cur.execute(self._q(f"{requeue} WHERE state = %s"), (*states, now, now, _S.DEAD.name))
+                cur.execute(self._q(f"{requeue} WHERE state = %s"), (*states, now, now, now, _S.DEAD.name))
                 return cur.rowcount
             cur.execute(self._q("SELECT id, state FROM {table} WHERE id = ANY(%s) FOR UPDATE"), (wanted,))
             found = {int(i): SubmissionState[state] for i, state in cur.fetchall()}
             for i in wanted:
                 if found.get(i) is not _S.DEAD:
                     raise not_dead(i, found.get(i))
-            cur.execute(self._q(f"{requeue} WHERE id = ANY(%s)"), (*states, now, now, wanted))
+            cur.execute(self._q(f"{requeue} WHERE id = ANY(%s)"), (*states, now, now, now, wanted))
             return len(wanted)
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:

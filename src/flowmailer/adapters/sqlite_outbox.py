@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     message BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     enqueued_at REAL NOT NULL,
+    requeued_at REAL,
     updated_at REAL NOT NULL,
     owner TEXT,
     lease_token INTEGER NOT NULL DEFAULT 0,
@@ -110,7 +111,7 @@ _LEASE = (
     " json_extract(value, '$[1]') AS state, json_extract(value, '$[2]') AS sends FROM json_each(?)) AS v"
     " WHERE outbox.id = v.id"
 )
-_CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, last_reason, lease_token"
+_CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token"
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
 _STATUS_COLUMNS = ", ".join(_STATUS_FIELDS)
@@ -257,10 +258,11 @@ class SQLiteOutbox(SingleClaimOutcomes):
                 claimed_from=state,
                 attempts=row[4] + send_count(state),
                 enqueued_at=row[5],
-                last_reason=row[6],
+                requeued_at=row[6],
+                last_reason=row[7],
                 owner=owner,
                 lease_until=now + lease,
-                token=row[7] + 1,
+                token=row[8] + 1,
             )
             for (row, message), state in zip(readable, claimed_from, strict=True)
         ]
@@ -329,18 +331,18 @@ class SQLiteOutbox(SingleClaimOutcomes):
         wanted = None if ids is None else list(dict.fromkeys(check_ids(ids)))
         requeue = (
             "UPDATE outbox SET state = CASE WHEN may_be_accepted THEN ? ELSE ? END, due_at = ?, updated_at = ?,"
-            " attempts = 0, last_reason = NULL, errors = NULL"
+            " requeued_at = ?, attempts = 0, last_reason = NULL, errors = NULL"
         )
         states = (requeue_state(True).name, requeue_state(False).name)
         with self._db("requeue dead letters") as conn:
             now = self._clock.now()
             if wanted is None:
-                return conn.execute(f"{requeue} WHERE state = ?", (*states, now, now, _S.DEAD.name)).rowcount
+                return conn.execute(f"{requeue} WHERE state = ?", (*states, now, now, now, _S.DEAD.name)).rowcount
             for i in wanted:
                 row = conn.execute("SELECT state FROM outbox WHERE id = ?", (i,)).fetchone()
                 if row is None or row[0] != _S.DEAD.name:
                     raise not_dead(i, None if row is None else SubmissionState[row[0]])
-            conn.executemany(f"{requeue} WHERE id = ?", [(*states, now, now, i) for i in wanted])
+            conn.executemany(f"{requeue} WHERE id = ?", [(*states, now, now, now, i) for i in wanted])
             return len(wanted)
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:

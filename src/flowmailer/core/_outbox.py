@@ -74,6 +74,8 @@ class Claim:
     #: How many times the message was sent, this claim included if it sends: searches and releases do not count.
     attempts: int
     enqueued_at: float
+    #: When an operator last requeued the row as a dead letter; None if never.
+    requeued_at: float | None
     #: The reason given with the last retry or reconcile; None before the first.
     last_reason: str | None
     owner: str
@@ -85,6 +87,11 @@ class Claim:
     def state(self) -> SubmissionState:
         """The row's state while claimed: IN_FLIGHT to send, RECONCILING to ask Flowmailer first."""
         return claimed_state(self.claimed_from)
+
+    @property
+    def age_from(self) -> float:
+        """Where ``max_age`` counts from: a requeue is an operator's decision to try again, so it restarts the age."""
+        return self.enqueued_at if self.requeued_at is None else max(self.enqueued_at, self.requeued_at)
 
     @property
     def must_reconcile(self) -> bool:
@@ -107,6 +114,8 @@ class OutboxStatus:
     dedupe_key: str | None
     attempts: int
     enqueued_at: float
+    #: When an operator last requeued it as a dead letter; None if never.
+    requeued_at: float | None
     updated_at: float
     #: When the row is next due: the retry or reconcile time, or the lease end while claimed; None once final.
     due_at: float | None

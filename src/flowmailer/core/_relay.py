@@ -62,9 +62,10 @@ class RelayRules:
     """When the relay gives up on a message, how long it waits between durable retries, and when it trusts a search.
 
     ``max_attempts`` counts sends of one message (searches by tag do not count); ``max_age`` is seconds after
-    enqueue past which no send starts. The defaults keep a message through about five hours of Flowmailer being
-    unreachable (50 sends, waits capped at 15 minutes) and never past a day. Only ``backoff.next_delay`` is used:
-    the client's own in-process policy handles the quick retries, these are the long waits between claims.
+    enqueue, or after an operator's last requeue, past which no send starts. The defaults keep a message through
+    about five hours of Flowmailer being unreachable (50 sends, waits capped at 15 minutes) and never past a day.
+    Only ``backoff.next_delay`` is used: the client's own in-process policy handles the quick retries, these are
+    the long waits between claims.
     ``reconcile_delay`` is how long after an ambiguous send the relay first asks Flowmailer by tag: Flowmailer's
     tag search may lag behind acceptance, and a "not found" is only trusted after that long.
     """
@@ -182,13 +183,14 @@ def outcome_of(error: FlowmailerError) -> Failure:
 
 
 def _too_old(claim: Claim, at: float, rules: RelayRules) -> bool:
-    return at - claim.enqueued_at > rules.max_age
+    return at - claim.age_from > rules.max_age
 
 
 def decide_before_send(claim: Claim, *, now: float, rules: RelayRules) -> Dead | None:
     """Refuse to (re)send a message past its maximum age or attempts; None means: go ahead and send."""
     if _too_old(claim, now, rules):
-        return Dead(f"not sent: enqueued {now - claim.enqueued_at:.0f} s ago, past max_age of {rules.max_age:.0f} s")
+        since = "enqueued" if claim.requeued_at is None else "requeued"
+        return Dead(f"not sent: {since} {now - claim.age_from:.0f} s ago, past max_age of {rules.max_age:.0f} s")
     if claim.attempts > rules.max_attempts:
         return Dead(f"not sent: attempt {claim.attempts} is past max_attempts of {rules.max_attempts}")
     return None
@@ -257,7 +259,7 @@ def decide_after_reconcile(
         return Dead(
             f"cannot reconcile: the search was refused (HTTP {result.status}: {listed}); {unknown}", result.errors
         )
-    age = now - claim.enqueued_at
+    age = now - claim.age_from
     if age > rules.max_age:
         return Dead(f"could not reconcile within max_age of {rules.max_age:.0f} s ({result.reason}); {unknown}")
     ceiling = min(rules.backoff.cap, max(rules.backoff.base_delay, age))

@@ -50,6 +50,7 @@ class _Row:
     client_reference: str
     dedupe_key: str | None
     enqueued_at: float
+    requeued_at: float | None = None
     state: SubmissionState = _S.QUEUED
     due_at: float | None = None
     updated_at: float = 0.0
@@ -129,6 +130,7 @@ class MemoryOutbox(SingleClaimOutcomes):
             claimed_from=claimed_from,
             attempts=row.attempts,
             enqueued_at=row.enqueued_at,
+            requeued_at=row.requeued_at,
             last_reason=row.last_reason,
             owner=owner,
             lease_until=now + lease,
@@ -192,7 +194,7 @@ class MemoryOutbox(SingleClaimOutcomes):
             now = self._clock.now()
             for row in rows:
                 row.state, row.due_at, row.updated_at, row.attempts = requeue_state(row.may_be_accepted), now, now, 0
-                row.last_reason, row.errors = None, ()
+                row.last_reason, row.errors, row.requeued_at = None, (), now
             return len(rows)
 
     def status(self, outbox_id: OutboxId) -> OutboxStatus | None:
@@ -256,6 +258,7 @@ def _status(row: _Row) -> OutboxStatus:
         dedupe_key=row.dedupe_key,
         attempts=row.attempts,
         enqueued_at=row.enqueued_at,
+        requeued_at=row.requeued_at,
         updated_at=row.updated_at,
         due_at=row.due_at,
         message_id=row.message_id,

@@ -336,6 +336,25 @@ def check_a_requeued_dead_letter_flowmailer_may_have_is_searched_for_first(outbo
     assert lost.id == lost_id
 
 
+def check_requeue_restarts_the_age_clock_and_keeps_the_enqueue_time(outbox: Outbox, clock: FakeClock) -> None:
+    enqueued = clock.now()
+    outbox_id = outbox.enqueue(_message())
+    clock.advance(100)
+    first = _only(outbox.claim("a", 1, LEASE))
+    assert (first.enqueued_at, first.requeued_at, first.age_from) == (enqueued, None, enqueued)
+    assert _settle(outbox, Settlement.dead(first, "not sent: past max_age"))
+    clock.advance(50)
+    assert outbox.requeue_dead([outbox_id]) == 1
+    requeued = clock.now()
+    status = _status(outbox, outbox_id)
+    assert (status.enqueued_at, status.requeued_at) == (enqueued, requeued)
+    again = _only(outbox.claim("b", 1, LEASE))
+    assert (again.enqueued_at, again.requeued_at, again.age_from) == (enqueued, requeued, requeued)
+    assert _settle(outbox, Settlement.reconcile(again, clock.now(), "read timeout"))
+    search = _only(outbox.claim("c", 1, LEASE))
+    assert outbox.resend(search, LEASE).age_from == requeued
+
+
 def check_dead_letters_are_listed_oldest_first_page_by_page(outbox: Outbox, clock: FakeClock) -> None:
     ids = outbox.enqueue_many([_message(i) for i in range(5)])
     claims = outbox.claim("a", 5, LEASE)
@@ -518,6 +537,7 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_reconcile_then_not_found_resends_in_the_same_hands,
     check_dead_letters_keep_their_errors_and_can_be_requeued,
     check_a_requeued_dead_letter_flowmailer_may_have_is_searched_for_first,
+    check_requeue_restarts_the_age_clock_and_keeps_the_enqueue_time,
     check_dead_letters_are_listed_oldest_first_page_by_page,
     check_requeue_all_dead,
     check_release_returns_the_row_at_once_without_counting_an_attempt,
