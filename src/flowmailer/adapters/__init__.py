@@ -8,4 +8,5 @@ from flowmailer.adapters._clock import *
 from flowmailer.adapters._resolvers import *
 from flowmailer.adapters._token_store import *
 from flowmailer.adapters._urllib3 import *
+from flowmailer.adapters.sqlite_cursor_store import *
 from flowmailer.adapters.sqlite_outbox import *

@@ -2,6 +2,7 @@
 
 from flowmailer.ports._async_tokens import *
 from flowmailer.ports._clock import *
+from flowmailer.ports._cursor import *
 from flowmailer.ports._observer import *
 from flowmailer.ports._outbox import *
 from flowmailer.ports._resolver import *

@@ -6,6 +6,7 @@ Not imported by ``import flowmailer``. Each private module declares its ``__all_
 from flowmailer.testing._async_transport_conformance import *
 from flowmailer.testing._clock import *
 from flowmailer.testing._fake import *
+from flowmailer.testing._memory_cursor import *
 from flowmailer.testing._memory_outbox import *
 from flowmailer.testing._outbox_conformance import *
 from flowmailer.testing._resolver import *

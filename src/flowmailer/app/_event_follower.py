@@ -1,0 +1,97 @@
+"""Follows ``message_events`` from a stored cursor: what happened to every message, without asking per message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from flowmailer.app import _defaults
+from flowmailer.core import MessageEvent, ReferenceRange, SortOrder
+from flowmailer.core._checks import check_duration
+from flowmailer.core._cursor import check_cursor_name, check_page_size
+from flowmailer.ports import Clock, CursorStore, EventSource
+
+__all__ = ["EventFollower"]
+
+#: Oldest first: only then does a stored reference mean "everything after this" (newest first walks backwards).
+_ORDER = SortOrder.ASC
+
+
+class EventFollower:
+    """Reads ``message_events`` oldest first from the cursor stored under ``name``, and moves the cursor on only
+    after the caller has the events: delivery is at least once.
+
+    A crash after the events were handed over and before the cursor was saved delivers them again on the next
+    start; an event is never skipped. Run one follower per name at a time (two would each deliver everything).
+    """
+
+    def __init__(
+        self,
+        client: EventSource,
+        cursors: CursorStore,
+        *,
+        name: str = "default",
+        page_size: int = 100,
+        clock: Clock | None = None,
+    ) -> None:
+        self._client = client
+        self._cursors = cursors
+        self._name = check_cursor_name(name)
+        self._page_size = check_page_size(page_size)
+        self._clock = clock if clock is not None else _defaults.clock()
+        self._pending: ReferenceRange | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def poll(self) -> list[MessageEvent]:
+        """Every event after the stored cursor, oldest first.
+
+        Calling ``poll()`` again (or ``commit()``) says the caller has the events of the last one: only then is
+        the cursor after them saved. Handle a batch before asking for the next.
+        """
+        self.commit()
+        events: list[MessageEvent] = []
+        for items, cursor in self._pages():
+            events.extend(items)
+            self._pending = cursor if cursor is not None else self._pending
+        return events
+
+    def commit(self) -> None:
+        """Save the cursor after the events the last ``poll()`` returned; durable when it returns."""
+        if self._pending is not None:
+            self._cursors.save(self._name, self._pending.reference)
+            self._pending = None
+
+    def follow(
+        self, handler: Callable[[MessageEvent], object], *, idle_wait: float = 10.0, stop: Callable[[], bool]
+    ) -> int:
+        """Hand every event to ``handler``, page by page, until ``stop()`` is true; answers how many it handed over.
+
+        The cursor is saved after each page, once ``handler`` returned for all its events, so a crash or a raising
+        handler delivers at most that page again. A poll that moved the cursor nowhere waits ``idle_wait`` seconds.
+        """
+        wait = check_duration(idle_wait, "idle_wait")
+        self.commit()
+        handed = 0
+        while not stop():
+            moved = False
+            for items, cursor in self._pages():
+                for event in items:
+                    handler(event)
+                handed += len(items)
+                if cursor is not None:
+                    self._cursors.save(self._name, cursor.reference)
+                    moved = True
+                if stop():
+                    return handed
+            if not moved:  # nothing new (or no cursor to move past it): reading again at once would only cost
+                self._clock.sleep(wait)
+        return handed
+
+    def _pages(self) -> Iterator[tuple[tuple[MessageEvent, ...], ReferenceRange | None]]:
+        """Each non-empty page from the stored cursor, with the cursor after it (None if Flowmailer sent none)."""
+        start = ReferenceRange(self._cursors.load(self._name) or "", self._page_size)
+        for page in self._client.message_events(start=start, sortorder=_ORDER):
+            if page.items:
+                yield page.items, page.next_range
