@@ -212,3 +212,35 @@ def test_damaged_stored_message_is_a_configuration_error(stored: bytes) -> None:
 def test_simulation_preview_is_read_tolerantly() -> None:
     sim = from_json(b'{"messageType": "EMAIL", "subject": "Hi", "unknown": 1}', Simulation, what="body", fix="")
     assert sim == Simulation(message_type=MessageType.EMAIL, subject="Hi")
+
+
+_VALID = {"messageType": "EMAIL", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"subject": 5}, "subject"),
+        ({"subject": {"x": 1}}, "subject"),
+        ({"senderAddress": None}, "senderAddress"),
+        ({"headerFromName": True}, "headerFromName"),
+        ({"flowSelector": ["a"]}, "flowSelector"),
+        ({"tags": ["a", 3]}, "tags[1]"),
+        ({"headers": [{"name": "X-A", "value": "1"}, {"name": "X-B", "value": 2.5}]}, "headers[1].value"),
+        ({"attachments": [{"content": "aGk=", "contentType": 7}]}, "attachments[0].contentType"),
+    ],
+)
+def test_a_submit_message_with_a_non_string_where_text_belongs_is_refused_naming_the_key(
+    extra: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(json.dumps({**_VALID, **extra}).encode())
+    assert info.value.field == field
+    assert "not a string" in info.value.problem
+    assert "double quotes" in info.value.fix
+
+
+def test_a_response_takes_a_number_where_text_belongs_as_its_text() -> None:
+    raw = b'{"type": "HARDBOUNCE", "subType": 511, "messageTags": [7]}'
+    event = from_json(raw, MessageEvent, what="event", fix="")
+    assert (event.sub_type, event.message_tags) == ("511", ("7",))

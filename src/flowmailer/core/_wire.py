@@ -1,4 +1,10 @@
-"""The one wire converter: camelCase JSON, Flowmailer's dates, base64 bytes, absent fields left out."""
+"""The one wire converter: camelCase JSON, Flowmailer's dates, base64 bytes, absent fields left out.
+
+Text is read strictly only where it is input: a SubmitMessage (``send --json``, a stored outbox row) with a
+non-string where a string belongs is refused, naming the camelCase key, since cattrs' default ``str()`` would
+send ``5`` as "5" and an object as its Python repr. Flowmailer's responses are read tolerantly: a number where
+text belongs is kept as its text, so a type Flowmailer changes does not break reading events or messages.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from flowmailer.core._errors import ConfigurationError
@@ -29,8 +36,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 wire_converter = cattrs.Converter()
+#: Structures SubmitMessage alone: the same hooks, but text must be a JSON string.
+_input_converter = cattrs.Converter()
 
 
 def _camel(name: str) -> str:
@@ -108,9 +118,9 @@ def _unstructure_attrs(cls: type[Any]) -> Any:
     return make_dict_unstructure_fn(cls, wire_converter, _cattrs_omit_if_default=True, **overrides)
 
 
-def _structure_attrs(cls: type[Any]) -> Any:
+def _structure_attrs(cls: type[Any], converter: cattrs.Converter) -> Any:
     overrides: dict[str, Any] = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
-    structure_fields = make_dict_structure_fn(cls, wire_converter, **overrides)
+    structure_fields = make_dict_structure_fn(cls, converter, **overrides)
 
     def structure(value: Any, tp: Any) -> Any:
         # cattrs would read a string or a list as an object with every field absent.
@@ -121,14 +131,31 @@ def _structure_attrs(cls: type[Any]) -> Any:
     return structure
 
 
+class _NotTextError(TypeError):
+    """A JSON value other than a string where input text belongs."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        kind = "a JSON object" if isinstance(value, dict) else "a JSON array" if isinstance(value, list) else None
+        super().__init__(f"is {kind or json.dumps(value)}, not a string")
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise _NotTextError(value)
+    return value
+
+
 wire_converter.register_unstructure_hook(datetime, format_date)
-wire_converter.register_structure_hook(datetime, lambda v, _: parse_date(v))
 wire_converter.register_unstructure_hook(bytes, lambda v: base64.b64encode(v).decode("ascii"))
-wire_converter.register_structure_hook(bytes, lambda v, _: _b64decode(v))
-wire_converter.register_structure_hook_func(lambda t: t is object, lambda v, _: v)
-wire_converter.register_structure_hook_func(_is_tolerant_enum, _structure_tolerant_enum)
 wire_converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
-wire_converter.register_structure_hook_factory(attrs.has, _structure_attrs)
+for _converter in (wire_converter, _input_converter):
+    _converter.register_structure_hook(datetime, lambda v, _: parse_date(v))
+    _converter.register_structure_hook(bytes, lambda v, _: _b64decode(v))
+    _converter.register_structure_hook_func(lambda t: t is object, lambda v, _: v)
+    _converter.register_structure_hook_func(_is_tolerant_enum, _structure_tolerant_enum)
+    _converter.register_structure_hook_factory(attrs.has, _structure_attrs)
+_input_converter.register_structure_hook(str, _strict_str)
 
 
 def _describe(error: Exception) -> str:
@@ -137,25 +164,40 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _own_error(error: BaseException) -> ConfigurationError | None:
-    """The model's own validation error, which cattrs wraps in its exception groups."""
-    if isinstance(error, ConfigurationError):
-        return error
+def _find(error: BaseException, kind: type[E], path: str = "") -> tuple[str, E] | None:
+    """The first ``kind`` inside cattrs' exception groups, with its camelCase path (``headers[1].value``)."""
+    if isinstance(error, kind):
+        return path, error
     for inner in getattr(error, "exceptions", ()):
-        found = _own_error(inner)
+        step = path
+        for note in getattr(inner, "__notes__", ()):
+            if isinstance(note, AttributeValidationNote):
+                step = f"{path}.{_camel(note.name)}" if path else _camel(note.name)
+            elif isinstance(note, IterableValidationNote):
+                step = f"{path}[{note.index}]"
+        found = _find(inner, kind, step)
         if found is not None:
             return found
     return None
 
 
 def from_json(data: bytes, cls: type[T], *, what: str, fix: str) -> T:
-    """Decode a JSON body into ``cls``; anything that does not fit is a ConfigurationError naming ``what``."""
+    """Decode a JSON body into ``cls``; anything that does not fit is a ConfigurationError naming ``what``.
+
+    A SubmitMessage is input and its text is read strictly; every other type is a response (see the module).
+    """
+    converter = _input_converter if cls is SubmitMessage else wire_converter
     try:
-        return wire_converter.structure(json.loads(data), cls)
+        return converter.structure(json.loads(data), cls)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as e:
-        own = _own_error(e)
+        not_text = _find(e, _NotTextError)
+        if not_text is not None:
+            path, error = not_text
+            example = f' ("{json.dumps(error.value)}")' if isinstance(error.value, bool | int | float) else ""
+            raise ConfigurationError(path, str(error), f"give text in double quotes{example}") from e
+        own = _find(e, ConfigurationError)
         if own is not None:
-            raise own from e
+            raise own[1] from e
         raise ConfigurationError(what, f"does not hold a valid {cls.__name__}: {_describe(e)}", fix) from e
 
 
