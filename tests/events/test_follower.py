@@ -88,6 +88,26 @@ def test_next_poll_saves_the_cursor_and_returns_only_new_events(store: CursorSto
     assert store.load("default") == "000000000003"
 
 
+def test_a_poll_that_fails_midway_saves_nothing_and_the_next_delivers_from_the_same_place(store: CursorStore) -> None:
+    source = Events(7)
+    f = follower(source, store)
+
+    class BrokenError(Exception):
+        pass
+
+    def failing(*, start: ReferenceRange, sortorder: SortOrder | None) -> Iterator[Page[MessageEvent]]:
+        pages = Events.message_events(source, start=start, sortorder=sortorder)
+        yield next(pages)
+        raise BrokenError
+
+    source.message_events = failing  # type: ignore[method-assign]
+    with pytest.raises(BrokenError):
+        f.poll()
+    del source.message_events
+    assert ids(f.poll()) == list(range(7))
+    assert store.load("default") is None
+
+
 def test_commit_saves_the_cursor_after_the_last_poll(store: CursorStore) -> None:
     source = Events(4)
     f = follower(source, store)

@@ -40,10 +40,6 @@ class EventFollower:
         self._clock = clock if clock is not None else _defaults.clock()
         self._pending: ReferenceRange | None = None
 
-    @property
-    def name(self) -> str:
-        return self._name
-
     def poll(self) -> list[MessageEvent]:
         """Every event after the stored cursor, oldest first.
 
@@ -52,9 +48,11 @@ class EventFollower:
         """
         self.commit()
         events: list[MessageEvent] = []
+        pending = None
         for items, cursor in self._pages():
             events.extend(items)
-            self._pending = cursor if cursor is not None else self._pending
+            pending = cursor if cursor is not None else pending
+        self._pending = pending  # only now: a read that fails midway hands nothing over, so it must save nothing
         return events
 
     def commit(self) -> None:
@@ -85,7 +83,7 @@ class EventFollower:
                     moved = True
                 if stop():
                     return handed
-            if not moved:  # nothing new (or no cursor to move past it): reading again at once would only cost
+            if not moved:  # caught up (or on a page without Next-Range): asking again at once gets the same answer
                 self._clock.sleep(wait)
         return handed
 
