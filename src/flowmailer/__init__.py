@@ -5,8 +5,8 @@ Flowmailer and fakes of every port) and ``flowmailer.adapters.postgres_outbox`` 
 """
 
 from flowmailer._version import __version__
-from flowmailer.adapters import SQLiteOutbox
-from flowmailer.app import Client, Relay
+from flowmailer.adapters import SQLiteCursorStore, SQLiteOutbox
+from flowmailer.app import Client, EventFollower, Relay
 from flowmailer.core import (
     Accepted,
     AddressPolicy,
@@ -53,6 +53,7 @@ __all__ = [
     "DeliveryNotificationType",
     "Disposition",
     "ErrorDetail",
+    "EventFollower",
     "EventType",
     "FlowmailerError",
     "Header",
@@ -68,6 +69,7 @@ __all__ = [
     "RelayRules",
     "RetryBudget",
     "RetryPolicy",
+    "SQLiteCursorStore",
     "SQLiteOutbox",
     "SubmissionState",
     "SubmitMessage",
