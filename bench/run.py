@@ -1,8 +1,8 @@
-"""Run every benchmark in bench/ in turn (or the ones named): `just bench [name ...]`."""
+"""Run every benchmark in bench/ (or the ones named), each in a fresh process: `just bench [name ...]`."""
 
 from __future__ import annotations
 
-import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,13 +10,22 @@ HERE = Path(__file__).parent
 
 
 def main(names: list[str]) -> int:
-    scripts = sorted(p for p in HERE.glob("bench_*.py"))
-    if names:
-        scripts = [p for p in scripts if p.stem.removeprefix("bench_") in names]
+    scripts = sorted(HERE.glob("bench_*.py"))
+    known = {p.stem.removeprefix("bench_") for p in scripts}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    failed = []
     for script in scripts:
+        if names and script.stem.removeprefix("bench_") not in names:
+            continue
         print(f"\n== {script.stem} ==", flush=True)
-        runpy.run_path(str(script), run_name="__main__")
-    return 0
+        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+            failed.append(script.stem)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
