@@ -9,10 +9,8 @@ Runnable as ``.venv/bin/python bench/bench_relay.py`` (``BENCH_RELAY_MESSAGES``,
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,16 +23,16 @@ import attrs
 from flowmailer.adapters import SystemClock, Urllib3Transport
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 from flowmailer.app import Client, Relay
-from flowmailer.core import Credentials, SubmissionState, SubmitMessage
+from flowmailer.core import Credentials, SubmissionState
 from flowmailer.ports import Outbox
 from flowmailer.testing import MemoryOutbox, StaticResolver
+
+sys.path.insert(0, str(Path(__file__).parent))  # bench_client: the fake in a child process, the 2 KB message
+from bench_client import API_HOST, LOGIN_HOST, THREADS, fake_server, message
 
 MESSAGES = int(os.environ.get("BENCH_RELAY_MESSAGES", "3000"))
 #: Each way runs this many times, alternating; each keeps its best round (the machine is shared).
 ROUNDS = int(os.environ.get("BENCH_RELAY_ROUNDS", "3"))
-THREADS = 10
-API_HOST, LOGIN_HOST = "api.flowmailer.test", "login.flowmailer.test"
-ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
 @attrs.frozen
@@ -47,17 +45,6 @@ class Row:
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
-
-
-def message(n: int) -> SubmitMessage:
-    """About 2 KB of JSON once tagged with a client reference, as bench_client sends."""
-    return SubmitMessage(
-        sender_address="bench@example.test",
-        recipient_address=f"someone{n}@example.test",
-        subject="Benchmark",
-        text="x" * 1850,
-        tags=("bench",),
-    )
 
 
 def timed(way: str, run: Callable[[], object]) -> Row:
@@ -101,38 +88,20 @@ def relayed(way: str, client: Client, outbox: Outbox) -> Row:
     return row
 
 
-def serve_fake() -> None:
-    """The child process: run FakeFlowmailer, describe it on stdout, stop when stdin closes."""
-    from flowmailer.testing import FakeFlowmailer
-
-    with FakeFlowmailer(ADDRESSES).running() as fake:
-        credential = fake.credential()
-        info = [fake.port, str(fake.ca_bundle), fake.account_id, credential.client_id, credential.client_secret]
-        print(json.dumps(info), flush=True)
-        sys.stdin.read()
-
-
 @contextlib.contextmanager
 def client_of_fake() -> Iterator[Client]:
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-fake"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        port, ca_bundle, account_id, client_id, secret = json.loads(child.stdout.readline())
-        with Client(
-            Credentials(account_id, client_id, secret),
-            api_url=f"https://{API_HOST}:{port}",
-            login_url=f"https://{LOGIN_HOST}:{port}",
-            transport=Urllib3Transport(ca_bundle=ca_bundle),
-            resolver=StaticResolver({API_HOST: ADDRESSES, LOGIN_HOST: ADDRESSES}),
-        ) as client:
-            client.submit(message(-1))  # warm: the token and a first connection
-            yield client
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait(timeout=30)
+    with (
+        fake_server() as target,
+        Client(
+            Credentials(target.account_id, target.client_id, target.client_secret),
+            api_url=target.url(API_HOST),
+            login_url=target.url(LOGIN_HOST),
+            transport=Urllib3Transport(ca_bundle=target.ca_bundle),
+            resolver=StaticResolver({API_HOST: target.addresses, LOGIN_HOST: target.addresses}),
+        ) as client,
+    ):
+        client.submit(message(-1))  # warm: the token and a first connection
+        yield client
 
 
 def main() -> int:
@@ -156,7 +125,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve-fake"]:
-        serve_fake()
-        sys.exit(0)
     sys.exit(main())
