@@ -5,14 +5,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 import truststore
 from urllib3.connection import HTTPSConnection
 
 from flowmailer.adapters import PoolStats, Urllib3Transport
-from flowmailer.core import ConfigurationError, Host, NotSent, WireRequest, WireResponse
+from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing import FakeClock, check_transport
 
 from .tls_server import TlsServer, tls_server
@@ -26,6 +25,10 @@ def server(tmp_path: Path) -> Iterator[TlsServer]:
 
 def _get() -> WireRequest:
     return WireRequest("GET", Host.API, "/acct/messages/1")
+
+
+def _post() -> WireRequest:
+    return WireRequest("POST", Host.API, "/acct/messages/submit", body=b"{}", idempotent=False)
 
 
 def test_urllib3_transport_passes_the_conformance_suite(server: TlsServer) -> None:
@@ -195,19 +198,102 @@ def test_a_slot_is_freed_only_after_its_socket_is_closed(server: TlsServer, monk
     clock = FakeClock()
     transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, max_connection_age=10, clock=clock)
     open_at_close: list[int] = []
-    real_close, real_request = HTTPSConnection.close, HTTPSConnection.request
+    real_close, real_connect = HTTPSConnection.close, HTTPSConnection.connect
 
     def close(self: HTTPSConnection) -> None:
         open_at_close.append(transport.stats().open)
         real_close(self)
 
-    def request(self: HTTPSConnection, *args: Any, **kwargs: Any) -> None:
+    def connect(self: HTTPSConnection) -> None:
+        real_connect(self)
         clock.advance(11)  # the connection grows too old during its request: it is closed when it comes back
-        real_request(self, *args, **kwargs)
 
     monkeypatch.setattr(HTTPSConnection, "close", close)
-    monkeypatch.setattr(HTTPSConnection, "request", request)
+    monkeypatch.setattr(HTTPSConnection, "connect", connect)
     with closing(transport):
         assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
         assert open_at_close == [1]  # a thread woken for the slot could not have connected before this close
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
+
+
+# --- the exchange: one write, every answer framing http.client reads -----------------------------------------
+
+
+def test_a_request_with_a_header_that_would_split_the_head_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
+    bad = WireRequest("GET", Host.API, "/acct/messages/1", headers=(("Authorization", "Bearer x\r\nX-Evil: 1"),))
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        with pytest.raises(ConfigurationError) as e:
+            transport.send(bad, server.origin, server.addresses[0])
+        assert e.value.field == "request.headers"
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=0)
+    assert server.received() == ()
+
+
+def test_head_and_body_arrive_as_the_server_reads_them(server: TlsServer) -> None:
+    body = b'{"subject": "\xc3\xa9"}'
+    request = WireRequest("POST", Host.API, "/acct/messages/submit", headers=(("Content-Type", "a/b"),), body=body)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle, user_agent="tests/1")) as transport:
+        assert isinstance(transport.send(request, server.origin, server.addresses[0]), WireResponse)
+    got = server.received()[0]
+    assert (got.method, got.target, got.body) == ("POST", "/acct/messages/submit", body)
+    assert got.header("Host") == f"{server.origin.host}:{server.origin.port}"
+    assert got.header("User-Agent") == "tests/1"
+    assert got.header("Accept-Encoding") == "identity"
+    assert got.header("Content-Length") == str(len(body))
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(server: TlsServer) -> None:
+    server.answer_next(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        answer = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(answer, WireResponse)
+        assert (answer.status, answer.body) == (200, b"abcde")
+        assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert server.handshakes() == 1
+
+
+def test_an_interim_100_continue_is_skipped(server: TlsServer) -> None:
+    server.answer_next(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        answer = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(answer, WireResponse)
+        assert answer.status == 204
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\n\r\nok",  # no length: the body runs to the end of the connection
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+def test_an_answer_that_ends_the_connection_is_read_and_the_connection_not_reused(
+    server: TlsServer, raw: bytes
+) -> None:
+    server.answer_next(raw, then_close=True)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        answer = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(answer, WireResponse)
+        assert answer.body == b"ok"
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
+        assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert server.handshakes() == 2
+
+
+def test_no_answer_within_the_read_timeout_is_ambiguous(server: TlsServer) -> None:
+    server.answer_next(None)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle, read_timeout=0.2)) as transport:
+        result = transport.send(_post(), server.origin, server.addresses[0])
+        assert isinstance(result, Ambiguous)
+        assert "timed out" in result.reason
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
+    assert len(server.received()) == 1
+
+
+def test_a_truncated_answer_is_ambiguous(server: TlsServer) -> None:
+    server.answer_next(b"HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\nshort", then_close=True)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        result = transport.send(_post(), server.origin, server.addresses[0])
+        assert isinstance(result, Ambiguous)
         assert transport.stats() == PoolStats(open=0, idle=0, opened=1)

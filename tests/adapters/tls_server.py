@@ -17,6 +17,8 @@ from flowmailer.core import Origin
 from flowmailer.testing import ReceivedRequest
 
 HOST = "api.flowmailer.test"
+#: What an unscripted request gets: the usual 201.
+_USUAL = (b"", False)
 
 
 class TlsServer:
@@ -41,6 +43,9 @@ class TlsServer:
         self._open = 0
         self._peak = 0
         self._reset_next = False
+        #: Raw answers to give instead of the usual 201, in order: (bytes, then close) or None to never answer.
+        self._scripted: list[tuple[bytes, bool] | None] = []
+        self._stopped = threading.Event()
         self._idle: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._listeners: list[socket.socket] = []
@@ -96,8 +101,15 @@ class TlsServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def answer_next(self, raw: bytes | None, *, then_close: bool = False) -> None:
+        """Give the next request ``raw`` as its whole answer (closing the connection after it if ``then_close``),
+        or no answer at all when ``raw`` is None: the connection stays open and silent until the server stops."""
+        with self._lock:
+            self._scripted.append(None if raw is None else (raw, then_close))
+
     def close(self) -> None:
         self._stopping = True
+        self._stopped.set()
         for listener in self._listeners:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
@@ -170,6 +182,15 @@ class TlsServer:
                 self._received.append(ReceivedRequest(method, target, headers, body))
                 n = len(self._received)
                 reset, self._reset_next = self._reset_next, False
+                scripted = self._scripted.pop(0) if self._scripted else _USUAL
+            if scripted is None:
+                self._stopped.wait()
+                return
+            if scripted is not _USUAL:
+                sock.sendall(scripted[0])
+                if scripted[1]:
+                    return
+                continue
             if reset:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return

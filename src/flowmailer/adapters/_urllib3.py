@@ -13,6 +13,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
+from flowmailer.adapters._http1 import render_request
 from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
 from flowmailer.ports import Clock
@@ -97,6 +98,7 @@ class Urllib3Transport:
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
+        data = render_request(request, origin, self._user_agent)  # refused before a connection is taken
         key = (origin.host, origin.port, address)
         got = self._checkout(key)
         if isinstance(got, NotSent):
@@ -109,7 +111,7 @@ class Urllib3Transport:
                 return failed
         reusable = False
         try:
-            result, reusable = self._exchange(conn.conn, request, origin, address)
+            result, reusable = self._exchange(conn.conn, request.method, data, address)
         finally:
             self._checkin(conn, reusable)
         return result
@@ -220,29 +222,34 @@ class Urllib3Transport:
         except _NETWORK_ERRORS as e:
             c.conn.close()
             return NotSent(f"could not connect to {origin.host} at {address}:{origin.port}: {_describe(e)}")
-        c.conn.timeout = self._read_timeout
+        assert c.conn.sock is not None
+        c.conn.sock.settimeout(self._read_timeout)
         return None
 
-    def _exchange(
-        self, conn: HTTPSConnection, request: WireRequest, origin: Origin, address: str
-    ) -> tuple[TransportResult, bool]:
-        headers = {"Host": origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"}
-        headers["User-Agent"] = self._user_agent
-        headers.update(request.headers)
+    def _exchange(self, conn: HTTPSConnection, method: str, data: bytes, address: str) -> tuple[TransportResult, bool]:
+        """Write the request in one piece, read the whole answer; whether the connection can serve another.
+
+        urllib3 made the connection (TLS to the IP, verified against the DNS name); the exchange itself is one
+        write and http.client's parser, without a second write for the body or urllib3's response wrapper.
+        """
+        sock = conn.sock
+        assert sock is not None
         try:
-            conn.request(request.method, request.target, body=request.body or None, headers=headers)
+            sock.sendall(data)
         except _NETWORK_ERRORS as e:
             # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
             conn.close()
             return NotSent(f"connection to {address} closed before the request was written: {_describe(e)}"), False
+        response = http.client.HTTPResponse(sock, method=method)
         try:
-            response = conn.getresponse()
-            body = response.data
+            response.begin()
+            body = response.read()
         except _NETWORK_ERRORS as e:
             conn.close()
             return Ambiguous(f"request written to {address}, then no complete answer: {_describe(e)}"), False
-        result = WireResponse(response.status, tuple(response.headers.items()), body)
-        return result, not conn.is_closed
+        finally:
+            response.close()
+        return WireResponse(response.status, tuple(response.getheaders()), body), not response.will_close
 
     def _checkin(self, c: _Conn, reusable: bool) -> None:
         with self._lock:

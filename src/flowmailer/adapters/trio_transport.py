@@ -1,4 +1,4 @@
-"""The async transport: trio streams framed by h11, keep-alive per IP address, optional HTTP/1.1 pipelining.
+"""The async transport: trio streams, answers read by h11, keep-alive per IP address, optional HTTP/1.1 pipelining.
 
 Pipelining submits is safe here because of how failures are classified, not because submits are idempotent:
 every request written on a connection that then breaks is reported ``Ambiguous`` (the shell reconciles it by its
@@ -16,6 +16,7 @@ import attrs
 import h11
 import trio
 
+from flowmailer.adapters._http1 import render_request
 from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
@@ -118,7 +119,7 @@ class TrioTransport:
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
-        data = self._render(request, origin)
+        data = render_request(request, origin, self._user_agent)
         got = await self._checkout((origin.host, origin.port, address), origin)
         if not isinstance(got, _Conn):
             return got
@@ -263,15 +264,6 @@ class TrioTransport:
 
     # --- one exchange ----------------------------------------------------------------------------------------
 
-    def _render(self, request: WireRequest, origin: Origin) -> bytes:
-        """The request's bytes: h11 frames the head; with Content-Length framing the body follows as it is."""
-        try:
-            head = h11.Connection(h11.CLIENT).send(_h11_request(request, origin, self._user_agent))
-        except h11.LocalProtocolError as e:
-            raise ConfigurationError("request", f"cannot be framed as HTTP/1.1: {e}", "fix the header values") from e
-        assert head is not None
-        return head + request.body
-
     async def _exchange(self, conn: _Conn, request: WireRequest, origin: Origin, data: bytes) -> TransportResult:
         address = conn.key[2]
         async with conn.write_lock:  # FIFO: answers come back in the order requests were written
@@ -334,14 +326,6 @@ class TrioTransport:
         else:
             conn.broken = "the server ends the connection after this answer"
         return WireResponse(status, headers, bytes(body))
-
-
-def _h11_request(request: WireRequest, origin: Origin, user_agent: str) -> h11.Request:
-    host = origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"
-    headers = [("Host", host), ("User-Agent", user_agent), *request.headers]
-    if request.body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        headers.append(("Content-Length", str(len(request.body))))
-    return h11.Request(method=request.method, target=request.target, headers=headers)
 
 
 def _closed_by_peer(conn: _Conn) -> bool:

@@ -1,0 +1,91 @@
+"""The HTTP/1.1 framing both transports write: h11, an independent parser, reads back exactly what was meant."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowmailer.adapters._http1 import render_request
+from flowmailer.core import ConfigurationError, Host, Origin, WireRequest
+
+_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TOKEN = st.text(st.sampled_from(_TCHAR), min_size=1)
+_VALUE = st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+_SEGMENT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/?#"), min_size=1)
+_RESERVED = {"host", "user-agent", "accept-encoding", "content-length", "transfer-encoding"}
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> WireRequest:
+    names = draw(st.lists(_TOKEN.filter(lambda n: n.lower() not in _RESERVED), max_size=5, unique_by=str.lower))
+    return WireRequest(
+        draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"])),
+        Host.API,
+        "/" + "/".join(draw(st.lists(_SEGMENT, min_size=1, max_size=4))),
+        query=tuple(draw(st.lists(st.tuples(st.text(max_size=5), st.text(max_size=5)), max_size=3))),
+        headers=tuple((n, draw(_VALUE)) for n in names),
+        body=draw(st.binary(max_size=300)),
+    )
+
+
+def _parse(data: bytes) -> tuple[h11.Request, bytes]:
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(data)
+    request = server.next_event()
+    assert isinstance(request, h11.Request)
+    body = b""
+    while not isinstance(event := server.next_event(), h11.EndOfMessage):
+        assert isinstance(event, h11.Data), event
+        body += event.data
+    assert server.trailing_data == (b"", False)  # nothing after the message: no request smuggled in
+    return request, body
+
+
+@given(requests())
+def test_what_is_written_reads_back_as_the_request(request: WireRequest) -> None:
+    parsed, body = _parse(render_request(request, Origin("api.example.test", 8443), "tests/1"))
+    assert parsed.method.decode() == request.method
+    assert parsed.target.decode() == request.target
+    assert body == request.body
+    headers = [(k.decode(), v.decode("latin-1")) for k, v in parsed.headers.raw_items()]
+    ours = [("Host", "api.example.test:8443"), ("User-Agent", "tests/1"), ("Accept-Encoding", "identity")]
+    assert headers[:3] == ours
+    assert headers[3 : 3 + len(request.headers)] == [(k, v.strip(" \t")) for k, v in request.headers]
+
+
+def test_the_default_port_is_left_out_of_host_and_a_bodiless_get_has_no_length() -> None:
+    data = render_request(WireRequest("GET", Host.API, "/a"), Origin("api.example.test"), "ua")
+    assert data == b"GET /a HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: ua\r\nAccept-Encoding: identity\r\n\r\n"
+
+
+def test_an_empty_post_says_its_length_is_zero() -> None:
+    data = render_request(WireRequest("POST", Host.API, "/a"), Origin("api.example.test"), "ua")
+    assert data.endswith(b"Content-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "a\r\nEvil: 1"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "a\nb"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "a\x00b"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X Y", "a"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X:", "a"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "\u20ac"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a b"), "request.target"),
+        (WireRequest("GET", Host.API, "/a\r\nHost: evil"), "request.target"),
+        (WireRequest("GET", Host.API, "/caf\u00e9"), "request.target"),
+        (WireRequest("GET /x", Host.API, "/a"), "request.method"),
+    ],
+)
+def test_anything_that_could_split_or_change_the_head_is_refused(request_: WireRequest, field: str) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        render_request(request_, Origin("api.example.test"), "ua")
+    assert e.value.field == field
+
+
+def test_a_user_agent_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="User-Agent"):
+        render_request(WireRequest("GET", Host.API, "/a"), Origin("api.example.test"), "ua\r\nX: 1")
