@@ -21,7 +21,7 @@ def _open_fds() -> int:
 def test_starting_and_stopping_100_times_leaks_no_thread_socket_or_fd() -> None:
     with FakeFlowmailer().running():
         pass  # warm up lazy imports and caches
-    threads, fds = threading.active_count(), _open_fds()
+    threads, fds = set(threading.enumerate()), _open_fds()
     for i in range(100):
         fake = FakeFlowmailer(addresses=["127.0.0.2", "127.0.0.3"])
         fake.set_mode("127.0.0.3", Mode.BLACKHOLE)
@@ -36,7 +36,7 @@ def test_starting_and_stopping_100_times_leaks_no_thread_socket_or_fd() -> None:
             fake.wait_until(lambda r: len(r.connections) == 3)
         idle.close()
         blackholed.close()
-    assert threading.active_count() == threads
+    assert set(threading.enumerate()) - threads == set()  # one that existed may end (trio's idle workers do)
     assert _open_fds() == fds
 
 
