@@ -7,8 +7,10 @@ Time is a FakeClock: retry waits and cool-downs never make a test wait. Only a b
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,13 @@ from flowmailer.core import (
     AttemptFinished,
     AuthenticationError,
     Credentials,
+    DateRange,
     Event,
     MessageType,
     NotSent,
     RejectedError,
     RetryPolicy,
+    Sample,
     SubmitMessage,
     TransientError,
 )
@@ -317,3 +321,56 @@ def test_reads_find_what_was_submitted(fake: FakeFlowmailer, clock: FakeClock) -
         assert sorted(m.id for m in client.messages_by_tag("batch-7")) == sorted(ids)
         events = [e for page in client.message_events() for e in page.items]
     assert {e.message_id for e in events} >= set(ids)
+
+
+def test_stats_ask_once_for_settled_days_and_again_for_the_unsettled_ones(clock: FakeClock) -> None:
+    day = 86400
+    midnight = clock.now() - clock.now() % day
+    with FakeFlowmailer(clock=clock.now, token_lifetime=10**9).running() as fake, make_client(fake, clock) as client:
+        client.submit(message(1))  # on day 0
+        clock.advance(10 * day)
+        client.submit(message(2))  # on day 10
+        ten_days = DateRange(_at(midnight), _at(midnight + 11 * day))
+        first = client.message_stats(ten_days, interval=day)
+        client.submit(message(3))  # on day 10 again: only the unsettled part shows it
+        second = client.message_stats(ten_days, interval=day)
+        reports = fake.records().reports
+    assert first["processed"].samples[0] == Sample(_at(midnight), 1)
+    assert first.totals()["processed"] == 2
+    assert second.totals()["processed"] == 3
+    assert [s.timestamp for s in second["processed"].samples] == [_at(midnight + d * day) for d in range(11)]
+    settled = f"{_day(midnight)},{_day(midnight + 3 * day)}"  # ended more than a week ago: asked once
+    unsettled = f"{_day(midnight + 3 * day)},{_day(midnight + 11 * day)}"  # asked each time
+    assert [re.findall(r"daterange=([^;?]+)", r) for r in reports] == [[settled], [unsettled], [unsettled]]
+
+
+def test_report_requests_never_overlap_however_many_threads_ask(fake: FakeFlowmailer, clock: FakeClock) -> None:
+    fake.set_faults([Fault.delay(0.05, path="/messagestats;*")])
+    hour = 3600
+    start = clock.now() - clock.now() % hour
+    errors: list[BaseException] = []
+
+    def report(hours: int, client: Client) -> None:
+        try:
+            client.message_stats(DateRange(_at(start - hours * hour), _at(start)), interval=hour)
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            errors.append(e)
+
+    with make_client(fake, clock) as client:
+        threads = [threading.Thread(target=report, args=(h, client)) for h in range(1, 7)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    records = fake.records()
+    assert 1 <= len(records.reports) <= 6
+    assert records.max_concurrent_reports == 1
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _day(t: float) -> str:
+    return _at(t).strftime("%Y-%m-%dT%H:%M:%SZ")

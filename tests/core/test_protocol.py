@@ -17,6 +17,7 @@ from flowmailer.core import (
     Ambiguous,
     Credentials,
     CredentialsRejected,
+    DataSet,
     DateRange,
     ErrorDetail,
     EventType,
@@ -28,8 +29,11 @@ from flowmailer.core import (
     Page,
     ReferenceRange,
     Rejected,
+    Sample,
     SortField,
     SortOrder,
+    Stats,
+    StatsQuery,
     SubmitMessage,
     TokenInvalid,
     Transient,
@@ -38,10 +42,12 @@ from flowmailer.core import (
     classify_submit,
     interpret_one,
     interpret_page,
+    interpret_stats,
     interpret_token,
     message_events_request,
     message_from_json,
     message_request,
+    message_stats_request,
     message_to_json,
     messages_request,
     parse_retry_after,
@@ -433,3 +439,26 @@ def test_read_503_reads_retry_after_date_against_now() -> None:
     outcome = interpret_page(response(503, Retry_After=when), Message, now=NOW)
     assert isinstance(outcome, Transient)
     assert outcome.retry_after == 12.0
+
+
+def test_message_stats_request_carries_the_range_and_flows_as_matrix_and_the_interval_as_query() -> None:
+    r = message_stats_request("123", TOKEN, JAN, StatsQuery(3600, ("1", "2")))
+    assert (r.method, r.host) == ("GET", Host.API)
+    assert r.path == "/123/messagestats;daterange=2021-01-01T00:00:00Z,2021-02-01T00:00:00Z;flow_ids=1,2"
+    assert r.query == (("interval", "3600"),)
+    assert r.idempotent
+
+
+def test_a_stats_answer_becomes_data_sets_of_samples() -> None:
+    body = {"list": [{"name": "sent", "samples": [{"timestamp": "2021-01-01T00:00:00.000Z", "value": 4}]}]}
+    stats = interpret_stats(WireResponse(200, (), json.dumps(body).encode()))
+    assert stats == Stats((DataSet("sent", (Sample(datetime(2021, 1, 1, tzinfo=UTC), 4),)),))
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"list": 5}', b'{"list": [{"name": "x", "samples": [{"value": 1}]}]}'])
+def test_an_unreadable_stats_answer_is_transient(body: bytes) -> None:
+    assert isinstance(interpret_stats(WireResponse(200, (), body)), Transient)
+
+
+def test_a_refused_stats_request_is_rejected() -> None:
+    assert isinstance(interpret_stats(WireResponse(400, (), b"{}")), Rejected)

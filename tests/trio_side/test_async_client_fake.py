@@ -7,8 +7,10 @@ under test.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 import trio
@@ -23,6 +25,7 @@ from flowmailer.core import (
     AmbiguousError,
     AttemptFinished,
     ConfigurationError,
+    DateRange,
     Event,
     Host,
     NotSent,
@@ -310,3 +313,22 @@ def test_from_env_builds_the_transport_and_token_store_itself() -> None:
         assert [m.message_id for m in fake.records().accepted] == [message_id]
 
     serve(fake, body)
+
+
+def test_stats_keep_settled_days_and_report_requests_never_overlap() -> None:
+    day = 86400
+    now = 1_700_000_000.0
+    midnight = now - now % day
+    fake = FakeFlowmailer(clock=lambda: now, faults=[Fault.delay(0.05, path="/messagestats;*")])
+    old = DateRange(datetime.fromtimestamp(midnight - 30 * day, UTC), datetime.fromtimestamp(midnight - 20 * day, UTC))
+
+    async def body() -> None:
+        async with client(fake, transport(fake), wall_clock=lambda: now) as c, trio.open_nursery() as nursery:
+            await c.submit(MESSAGE)
+            for _ in range(4):
+                nursery.start_soon(functools.partial(c.message_stats, old, interval=day))
+
+    serve(fake, body)
+    records = fake.records()
+    assert len(records.reports) == 1  # the first asked; the others waited and got what it kept
+    assert records.max_concurrent_reports == 1

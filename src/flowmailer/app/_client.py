@@ -37,6 +37,8 @@ from flowmailer.core import (
     ReferenceRange,
     RefreshToken,
     Rejected,
+    ReportBook,
+    ReportPolicy,
     RequestFinished,
     Retry,
     RetryBudget,
@@ -44,6 +46,8 @@ from flowmailer.core import (
     RetryState,
     Simulation,
     SortOrder,
+    Stats,
+    StatsQuery,
     SubmitMessage,
     TokenInvalid,
     Transient,
@@ -54,9 +58,11 @@ from flowmailer.core import (
     error_for,
     interpret_one,
     interpret_page,
+    interpret_stats,
     interpret_token,
     message_events_request,
     message_request,
+    message_stats_request,
     message_to_json,
     simulate_request,
     submit_request,
@@ -93,6 +99,7 @@ class Client:
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
         address_policy: AddressPolicy | None = None,
+        report_policy: ReportPolicy | None = None,
         reference_prefix: str = "ref:",
         ca_bundle: str | None = None,
         max_connections: int = _defaults.MAX_CONNECTIONS,
@@ -133,6 +140,9 @@ class Client:
         self._lock = threading.Lock()
         self._books: dict[Host, AddressBook] = {}
         self._resolving = {host: threading.Lock() for host in Host}
+        self._reports = ReportBook(report_policy if report_policy is not None else ReportPolicy())
+        #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
+        self._reporting = threading.Lock()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> Client:
@@ -247,6 +257,31 @@ class Client:
             )
             yield from page.items
             page_range = page.next_range
+
+    def message_stats(
+        self, daterange: DateRange, *, interval: int = 86400, flow_ids: Iterable[int | str] = ()
+    ) -> Stats:
+        """Message counts per ``interval`` seconds over ``daterange``, which starts and ends on interval boundaries.
+
+        Stretches of time settled longer than ``ReportPolicy.settle`` ago (a week by default) are asked for once
+        and kept; only the rest is asked for again. One report request runs at a time: a second caller waits and
+        gets what the first one kept.
+        """
+        query = StatsQuery(interval, tuple(str(f) for f in flow_ids))
+        account = self._credentials.account_id
+        with self._reporting:
+            pieces = self._reports.plan(query, daterange, self._clock.now())
+            fetched = {
+                piece: self._call(
+                    "message_stats",
+                    Host.API,
+                    functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
+                    lambda result, now: interpret_stats(result, now=now),
+                )
+                for piece in pieces
+            }
+            stats, self._reports = self._reports.assemble(query, daterange, fetched)
+        return stats
 
     # --- the one request loop --------------------------------------------------------------------------------
 

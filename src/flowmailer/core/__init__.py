@@ -17,6 +17,7 @@ from flowmailer.core._outcomes import *
 from flowmailer.core._protocol import *
 from flowmailer.core._ranges import *
 from flowmailer.core._relay import *
+from flowmailer.core._reports import *
 from flowmailer.core._retry import *
 from flowmailer.core._tokens import *
 from flowmailer.core._wire import *

@@ -31,6 +31,7 @@ from flowmailer.core._outcomes import (
     TransportResult,
 )
 from flowmailer.core._ranges import DateRange, ReferenceRange
+from flowmailer.core._reports import DataSet, Stats, StatsQuery
 from flowmailer.core._wire import dump_json, from_json, message_to_json, wire_converter
 
 __all__ = [
@@ -43,9 +44,11 @@ __all__ = [
     "classify_submit",
     "interpret_one",
     "interpret_page",
+    "interpret_stats",
     "interpret_token",
     "message_events_request",
     "message_request",
+    "message_stats_request",
     "messages_request",
     "parse_retry_after",
     "simulate_request",
@@ -240,6 +243,17 @@ def message_request(
     return WireRequest("GET", Host.API, path, query=query, headers=_api_headers(token))
 
 
+def message_stats_request(account_id: str, token: AccessToken, daterange: DateRange, query: StatsQuery) -> WireRequest:
+    """``GET messagestats``: counts per interval over ``daterange`` (matrix), optionally for some flows only.
+
+    Flowmailer documents ``interval`` without saying where it goes; it is sent as a query parameter (inferred).
+    Go through a :class:`ReportBook` to ask for each settled stretch of time once.
+    """
+    matrix = (("daterange", daterange.param()), ("flow_ids", _ids(query.flow_ids)))
+    path = _path(account_id, "messagestats", matrix=matrix)
+    return WireRequest("GET", Host.API, path, (("interval", str(query.interval)),), _api_headers(token))
+
+
 def tag_messages_request(
     account_id: str,
     token: AccessToken,
@@ -419,3 +433,19 @@ def interpret_page(result: TransportResult, item_type: type[T], *, now: float | 
 def interpret_one(result: TransportResult, item_type: type[T], *, now: float | None = None) -> T | Outcome:
     """A single resource (``messages/{id}``, a simulation), or the Outcome that stopped it."""
     return _read(result, lambda r: from_json(r.body, item_type, what="body", fix="report this answer"), now)
+
+
+@attrs.frozen
+class _DataSets:
+    """``messagestats``' answer as Flowmailer spells it: ``{"list": [DataSet, ...]}``."""
+
+    list: tuple[DataSet, ...] = ()
+
+
+def interpret_stats(result: TransportResult, *, now: float | None = None) -> Stats | Outcome:
+    """A ``messagestats`` answer, or the Outcome that stopped it."""
+
+    def parse(response: WireResponse) -> Stats:
+        return Stats(from_json(response.body, _DataSets, what="body", fix="report this answer").list)
+
+    return _read(result, parse, now)

@@ -313,9 +313,9 @@ class FlowmailerState:
             return _all_errors(400, "NotNull", "daterange (start,end) is required", "daterange")
         start, end = span
         try:
-            interval = float(query.get("interval", end - start)) or (end - start)
+            interval = int(query.get("interval", end - start)) or (end - start)
         except ValueError:
-            return _all_errors(400, "typeMismatch", "interval is seconds", "interval", query["interval"])
+            return _all_errors(400, "typeMismatch", "interval is whole seconds", "interval", query["interval"])
         if end <= start or interval <= 0 or (end - start) / interval > 10_000:
             return _all_errors(400, "invalid", "daterange must be non-empty with at most 10000 intervals", "daterange")
         buckets = math.ceil((end - start) / interval)

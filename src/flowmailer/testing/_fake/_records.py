@@ -46,6 +46,10 @@ class Records:
     statuses: Mapping[int, int]
     faults: Mapping[str, int]
     reference_prefix: str
+    #: The target (path, matrix and query) of every report request (``messagestats``), in arrival order.
+    reports: tuple[str, ...] = ()
+    #: The most report requests the fake was ever answering at once: more than 1 means they overlapped.
+    max_concurrent_reports: int = 0
 
     @property
     def copies_by_reference(self) -> Mapping[str, int]:
@@ -95,6 +99,9 @@ class Recorder:
         self._tokens: collections.Counter[str] = collections.Counter()
         self._statuses: collections.Counter[int] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
+        self._reports: list[str] = []
+        self._reports_open = 0
+        self._max_reports_open = 0
         self._waiting = 0
 
     def _notify(self) -> None:
@@ -143,6 +150,18 @@ class Recorder:
             self._accepted.append(message)
             self._notify()
 
+    def report_started(self, target: str) -> None:
+        with self._changed:
+            self._reports.append(target)
+            self._reports_open += 1
+            self._max_reports_open = max(self._max_reports_open, self._reports_open)
+            self._notify()
+
+    def report_finished(self) -> None:
+        with self._changed:
+            self._reports_open -= 1
+            self._notify()
+
     def snapshot(self) -> Records:
         with self._changed:
             return self._snapshot()
@@ -156,6 +175,8 @@ class Recorder:
             statuses=dict(self._statuses),
             faults=dict(self._faults),
             reference_prefix=self._reference_prefix,
+            reports=tuple(self._reports),
+            max_concurrent_reports=self._max_reports_open,
         )
 
     def wait_until(self, predicate: Callable[[Records], bool], timeout: float) -> Records:
