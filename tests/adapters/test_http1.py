@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Callable
+
 import h11
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowmailer.adapters._http1 import render_request
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, decode_body, render_request
 from flowmailer.core import ConfigurationError, Host, Origin, WireRequest
 
 _TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _TOKEN = st.text(st.sampled_from(_TCHAR), min_size=1)
-_VALUE = st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+_VISIBLE = st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters="\x7f", exclude_categories=["Cc"])
+_VALUE = st.one_of(
+    st.just(""),
+    st.tuples(_VISIBLE, st.text(st.one_of(_VISIBLE, st.sampled_from(" \t")), max_size=40), _VISIBLE).map("".join),
+)
 _SEGMENT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/?#"), min_size=1)
-_RESERVED = {"host", "user-agent", "accept-encoding", "content-length", "transfer-encoding"}
+_AROUND_THE_LIMIT = st.binary(min_size=ONE_WRITE_LIMIT - 2, max_size=ONE_WRITE_LIMIT + 2)
+_FRAMING = ["Host", "user-agent", "Accept-Encoding", "Content-Length", "Transfer-Encoding", "Connection", "TE"]
+_FRAMING += ["Keep-Alive", "Proxy-Connection", "Trailer", "Upgrade", "Expect"]
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> WireRequest:
-    names = draw(st.lists(_TOKEN.filter(lambda n: n.lower() not in _RESERVED), max_size=5, unique_by=str.lower))
+    framing = {n.lower() for n in _FRAMING}
+    names = draw(st.lists(_TOKEN.filter(lambda n: n.lower() not in framing), max_size=5, unique_by=str.lower))
     return WireRequest(
         draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"])),
         Host.API,
         "/" + "/".join(draw(st.lists(_SEGMENT, min_size=1, max_size=4))),
         query=tuple(draw(st.lists(st.tuples(st.text(max_size=5), st.text(max_size=5)), max_size=3))),
         headers=tuple((n, draw(_VALUE)) for n in names),
-        body=draw(st.binary(max_size=300)),
+        body=draw(
+            st.one_of(st.binary(max_size=300), st.binary(min_size=ONE_WRITE_LIMIT - 2, max_size=ONE_WRITE_LIMIT + 2))
+        ),
     )
 
 
@@ -45,23 +58,25 @@ def _parse(data: bytes) -> tuple[h11.Request, bytes]:
 
 @given(requests())
 def test_what_is_written_reads_back_as_the_request(request: WireRequest) -> None:
-    parsed, body = _parse(render_request(request, Origin("api.example.test", 8443), "tests/1"))
+    pieces = render_request(request, Origin("api.example.test", 8443), "tests/1")
+    assert len(pieces) == (1 if len(request.body) <= ONE_WRITE_LIMIT else 2)
+    parsed, body = _parse(b"".join(pieces))
     assert parsed.method.decode() == request.method
     assert parsed.target.decode() == request.target
     assert body == request.body
     headers = [(k.decode(), v.decode("latin-1")) for k, v in parsed.headers.raw_items()]
     ours = [("Host", "api.example.test:8443"), ("User-Agent", "tests/1"), ("Accept-Encoding", "identity")]
     assert headers[:3] == ours
-    assert headers[3 : 3 + len(request.headers)] == [(k, v.strip(" \t")) for k, v in request.headers]
+    assert headers[3 : 3 + len(request.headers)] == list(request.headers)
 
 
 def test_the_default_port_is_left_out_of_host_and_a_bodiless_get_has_no_length() -> None:
-    data = render_request(WireRequest("GET", Host.API, "/a"), Origin("api.example.test"), "ua")
+    (data,) = render_request(WireRequest("GET", Host.API, "/a"), Origin("api.example.test"), "ua")
     assert data == b"GET /a HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: ua\r\nAccept-Encoding: identity\r\n\r\n"
 
 
 def test_an_empty_post_says_its_length_is_zero() -> None:
-    data = render_request(WireRequest("POST", Host.API, "/a"), Origin("api.example.test"), "ua")
+    (data,) = render_request(WireRequest("POST", Host.API, "/a"), Origin("api.example.test"), "ua")
     assert data.endswith(b"Content-Length: 0\r\n\r\n")
 
 
@@ -74,6 +89,9 @@ def test_an_empty_post_says_its_length_is_zero() -> None:
         (WireRequest("GET", Host.API, "/a", headers=(("X Y", "a"),)), "request.headers"),
         (WireRequest("GET", Host.API, "/a", headers=(("X:", "a"),)), "request.headers"),
         (WireRequest("GET", Host.API, "/a", headers=(("X", "\u20ac"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "a\x85b"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", " a"),)), "request.headers"),
+        (WireRequest("GET", Host.API, "/a", headers=(("X", "a\t"),)), "request.headers"),
         (WireRequest("GET", Host.API, "/a b"), "request.target"),
         (WireRequest("GET", Host.API, "/a\r\nHost: evil"), "request.target"),
         (WireRequest("GET", Host.API, "/caf\u00e9"), "request.target"),
@@ -89,3 +107,32 @@ def test_anything_that_could_split_or_change_the_head_is_refused(request_: WireR
 def test_a_user_agent_with_a_line_break_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="User-Agent"):
         render_request(WireRequest("GET", Host.API, "/a"), Origin("api.example.test"), "ua\r\nX: 1")
+
+
+@pytest.mark.parametrize("name", _FRAMING)
+def test_a_header_that_frames_the_request_is_left_to_the_transport(name: str) -> None:
+    request = WireRequest("POST", Host.API, "/a", headers=((name, "1"),), body=b"x")
+    with pytest.raises(ConfigurationError) as e:
+        render_request(request, Origin("api.example.test"), "ua")
+    assert e.value.field == "request.headers"
+    assert name in e.value.problem
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", lambda b: gzip.compress(b)),
+        ("X-Gzip", lambda b: gzip.compress(b)),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, without the zlib wrapper
+    ],
+)
+def test_a_gzip_or_deflate_answer_is_decoded(coding: str, encode: Callable[[bytes], bytes]) -> None:
+    assert decode_body((("Content-Encoding", coding),), encode(b'{"a": 1}')) == b'{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    "headers", [(), (("Content-Encoding", "identity"),), (("Content-Encoding", "br"),), (("Content-Encoding", "gzip"),)]
+)
+def test_any_other_answer_is_left_as_it_came(headers: tuple[tuple[str, str], ...]) -> None:
+    assert decode_body(headers, b"not compressed") == b"not compressed"

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import gzip
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import truststore
 from urllib3.connection import HTTPSConnection
 
 from flowmailer.adapters import PoolStats, Urllib3Transport
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing import FakeClock, check_transport
 
@@ -297,3 +300,43 @@ def test_a_truncated_answer_is_ambiguous(server: TlsServer) -> None:
         result = transport.send(_post(), server.origin, server.addresses[0])
         assert isinstance(result, Ambiguous)
         assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
+
+
+def test_an_interim_answer_other_than_100_is_ambiguous_and_the_connection_dropped(server: TlsServer) -> None:
+    final = b"HTTP/1.1 201 Created\r\nLocation: https://x/acct/messages/ABC\r\nContent-Length: 0\r\n\r\n"
+    server.answer_next(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + final)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        result = transport.send(_post(), server.origin, server.addresses[0])
+        assert isinstance(result, Ambiguous)
+        assert "103" in result.reason
+        assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
+
+
+def test_a_gzip_answer_is_decoded(server: TlsServer) -> None:
+    body = gzip.compress(b'{"id": "1"}')
+    server.answer_next(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        answer = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(answer, WireResponse)
+        assert answer.body == b'{"id": "1"}'
+
+
+@pytest.mark.parametrize(("size", "writes"), [(2000, 1), (ONE_WRITE_LIMIT + 1, 2)])
+def test_a_request_is_one_write_unless_its_body_is_large(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch, size: int, writes: int
+) -> None:
+    counted: list[int] = []
+    real = ssl.SSLSocket.sendall
+
+    def sendall(self: ssl.SSLSocket, data: Any, flags: int = 0) -> None:
+        if not self.server_side:
+            counted.append(len(data))
+        real(self, data, flags)
+
+    monkeypatch.setattr(ssl.SSLSocket, "sendall", sendall)
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    request = WireRequest("POST", Host.API, "/acct/messages/submit", body=body, idempotent=False)
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
+        assert isinstance(transport.send(request, server.origin, server.addresses[0]), WireResponse)
+    assert len(counted) == writes
+    assert server.received()[0].body == body

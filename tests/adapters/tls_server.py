@@ -181,8 +181,9 @@ class TlsServer:
             with self._lock:
                 self._received.append(ReceivedRequest(method, target, headers, body))
                 n = len(self._received)
-                reset, self._reset_next = self._reset_next, False
                 scripted = self._scripted.pop(0) if self._scripted else _USUAL
+                reset = self._reset_next and scripted is _USUAL  # a scripted answer leaves a pending reset pending
+                self._reset_next = self._reset_next and not reset
             if scripted is None:
                 self._stopped.wait()
                 return

@@ -13,7 +13,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.adapters._http1 import render_request
+from flowmailer.adapters._http1 import decode_body, render_request
 from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
 from flowmailer.ports import Clock
@@ -98,7 +98,7 @@ class Urllib3Transport:
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
-        data = render_request(request, origin, self._user_agent)  # refused before a connection is taken
+        pieces = render_request(request, origin, self._user_agent)  # refused before a connection is taken
         key = (origin.host, origin.port, address)
         got = self._checkout(key)
         if isinstance(got, NotSent):
@@ -111,7 +111,7 @@ class Urllib3Transport:
                 return failed
         reusable = False
         try:
-            result, reusable = self._exchange(conn.conn, request.method, data, address)
+            result, reusable = self._exchange(conn.conn, request.method, pieces, address)
         finally:
             self._checkin(conn, reusable)
         return result
@@ -226,30 +226,39 @@ class Urllib3Transport:
         c.conn.sock.settimeout(self._read_timeout)
         return None
 
-    def _exchange(self, conn: HTTPSConnection, method: str, data: bytes, address: str) -> tuple[TransportResult, bool]:
-        """Write the request in one piece, read the whole answer; whether the connection can serve another.
+    def _exchange(
+        self, conn: HTTPSConnection, method: str, pieces: tuple[bytes, ...], address: str
+    ) -> tuple[TransportResult, bool]:
+        """Write the request (in one piece unless its body is large), read the whole answer; and whether the
+        connection can serve another.
 
         urllib3 made the connection (TLS to the IP, verified against the DNS name); the exchange itself is one
-        write and http.client's parser, without a second write for the body or urllib3's response wrapper.
+        write and http.client's parser, without urllib3's request and response wrappers.
         """
         sock = conn.sock
         assert sock is not None
         try:
-            sock.sendall(data)
+            for piece in pieces:
+                sock.sendall(piece)
         except _NETWORK_ERRORS as e:
             # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
             conn.close()
             return NotSent(f"connection to {address} closed before the request was written: {_describe(e)}"), False
         response = http.client.HTTPResponse(sock, method=method)
         try:
-            response.begin()
+            response.begin()  # skips 100 Continue
+            if response.status < 200:
+                # http.client stops at any other interim answer and the final one would stay unread on the socket.
+                conn.close()
+                return Ambiguous(f"request written to {address}, then only an interim {response.status}"), False
             body = response.read()
         except _NETWORK_ERRORS as e:
             conn.close()
             return Ambiguous(f"request written to {address}, then no complete answer: {_describe(e)}"), False
         finally:
             response.close()
-        return WireResponse(response.status, tuple(response.getheaders()), body), not response.will_close
+        headers = tuple(response.getheaders())
+        return WireResponse(response.status, headers, decode_body(headers, body)), not response.will_close
 
     def _checkin(self, c: _Conn, reusable: bool) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import attrs
 import h11
 import trio
 
-from flowmailer.adapters._http1 import render_request
+from flowmailer.adapters._http1 import decode_body, render_request
 from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
@@ -119,12 +119,12 @@ class TrioTransport:
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
-        data = render_request(request, origin, self._user_agent)
+        pieces = render_request(request, origin, self._user_agent)
         got = await self._checkout((origin.host, origin.port, address), origin)
         if not isinstance(got, _Conn):
             return got
         try:
-            return await self._exchange(got, request, origin, data)
+            return await self._exchange(got, request, origin, pieces)
         finally:
             got.in_flight -= 1
             await self._checkin(got)
@@ -264,7 +264,9 @@ class TrioTransport:
 
     # --- one exchange ----------------------------------------------------------------------------------------
 
-    async def _exchange(self, conn: _Conn, request: WireRequest, origin: Origin, data: bytes) -> TransportResult:
+    async def _exchange(
+        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...]
+    ) -> TransportResult:
         address = conn.key[2]
         async with conn.write_lock:  # FIFO: answers come back in the order requests were written
             if conn.broken is not None:
@@ -272,7 +274,8 @@ class TrioTransport:
             seq = conn.written
             try:
                 with trio.fail_after(self._read_timeout):
-                    await conn.stream.send_all(data)
+                    for piece in pieces:
+                        await conn.stream.send_all(piece)
             except _NETWORK_ERRORS as e:
                 # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
                 reason = "timed out writing" if isinstance(e, trio.TooSlowError) else _describe(e)
@@ -325,7 +328,7 @@ class TrioTransport:
             reader.start_next_cycle()
         else:
             conn.broken = "the server ends the connection after this answer"
-        return WireResponse(status, headers, bytes(body))
+        return WireResponse(status, headers, decode_body(headers, bytes(body)))
 
 
 def _closed_by_peer(conn: _Conn) -> bool:
