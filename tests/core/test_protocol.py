@@ -449,16 +449,47 @@ def test_message_stats_request_carries_the_range_and_flows_as_matrix_and_the_int
     assert r.idempotent
 
 
+_HOURS = StatsQuery(3600)
+_TWO_HOURS = DateRange(datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 1, 1, 2, tzinfo=UTC))
+
+
+def _stats_answer(*samples: tuple[str, int]) -> WireResponse:
+    body = {"list": [{"name": "sent", "samples": [{"timestamp": t, "value": v} for t, v in samples]}]}
+    return WireResponse(200, (), json.dumps(body).encode())
+
+
+def _stats(result: TransportResult) -> Stats | Outcome:
+    return interpret_stats(result, query=_HOURS, daterange=_TWO_HOURS)
+
+
 def test_a_stats_answer_becomes_data_sets_of_samples() -> None:
-    body = {"list": [{"name": "sent", "samples": [{"timestamp": "2021-01-01T00:00:00.000Z", "value": 4}]}]}
-    stats = interpret_stats(WireResponse(200, (), json.dumps(body).encode()))
-    assert stats == Stats((DataSet("sent", (Sample(datetime(2021, 1, 1, tzinfo=UTC), 4),)),))
+    stats = _stats(_stats_answer(("2021-01-01T00:00:00.000Z", 4), ("2021-01-01T01:00:00Z", 1)))
+    hour = [datetime(2021, 1, 1, h, tzinfo=UTC) for h in range(2)]
+    assert stats == Stats((DataSet("sent", (Sample(hour[0], 4), Sample(hour[1], 1))),))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2021-01-01T00:30:00Z",  # between boundaries (buckets in another time zone)
+        "2020-12-31T23:00:00Z",  # before the range
+        "2021-01-01T02:00:00Z",  # at its end, which is exclusive
+    ],
+)
+def test_a_sample_off_the_requested_boundaries_is_unreadable_never_merged(timestamp: str) -> None:
+    got = _stats(_stats_answer(("2021-01-01T00:00:00Z", 4), (timestamp, 1)))
+    assert isinstance(got, Transient)
+    assert "unreadable answer" in got.reason
+
+
+def test_a_sample_twice_for_one_counter_is_unreadable() -> None:
+    assert isinstance(_stats(_stats_answer(("2021-01-01T00:00:00Z", 4), ("2021-01-01T00:00:00Z", 5))), Transient)
 
 
 @pytest.mark.parametrize("body", [b"[]", b'{"list": 5}', b'{"list": [{"name": "x", "samples": [{"value": 1}]}]}'])
 def test_an_unreadable_stats_answer_is_transient(body: bytes) -> None:
-    assert isinstance(interpret_stats(WireResponse(200, (), body)), Transient)
+    assert isinstance(_stats(WireResponse(200, (), body)), Transient)
 
 
 def test_a_refused_stats_request_is_rejected() -> None:
-    assert isinstance(interpret_stats(WireResponse(400, (), b"{}")), Rejected)
+    assert isinstance(_stats(WireResponse(400, (), b"{}")), Rejected)

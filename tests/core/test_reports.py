@@ -51,10 +51,6 @@ class Server:
         times = range(start, end, self.interval)
         return Stats(tuple(DataSet(n, tuple(Sample(_at(t), self.value(n, t, now)) for t in times)) for n in NAMES))
 
-    def fetch(self, pieces: tuple[ReportPiece, ...], now: float) -> dict[ReportPiece, Stats]:
-        self.asked.extend(pieces)
-        return {p: self.answer(p.start, p.end, now) for p in pieces}
-
 
 @st.composite
 def visits(draw: st.DrawFn) -> tuple[int, int, float, list[tuple[int, int, float]]]:
@@ -72,6 +68,16 @@ def visits(draw: st.DrawFn) -> tuple[int, int, float, list[tuple[int, int, float
     return interval, max_samples, settle, requests
 
 
+def _visit(book: ReportBook, server: Server, query: StatsQuery, span: DateRange, now: float) -> Stats:
+    """What a client does: plan, fetch each piece and keep it as it arrives, then build the report."""
+    fetched = {}
+    for piece in book.plan(query, span, now):
+        fetched[piece] = server.answer(piece.start, piece.end, now)
+        server.asked.append(piece)
+        book.keep(query, piece, fetched[piece])
+    return book.report(query, span, fetched)
+
+
 @given(visits())
 def test_every_report_is_right_and_no_settled_interval_is_asked_for_twice(
     visit: tuple[int, int, float, list[tuple[int, int, float]]],
@@ -82,8 +88,10 @@ def test_every_report_is_right_and_no_settled_interval_is_asked_for_twice(
     book = ReportBook(ReportPolicy(settle=settle, max_samples=max_samples))
     settled_asked: set[int] = set()
     for start, end, now in requests:
-        pieces = book.plan(query, _range(start, end), now)
-        for p in pieces:
+        before = len(server.asked)
+        report = _visit(book, server, query, _range(start, end), now)
+        assert report == server.answer(start, end, now)
+        for p in server.asked[before:]:
             assert start <= p.start < p.end <= end
             assert p.start % interval == 0
             assert p.end % interval == 0
@@ -93,44 +101,73 @@ def test_every_report_is_right_and_no_settled_interval_is_asked_for_twice(
                 buckets = set(range(p.start, p.end, interval))
                 assert not buckets & settled_asked, "a settled interval was asked for again"
                 settled_asked |= buckets
-        report, book = book.assemble(query, _range(start, end), server.fetch(pieces, now))
-        assert report == server.answer(start, end, now)
 
 
 def test_a_dashboard_refreshed_every_hour_asks_only_for_the_unsettled_days() -> None:
-    query = StatsQuery(86400)
-    server = Server(86400, 7 * 86400.0)
-    book = ReportBook()
-    now = float(BASE + 40 * 86400 + 1800)
-    for _ in range(24):
-        last_30_days = _range(BASE + 11 * 86400, BASE + 41 * 86400)
-        pieces = book.plan(query, last_30_days, now)
-        report, book = book.assemble(query, last_30_days, server.fetch(pieces, now))
-        assert report == server.answer(BASE + 11 * 86400, BASE + 41 * 86400, now)
-        now += HOUR
     day = 86400
+    query = StatsQuery(day)
+    server = Server(day, 7 * 86400.0)
+    book = ReportBook()
+    now = float(BASE + 40 * day + 1800)
+    last_30_days = _range(BASE + 11 * day, BASE + 41 * day)
+    for _ in range(24):
+        assert _visit(book, server, query, last_30_days, now) == server.answer(BASE + 11 * day, BASE + 41 * day, now)
+        now += HOUR
     unsettled_week = ReportPiece(BASE + 33 * day, BASE + 41 * day, settled=False)
     assert server.asked == [ReportPiece(BASE + 11 * day, BASE + 33 * day, settled=True)] + [unsettled_week] * 24
 
 
-def test_queries_are_kept_apart_and_the_least_recently_used_is_forgotten() -> None:
-    settle_nothing = ReportPolicy(settle=0.0, max_queries=2)
-    book = ReportBook(settle_nothing)
-    span, now = _range(BASE, BASE + 2 * HOUR), float(BASE + 10 * HOUR)
+def test_what_was_kept_before_a_failure_is_not_asked_for_again() -> None:
+    query, span, now = StatsQuery(HOUR), _range(BASE, BASE + 4 * HOUR), float(BASE + 100 * HOUR)
     server = Server(HOUR, 0.0)
-    for query in (StatsQuery(HOUR), StatsQuery(HOUR, ("7",)), StatsQuery(HOUR, ("8",))):
-        assert book.plan(query, span, now) == (ReportPiece(BASE, BASE + 2 * HOUR, True),)
-        _, book = book.assemble(query, span, server.fetch(book.plan(query, span, now), now))
-        assert book.plan(query, span, now) == ()
-    assert [q for q, _ in book.kept] == [StatsQuery(HOUR, ("7",)), StatsQuery(HOUR, ("8",))]
-    assert book.plan(StatsQuery(HOUR), span, now) != ()
+    book = ReportBook(ReportPolicy(settle=0.0, max_samples=2))
+    first, second = book.plan(query, span, now)
+    book.keep(query, first, server.answer(first.start, first.end, now))
+    # the second request failed; the next report asks only for it
+    assert book.plan(query, span, now) == (second,)
 
 
-def test_a_range_off_the_interval_boundaries_is_refused_with_the_fix() -> None:
+def test_the_least_recently_used_query_is_forgotten_first() -> None:
+    day_of_hours = _range(BASE, BASE + 24 * HOUR)
+    now = float(BASE + 100 * HOUR)
+    server = Server(HOUR, 0.0)
+    book = ReportBook(ReportPolicy(settle=0.0, max_kept_samples=2 * 2 * 24))  # two queries' worth
+    a, b, c = StatsQuery(HOUR), StatsQuery(HOUR, [7]), StatsQuery(HOUR, [8])
+    for query in (a, b, a, c):  # a used again after b: b is the least recently used when c arrives
+        _visit(book, server, query, day_of_hours, now)
+    assert book.queries() == (a, c)
+    assert book.kept_samples == 2 * 2 * 24
+    assert book.plan(b, day_of_hours, now) != ()
+    assert book.plan(a, day_of_hours, now) == ()
+
+
+def test_one_query_beyond_the_limit_keeps_its_newest_stretches() -> None:
+    now = float(BASE + 100 * HOUR)
+    server = Server(HOUR, 0.0)
+    book = ReportBook(ReportPolicy(settle=0.0, max_kept_samples=2 * 10))
+    query = StatsQuery(HOUR)
+    _visit(book, server, query, _range(BASE, BASE + 10 * HOUR), now)
+    _visit(book, server, query, _range(BASE + 20 * HOUR, BASE + 25 * HOUR), now)  # apart: its own stretch
+    assert book.kept_samples == 2 * 5
+    assert book.plan(query, _range(BASE + 20 * HOUR, BASE + 25 * HOUR), now) == ()
+
+
+def test_nothing_is_kept_for_a_query_with_nothing_settled() -> None:
+    book = ReportBook()
+    server, now = Server(HOUR, 7 * 86400.0), float(BASE)
+    _visit(book, server, StatsQuery(HOUR), _range(BASE - 2 * HOUR, BASE), now)
+    assert book.queries() == ()
+
+
+def test_the_same_flows_in_another_order_are_the_same_query() -> None:
+    assert StatsQuery(HOUR, [2, "1", 2]) == StatsQuery(HOUR, ("1", "2"))
+
+
+def test_a_range_off_the_interval_boundaries_is_refused_with_the_nearest_that_fits() -> None:
     with pytest.raises(ConfigurationError) as e:
-        ReportBook().plan(StatsQuery(86400), _range(BASE + HOUR, BASE + 86400), float(BASE))
+        ReportBook().plan(StatsQuery(86400), _range(BASE + HOUR, BASE + 86400 + HOUR), float(BASE))
     assert e.value.field == "daterange"
-    assert "UTC midnight" in e.value.fix
+    assert f"{_range(BASE, BASE + 2 * 86400).param()}" in e.value.fix
 
 
 @pytest.mark.parametrize("interval", [0, -60, 1.5, True, "3600"])
@@ -142,9 +179,17 @@ def test_an_interval_that_is_not_whole_positive_seconds_is_refused(interval: obj
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"settle": -1.0}, "settle"), ({"settle": float("nan")}, "settle"), ({"max_samples": 0}, "max_samples")],
+    [
+        ({"settle": -1.0}, "settle"),
+        ({"settle": float("nan")}, "settle"),
+        ({"settle": "x"}, "settle"),
+        ({"max_samples": 0}, "max_samples"),
+        ({"max_samples": 2.5}, "max_samples"),
+        ({"max_samples": True}, "max_samples"),
+        ({"max_kept_samples": 0}, "max_kept_samples"),
+    ],
 )
-def test_a_policy_out_of_range_is_refused(kwargs: dict[str, float], field: str) -> None:
+def test_a_policy_out_of_range_is_refused(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigurationError) as e:
         ReportPolicy(**kwargs)  # type: ignore[arg-type]
     assert e.value.field == f"ReportPolicy.{field}"

@@ -140,7 +140,7 @@ class Client:
         self._lock = threading.Lock()
         self._books: dict[Host, AddressBook] = {}
         self._resolving = {host: threading.Lock() for host in Host}
-        self._reports = ReportBook(report_policy if report_policy is not None else ReportPolicy())
+        self._reports = ReportBook(report_policy)
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
         self._reporting = threading.Lock()
 
@@ -267,21 +267,20 @@ class Client:
         and kept; only the rest is asked for again. One report request runs at a time: a second caller waits and
         gets what the first one kept.
         """
-        query = StatsQuery(interval, tuple(str(f) for f in flow_ids))
+        query = StatsQuery(interval, flow_ids)
         account = self._credentials.account_id
         with self._reporting:
-            pieces = self._reports.plan(query, daterange, self._clock.now())
-            fetched = {
-                piece: self._call(
+            book = self._reports
+            fetched = {}
+            for piece in book.plan(query, daterange, self._clock.now()):
+                fetched[piece] = self._call(
                     "message_stats",
                     Host.API,
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
-                    lambda result, now: interpret_stats(result, now=now),
+                    functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-                for piece in pieces
-            }
-            stats, self._reports = self._reports.assemble(query, daterange, fetched)
-        return stats
+                book.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
+            return book.report(query, daterange, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ class AsyncClient:
         self._observer = observer
         self._books: dict[Host, AddressBook] = {}
         self._resolving: dict[Host, trio.Lock] = {}
-        self._reports = ReportBook(report_policy if report_policy is not None else ReportPolicy())
+        self._reports = ReportBook(report_policy)
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
         self._reporting = trio.Lock()
 
@@ -264,20 +264,20 @@ class AsyncClient:
         self, daterange: DateRange, *, interval: int = 86400, flow_ids: Iterable[int | str] = ()
     ) -> Stats:
         """As :meth:`flowmailer.app.Client.message_stats`: settled stretches of time are asked for once."""
-        query = StatsQuery(interval, tuple(str(f) for f in flow_ids))
+        query = StatsQuery(interval, flow_ids)
         account = self._credentials.account_id
         async with self._reporting:
-            pieces = self._reports.plan(query, daterange, self._now())
+            book = self._reports
             fetched = {}
-            for piece in pieces:
+            for piece in book.plan(query, daterange, self._now()):
                 fetched[piece] = await self._call(
                     "message_stats",
                     Host.API,
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
-                    lambda result, now: interpret_stats(result, now=now),
+                    functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-            stats, self._reports = self._reports.assemble(query, daterange, fetched)
-        return stats
+                book.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
+            return book.report(query, daterange, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

@@ -442,10 +442,31 @@ class _DataSets:
     list: tuple[DataSet, ...] = ()
 
 
-def interpret_stats(result: TransportResult, *, now: float | None = None) -> Stats | Outcome:
-    """A ``messagestats`` answer, or the Outcome that stopped it."""
+def interpret_stats(
+    result: TransportResult, now: float | None = None, *, query: StatsQuery, daterange: DateRange
+) -> Stats | Outcome:
+    """The answer to ``message_stats_request(..., daterange, query)``, or the Outcome that stopped it.
+
+    Every sample must start an interval of the request (``daterange.start + k * interval``, before its end), once
+    per counter: samples on other boundaries (buckets in another time zone, say) cannot be merged with other
+    answers, so such an answer is Transient ("unreadable answer"), never a report with counts silently misplaced.
+    """
+    start, end = query.span(daterange)
 
     def parse(response: WireResponse) -> Stats:
-        return Stats(from_json(response.body, _DataSets, what="body", fix="report this answer").list)
+        stats = Stats(from_json(response.body, _DataSets, what="body", fix="report this answer").list)
+        for d in stats.datasets:
+            seen: set[float] = set()
+            for sample in d.samples:
+                t = sample.timestamp.timestamp()
+                if not start <= t < end or (t - start) % query.interval or t in seen:
+                    raise ConfigurationError(
+                        "body",
+                        f"{d.name} has a sample at {sample.timestamp.isoformat()}, not once on a {query.interval} s "
+                        f"boundary of {daterange.param()}",
+                        "report this answer",
+                    )
+                seen.add(t)
+        return stats
 
     return _read(result, parse, now)

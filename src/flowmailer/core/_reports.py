@@ -5,10 +5,11 @@ repeatedly with large overlapping dateranges". A dashboard that shows the last 3
 29 days it already has, 24 times a day. The :class:`ReportBook` splits a requested range at interval boundaries
 into what it holds and what it lacks, plans requests only for the gaps, and keeps the answers for the part of
 time that is *settled* (ended more than :attr:`ReportPolicy.settle` ago). The unsettled end of a range (today,
-or the last week while bounces still arrive) is fetched every time and never kept.
+or the last week while bounces still arrive) is asked for every time and never kept.
 
 Samples are only comparable across requests when they fall on the same boundaries, so a range must start and
-end on multiples of its interval counted from the epoch (whole UTC hours for 3600, UTC midnights for 86400).
+end on multiples of its interval counted from the epoch (whole UTC hours for 3600, UTC midnights for 86400), and
+an answer whose samples are not on its request's boundaries is refused (``interpret_stats``) rather than merged.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Sample:
 
 @attrs.frozen
 class DataSet:
-    """One counter (``processed``, ``delivered``, ...) over time, a sample per interval."""
+    """One counter (``processed``, ``delivered``, ...) over time, a sample per interval Flowmailer reported."""
 
     name: str
     samples: tuple[Sample, ...] = ()
@@ -66,45 +67,64 @@ class Stats:
         return {d.name: d.total for d in self.datasets}
 
 
-def _check_interval(interval: object) -> None:
-    ok = isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1
-    require(ok, "interval", f"{interval!r} is not a whole number of seconds", "give e.g. 3600 (hourly) or 86400")
+def _whole(value: object, field: str, fix: str) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    require(ok, field, f"{value!r} is not a whole number of at least 1", fix)
+
+
+def _flow_ids(ids: Iterable[int | str]) -> tuple[str, ...]:
+    return tuple(sorted({str(i) for i in ids}))
 
 
 @attrs.frozen
 class StatsQuery:
-    """Everything that makes two reports comparable except their time range: what a kept answer is filed under."""
+    """Everything that makes two reports comparable except their time range: what a kept answer is filed under.
+
+    ``flow_ids`` are kept sorted and without repeats, so the same flows in another order are the same query.
+    """
 
     interval: int = 86400
-    flow_ids: tuple[str, ...] = ()
+    flow_ids: tuple[str, ...] = attrs.field(default=(), converter=_flow_ids)
 
     def __attrs_post_init__(self) -> None:
-        _check_interval(self.interval)
+        _whole(self.interval, "interval", "give seconds between samples, e.g. 3600 (hourly) or 86400 (daily)")
+
+    def span(self, daterange: DateRange) -> tuple[int, int]:
+        """``daterange`` in epoch seconds; refused, with the nearest range that fits, unless on interval boundaries."""
+        start, end = daterange.start.timestamp(), daterange.end.timestamp()
+        step = self.interval
+        if start % step or end % step:
+            fits = DateRange(_at(math.floor(start / step) * step), _at(math.ceil(end / step) * step))
+            raise ConfigurationError(
+                "daterange",
+                f"{daterange.param()} does not start and end on multiples of the {step} s interval",
+                f"samples must fall on the same boundaries in every request: use e.g. {fits.param()}",
+            )
+        return int(start), int(end)
 
 
 @attrs.frozen
 class ReportPolicy:
-    """When an interval counts as final, how long one request may be, and how many reports are kept."""
+    """When an interval counts as final, how long one request may be, and how much is kept."""
 
     #: An interval that ended longer ago than this is final: its answer is kept and never asked for again.
     settle: float = _WEEK
     #: Intervals in one request; a longer gap is asked for in several.
     max_samples: int = 10_000
-    #: Queries (interval and filters) kept; the least recently used goes first.
-    max_queries: int = 32
+    #: Samples kept in all, every counter's counted; the least recently used queries go first, then the oldest
+    #: stretches of the query at hand.
+    max_kept_samples: int = 1_000_000
 
     def __attrs_post_init__(self) -> None:
+        number = isinstance(self.settle, int | float) and not isinstance(self.settle, bool)  # type: ignore[redundant-expr]
         require(
-            math.isfinite(self.settle) and self.settle >= 0,
+            number and math.isfinite(self.settle) and self.settle >= 0,
             "ReportPolicy.settle",
             f"{self.settle!r} is not a finite number of seconds",
             "give e.g. 604800 (a week, while bounces still arrive)",
         )
-        for name in ("max_samples", "max_queries"):
-            value = getattr(self, name)
-            require(
-                isinstance(value, int) and value >= 1, f"ReportPolicy.{name}", f"{value!r} is below 1", "give 1 or more"
-            )
+        _whole(self.max_samples, "ReportPolicy.max_samples", "give e.g. 10000")
+        _whole(self.max_kept_samples, "ReportPolicy.max_kept_samples", "give e.g. 1000000")
 
 
 @attrs.frozen
@@ -117,47 +137,64 @@ class ReportPiece:
 
     @property
     def daterange(self) -> DateRange:
-        return DateRange(datetime.fromtimestamp(self.start, UTC), datetime.fromtimestamp(self.end, UTC))
+        return DateRange(_at(self.start), _at(self.end))
 
 
-@attrs.frozen
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
 class _Kept:
-    """A settled stretch ``[start, end)`` and its samples by counter, in time order."""
+    """One query's settled stretches, merged and in time order, and their samples: counter -> start -> value."""
 
-    start: int
-    end: int
-    samples: Mapping[str, tuple[Sample, ...]]
+    def __init__(self) -> None:
+        self.stretches: list[tuple[int, int]] = []
+        self.values: dict[str, dict[int, int]] = {}
+        self.size = 0
 
+    def add(self, start: int, end: int, stats: Stats) -> None:
+        for d in stats.datasets:
+            values = self.values.setdefault(d.name, {})
+            for s in d.samples:
+                t = int(s.timestamp.timestamp())
+                self.size += t not in values
+                values[t] = s.value
+        self.stretches = _merged([*self.stretches, (start, end)])
 
-def _epoch(value: datetime, field: str, interval: int) -> int:
-    seconds = value.timestamp()
-    if seconds % interval:
-        raise ConfigurationError(
-            "daterange",
-            f"its {field} {value.isoformat()} is not on a multiple of the {interval} s interval",
-            "start and end on interval boundaries counted from the epoch: whole UTC hours for 3600, UTC midnight "
-            "for 86400",
-        )
-    return int(seconds)
-
-
-def _span(query: StatsQuery, daterange: DateRange) -> tuple[int, int]:
-    return _epoch(daterange.start, "start", query.interval), _epoch(daterange.end, "end", query.interval)
-
-
-def _in(samples: Iterable[Sample], start: int, end: int) -> tuple[Sample, ...]:
-    return tuple(s for s in samples if start <= s.timestamp.timestamp() < end)
+    def drop_oldest(self) -> None:
+        start, end = self.stretches.pop(0)
+        for values in self.values.values():
+            for t in [t for t in values if start <= t < end]:
+                del values[t]
+                self.size -= 1
 
 
-@attrs.frozen
+def _merged(stretches: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(stretches):
+        if merged and merged[-1][1] >= start:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class ReportBook:
-    """The kept answers, by query, most recently used last; a value: ``assemble`` returns the next book."""
+    """The kept answers, by query. Pure (no I/O, no clock) but not a value, and not thread-safe: a client holds
+    one lock across ``plan``, ``keep`` and ``report``, which is also what keeps its report requests from
+    overlapping."""
 
-    policy: ReportPolicy = ReportPolicy()
-    kept: tuple[tuple[StatsQuery, tuple[_Kept, ...]], ...] = ()
+    def __init__(self, policy: ReportPolicy | None = None) -> None:
+        self.policy = policy if policy is not None else ReportPolicy()
+        self._kept: dict[StatsQuery, _Kept] = {}  # least recently used first
 
-    def _kept_for(self, query: StatsQuery) -> tuple[_Kept, ...]:
-        return next((pieces for q, pieces in self.kept if q == query), ())
+    @property
+    def kept_samples(self) -> int:
+        return sum(k.size for k in self._kept.values())
+
+    def queries(self) -> tuple[StatsQuery, ...]:
+        """The queries with something kept, least recently used first."""
+        return tuple(self._kept)
 
     def plan(self, query: StatsQuery, daterange: DateRange, now: float) -> tuple[ReportPiece, ...]:
         """The requests still needed for ``daterange`` at ``now`` (epoch seconds), oldest first.
@@ -165,57 +202,67 @@ class ReportBook:
         Kept stretches are skipped; each gap is split where settled time ends and into at most ``max_samples``
         intervals a request. A ConfigurationError names ``daterange`` if it is not on interval boundaries.
         """
-        start, end = _span(query, daterange)
+        start, end = query.span(daterange)
         step = query.interval
         settled_until = math.floor((now - self.policy.settle) / step) * step
         longest = self.policy.max_samples * step
+        kept = self._use(query)
         pieces: list[ReportPiece] = []
         cursor = start
-        for kept in (*self._kept_for(query), _Kept(end, end, {})):  # in time order; the last one closes the range
-            gap_end = min(kept.start, end)
+        for kept_start, kept_end in (*(kept.stretches if kept else ()), (end, end)):  # the last closes the range
+            gap_end = min(kept_start, end)
             settled_part = (cursor, min(gap_end, settled_until), True)
             open_part = (max(cursor, settled_until), gap_end, False)
             for lo, hi, settled in (settled_part, open_part):
                 pieces.extend(ReportPiece(a, min(a + longest, hi), settled) for a in range(lo, hi, longest))
-            cursor = max(cursor, kept.end)
+            cursor = max(cursor, kept_end)
             if cursor >= end:
                 break
         return tuple(pieces)
 
-    def assemble(
-        self, query: StatsQuery, daterange: DateRange, fetched: Mapping[ReportPiece, Stats]
-    ) -> tuple[Stats, ReportBook]:
-        """The report for ``daterange`` from kept answers and ``fetched`` (the answers to ``plan``'s pieces), and
-        the book that keeps the settled ones."""
-        start, end = _span(query, daterange)
-        kept = list(self._kept_for(query))
-        for piece, stats in fetched.items():
-            if piece.settled:
-                samples = {d.name: _in(d.samples, piece.start, piece.end) for d in stats.datasets}
-                kept.append(_Kept(piece.start, piece.end, samples))
-        merged = _merge(kept)
-        sources: list[tuple[int, Mapping[str, tuple[Sample, ...]]]] = [(k.start, k.samples) for k in merged]
-        sources += [(p.start, {d.name: d.samples for d in s.datasets}) for p, s in fetched.items() if not p.settled]
-        sources.sort(key=lambda source: source[0])
-        names = list(dict.fromkeys(name for _, samples in sources for name in samples))
-        datasets = tuple(
-            DataSet(name, tuple(s for _, samples in sources for s in _in(samples.get(name, ()), start, end)))
-            for name in names
-        )
-        others = tuple((q, pieces) for q, pieces in self.kept if q != query)
-        book = attrs.evolve(self, kept=(*others, (query, tuple(merged)))[-self.policy.max_queries :])
-        return Stats(datasets), book
+    def keep(self, query: StatsQuery, piece: ReportPiece, answer: Stats) -> None:
+        """Keep the answer to a settled piece (an unsettled one is not kept); call it as each answer arrives, so
+        that a failure later in the same report loses nothing already fetched."""
+        if not piece.settled:
+            return
+        self._kept.setdefault(query, _Kept()).add(piece.start, piece.end, answer)
+        self._use(query)
+        self._shrink(query)
 
+    def report(self, query: StatsQuery, daterange: DateRange, fetched: Mapping[ReportPiece, Stats]) -> Stats:
+        """The report for ``daterange`` from what is kept and the answers to ``plan``'s unsettled pieces."""
+        start, end = query.span(daterange)
+        kept = self._kept.get(query)
+        fresh: dict[str, dict[int, int]] = {}
+        for piece, answer in fetched.items():
+            if not piece.settled:
+                for d in answer.datasets:
+                    fresh.setdefault(d.name, {}).update((int(s.timestamp.timestamp()), s.value) for s in d.samples)
+        held = kept.values if kept is not None else {}
+        names = dict.fromkeys((*held, *fresh))
+        datasets = []
+        for name in names:
+            mine, new = held.get(name, {}), fresh.get(name, {})
+            samples = []
+            for t in range(start, end, query.interval):
+                value = new.get(t, mine.get(t))
+                if value is not None:
+                    samples.append(Sample(_at(t), value))
+            datasets.append(DataSet(name, tuple(samples)))
+        return Stats(tuple(datasets))
 
-def _merge(kept: list[_Kept]) -> list[_Kept]:
-    """Kept stretches in time order, touching ones joined (fewer pieces to walk)."""
-    merged: list[_Kept] = []
-    for k in sorted(kept, key=lambda k: k.start):
-        if merged and merged[-1].end >= k.start:
-            last = merged[-1]
-            names = dict.fromkeys((*last.samples, *k.samples))
-            samples = {n: (*last.samples.get(n, ()), *_in(k.samples.get(n, ()), last.end, k.end)) for n in names}
-            merged[-1] = _Kept(last.start, max(last.end, k.end), samples)
-        else:
-            merged.append(k)
-    return merged
+    def _use(self, query: StatsQuery) -> _Kept | None:
+        kept = self._kept.pop(query, None)
+        if kept is not None:
+            self._kept[query] = kept
+        return kept
+
+    def _shrink(self, current: StatsQuery) -> None:
+        for query in list(self._kept):
+            if self.kept_samples <= self.policy.max_kept_samples:
+                return
+            if query != current:
+                del self._kept[query]
+        kept = self._kept[current]
+        while kept.size > self.policy.max_kept_samples and kept.stretches:
+            kept.drop_oldest()

@@ -511,17 +511,17 @@ class _Run:
                 recorder.report_started(request.target)
             try:
                 response = self._respond(request, fault, address, peer)
-                if response is None:
-                    if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_RESET:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    return
-                # Bytes already here, read or not, are the next request arriving before this answer: pipelining.
-                pipelined = reader.buffered or bool(unread.poll(0))
-                recorder.answered(response.status)
-                sock.sendall(response.render(close=not request.keep_alive))
             finally:
-                if report:
+                if report:  # before the answer goes out: once it has, the client may rightly send the next one
                     recorder.report_finished()
+            if response is None:
+                if fault is not None and fault.kind is FaultKind.ACCEPT_THEN_RESET:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            # Bytes already here, read or not, are the next request arriving before this answer: pipelining.
+            pipelined = reader.buffered or bool(unread.poll(0))
+            recorder.answered(response.status)
+            sock.sendall(response.render(close=not request.keep_alive))
             if not request.keep_alive:
                 return
 
