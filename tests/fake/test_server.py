@@ -158,7 +158,7 @@ def test_records_the_most_connections_open_at_once(fake: FakeFlowmailer) -> None
     clients = [RawClient(fake, fake.addresses[i % 3]) for i in range(4)]
     for c in clients:
         c.close()
-    fake.wait_until(lambda r: r.max_open_connections == 4)
+    fake.wait_until(lambda r: r.max_open_connections == 4 and r.open_connections == 0)  # all four noticed closed
     with RawClient(fake) as client:
         client.token(fake.credential())
     records = fake.records()

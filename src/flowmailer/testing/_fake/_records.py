@@ -46,6 +46,8 @@ class Records:
     statuses: Mapping[int, int]
     faults: Mapping[str, int]
     reference_prefix: str
+    #: Connections open now (as far as the fake has noticed a client closing its end).
+    open_connections: int = 0
     #: The target (path, matrix and query) of every report request (``messagestats``), in arrival order.
     reports: tuple[str, ...] = ()
     #: The most report requests the fake was ever answering at once: more than 1 means they overlapped.
@@ -175,6 +177,7 @@ class Recorder:
             statuses=dict(self._statuses),
             faults=dict(self._faults),
             reference_prefix=self._reference_prefix,
+            open_connections=self._open,
             reports=tuple(self._reports),
             max_concurrent_reports=self._max_reports_open,
         )
