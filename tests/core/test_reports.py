@@ -19,7 +19,10 @@ from flowmailer.core import (
     Sample,
     Stats,
     StatsQuery,
+    assemble_report,
+    plan_report,
 )
+from flowmailer.testing import check_report_store
 
 HOUR = 3600
 NAMES = ("processed", "delivered")
@@ -68,14 +71,23 @@ def visits(draw: st.DrawFn) -> tuple[int, int, float, list[tuple[int, int, float
     return interval, max_samples, settle, requests
 
 
-def _visit(book: ReportBook, server: Server, query: StatsQuery, span: DateRange, now: float) -> Stats:
+def _visit(
+    book: ReportBook, server: Server, query: StatsQuery, span: DateRange, now: float, policy: ReportPolicy | None = None
+) -> Stats:
     """What a client does: plan, fetch each piece and keep it as it arrives, then build the report."""
     fetched = {}
-    for piece in book.plan(query, span, now):
+    for piece in _plan(book, query, span, now, policy):
         fetched[piece] = server.answer(piece.start, piece.end, now)
         server.asked.append(piece)
         book.keep(query, piece, fetched[piece])
-    return book.report(query, span, fetched)
+    start, end = query.span(span)
+    return assemble_report(query, span, book.held(query, start, end), fetched)
+
+
+def _plan(
+    book: ReportBook, query: StatsQuery, span: DateRange, now: float, policy: ReportPolicy | None = None
+) -> tuple[ReportPiece, ...]:
+    return plan_report(query, span, now, policy or ReportPolicy(), book.stretches(query))
 
 
 @given(visits())
@@ -85,11 +97,12 @@ def test_every_report_is_right_and_no_settled_interval_is_asked_for_twice(
     interval, max_samples, settle, requests = visit
     server = Server(interval, settle)
     query = StatsQuery(interval)
-    book = ReportBook(ReportPolicy(settle=settle, max_samples=max_samples))
+    policy = ReportPolicy(settle=settle, max_samples=max_samples)
+    book = ReportBook()
     settled_asked: set[int] = set()
     for start, end, now in requests:
         before = len(server.asked)
-        report = _visit(book, server, query, _range(start, end), now)
+        report = _visit(book, server, query, _range(start, end), now, policy)
         assert report == server.answer(start, end, now)
         for p in server.asked[before:]:
             assert start <= p.start < p.end <= end
@@ -120,36 +133,50 @@ def test_a_dashboard_refreshed_every_hour_asks_only_for_the_unsettled_days() -> 
 def test_what_was_kept_before_a_failure_is_not_asked_for_again() -> None:
     query, span, now = StatsQuery(HOUR), _range(BASE, BASE + 4 * HOUR), float(BASE + 100 * HOUR)
     server = Server(HOUR, 0.0)
-    book = ReportBook(ReportPolicy(settle=0.0, max_samples=2))
-    first, second = book.plan(query, span, now)
+    policy, book = ReportPolicy(settle=0.0, max_samples=2), ReportBook()
+    first, second = _plan(book, query, span, now, policy)
     book.keep(query, first, server.answer(first.start, first.end, now))
     # the second request failed; the next report asks only for it
-    assert book.plan(query, span, now) == (second,)
+    assert _plan(book, query, span, now, policy) == (second,)
 
 
 def test_the_least_recently_used_query_is_forgotten_first() -> None:
     day_of_hours = _range(BASE, BASE + 24 * HOUR)
     now = float(BASE + 100 * HOUR)
     server = Server(HOUR, 0.0)
-    book = ReportBook(ReportPolicy(settle=0.0, max_kept_samples=2 * 2 * 24))  # two queries' worth
+    policy, book = ReportPolicy(settle=0.0), ReportBook(max_kept_samples=2 * 2 * 24)  # two queries' worth
     a, b, c = StatsQuery(HOUR), StatsQuery(HOUR, [7]), StatsQuery(HOUR, [8])
     for query in (a, b, a, c):  # a used again after b: b is the least recently used when c arrives
-        _visit(book, server, query, day_of_hours, now)
+        _visit(book, server, query, day_of_hours, now, policy)
     assert book.queries() == (a, c)
     assert book.kept_samples == 2 * 2 * 24
-    assert book.plan(b, day_of_hours, now) != ()
-    assert book.plan(a, day_of_hours, now) == ()
+    assert _plan(book, b, day_of_hours, now, policy) != ()
+    assert _plan(book, a, day_of_hours, now, policy) == ()
 
 
-def test_one_query_beyond_the_limit_keeps_its_newest_stretches() -> None:
+def test_one_query_beyond_the_limit_keeps_its_newest_intervals() -> None:
     now = float(BASE + 100 * HOUR)
     server = Server(HOUR, 0.0)
-    book = ReportBook(ReportPolicy(settle=0.0, max_kept_samples=2 * 10))
+    policy, book = ReportPolicy(settle=0.0), ReportBook(max_kept_samples=2 * 10)
     query = StatsQuery(HOUR)
-    _visit(book, server, query, _range(BASE, BASE + 10 * HOUR), now)
-    _visit(book, server, query, _range(BASE + 20 * HOUR, BASE + 25 * HOUR), now)  # apart: its own stretch
-    assert book.kept_samples == 2 * 5
-    assert book.plan(query, _range(BASE + 20 * HOUR, BASE + 25 * HOUR), now) == ()
+    _visit(book, server, query, _range(BASE, BASE + 10 * HOUR), now, policy)
+    _visit(book, server, query, _range(BASE + 20 * HOUR, BASE + 25 * HOUR), now, policy)  # apart: its own stretch
+    assert book.kept_samples == 2 * 10
+    assert _plan(book, query, _range(BASE + 5 * HOUR, BASE + 25 * HOUR), now, policy) == (
+        ReportPiece(BASE + 10 * HOUR, BASE + 20 * HOUR, settled=True),
+    )
+    assert _plan(book, query, _range(BASE, BASE + 5 * HOUR), now, policy) == (
+        ReportPiece(BASE, BASE + 5 * HOUR, settled=True),
+    )
+
+
+def test_a_report_larger_than_what_is_kept_is_still_whole() -> None:
+    now = float(BASE + 1000 * HOUR)
+    server = Server(HOUR, 0.0)
+    policy, book = ReportPolicy(settle=0.0, max_samples=7), ReportBook(max_kept_samples=10)
+    span = _range(BASE, BASE + 100 * HOUR)
+    assert _visit(book, server, StatsQuery(HOUR), span, now, policy) == server.answer(BASE, BASE + 100 * HOUR, now)
+    assert book.kept_samples <= 10
 
 
 def test_nothing_is_kept_for_a_query_with_nothing_settled() -> None:
@@ -163,9 +190,22 @@ def test_the_same_flows_in_another_order_are_the_same_query() -> None:
     assert StatsQuery(HOUR, [2, "1", 2]) == StatsQuery(HOUR, ("1", "2"))
 
 
+def test_flow_ids_as_one_string_are_refused_not_split_into_characters() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        StatsQuery(HOUR, "12")
+    assert e.value.field == "flow_ids"
+    assert "['12']" in e.value.fix
+
+
+def test_a_range_that_is_not_a_date_range_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        StatsQuery(HOUR).span((_at(BASE), _at(BASE + HOUR)))  # type: ignore[arg-type]
+    assert e.value.field == "daterange"
+
+
 def test_a_range_off_the_interval_boundaries_is_refused_with_the_nearest_that_fits() -> None:
     with pytest.raises(ConfigurationError) as e:
-        ReportBook().plan(StatsQuery(86400), _range(BASE + HOUR, BASE + 86400 + HOUR), float(BASE))
+        plan_report(StatsQuery(86400), _range(BASE + HOUR, BASE + 86400 + HOUR), float(BASE), ReportPolicy(), [])
     assert e.value.field == "daterange"
     assert f"{_range(BASE, BASE + 2 * 86400).param()}" in e.value.fix
 
@@ -186,7 +226,6 @@ def test_an_interval_that_is_not_whole_positive_seconds_is_refused(interval: obj
         ({"max_samples": 0}, "max_samples"),
         ({"max_samples": 2.5}, "max_samples"),
         ({"max_samples": True}, "max_samples"),
-        ({"max_kept_samples": 0}, "max_kept_samples"),
     ],
 )
 def test_a_policy_out_of_range_is_refused(kwargs: dict[str, object], field: str) -> None:
@@ -201,3 +240,19 @@ def test_stats_by_name_and_totals() -> None:
     assert stats.totals() == {"sent": 5, "bounced": 0}
     with pytest.raises(KeyError):
         stats["opened"]
+
+
+def test_the_book_passes_the_report_store_conformance_suite() -> None:
+    check_report_store(ReportBook)
+
+
+@pytest.mark.parametrize("limit", [0, 2.5, True])
+def test_a_book_that_could_keep_nothing_is_refused(limit: object) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        ReportBook(limit)  # type: ignore[arg-type]
+    assert e.value.field == "max_kept_samples"
+
+
+def test_a_query_key_names_its_interval_and_flows() -> None:
+    assert StatsQuery(86400).key == "86400"
+    assert StatsQuery(3600, [2, 1]).key == "3600;flows=1,2"

@@ -54,6 +54,7 @@ from flowmailer.core import (
     TransportResult,
     WireRequest,
     WireResponse,
+    assemble_report,
     classify_submit,
     error_for,
     interpret_one,
@@ -64,12 +65,13 @@ from flowmailer.core import (
     message_request,
     message_stats_request,
     message_to_json,
+    plan_report,
     simulate_request,
     submit_request,
     tag_messages_request,
     token_request,
 )
-from flowmailer.ports import Clock, Observer, Resolver, TokenStore, Transport
+from flowmailer.ports import Clock, Observer, ReportStore, Resolver, TokenStore, Transport
 
 __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]
 
@@ -100,6 +102,7 @@ class Client:
         budget: RetryBudget | None = None,
         address_policy: AddressPolicy | None = None,
         report_policy: ReportPolicy | None = None,
+        report_store: ReportStore | None = None,
         reference_prefix: str = "ref:",
         ca_bundle: str | None = None,
         max_connections: int = _defaults.MAX_CONNECTIONS,
@@ -140,7 +143,8 @@ class Client:
         self._lock = threading.Lock()
         self._books: dict[Host, AddressBook] = {}
         self._resolving = {host: threading.Lock() for host in Host}
-        self._reports = ReportBook(report_policy)
+        self._report_policy = report_policy if report_policy is not None else ReportPolicy()
+        self._reports: ReportStore = report_store if report_store is not None else ReportBook()
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
         self._reporting = threading.Lock()
 
@@ -264,23 +268,25 @@ class Client:
         """Message counts per ``interval`` seconds over ``daterange``, which starts and ends on interval boundaries.
 
         Stretches of time settled longer than ``ReportPolicy.settle`` ago (a week by default) are asked for once
-        and kept; only the rest is asked for again. One report request runs at a time: a second caller waits and
-        gets what the first one kept.
+        and kept in the report store (memory by default, ``SQLiteReportStore`` across processes); only the rest is
+        asked for again. One report request runs at a time: a second caller waits and gets what the first kept.
         """
         query = StatsQuery(interval, flow_ids)
         account = self._credentials.account_id
         with self._reporting:
-            book = self._reports
+            store = self._reports
+            stretches = store.stretches(query)
             fetched = {}
-            for piece in book.plan(query, daterange, self._clock.now()):
+            for piece in plan_report(query, daterange, self._clock.now(), self._report_policy, stretches):
                 fetched[piece] = self._call(
                     "message_stats",
                     Host.API,
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
                     functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-                book.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
-            return book.report(query, daterange, fetched)
+                store.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
+            start, end = query.span(daterange)
+            return assemble_report(query, daterange, store.held(query, start, end), fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

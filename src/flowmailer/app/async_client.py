@@ -63,6 +63,7 @@ from flowmailer.core import (
     TransportResult,
     WireRequest,
     WireResponse,
+    assemble_report,
     classify_submit,
     error_for,
     interpret_one,
@@ -73,12 +74,13 @@ from flowmailer.core import (
     message_request,
     message_stats_request,
     message_to_json,
+    plan_report,
     simulate_request,
     submit_request,
     tag_messages_request,
     token_request,
 )
-from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, Resolver
+from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, ReportStore, Resolver
 
 __all__ = ["AsyncClient"]
 
@@ -106,6 +108,7 @@ class AsyncClient:
         budget: RetryBudget | None = None,
         address_policy: AddressPolicy | None = None,
         report_policy: ReportPolicy | None = None,
+        report_store: ReportStore | None = None,
         reference_prefix: str = "ref:",
         ca_bundle: str | None = None,
         max_connections: int = _defaults.MAX_CONNECTIONS,
@@ -144,7 +147,8 @@ class AsyncClient:
         self._observer = observer
         self._books: dict[Host, AddressBook] = {}
         self._resolving: dict[Host, trio.Lock] = {}
-        self._reports = ReportBook(report_policy)
+        self._report_policy = report_policy if report_policy is not None else ReportPolicy()
+        self._reports: ReportStore = report_store if report_store is not None else ReportBook()
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
         self._reporting = trio.Lock()
 
@@ -267,17 +271,19 @@ class AsyncClient:
         query = StatsQuery(interval, flow_ids)
         account = self._credentials.account_id
         async with self._reporting:
-            book = self._reports
+            store = self._reports
+            stretches = store.stretches(query)
             fetched = {}
-            for piece in book.plan(query, daterange, self._now()):
+            for piece in plan_report(query, daterange, self._now(), self._report_policy, stretches):
                 fetched[piece] = await self._call(
                     "message_stats",
                     Host.API,
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
                     functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-                book.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
-            return book.report(query, daterange, fetched)
+                store.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
+            start, end = query.span(daterange)
+            return assemble_report(query, daterange, store.held(query, start, end), fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

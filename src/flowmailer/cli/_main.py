@@ -17,7 +17,18 @@ from flowmailer.core import ConfigurationError, FlowmailerError
 
 #: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
 #: optional extras (trio, psycopg, rich) load only for the command that needs them.
-COMMANDS: tuple[str, ...] = ("send", "relay", "status", "dead", "outbox", "events", "doctor", "simulate", "demo")
+COMMANDS: tuple[str, ...] = (
+    "send",
+    "relay",
+    "status",
+    "dead",
+    "outbox",
+    "events",
+    "stats",
+    "doctor",
+    "simulate",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

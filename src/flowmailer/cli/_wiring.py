@@ -11,7 +11,7 @@ from flowmailer.core import ConfigurationError, NotSent, Resolution
 if TYPE_CHECKING:
     from flowmailer.app import Client
     from flowmailer.core import Credentials
-    from flowmailer.ports import Observer, Outbox, Resolver, Transport
+    from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, Transport
 
 __all__ = ["PinnedResolver", "build_client", "build_clients", "open_outbox", "resolver"]
 
@@ -77,6 +77,7 @@ def build_client(
     observer: Observer | None = None,
     credentials: Credentials | None = None,
     transport: Transport | None = None,
+    report_store: ReportStore | None = None,
 ) -> Client:
     """A Client for the configured account, with ``credentials`` or else the main ones (which must all be there),
     over ``transport`` or a new one."""
@@ -89,6 +90,7 @@ def build_client(
         transport=transport if transport is not None else _transport(config),
         resolver=resolver(config),
         observer=observer,
+        report_store=report_store,
     )
 
 

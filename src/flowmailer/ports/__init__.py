@@ -5,6 +5,7 @@ from flowmailer.ports._clock import *
 from flowmailer.ports._cursor import *
 from flowmailer.ports._observer import *
 from flowmailer.ports._outbox import *
+from flowmailer.ports._reports import *
 from flowmailer.ports._resolver import *
 from flowmailer.ports._submitter import *
 from flowmailer.ports._tokens import *

@@ -9,5 +9,6 @@ from flowmailer.testing._fake import *
 from flowmailer.testing._memory_cursor import *
 from flowmailer.testing._memory_outbox import *
 from flowmailer.testing._outbox_conformance import *
+from flowmailer.testing._report_store_conformance import *
 from flowmailer.testing._resolver import *
 from flowmailer.testing._transport_conformance import *

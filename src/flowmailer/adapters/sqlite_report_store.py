@@ -1,0 +1,133 @@
+"""Settled report answers in SQLite: by default two small tables in the outbox's own file, one file to keep safe."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from flowmailer.adapters.sqlite_outbox import _open, default_outbox_path
+from flowmailer.core import (
+    ConfigurationError,
+    ReportPiece,
+    ReportStoreError,
+    Stats,
+    StatsQuery,
+    merge_stretches,
+)
+from flowmailer.core._checks import check_duration
+
+__all__ = ["SQLiteReportStore"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS report_stretches (query TEXT NOT NULL, start INTEGER NOT NULL, end_ INTEGER NOT NULL,"
+    " PRIMARY KEY (query, start)) WITHOUT ROWID",
+    # ordinal: the counter's place in Flowmailer's answer, so that a report lists counters as Flowmailer does.
+    "CREATE TABLE IF NOT EXISTS report_samples (query TEXT NOT NULL, name TEXT NOT NULL, t INTEGER NOT NULL,"
+    " value INTEGER NOT NULL, ordinal INTEGER NOT NULL, PRIMARY KEY (query, name, t)) WITHOUT ROWID",
+)
+
+
+class SQLiteReportStore:
+    """A :class:`flowmailer.ports.ReportStore` in one SQLite file (WAL, ``synchronous=FULL``, mode 0600), for a
+    report asked for again by another process: a cron job, ``flowmailer stats``, a restarted dashboard.
+
+    The file is opened as :class:`SQLiteOutbox` opens it (the default path is the outbox's). Nothing is ever
+    dropped: settled counts do not change, and a year of daily samples for four counters is about 1,500 rows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_outbox_path()
+        self._lock = threading.Lock()
+        conn = _open(self.path, check_duration(busy_timeout, "busy_timeout"))
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        except sqlite3.Error as e:
+            conn.close()
+            raise ConfigurationError(
+                "path", f"{str(self.path)!r} cannot hold reports ({e})", "give the path of a writable file"
+            ) from e
+        self._conn: sqlite3.Connection | None = conn
+
+    def __enter__(self) -> SQLiteReportStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def stretches(self, query: StatsQuery) -> list[tuple[int, int]]:
+        with self._connection("read") as conn:
+            rows = conn.execute(
+                "SELECT start, end_ FROM report_stretches WHERE query = ? ORDER BY start", (query.key,)
+            ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    def held(self, query: StatsQuery, start: int, end: int) -> dict[str, dict[int, int]]:
+        with self._connection("read") as conn:
+            rows = conn.execute(
+                "SELECT name, t, value FROM report_samples WHERE query = ? AND t >= ? AND t < ? ORDER BY ordinal, t",
+                (query.key, start, end),
+            ).fetchall()
+        held: dict[str, dict[int, int]] = {}
+        for name, t, value in rows:
+            held.setdefault(str(name), {})[int(t)] = int(value)
+        return held
+
+    def keep(self, query: StatsQuery, piece: ReportPiece, answer: Stats) -> None:
+        if not piece.settled:
+            return
+        key = query.key
+        samples = [
+            (key, d.name, int(s.timestamp.timestamp()), s.value, ordinal)
+            for ordinal, d in enumerate(answer.datasets)
+            for s in d.samples
+            if piece.start <= s.timestamp.timestamp() < piece.end
+        ]
+        with self._connection("keep") as conn:
+            conn.execute("BEGIN IMMEDIATE")  # one transaction: the samples and their stretch, or neither
+            try:
+                self._keep(conn, key, piece, samples)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _keep(
+        conn: sqlite3.Connection, key: str, piece: ReportPiece, samples: list[tuple[str, str, int, int, int]]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO report_samples (query, name, t, value, ordinal) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (query, name, t) DO UPDATE SET value = excluded.value",
+            samples,
+        )
+        touching = (key, piece.end, piece.start)
+        rows = conn.execute(
+            "SELECT start, end_ FROM report_stretches WHERE query = ? AND start <= ? AND end_ >= ?", touching
+        ).fetchall()
+        conn.execute("DELETE FROM report_stretches WHERE query = ? AND start <= ? AND end_ >= ?", touching)
+        [(start, end)] = merge_stretches([(piece.start, piece.end), *((int(a), int(b)) for a, b in rows)])
+        conn.execute("INSERT INTO report_stretches (query, start, end_) VALUES (?, ?, ?)", (key, start, end))
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise ConfigurationError("reports", f"{self.path} is closed", "create a new SQLiteReportStore")
+            try:
+                yield self._conn
+            except sqlite3.Error as e:
+                raise ReportStoreError(f"the SQLite report store at {self.path} could not {what}: {e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
