@@ -95,3 +95,35 @@ def test_nonsense_on_the_command_line_is_refused_while_parsing(
         stats(fake, tmp_path, *(x for kv in args.items() for x in kv))
     assert e.value.code == 2
     assert "give" in capsys.readouterr().err
+
+
+def test_a_submit_only_credential_is_told_to_use_one_that_may_read(
+    fake: FakeFlowmailer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit_only = fake.credential("FEATURE_SUBMITMESSAGE")
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", submit_only.client_secret)
+    url = f"https://localhost:{fake.port}"
+    command = [
+        "stats", "--from", "2026-11-01", "--to", "2026-11-02", "--reports", str(tmp_path / "r.db"),
+        "--account-id", fake.account_id, "--client-id", submit_only.client_id, "--api-url", url,
+        "--login-url", url, "--ca-bundle", str(fake.ca_bundle),
+    ]  # fmt: skip
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "--client-id" in err
+    assert "may read statistics" in err
+
+
+def test_a_default_to_before_the_start_is_named(
+    fake: FakeFlowmailer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stats(fake, tmp_path, "--from", "2099-01-01") == 2
+    assert "the default --to" in capsys.readouterr().err
+
+
+def test_an_unusable_reports_file_names_the_flag(
+    fake: FakeFlowmailer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "reports.db").write_text("not a database, " * 100)
+    assert stats(fake, tmp_path, "--from", "2026-11-01", "--to", "2026-11-02") == 2
+    assert "--reports" in capsys.readouterr().err

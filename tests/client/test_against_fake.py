@@ -29,6 +29,7 @@ from flowmailer.core import (
     MessageType,
     NotSent,
     RejectedError,
+    ReportBook,
     ReportPolicy,
     RetryPolicy,
     Sample,
@@ -402,3 +403,24 @@ def test_a_report_that_fails_halfway_keeps_what_it_had_fetched(clock: FakeClock)
         asked = [re.findall(r"daterange=([^;?]+)", r)[0] for r in fake.records().reports]
     pieces = [f"{_day(start + h * hour)},{_day(start + (h + 2) * hour)}" for h in (0, 2, 4)]
     assert asked == [pieces[0], pieces[1], pieces[1], pieces[2]]  # the first piece, kept, is not asked again
+
+
+def test_a_report_is_whole_when_keeping_its_new_part_pushes_out_an_old_one(clock: FakeClock) -> None:
+    hour = 3600
+    start = clock.now() - clock.now() % hour - 100 * hour
+    with FakeFlowmailer(clock=clock.now, token_lifetime=10**9).running() as fake:
+        credential = fake.credential("ADMIN")
+        client = Client(
+            Credentials(fake.account_id, credential.client_id, credential.client_secret),
+            api_url=fake.api_url,
+            login_url=fake.login_url,
+            ca_bundle=str(fake.ca_bundle),
+            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+            clock=clock,
+            report_policy=ReportPolicy(settle=0.0),
+            report_store=ReportBook(max_kept_samples=4 * 15),  # four counters, fifteen hours
+        )
+        with client:
+            client.message_stats(DateRange(_at(start), _at(start + 10 * hour)), interval=hour)
+            report = client.message_stats(DateRange(_at(start), _at(start + 20 * hour)), interval=hour)
+    assert [len(d.samples) for d in report.datasets] == [20, 20, 20, 20]

@@ -74,14 +74,15 @@ def visits(draw: st.DrawFn) -> tuple[int, int, float, list[tuple[int, int, float
 def _visit(
     book: ReportBook, server: Server, query: StatsQuery, span: DateRange, now: float, policy: ReportPolicy | None = None
 ) -> Stats:
-    """What a client does: plan, fetch each piece and keep it as it arrives, then build the report."""
+    """What a client does: read what is held, fetch each piece and keep it as it arrives, build the report."""
+    start, end = query.span(span)
+    held = book.held(query, start, end)
     fetched = {}
     for piece in _plan(book, query, span, now, policy):
         fetched[piece] = server.answer(piece.start, piece.end, now)
         server.asked.append(piece)
         book.keep(query, piece, fetched[piece])
-    start, end = query.span(span)
-    return assemble_report(query, span, book.held(query, start, end), fetched)
+    return assemble_report(query, span, held, fetched)
 
 
 def _plan(
@@ -177,6 +178,17 @@ def test_a_report_larger_than_what_is_kept_is_still_whole() -> None:
     span = _range(BASE, BASE + 100 * HOUR)
     assert _visit(book, server, StatsQuery(HOUR), span, now, policy) == server.answer(BASE, BASE + 100 * HOUR, now)
     assert book.kept_samples <= 10
+
+
+def test_what_a_report_held_before_it_kept_more_is_in_the_report() -> None:
+    now = float(BASE + 1000 * HOUR)
+    server = Server(HOUR, 0.0)
+    policy, book = ReportPolicy(settle=0.0), ReportBook(max_kept_samples=2 * 15)
+    query = StatsQuery(HOUR)
+    _visit(book, server, query, _range(BASE, BASE + 10 * HOUR), now, policy)
+    # keeping hours 10-20 pushes hours 0-4 out of the book, but this report had them in hand
+    report = _visit(book, server, query, _range(BASE, BASE + 20 * HOUR), now, policy)
+    assert report == server.answer(BASE, BASE + 20 * HOUR, now)
 
 
 def test_nothing_is_kept_for_a_query_with_nothing_settled() -> None:

@@ -106,3 +106,32 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(ConfigurationError, match="is closed"):
         store.stretches(StatsQuery(DAY))
+
+
+def test_check_report_store_fails_a_store_that_ignores_the_interval() -> None:
+    class OneInterval(ReportBook):
+        def stretches(self, query: StatsQuery) -> list[tuple[int, int]]:
+            return super().stretches(StatsQuery(1, query.flow_ids))
+
+        def held(self, query: StatsQuery, start: int, end: int) -> dict[str, dict[int, int]]:
+            return super().held(StatsQuery(1, query.flow_ids), start, end)
+
+        def keep(self, query: StatsQuery, piece: ReportPiece, answer: Stats) -> None:
+            super().keep(StatsQuery(1, query.flow_ids), piece, answer)
+
+    with pytest.raises(AssertionError, match="another interval"):
+        check_report_store(OneInterval)
+
+
+def test_a_full_disk_is_reported_as_such_and_leaves_no_transaction_open(tmp_path: Path) -> None:
+    query = StatsQuery(DAY)
+    with SQLiteReportStore(tmp_path / "r.db") as store:
+        assert store._conn is not None
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(ReportStoreError, match="full"):
+            store.keep(query, ReportPiece(T0, T0 + 400 * DAY, settled=True), _answer(*range(400)))
+        assert not store._conn.in_transaction
+        store._conn.execute("PRAGMA max_page_count = 1073741823")
+        store.keep(query, ReportPiece(T0, T0 + DAY, settled=True), _answer(1))
+        assert store.stretches(query) == [(T0, T0 + DAY)]

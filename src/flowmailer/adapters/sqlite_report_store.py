@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -91,13 +92,14 @@ class SQLiteReportStore:
             if piece.start <= s.timestamp.timestamp() < piece.end
         ]
         with self._connection("keep") as conn:
-            conn.execute("BEGIN IMMEDIATE")  # one transaction: the samples and their stretch, or neither
             try:
+                conn.execute("BEGIN IMMEDIATE")  # one transaction: the samples and their stretch, or neither
                 self._keep(conn, key, piece, samples)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:  # something failed; SQLite may already have rolled back by itself
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                        conn.execute("ROLLBACK")
 
     @staticmethod
     def _keep(

@@ -276,6 +276,8 @@ class Client:
         with self._reporting:
             store = self._reports
             stretches = store.stretches(query)
+            start, end = query.span(daterange)
+            held = store.held(query, start, end)  # before keeping: a store that must shrink may drop some of it
             fetched = {}
             for piece in plan_report(query, daterange, self._clock.now(), self._report_policy, stretches):
                 fetched[piece] = self._call(
@@ -285,8 +287,7 @@ class Client:
                     functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
                 store.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
-            start, end = query.span(daterange)
-            return assemble_report(query, daterange, store.held(query, start, end), fetched)
+            return assemble_report(query, daterange, held, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

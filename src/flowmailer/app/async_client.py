@@ -271,8 +271,11 @@ class AsyncClient:
         query = StatsQuery(interval, flow_ids)
         account = self._credentials.account_id
         async with self._reporting:
+            # The store may block (SQLite waits for locks and syncs to disk): its calls run in a worker thread.
             store = self._reports
-            stretches = store.stretches(query)
+            stretches = await trio.to_thread.run_sync(store.stretches, query)
+            start, end = query.span(daterange)
+            held = await trio.to_thread.run_sync(store.held, query, start, end)  # before keeping, as Client does
             fetched = {}
             for piece in plan_report(query, daterange, self._now(), self._report_policy, stretches):
                 fetched[piece] = await self._call(
@@ -281,9 +284,8 @@ class AsyncClient:
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
                     functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-                store.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
-            start, end = query.span(daterange)
-            return assemble_report(query, daterange, store.held(query, start, end), fetched)
+                await trio.to_thread.run_sync(store.keep, query, piece, fetched[piece])  # a failure later loses nothing
+            return assemble_report(query, daterange, held, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
 

@@ -11,13 +11,11 @@ from typing import Any
 
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._wiring import build_client
-from flowmailer.core import ConfigurationError, DateRange, Stats, dump_json, format_date
+from flowmailer.core import ConfigurationError, DateRange, RejectedError, Stats, dump_json, format_date
 
 #: Everything but the outbox and the reconciling credential: the command reads counts, it sends nothing.
 _SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve")
 _INTERVALS = {"day": 86400, "hour": 3600}
-#: The flags that set what a field of the library's errors names.
-_FLAGS = {"start": "--from", "end": "--to"}
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -85,16 +83,38 @@ def show_stats(args: argparse.Namespace) -> int:
         with SQLiteReportStore(args.reports) as reports, build_client(config, report_store=reports) as client:
             stats = client.message_stats(span, interval=args.interval, flow_ids=args.flows)
     except ConfigurationError as e:
-        if e.field == "daterange":  # off the interval's boundaries: say which flags would fit
-            step = args.interval
-            first = format_date(_at(math.floor(args.start.timestamp() / step) * step))
-            after = format_date(_at(math.ceil(end.timestamp() / step) * step))
-            raise ConfigurationError("--from/--to", e.problem, f"use e.g. --from {first} --to {after}") from e
-        if e.field in _FLAGS:
-            raise ConfigurationError(_FLAGS[e.field], e.problem, e.fix) from e
-        raise
+        told = _in_flags(e, args, end)
+        if told is e:
+            raise
+        raise told from e
+    except RejectedError as e:
+        if e.status != 403:
+            raise
+        raise ConfigurationError(
+            "--client-id",
+            f"Flowmailer refused statistics to client id {config.client_id} ({e})",
+            "use a credential whose role may read statistics (a submit-only one may not); set FLOWMAILER_CLIENT_ID "
+            "and its secret",
+        ) from e
     (_print_json if args.json else _print_table)(stats)
     return 0
+
+
+def _in_flags(e: ConfigurationError, args: argparse.Namespace, end: datetime) -> ConfigurationError:
+    """The library's error about a range or a file, told in the flags that set them."""
+    if e.field == "daterange":  # off the interval's boundaries: say which flags would fit
+        step = args.interval
+        first = format_date(_at(math.floor(args.start.timestamp() / step) * step))
+        after = format_date(_at(math.ceil(end.timestamp() / step) * step))
+        return ConfigurationError("--from/--to", e.problem, f"use e.g. --from {first} --to {after}")
+    if e.field in ("start", "end"):
+        to = f"--to {format_date(end)}" if args.end is not None else f"the default --to {format_date(end)}"
+        return ConfigurationError(
+            "--from/--to", f"{to} is not after --from {format_date(args.start)}", "give a --from before --to"
+        )
+    if e.field == "path":
+        return ConfigurationError("--reports", e.problem, "give a writable file for the kept counts")
+    return e
 
 
 def _rows(stats: Stats) -> list[tuple[datetime, dict[str, int]]]:

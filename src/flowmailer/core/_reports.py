@@ -295,7 +295,8 @@ class ReportBook:
         if kept is None:
             return {}
         wanted = range(start, end, query.interval)
-        return {name: {t: values[t] for t in wanted if t in values} for name, values in kept.values.items()}
+        held = {name: {t: values[t] for t in wanted if t in values} for name, values in kept.values.items()}
+        return {name: values for name, values in held.items() if values}
 
     def keep(self, query: StatsQuery, piece: ReportPiece, answer: Stats) -> None:
         if not piece.settled:

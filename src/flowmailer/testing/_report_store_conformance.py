@@ -61,9 +61,22 @@ def check_report_store(factory: Callable[[], ReportStore]) -> None:
         "the samples of joined stretches are not all there, once each"
     )
 
+    daily = StatsQuery(86400)
+    assert list(store.stretches(daily)) == [], "another query (another interval) sees this one's stretches"
     assert list(store.stretches(flows)) == [], "another query (other flows) sees this one's stretches"
     store.keep(flows, ReportPiece(h[0], h[1], settled=True), _answer(h[0], h[1], base=1000))
     assert {n: dict(v) for n, v in store.held(flows, h[0], h[1]).items()} == _values(_answer(h[0], h[1], 1000))
     assert {n: dict(v) for n, v in store.held(hourly, h[0], h[1]).items()} == _values(_answer(h[0], h[1])), (
         "one query's samples overwrote another's"
+    )
+
+    later = _answer(h[0], h[1], base=500)
+    store.keep(hourly, ReportPiece(h[0], h[1], settled=True), later)
+    assert {n: dict(v) for n, v in store.held(hourly, h[0], h[1]).items()} == _values(later), (
+        "a later answer for a kept interval did not replace the earlier one"
+    )
+    quiet = Stats((DataSet("processed", (Sample(datetime.fromtimestamp(h[0], UTC), 3),)), DataSet("bounced", ())))
+    store.keep(daily, ReportPiece(h[0], h[0] + 86400, settled=True), quiet)
+    assert {n: dict(v) for n, v in store.held(daily, h[0], h[0] + 86400).items()} == {"processed": {h[0]: 3}}, (
+        "held() lists a counter without samples in the range, or mixes intervals"
     )
