@@ -259,8 +259,17 @@ class Figures:
         for c in records.connections:
             requests[c.address] += c.requests
         connections = records.connections_by_address
-        traffic = "; ".join(f"{a} {requests[a]} requests, {connections.get(a, 0)} connections" for a in ADDRESSES)
         handshakes = records.handshakes_by_address
+        # The fake's view: a connection to the blackholed address is accepted by the kernel and never answered.
+        traffic = "; ".join(
+            f"{a} {requests[a]} requests on {handshakes.get(a, 0)} TLS connections"
+            + (
+                f" ({unanswered} connection(s) never answered)"
+                if (unanswered := connections.get(a, 0) - handshakes.get(a, 0))
+                else ""
+            )
+            for a in ADDRESSES
+        )
         return [
             ("credentials", self.credentials),
             ("enqueued", str(self.enqueued)),
@@ -275,7 +284,7 @@ class Figures:
             ("tokens fetched", str(sum(records.token_requests.values()))),
             ("TLS handshakes", str(sum(handshakes.values()))),
             ("connections", str(len(records.connections))),
-            ("traffic per address", traffic),
+            ("traffic per address, as the fake saw it", traffic),
             ("elapsed", f"{self.elapsed:.1f} s"),
             ("messages/s", f"{self.accepted / self.elapsed:.0f}" if self.elapsed > 0 else "-"),
         ]
