@@ -5,7 +5,7 @@ Flowmailer and fakes of every port) and ``flowmailer.adapters.postgres_outbox`` 
 """
 
 from flowmailer._version import __version__
-from flowmailer.adapters import SQLiteCursorStore, SQLiteOutbox
+from flowmailer.adapters import SQLiteCursorStore, SQLiteOutbox, SQLiteReportStore
 from flowmailer.app import Client, EventFollower, Relay
 from flowmailer.core import (
     Accepted,
@@ -16,6 +16,7 @@ from flowmailer.core import (
     AuthenticationError,
     ConfigurationError,
     Credentials,
+    DateRange,
     DeliveryNotificationType,
     Disposition,
     ErrorDetail,
@@ -31,8 +32,10 @@ from flowmailer.core import (
     Rejected,
     RejectedError,
     RelayRules,
+    ReportPolicy,
     RetryBudget,
     RetryPolicy,
+    Stats,
     SubmissionState,
     SubmitMessage,
     TokenPolicy,
@@ -50,6 +53,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "Credentials",
+    "DateRange",
     "DeliveryNotificationType",
     "Disposition",
     "ErrorDetail",
@@ -67,10 +71,13 @@ __all__ = [
     "RejectedError",
     "Relay",
     "RelayRules",
+    "ReportPolicy",
     "RetryBudget",
     "RetryPolicy",
     "SQLiteCursorStore",
     "SQLiteOutbox",
+    "SQLiteReportStore",
+    "Stats",
     "SubmissionState",
     "SubmitMessage",
     "TokenPolicy",
