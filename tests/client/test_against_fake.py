@@ -385,21 +385,10 @@ def test_a_report_that_fails_halfway_keeps_what_it_had_fetched(clock: FakeClock)
     fake = FakeFlowmailer(
         clock=clock.now, token_lifetime=10**9, faults=[Fault.status(400, path="/messagestats;*", at=[1])]
     )
-    with fake.running():
-        credential = fake.credential("ADMIN")
-        client = Client(
-            Credentials(fake.account_id, credential.client_id, credential.client_secret),
-            api_url=fake.api_url,
-            login_url=fake.login_url,
-            ca_bundle=str(fake.ca_bundle),
-            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-            clock=clock,
-            report_policy=ReportPolicy(settle=0.0, max_samples=2),
-        )
-        with client:
-            with pytest.raises(RejectedError):
-                client.message_stats(span, interval=hour)
-            assert len(client.message_stats(span, interval=hour)["processed"].samples) == 6
+    with fake.running(), reporting_client(fake, clock, ReportPolicy(settle=0.0, max_samples=2)) as client:
+        with pytest.raises(RejectedError):
+            client.message_stats(span, interval=hour)
+        assert len(client.message_stats(span, interval=hour)["processed"].samples) == 6
         asked = [re.findall(r"daterange=([^;?]+)", r)[0] for r in fake.records().reports]
     pieces = [f"{_day(start + h * hour)},{_day(start + (h + 2) * hour)}" for h in (0, 2, 4)]
     assert asked == [pieces[0], pieces[1], pieces[1], pieces[2]]  # the first piece, kept, is not asked again
@@ -408,19 +397,27 @@ def test_a_report_that_fails_halfway_keeps_what_it_had_fetched(clock: FakeClock)
 def test_a_report_is_whole_when_keeping_its_new_part_pushes_out_an_old_one(clock: FakeClock) -> None:
     hour = 3600
     start = clock.now() - clock.now() % hour - 100 * hour
-    with FakeFlowmailer(clock=clock.now, token_lifetime=10**9).running() as fake:
-        credential = fake.credential("ADMIN")
-        client = Client(
-            Credentials(fake.account_id, credential.client_id, credential.client_secret),
-            api_url=fake.api_url,
-            login_url=fake.login_url,
-            ca_bundle=str(fake.ca_bundle),
-            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-            clock=clock,
-            report_policy=ReportPolicy(settle=0.0),
-            report_store=ReportBook(max_kept_samples=4 * 15),  # four counters, fifteen hours
-        )
-        with client:
-            client.message_stats(DateRange(_at(start), _at(start + 10 * hour)), interval=hour)
-            report = client.message_stats(DateRange(_at(start), _at(start + 20 * hour)), interval=hour)
+    four_counters_fifteen_hours = ReportBook(max_kept_samples=4 * 15)
+    with (
+        FakeFlowmailer(clock=clock.now, token_lifetime=10**9).running() as fake,
+        reporting_client(fake, clock, ReportPolicy(settle=0.0), four_counters_fifteen_hours) as client,
+    ):
+        client.message_stats(DateRange(_at(start), _at(start + 10 * hour)), interval=hour)
+        report = client.message_stats(DateRange(_at(start), _at(start + 20 * hour)), interval=hour)
     assert [len(d.samples) for d in report.datasets] == [20, 20, 20, 20]
+
+
+def reporting_client(
+    fake: FakeFlowmailer, clock: FakeClock, policy: ReportPolicy, store: ReportBook | None = None
+) -> Client:
+    """A client with a credential that may read statistics, the given report policy and store."""
+    return Client(
+        fake.client_credentials("ADMIN"),
+        api_url=fake.api_url,
+        login_url=fake.login_url,
+        ca_bundle=str(fake.ca_bundle),
+        resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+        clock=clock,
+        report_policy=policy,
+        report_store=store,
+    )

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from types import TracebackType
 
-from flowmailer.adapters.sqlite_outbox import _open, default_outbox_path
+from flowmailer.adapters._sqlite_store import SQLiteStore
 from flowmailer.core import (
-    ConfigurationError,
     ReportPiece,
     ReportStoreError,
     Stats,
     StatsQuery,
     merge_stretches,
 )
-from flowmailer.core._checks import check_duration
 
 __all__ = ["SQLiteReportStore"]
 
@@ -33,7 +25,7 @@ _SCHEMA = (
 )
 
 
-class SQLiteReportStore:
+class SQLiteReportStore(SQLiteStore):
     """A :class:`flowmailer.ports.ReportStore` in one SQLite file (WAL, ``synchronous=FULL``, mode 0600), for a
     report asked for again by another process: a cron job, ``flowmailer stats``, a restarted dashboard.
 
@@ -41,27 +33,10 @@ class SQLiteReportStore:
     dropped: settled counts do not change, and a year of daily samples for four counters is about 1,500 rows.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path) if path is not None else default_outbox_path()
-        self._lock = threading.Lock()
-        conn = _open(self.path, check_duration(busy_timeout, "busy_timeout"))
-        try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-        except sqlite3.Error as e:
-            conn.close()
-            raise ConfigurationError(
-                "path", f"{str(self.path)!r} cannot hold reports ({e})", "give the path of a writable file"
-            ) from e
-        self._conn: sqlite3.Connection | None = conn
-
-    def __enter__(self) -> SQLiteReportStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
+    HOLDS = "reports"
+    FIELD = "reports"
+    ERROR = ReportStoreError
 
     def stretches(self, query: StatsQuery) -> list[tuple[int, int]]:
         with self._connection("read") as conn:
@@ -117,19 +92,3 @@ class SQLiteReportStore:
         conn.execute("DELETE FROM report_stretches WHERE query = ? AND start <= ? AND end_ >= ?", touching)
         [(start, end)] = merge_stretches([(piece.start, piece.end), *((int(a), int(b)) for a, b in rows)])
         conn.execute("INSERT INTO report_stretches (query, start, end_) VALUES (?, ?, ?)", (key, start, end))
-
-    @contextmanager
-    def _connection(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise ConfigurationError("reports", f"{self.path} is closed", "create a new SQLiteReportStore")
-            try:
-                yield self._conn
-            except sqlite3.Error as e:
-                raise ReportStoreError(f"the SQLite report store at {self.path} could not {what}: {e}") from e
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
