@@ -11,7 +11,15 @@ from typing import Any
 
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._wiring import build_client
-from flowmailer.core import ConfigurationError, DateRange, RejectedError, Stats, dump_json, format_date
+from flowmailer.core import (
+    ConfigurationError,
+    DateRange,
+    RejectedError,
+    Stats,
+    StatsQuery,
+    dump_json,
+    format_date,
+)
 
 #: Everything but the outbox and the reconciling credential: the command reads counts, it sends nothing.
 _SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve")
@@ -103,10 +111,10 @@ def show_stats(args: argparse.Namespace) -> int:
 def _in_flags(e: ConfigurationError, args: argparse.Namespace, end: datetime) -> ConfigurationError:
     """The library's error about a range or a file, told in the flags that set them."""
     if e.field == "daterange":  # off the interval's boundaries: say which flags would fit
-        step = args.interval
-        first = format_date(_at(math.floor(args.start.timestamp() / step) * step))
-        after = format_date(_at(math.ceil(end.timestamp() / step) * step))
-        return ConfigurationError("--from/--to", e.problem, f"use e.g. --from {first} --to {after}")
+        fits = StatsQuery(args.interval).fitting(DateRange(args.start, end))
+        return ConfigurationError(
+            "--from/--to", e.problem, f"use e.g. --from {format_date(fits.start)} --to {format_date(fits.end)}"
+        )
     if e.field in ("start", "end"):
         to = f"--to {format_date(end)}" if args.end is not None else f"the default --to {format_date(end)}"
         return ConfigurationError(

@@ -114,6 +114,12 @@ class StatsQuery:
         """What a store files kept answers under: ``86400`` or ``3600;flows=1,2``."""
         return f"{self.interval};flows={','.join(self.flow_ids)}" if self.flow_ids else str(self.interval)
 
+    def fitting(self, daterange: DateRange) -> DateRange:
+        """The smallest range on this query's interval boundaries that holds ``daterange``."""
+        step = self.interval
+        start, end = daterange.start.timestamp(), daterange.end.timestamp()
+        return DateRange(_at(math.floor(start / step) * step), _at(math.ceil(end / step) * step))
+
     def span(self, daterange: DateRange) -> tuple[int, int]:
         """``daterange`` in epoch seconds; refused, with the nearest range that fits, unless on interval boundaries."""
         if not isinstance(daterange, DateRange):
@@ -121,13 +127,12 @@ class StatsQuery:
                 "daterange", f"{daterange!r} is not a DateRange", "pass flowmailer.core.DateRange(start, end)"
             )
         start, end = daterange.start.timestamp(), daterange.end.timestamp()
-        step = self.interval
-        if start % step or end % step:
-            fits = DateRange(_at(math.floor(start / step) * step), _at(math.ceil(end / step) * step))
+        if start % self.interval or end % self.interval:
+            fits = self.fitting(daterange).param()
             raise ConfigurationError(
                 "daterange",
-                f"{daterange.param()} does not start and end on multiples of the {step} s interval",
-                f"samples must fall on the same boundaries in every request: use e.g. {fits.param()}",
+                f"{daterange.param()} does not start and end on multiples of the {self.interval} s interval",
+                f"samples must fall on the same boundaries in every request: use e.g. {fits}",
             )
         return int(start), int(end)
 
