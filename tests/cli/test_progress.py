@@ -105,6 +105,9 @@ class Submitter:
     def __init__(self, *, refuse: bool = False) -> None:
         self.refuse = refuse
 
+    def check_credentials(self) -> float:
+        return 60.0
+
     def submit(self, message: SubmitMessage) -> str:
         if self.refuse:
             raise AuthenticationError("c", "invalid_client")

@@ -67,6 +67,16 @@ class FakeClient:
         self.most_in_flight = 0
         self.started = threading.Semaphore(0)
         self.gate = gate
+        #: Raised by check_credentials: Flowmailer refused this credential.
+        self.refused: AuthenticationError | None = None
+        self.credential_checks = 0
+
+    def check_credentials(self) -> float:
+        with self._lock:
+            self.credential_checks += 1
+        if self.refused is not None:
+            raise self.refused
+        return 60.0
 
     def submit(self, message: SubmitMessage) -> str:
         ref = message.client_reference()
@@ -375,6 +385,45 @@ def test_refused_credentials_stop_the_relay_and_lose_nothing(outbox: MemoryOutbo
     assert counts[S.DEAD] == 0
 
 
+def test_refused_credentials_stop_the_relay_at_start_even_with_an_empty_outbox(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    client = FakeClient()
+    client.refused = AuthenticationError("client-1", "invalid_client")
+    runner, ended = run_aside(relay(outbox, client, clock).run)
+    runner.join(WAIT)
+    assert not runner.is_alive()  # before: nothing to submit, so nothing ever met the refusal
+    assert ended == [client.refused]
+    assert client.credential_checks == 1
+
+
+def test_a_refused_reconciling_credential_stops_the_relay_naming_it_before_anything_is_claimed(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    enqueue(outbox, 3)
+    client, reader = FakeClient(), FakeClient()
+    reader.refused = AuthenticationError("reader-1", "invalid_client")
+    recorder = Recorder()
+    with pytest.raises(AuthenticationError) as refused:
+        relay(outbox, client, clock, reconciler=reader, observer=recorder).run()
+    assert refused.value.client_id == "reader-1"
+    assert (client.credential_checks, reader.credential_checks) == (1, 1)
+    assert outbox.counts()[S.QUEUED] == 3
+    assert client.sends.total() == 0
+    assert not [e for e in recorder.events if isinstance(e, RelayCannotReconcile | RelayClaimed)]
+
+
+def test_a_refused_submitting_credential_stops_the_relay_before_the_reconciler_asks_for_a_token(
+    outbox: MemoryOutbox, clock: FakeClock
+) -> None:
+    client, reader = FakeClient(), FakeClient()
+    client.refused = AuthenticationError("client-1", "invalid_client")
+    with pytest.raises(AuthenticationError) as refused:
+        relay(outbox, client, clock, reconciler=reader).run()
+    assert refused.value.client_id == "client-1"
+    assert (reader.credential_checks, reader.searches.total()) == (0, 0)  # the address is locked out by now
+
+
 def test_the_observer_sees_claims_and_every_recorded_decision(outbox: MemoryOutbox, clock: FakeClock) -> None:
     refs = enqueue(outbox, 3)
     client = FakeClient()
@@ -608,6 +657,9 @@ def test_a_separate_reconciler_searches_while_a_submit_only_client_sends(
 
         def __init__(self) -> None:
             self.tags: list[str] = []
+
+        def check_credentials(self) -> float:
+            return 60.0
 
         def messages_by_tag(self, tag: str) -> Iterator[Message]:
             self.tags.append(tag)

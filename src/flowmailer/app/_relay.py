@@ -29,6 +29,7 @@ from flowmailer.core import (
     Accepted,
     AuthenticationError,
     Cause,
+    CertificateError,
     Claim,
     ConfigurationError,
     Dead,
@@ -119,8 +120,10 @@ class Relay:
 
     ``reconciler`` searches Flowmailer by tag after an ambiguous submission (default: ``client``). Flowmailer's
     credentials carry one role each, so a least-privilege setup submits with a FEATURE_SUBMITMESSAGE credential
-    and reconciles with a second ``Client`` whose credential may read messages. ``run()`` asks the reconciler once
-    at start and reports a refusal (``RelayCannotReconcile``, and a warning on the ``flowmailer`` logger).
+    and reconciles with a second ``Client`` whose credential may read messages. ``run()`` checks both credentials
+    once at start: a refused one raises ``AuthenticationError`` before anything is claimed (whether or not the
+    outbox holds work), and a reconciler that may not search by tag is reported (``RelayCannotReconcile``, and a
+    warning on the ``flowmailer`` logger).
     """
 
     def __init__(
@@ -175,7 +178,7 @@ class Relay:
         self._running = False
         self._stopping = False  # workers take nothing more
         self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
-        self._halted: AuthenticationError | None = None
+        self._halted: AuthenticationError | CertificateError | None = None
         self._crashed: BaseException | None = None  # a relay thread died: run() raises it after stopping
         self._counts: collections.Counter[str] = collections.Counter()
         self._retries: collections.Counter[Cause] = collections.Counter()
@@ -218,12 +221,18 @@ class Relay:
 
     def run(self, *, until_empty: bool = False) -> RelayStats:
         """Relay until stopped (or, with ``until_empty``, until nothing is left to send); raises
-        ``AuthenticationError`` after a graceful stop if Flowmailer refused the credentials."""
+        ``AuthenticationError`` after a graceful stop if Flowmailer refused the credentials, and ``CertificateError``
+        if Flowmailer's certificate did not verify on any of its addresses."""
         with self._cond:
             if self._running:
                 raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
             self._running, self._stopping = True, False
-        self._check_reconciler()
+        try:
+            self._check_credentials()
+        except BaseException:
+            with self._cond:
+                self._running = False
+            raise
         targets = {f"flowmailer-relay-{i}": self._work for i in range(self._concurrency)}
         targets["flowmailer-relay-recorder"] = self._record_outcomes
         workers = [
@@ -254,13 +263,23 @@ class Relay:
                 self._crashed = self._crashed or e
             self.stop()
 
-    def _check_reconciler(self) -> None:
-        """Learn at start, not at the first ambiguity, that searches by tag are refused (a submit-only credential)."""
+    def _check_credentials(self) -> None:
+        """Learn at start, not at the first message or the first ambiguity, that a credential is refused or that
+        searches by tag are (a submit-only credential).
+
+        The submitting credential is asked first, and the first refusal ends the run naming its client id:
+        Flowmailer locks the calling address out after bad credentials, so any later token request would be
+        refused too, and seem to blame a credential that is fine.
+        """
+        parties = [self._client] if self._reconciler is self._client else [self._client, self._reconciler]
         try:
+            for party in parties:
+                party.check_credentials()
             next(iter(self._reconciler.messages_by_tag(_PROBE_TAG)), None)
-        except (RejectedError, AuthenticationError) as e:
-            if isinstance(e, AuthenticationError) and self._reconciler is self._client:
-                return  # the first submission meets the same refusal and stops the relay, saying why
+        except (AuthenticationError, CertificateError) as e:
+            _log.error("relay %s: %s", self._owner, e)
+            raise
+        except RejectedError as e:
             reason = (
                 f"searching Flowmailer by tag was refused ({e}), so an ambiguous submission cannot be reconciled and "
                 "will become a dead letter; give the relay a reconciler whose credential may read messages "
@@ -270,7 +289,7 @@ class Relay:
             _log.warning("relay %s: %s", self._owner, reason)
             self._emit(RelayCannotReconcile(self._owner, reason))
         except FlowmailerError:
-            return  # Flowmailer is unreachable for now: the searches themselves will tell
+            return  # Flowmailer is unreachable for now: the submissions and searches themselves will tell
 
     # -- the claimer loop --------------------------------------------------------------------------------------
 
@@ -488,7 +507,7 @@ class Relay:
         return False
 
     def _note_halt(self, error: FlowmailerError) -> None:
-        if isinstance(error, AuthenticationError):
+        if isinstance(error, AuthenticationError | CertificateError):
             self._halted = error
             self.stop()
 

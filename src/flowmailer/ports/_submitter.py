@@ -1,4 +1,4 @@
-"""What the relay needs from clients: send one message, and find messages by tag."""
+"""What the relay needs from clients: prove the credential works, send one message, and find messages by tag."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ __all__ = ["Reconciler", "Submitter"]
 
 
 class Submitter(Protocol):
-    """The two calls of :class:`flowmailer.app.Client` the relay makes; a test may pass a small fake instead.
+    """The calls of :class:`flowmailer.app.Client` the relay makes; a test may pass a small fake instead.
 
-    ``submit`` returns Flowmailer's message id after a 201 and otherwise raises a ``FlowmailerError``
-    (``RejectedError``, ``TransientError``, ``AmbiguousError``, ``AuthenticationError``).
+    ``check_credentials`` gets a token (or uses the one held) and returns when it expires; the relay calls it once
+    at start, so that refused credentials stop it at once rather than at the first message. ``submit`` returns
+    Flowmailer's message id after a 201 and otherwise raises a ``FlowmailerError`` (``RejectedError``,
+    ``TransientError``, ``AmbiguousError``, ``AuthenticationError``).
     """
+
+    def check_credentials(self) -> float: ...
 
     def submit(self, message: SubmitMessage) -> str: ...
 
@@ -26,7 +30,10 @@ class Reconciler(Protocol):
     """Finds messages by tag: how the relay learns whether Flowmailer has an ambiguous submission.
 
     A :class:`flowmailer.app.Client` whose credential's role may read messages; a submit-only
-    (FEATURE_SUBMITMESSAGE) credential is refused with ``RejectedError`` 403.
+    (FEATURE_SUBMITMESSAGE) credential is refused with ``RejectedError`` 403. ``check_credentials``, as for
+    :class:`Submitter`, is asked once at start.
     """
+
+    def check_credentials(self) -> float: ...
 
     def messages_by_tag(self, tag: str) -> Iterable[Message]: ...
