@@ -92,3 +92,21 @@ def test_a_page_size_of_0_is_refused_while_parsing(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as e:
         main(["events", "follow", "--page-size", "0"])
     assert (e.value.code, "'0' is not a whole number from 1 to 999999999" in capsys.readouterr().err) == (2, True)
+
+
+def test_the_cursors_go_to_the_configured_outbox_and_a_bad_place_is_named_as_the_cursors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", "s")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", f"sqlite://{tmp_path / 'file' / 'outbox.db'}")
+    assert main(["events", "follow", "--account-id", "a", "--client-id", "c"]) == 2
+    err = capsys.readouterr().err
+    assert "--cursors: cannot create or open" in err
+    assert str(tmp_path / "file" / "outbox.db") in err
+    assert "for event cursors" in err
+    assert not (tmp_path / "data").exists()  # before: the default outbox file, whatever FLOWMAILER_OUTBOX said
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", "postgresql://relay@db.example/mail")
+    assert main(["events", "follow", "--account-id", "a", "--client-id", "c"]) == 2
+    assert "name a SQLite file with --cursors FILE" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,3 +128,36 @@ def test_an_unusable_reports_file_names_the_flag(
     (tmp_path / "reports.db").write_text("not a database, " * 100)
     assert stats(fake, tmp_path, "--from", "2026-11-01", "--to", "2026-11-02") == 2
     assert "--reports" in capsys.readouterr().err
+
+
+def test_without_reports_the_counts_are_kept_in_the_configured_outbox_not_the_default_file(
+    fake: FakeFlowmailer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", f"sqlite://{tmp_path / 'mine.db'}")
+    url = f"https://localhost:{fake.port}"
+    command = [
+        "stats", "--from", f"{TODAY - timedelta(days=10):%Y-%m-%d}", "--account-id", fake.account_id,
+        "--client-id", fake.credential("ADMIN").client_id, "--api-url", url, "--login-url", url,
+        "--ca-bundle", str(fake.ca_bundle),
+    ]  # fmt: skip
+    assert main(command) == 0
+    assert not (tmp_path / "data").exists()  # before: ~/.local/share/flowmailer/outbox.db, whatever the setting
+    conn = sqlite3.connect(tmp_path / "mine.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM report_stretches").fetchone()[0] >= 1
+    finally:
+        conn.close()
+
+
+def test_with_a_postgres_outbox_and_no_reports_flag_the_flag_is_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", "postgresql://relay@db.example/mail")
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", "s")
+    assert main(["stats", "--from", "2026-11-01", "--account-id", "a", "--client-id", "c"]) == 2
+    err = capsys.readouterr().err
+    assert "--reports" in err
+    assert "name a SQLite file" in err
+    assert not (tmp_path / "data").exists()

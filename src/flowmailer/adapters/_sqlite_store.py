@@ -1,5 +1,6 @@
 """What the SQLite cursor and report stores share: the file opened as the outbox opens it (WAL, synchronous=FULL,
-mode 0600; by default the outbox's own file), one connection behind a lock, and closing."""
+mode 0600; by default the outbox's own file, though they make only their own tables), one connection behind a
+lock, and closing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-from flowmailer.adapters.sqlite_outbox import _open, default_outbox_path
+from flowmailer.adapters._sqlite_file import open_sqlite
+from flowmailer.adapters.sqlite_outbox import default_outbox_path
 from flowmailer.core import ConfigurationError, FlowmailerError
 from flowmailer.core._checks import check_duration
 
@@ -24,6 +26,8 @@ class SQLiteStore:
 
     #: CREATE TABLE IF NOT EXISTS statements, run when the store opens the file.
     SCHEMA: ClassVar[tuple[str, ...]]
+    #: The tables SCHEMA makes, with the columns each must have.
+    TABLES: ClassVar[dict[str, frozenset[str]]]
     #: What the store holds, for messages ("event cursors") and the field a closed store names ("cursors").
     HOLDS: ClassVar[str]
     FIELD: ClassVar[str]
@@ -33,15 +37,13 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path) if path is not None else default_outbox_path()
         self._lock = threading.Lock()
-        conn = _open(self.path, check_duration(busy_timeout, "busy_timeout"))
-        try:
-            for statement in self.SCHEMA:
-                conn.execute(statement)
-        except sqlite3.Error as e:
-            conn.close()
-            raise ConfigurationError(
-                "path", f"{str(self.path)!r} cannot hold {self.HOLDS} ({e})", "give the path of a writable file"
-            ) from e
+        conn = open_sqlite(
+            self.path,
+            check_duration(busy_timeout, "busy_timeout"),
+            schema=self.SCHEMA,
+            tables=self.TABLES,
+            holds=self.HOLDS,
+        )
         self._conn: sqlite3.Connection | None = conn
 
     def __enter__(self) -> Self:

@@ -22,6 +22,7 @@ class SQLiteCursorStore(SQLiteStore):
     """
 
     SCHEMA = (_SCHEMA,)
+    TABLES = {"event_cursors": frozenset({"name", "cursor"})}  # noqa: RUF012 - read, never changed
     HOLDS = "event cursors"
     FIELD = "cursors"
     ERROR = CursorStoreError

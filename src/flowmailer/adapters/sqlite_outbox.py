@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from flowmailer.adapters._clock import SystemClock
+from flowmailer.adapters._sqlite_file import open_sqlite
 from flowmailer.core import (
     Claim,
     ConfigurationError,
@@ -111,6 +112,13 @@ _LEASE = (
     " json_extract(value, '$[1]') AS state, json_extract(value, '$[2]') AS sends FROM json_each(?)) AS v"
     " WHERE outbox.id = v.id"
 )
+#: The outbox table's columns: a table of that name without them is another program's.
+_COLUMNS = frozenset(
+    {
+        "id", "state", "due_at", "client_reference", "dedupe_key", "message", "attempts", "enqueued_at",
+        "requeued_at", "updated_at", "owner", "lease_token", "message_id", "last_reason", "errors", "may_be_accepted",
+    }
+)  # fmt: skip
 _CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token"
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
@@ -133,6 +141,12 @@ class SQLiteOutbox(SingleClaimOutcomes):
 
     Every write is one ``BEGIN IMMEDIATE`` transaction, so claims are atomic across threads and processes: a
     second relay on the same file never gets a row that is already leased.
+
+    A new file is made an outbox; an existing one must be an outbox already (or hold only flowmailer's cursor and
+    report tables). Another program's database, or a damaged file (SQLite's ``quick_check``), is refused with a
+    ``ConfigurationError`` before anything is written to it. ``create=False`` refuses to make a missing file or
+    table (what the command does everywhere but ``flowmailer outbox init``); ``read_only=True`` reads an existing
+    outbox without writing to it at all (``status``, ``dead list``).
     """
 
     def __init__(
@@ -142,13 +156,23 @@ class SQLiteOutbox(SingleClaimOutcomes):
         clock: Clock | None = None,
         busy_timeout: float = 30.0,
         poll_interval: float = 0.2,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path) if path is not None else default_outbox_path()
         self._clock: Clock = clock or SystemClock()
         self._poll = check_duration(poll_interval, "poll_interval")
         timeout = check_duration(busy_timeout, "busy_timeout")
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _open(self.path, timeout)
+        self._conn: sqlite3.Connection | None = open_sqlite(
+            self.path,
+            timeout,
+            schema=filter(str.strip, _SCHEMA.split(";")),
+            tables={"outbox": _COLUMNS},
+            holds="an outbox",
+            create=create,
+            read_only=read_only,
+        )
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
@@ -403,38 +427,3 @@ def _status(row: tuple[Any, ...]) -> OutboxStatus:
     values["state"] = SubmissionState[values["state"]]
     values["errors"] = errors_from_json(values["errors"])
     return OutboxStatus(**values)
-
-
-def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """Create the file with mode 0600 before SQLite sees it (SQLite gives its -wal and -shm files the same mode)."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    except OSError as e:
-        raise ConfigurationError(
-            "path", f"cannot create or open {str(path)!r} ({e.strerror})", "give a writable file path for the outbox"
-        ) from e
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise ConfigurationError(
-                "path", f"{str(path)!r} cannot use write-ahead logging", "put the outbox on a local file system"
-            )
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            conn.execute(statement)
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise ConfigurationError(
-            "path",
-            f"{str(path)!r} is not a usable SQLite outbox ({e})",
-            "give the path of an outbox file or a new file",
-        ) from e
-    except BaseException:
-        conn.close()
-        raise
-    return conn

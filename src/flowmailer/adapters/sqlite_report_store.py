@@ -34,6 +34,10 @@ class SQLiteReportStore(SQLiteStore):
     """
 
     SCHEMA = _SCHEMA
+    TABLES = {  # noqa: RUF012 - read, never changed
+        "report_stretches": frozenset({"query", "start", "end_"}),
+        "report_samples": frozenset({"query", "name", "t", "value", "ordinal"}),
+    }
     HOLDS = "reports"
     FIELD = "reports"
     ERROR = ReportStoreError

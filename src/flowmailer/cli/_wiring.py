@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowmailer.cli._config import DEFAULT_SOURCE, Config, PostgresLocation, SqliteLocation
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from flowmailer.core import Credentials
     from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, Transport
 
-__all__ = ["PinnedResolver", "build_client", "build_clients", "open_outbox", "resolver"]
+__all__ = ["PinnedResolver", "build_client", "build_clients", "open_outbox", "resolver", "store_path"]
 
 
 class PinnedResolver:
@@ -39,8 +40,9 @@ def resolver(config: Config) -> Resolver:
     return PinnedResolver(config.resolve, SystemResolver()) if config.resolve else SystemResolver()
 
 
-def open_outbox(config: Config, *, create: bool = False) -> Outbox:
-    """The configured outbox; unless ``create``, a SQLite file must exist (a typo must not start an empty outbox)."""
+def open_outbox(config: Config, *, create: bool = False, read_only: bool = False) -> Outbox:
+    """The configured outbox; unless ``create``, a SQLite file must exist and be an outbox already (a typo must not
+    start an empty outbox, nor turn another program's database into one); ``read_only`` writes nothing to it."""
     location = config.require_outbox()
     if isinstance(location, SqliteLocation):
         from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
@@ -57,7 +59,10 @@ def open_outbox(config: Config, *, create: bool = False) -> Outbox:
                 f"{str(location.path)!r} does not exist",
                 "check the path, or create the outbox with `flowmailer outbox init`",
             )
-        return SQLiteOutbox(location.path)
+        try:
+            return SQLiteOutbox(location.path, create=create, read_only=read_only)
+        except ConfigurationError as e:
+            raise ConfigurationError("outbox", e.problem, e.fix) from None
     assert isinstance(location, PostgresLocation)
     from flowmailer.adapters.postgres_outbox import PostgresOutbox
 
@@ -69,6 +74,21 @@ def open_outbox(config: Config, *, create: bool = False) -> Outbox:
             outbox.close()
             raise
     return outbox
+
+
+def store_path(config: Config, given: str | None, flag: str) -> Path:
+    """Where ``events follow`` keeps its cursors and ``stats`` its counts: the file ``flag`` names, else the
+    configured SQLite outbox's own file (a PostgreSQL outbox has no file, so ``flag`` must name one)."""
+    if given is not None:
+        return Path(given)
+    location = config.require_outbox()
+    if isinstance(location, PostgresLocation):
+        raise ConfigurationError(
+            flag,
+            f"is not given, and the outbox ({location.describe()}) is not a SQLite file to keep it in",
+            f"name a SQLite file with {flag} FILE",
+        )
+    return location.path
 
 
 def build_client(

@@ -69,7 +69,7 @@ def requeue_dead(args: argparse.Namespace) -> int:
 
 def list_dead(args: argparse.Namespace) -> int:
     """One line per dead letter: id, attempts, client reference, the reason, and Flowmailer's first error."""
-    outbox = open_outbox(config_from_args(args))
+    outbox = open_outbox(config_from_args(args), read_only=True)
     try:
         dead = outbox.dead_letters(args.limit, args.after)
     finally:

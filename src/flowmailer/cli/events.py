@@ -11,11 +11,12 @@ from typing import Any
 
 from flowmailer.cli._args import number
 from flowmailer.cli._config import add_config_arguments, config_from_args
-from flowmailer.cli._wiring import build_client
-from flowmailer.core import MessageEvent, dump_json, wire_converter
+from flowmailer.cli._wiring import build_client, store_path
+from flowmailer.core import ConfigurationError, MessageEvent, dump_json, wire_converter
 
-#: Everything but the outbox and the reconciling credential: the command reads events, it sends nothing.
-_SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve")
+#: Everything but the reconciling credential: the command reads events, it sends nothing; the outbox's file keeps
+#: the cursors unless --cursors names another.
+_SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve", "outbox")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     follow.add_argument(
         "--cursors",
         metavar="FILE",
-        help="SQLite file holding the cursors (default: the outbox's default file, in its own table)",
+        help="SQLite file holding the cursors (default: the SQLite outbox's file, in a table of its own)",
     )
     follow.add_argument(
         "--page-size", type=number(int, low=1, high=999_999_999, example=100), default=100, help="events per request"
@@ -84,7 +85,11 @@ def follow_events(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     clock = _StoppableClock()
-    with build_client(config) as client, SQLiteCursorStore(args.cursors) as cursors:
+    try:
+        cursors = SQLiteCursorStore(store_path(config, args.cursors, "--cursors"))
+    except ConfigurationError as e:
+        raise ConfigurationError("--cursors" if e.field == "path" else e.field, e.problem, e.fix) from None
+    with build_client(config) as client, cursors:
         follower = EventFollower(client, cursors, name=args.name, page_size=args.page_size, clock=clock)
         previous = {s: signal.signal(s, clock.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowmailer.cli._config import add_config_arguments, config_from_args
-from flowmailer.cli._wiring import build_client
+from flowmailer.cli._wiring import build_client, store_path
 from flowmailer.core import (
     ConfigurationError,
     DateRange,
@@ -21,8 +21,9 @@ from flowmailer.core import (
     format_date,
 )
 
-#: Everything but the outbox and the reconciling credential: the command reads counts, it sends nothing.
-_SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve")
+#: Everything but the reconciling credential: the command reads counts, it sends nothing; the outbox's file keeps
+#: the settled counts unless --reports names another.
+_SETTINGS = ("account_id", "client_id", "client_secret_file", "api_url", "login_url", "ca_bundle", "resolve", "outbox")
 _INTERVALS = {"day": 86400, "hour": 3600}
 
 
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--reports",
         metavar="FILE",
-        help="SQLite file keeping settled counts (default: the outbox's default file, in its own tables)",
+        help="SQLite file keeping settled counts (default: the SQLite outbox's file, in tables of their own)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per interval instead of a table")
     add_config_arguments(parser, _SETTINGS)
@@ -88,7 +89,8 @@ def show_stats(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         span = DateRange(args.start, end)
-        with SQLiteReportStore(args.reports) as reports, build_client(config, report_store=reports) as client:
+        path = store_path(config, args.reports, "--reports")
+        with SQLiteReportStore(path) as reports, build_client(config, report_store=reports) as client:
             stats = client.message_stats(span, interval=args.interval, flow_ids=args.flows)
     except ConfigurationError as e:
         told = _in_flags(e, args, end)
@@ -121,7 +123,7 @@ def _in_flags(e: ConfigurationError, args: argparse.Namespace, end: datetime) ->
             "--from/--to", f"{to} is not after --from {format_date(args.start)}", "give a --from before --to"
         )
     if e.field == "path":
-        return ConfigurationError("--reports", e.problem, "give a writable file for the kept counts")
+        return ConfigurationError("--reports", e.problem, e.fix)
     return e
 
 

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    outbox = open_outbox(config_from_args(args))
+    outbox = open_outbox(config_from_args(args), read_only=True)
     try:
         if args.id is None:
             counts = outbox.counts()
