@@ -14,6 +14,7 @@ EXPECTED = {
     "AmbiguousError",
     "Attachment",
     "AuthenticationError",
+    "CertificateError",
     "Client",
     "ConfigurationError",
     "Credentials",

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import trustme
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 from flowmailer.cli._config import load_config
@@ -185,3 +186,16 @@ def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_ar
         client.close()
         reconciler.close()
     assert fake.records().max_open_connections <= 10
+
+
+def test_relay_with_a_wrong_ca_bundle_exits_2_at_start_naming_the_setting(fake: FakeFlowmailer, tmp_path: Path) -> None:
+    fill_outbox(tmp_path / "outbox.db", 3)
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    relay = start_relay(fake, tmp_path, env={"FLOWMAILER_CA_BUNDLE": str(other)})
+    _, err = relay.communicate(timeout=60)  # before: it retried for ever, showing only NotSent
+    assert relay.returncode == 2, err
+    assert "ca_bundle: the certificate of localhost did not verify" in err
+    assert "--ca-bundle" in err
+    assert counts(tmp_path / "outbox.db")[SubmissionState.QUEUED] == 3
+    assert fake.records().requests == 0

@@ -23,6 +23,7 @@ from flowmailer.core import (
     AmbiguousError,
     AttemptFinished,
     AuthenticationError,
+    CertificateError,
     Credentials,
     DateRange,
     Event,
@@ -34,7 +35,6 @@ from flowmailer.core import (
     RetryPolicy,
     Sample,
     SubmitMessage,
-    TransientError,
 )
 from flowmailer.testing import FakeClock, StaticResolver
 from flowmailer.testing._fake import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode
@@ -229,11 +229,19 @@ def test_traffic_follows_a_dns_change_made_while_submitting(fake: FakeFlowmailer
     assert {m.address for m in after.accepted[len(before.accepted) :]} == {FOUR}
 
 
-def test_a_wrong_certificate_is_refused_and_nothing_is_sent(fake: FakeFlowmailer, clock: FakeClock) -> None:
+def test_a_wrong_certificate_is_a_ca_bundle_error_after_one_attempt_on_each_address(
+    fake: FakeFlowmailer, clock: FakeClock
+) -> None:
     for address in fake.addresses:
         fake.set_mode(address, Mode.WRONG_CERTIFICATE)
-    with make_client(fake, clock, policy=RetryPolicy(max_attempts=3)) as client, pytest.raises(TransientError):
+    attempts = Attempts()
+    client = make_client(fake, clock, observer=attempts, policy=RetryPolicy(max_attempts=20, deadline=3600))
+    with client, pytest.raises(CertificateError) as refused:
         client.submit(message())
+    assert refused.value.field == "ca_bundle"
+    assert "--ca-bundle" in str(refused.value)
+    assert sorted(e.address for e in attempts.events) == sorted(fake.addresses)  # before: 20 attempts, Transient
+    assert all(isinstance(e.outcome, NotSent) and e.outcome.untrusted for e in attempts.events)
     records = fake.records()
     assert records.requests == 0
     assert records.accepted == ()
@@ -245,7 +253,7 @@ def test_a_certificate_from_an_untrusted_ca_is_refused_and_nothing_is_sent(
     other = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     client = make_client(fake, clock, policy=RetryPolicy(max_attempts=3), ca_bundle=str(other))
-    with client, pytest.raises(TransientError, match="certificate verify failed"):
+    with client, pytest.raises(CertificateError, match="certificate verify failed"):
         client.submit(message())
     assert fake.records().requests == 0
 

@@ -14,6 +14,7 @@ from flowmailer.core import (
     Ambiguous,
     AmbiguousError,
     AuthenticationError,
+    CertificateError,
     ConfigurationError,
     CredentialsRejected,
     Done,
@@ -214,6 +215,34 @@ def test_not_sent_goes_on_at_once_until_every_address_was_tried_then_backs_off(u
         assert isinstance(decision, Retry)
         delays.append(decision.delay)
     assert delays == [0.0, 0.0, policy.next_delay(1, u), 0.0, 0.0, policy.next_delay(2, u)]
+
+
+@given(st.integers(min_value=1, max_value=8), st.lists(st.booleans(), max_size=12), draws)
+def test_an_untrusted_certificate_gives_up_once_every_address_in_a_row_said_so(
+    addresses: int, before: list[bool], u: float
+) -> None:
+    """Any run of NotSents (True: the certificate did not verify) ends in CERTIFICATE_UNTRUSTED exactly when the
+    last ``addresses`` of them were untrusted, and the error names the CA bundle setting."""
+    policy = RetryPolicy(max_attempts=100, deadline=1e9)
+    state = RetryState()
+    streak = 0
+    for untrusted in [*before, *[True] * addresses]:
+        outcome = NotSent("certificate verify failed" if untrusted else "refused", untrusted=untrusted)
+        decision, state = policy.decide(outcome, state, elapsed=0.0, u=u, addresses=addresses)
+        streak = streak + 1 if untrusted else 0
+        if streak >= addresses:
+            assert decision == GiveUp(GiveUpReason.CERTIFICATE_UNTRUSTED, outcome)
+            break
+        assert isinstance(decision, Retry)
+    else:
+        raise AssertionError("never gave up")
+    assert isinstance(decision, GiveUp)
+    error = error_for(
+        decision, operation="submit", host=Host.API, hostname="api.flowmailer.net", attempts=state.attempts,
+        client_id="c",
+    )  # fmt: skip
+    assert isinstance(error, CertificateError)
+    assert (error.field, error.hostname) == ("ca_bundle", "api.flowmailer.net")
 
 
 def test_not_sent_with_one_address_backs_off_every_time() -> None:

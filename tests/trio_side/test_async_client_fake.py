@@ -24,11 +24,13 @@ from flowmailer.core import (
     Ambiguous,
     AmbiguousError,
     AttemptFinished,
+    CertificateError,
     ConfigurationError,
     DateRange,
     Event,
     Host,
     NotSent,
+    RetryPolicy,
     SubmitMessage,
     WireRequest,
     WireResponse,
@@ -224,6 +226,24 @@ def test_a_wrong_certificate_is_refused_and_nothing_is_sent() -> None:
         await t.aclose()
         assert isinstance(result, NotSent), result
         assert "certificate" in result.reason.lower()
+        assert fake.records().requests == 0
+
+    serve(fake, body)
+
+
+def test_a_wrong_certificate_everywhere_is_a_ca_bundle_error_after_one_attempt_on_each_address() -> None:
+    fake = FakeFlowmailer()
+    attempts = Attempts()
+
+    async def body() -> None:
+        for address in fake.addresses:
+            fake.set_mode(address, Mode.WRONG_CERTIFICATE)
+        c = client(fake, transport(fake), observer=attempts, policy=RetryPolicy(max_attempts=20, deadline=3600))
+        async with c:
+            with pytest.raises(CertificateError) as refused:
+                await c.check_credentials()
+        assert refused.value.field == "ca_bundle"
+        assert sorted(e.address for e in attempts.events) == sorted(fake.addresses)
         assert fake.records().requests == 0
 
     serve(fake, body)

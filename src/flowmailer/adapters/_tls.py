@@ -8,10 +8,22 @@ import truststore
 
 from flowmailer.core import ConfigurationError
 
-__all__ = ["MAX_CONNECTIONS", "check_pool_settings", "require_verifying", "verifying_context"]
+__all__ = ["MAX_CONNECTIONS", "check_pool_settings", "require_verifying", "untrusted", "verifying_context"]
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; no transport opens more.
 MAX_CONNECTIONS = 10
+
+
+def untrusted(e: BaseException) -> bool:
+    """Whether ``e``, or an error it was raised from, says the server's certificate did not verify."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError | ssl.CertificateError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def check_pool_settings(max_connections: int, **seconds: float) -> None:

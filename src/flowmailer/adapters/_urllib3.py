@@ -14,7 +14,13 @@ from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
 from flowmailer.adapters._http1 import decode_body, render_request
-from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
+from flowmailer.adapters._tls import (
+    MAX_CONNECTIONS,
+    check_pool_settings,
+    require_verifying,
+    untrusted,
+    verifying_context,
+)
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
 from flowmailer.ports import Clock
 
@@ -221,7 +227,9 @@ class Urllib3Transport:
             c.conn.connect()
         except _NETWORK_ERRORS as e:
             c.conn.close()
-            return NotSent(f"could not connect to {origin.host} at {address}:{origin.port}: {_describe(e)}")
+            return NotSent(
+                f"could not connect to {origin.host} at {address}:{origin.port}: {_describe(e)}", untrusted=untrusted(e)
+            )
         assert c.conn.sock is not None
         c.conn.sock.settimeout(self._read_timeout)
         return None

@@ -17,7 +17,13 @@ import h11
 import trio
 
 from flowmailer.adapters._http1 import decode_body, render_request
-from flowmailer.adapters._tls import MAX_CONNECTIONS, check_pool_settings, require_verifying, verifying_context
+from flowmailer.adapters._tls import (
+    MAX_CONNECTIONS,
+    check_pool_settings,
+    require_verifying,
+    untrusted,
+    verifying_context,
+)
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
 __all__ = ["MAX_PIPELINE_DEPTH", "TrioPoolStats", "TrioTransport"]
@@ -207,7 +213,7 @@ class TrioTransport:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             why = "timed out" if isinstance(e, trio.TooSlowError) else _describe(e)
-            return NotSent(f"could not connect to {origin.host} at {address}:{port}: {why}")
+            return NotSent(f"could not connect to {origin.host} at {address}:{port}: {why}", untrusted=untrusted(e))
         except BaseException:
             self._open -= 1
             self._wake_any()

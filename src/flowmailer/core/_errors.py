@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AmbiguousError",
     "AuthenticationError",
+    "CertificateError",
     "ConfigurationError",
     "FlowmailerError",
     "RejectedError",
@@ -33,6 +34,27 @@ class ConfigurationError(FlowmailerError, ValueError):
 
     def __reduce__(self) -> tuple[type[ConfigurationError], tuple[str, str, str]]:
         return (type(self), (self.field, self.problem, self.fix))
+
+
+class CertificateError(ConfigurationError):
+    """Flowmailer's certificate did not verify on any of its addresses: the CA bundle or the trust store is wrong
+    (or the clock is), not the network; retrying will not help."""
+
+    def __init__(self, hostname: str, attempts: int, reason: str) -> None:
+        self.hostname = hostname
+        self.attempts = attempts
+        self.reason = reason
+        super().__init__(
+            "ca_bundle",
+            f"the certificate of {hostname} did not verify on any of its addresses ({attempts} attempt(s); last: "
+            f"{reason})",
+            "if a private CA signs it, name that CA's PEM file with ca_bundle (--ca-bundle, FLOWMAILER_CA_BUNDLE); "
+            "with no ca_bundle the operating system's trust store is used: check that it is current and that this "
+            "machine's clock is right. Certificates are never skipped or pinned",
+        )
+
+    def __reduce__(self) -> tuple[type[CertificateError], tuple[str, int, str]]:  # type: ignore[override]
+        return (type(self), (self.hostname, self.attempts, self.reason))
 
 
 class RejectedError(FlowmailerError):

@@ -47,6 +47,9 @@ class NotSent:
     reason: str
     #: The cause is on this side (every connection busy, the transport closed): the address is not to blame.
     local: bool = False
+    #: The server's certificate did not verify against the trust store (or the CA bundle): when that holds on
+    #: every address, it is a setting to fix, not the network.
+    untrusted: bool = False
 
 
 @attrs.frozen

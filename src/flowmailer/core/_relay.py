@@ -15,6 +15,7 @@ from flowmailer.core._checks import check_duration, require
 from flowmailer.core._errors import (
     AmbiguousError,
     AuthenticationError,
+    CertificateError,
     ConfigurationError,
     FlowmailerError,
     RejectedError,
@@ -136,7 +137,8 @@ class Dead:
 
 @attrs.frozen
 class Halt:
-    """The credentials were refused: release the claim and stop, since every other message would fail alike."""
+    """The credentials were refused, or Flowmailer's certificate did not verify on any address: release the claim
+    and stop, since every other message would fail alike."""
 
     reason: str
 
@@ -162,7 +164,7 @@ class NotFound:
 
 
 #: What a client error stands for, once the client spent its in-process retries on it.
-Failure: TypeAlias = Rejected | CredentialsRejected | Ambiguous | Transient
+Failure: TypeAlias = Rejected | CredentialsRejected | Ambiguous | Transient | NotSent
 #: What asking Flowmailer by tag produced: an answer, or why the search failed.
 ReconcileResult: TypeAlias = Found | NotFound | Failure
 
@@ -175,6 +177,8 @@ def outcome_of(error: FlowmailerError) -> Failure:
         return CredentialsRejected(str(error))
     if isinstance(error, AmbiguousError):
         return Ambiguous(str(error))
+    if isinstance(error, CertificateError):
+        return NotSent(str(error), untrusted=True)
     if isinstance(error, ConfigurationError):
         return Rejected(0, (ErrorDetail(field=error.field, default_message=f"{error.problem}. {error.fix}"),))
     retry_after = error.retry_after if isinstance(error, TransientError) else None
@@ -220,6 +224,8 @@ def decide_after_submit(claim: Claim, outcome: Outcome, *, now: float, rules: Re
         return Dead(f"rejected by Flowmailer (HTTP {outcome.status}): {listed}", outcome.errors)
     if isinstance(outcome, CredentialsRejected):
         return Halt(outcome.detail)
+    if isinstance(outcome, NotSent) and outcome.untrusted:
+        return Halt(outcome.reason)  # the client tried every address: every other message would fail alike
     if isinstance(outcome, Ambiguous):
         return ReconcileAt(now + rules.reconcile_delay, Cause.AMBIGUOUS, f"ambiguous: {outcome.reason}")
     if isinstance(outcome, NotSent):
@@ -253,6 +259,8 @@ def decide_after_reconcile(
         return Resend()
     if isinstance(result, CredentialsRejected):
         return Halt(result.detail)
+    if isinstance(result, NotSent) and result.untrusted:
+        return Halt(result.reason)
     unknown = f"Flowmailer may have accepted it; a requeue searches for tag {tag} before any resend"
     if isinstance(result, Rejected):
         listed = "; ".join(e.describe() for e in result.errors) or "no details"

@@ -16,6 +16,7 @@ from flowmailer.core._checks import require, require_number
 from flowmailer.core._errors import (
     AmbiguousError,
     AuthenticationError,
+    CertificateError,
     FlowmailerError,
     RejectedError,
     TransientError,
@@ -93,6 +94,8 @@ class GiveUpReason(enum.Enum):
     RETRY_AFTER_TOO_LONG = "retry-after too long"
     #: The client's retry budget is empty: Flowmailer looks down, so retries would only add load.
     BUDGET_EMPTY = "retry budget empty"
+    #: The certificate did not verify on every address in turn: a setting (the CA bundle) is wrong, not the network.
+    CERTIFICATE_UNTRUSTED = "certificate not trusted"
 
 
 @attrs.frozen
@@ -114,6 +117,8 @@ class RetryState:
     refreshed: bool = False
     #: Consecutive NotSent outcomes; a full sweep over every address without reaching Flowmailer backs off.
     not_sent_streak: int = 0
+    #: Consecutive NotSent outcomes whose certificate did not verify; once every address said so, give up.
+    untrusted_streak: int = 0
 
 
 @attrs.frozen
@@ -176,7 +181,8 @@ class RetryPolicy:
         if isinstance(outcome, Ambiguous) and idempotent:
             outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
         streak = state.not_sent_streak + 1 if isinstance(outcome, NotSent) else 0
-        state = attrs.evolve(state, attempts=state.attempts + 1, not_sent_streak=streak)
+        untrusted = state.untrusted_streak + 1 if isinstance(outcome, NotSent) and outcome.untrusted else 0
+        state = attrs.evolve(state, attempts=state.attempts + 1, not_sent_streak=streak, untrusted_streak=untrusted)
         decision: RetryDecision
         if isinstance(outcome, Accepted):
             decision = Done(outcome.message_id)
@@ -186,6 +192,8 @@ class RetryPolicy:
             decision = GiveUp(GiveUpReason.CREDENTIALS_REJECTED, outcome)
         elif isinstance(outcome, Ambiguous):
             decision = Reconcile(outcome)
+        elif state.untrusted_streak >= addresses:
+            decision = GiveUp(GiveUpReason.CERTIFICATE_UNTRUSTED, outcome)
         elif isinstance(outcome, TokenInvalid) and state.refreshed:
             decision = GiveUp(GiveUpReason.TOKEN_INVALID_AGAIN, outcome)
         elif state.attempts >= self.max_attempts:
@@ -298,6 +306,9 @@ def error_for(
         return RejectedError(outcome.status, outcome.errors)
     if isinstance(outcome, CredentialsRejected):
         return AuthenticationError(client_id, outcome.detail)
+    if decision.reason is GiveUpReason.CERTIFICATE_UNTRUSTED:
+        assert isinstance(outcome, NotSent)
+        return CertificateError(hostname, attempts, outcome.reason)
     if decision.reason is GiveUpReason.TOKEN_INVALID_AGAIN:
         return TransientError(
             f"{operation}: {hostname} refused a token issued moments ago as invalid_token, twice in a row (revoked "
