@@ -36,7 +36,7 @@ def number(
             or (low is not None and (value <= low if above else value < low))
             or (high is not None and value > high)
         ):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {rule}; give e.g. {example}")
+            raise argparse.ArgumentTypeError(f"not {rule}; give e.g. {example}")  # the value is never printed
         return value
 
     return parse

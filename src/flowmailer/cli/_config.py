@@ -429,6 +429,12 @@ def _choose_secret(
     if file.name not in chosen:
         return None, None
     path = Path(chosen[file.name])
+    if not path.exists():  # the name is not shown: a secret typed where its file's name belongs is the likely cause
+        raise ConfigurationError(
+            file.name,
+            f"names no file (from {file_source}; the name is not shown, in case it is the secret itself)",
+            f"give the path of a file holding the secret, or set {env} instead",
+        )
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as e:
@@ -457,6 +463,10 @@ def _read_toml(path: Path) -> dict[str, str]:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigurationError("config", f"{str(path)!r} is not valid TOML ({e})", "fix the file's syntax") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8; the error's text would quote the file's bytes
+        raise ConfigurationError(
+            "config", f"{str(path)!r} is not UTF-8 text (byte {e.start} is not)", "save the file as UTF-8"
+        ) from None
     for key, value in data.items():
         if key in _SECRETS:
             raise ConfigurationError(

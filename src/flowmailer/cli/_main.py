@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from flowmailer._version import __version__
 from flowmailer.core import ConfigurationError, FlowmailerError
@@ -31,8 +33,32 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class QuietParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors name flags but never print a value from the command line.
+
+    A secret typed where it does not belong (``--client-sec S``, ``--secret S``, a bare ``S``) must not land in a
+    terminal's scroll-back or a CI log: argparse would quote it in "unrecognized arguments" or "invalid choice".
+    """
+
+    def error(self, message: str) -> NoReturn:
+        super().error(quiet(message))
+
+
+def quiet(message: str) -> str:
+    """``message`` with every value from the command line left out; the flags it names stay."""
+    head, sep, listed = message.partition("unrecognized arguments: ")
+    if sep:
+        flags = [word.partition("=")[0] for word in listed.split() if word.startswith("-")]
+        values = len(listed.split()) - len(flags)
+        named = " ".join(flags) + (" and " if flags and values else "") + (f"{values} value(s)" if values else "")
+        return f"{head}unrecognized arguments: {named} (values are not shown: one could be a secret)"
+    message = re.sub(r"invalid choice: '.*?' \(choose from", "invalid choice (not shown) (choose from", message)
+    message = re.sub(r"invalid choice: '.*?'", "invalid choice (not shown)", message)
+    return re.sub(r"invalid (\w+) value: '.*'", r"invalid \1 value (not shown)", message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = QuietParser(
         prog="flowmailer",
         description="An independent client for Flowmailer's REST API (not Flowmailer's own).",
     )

@@ -68,7 +68,7 @@ def _moment(text: str) -> datetime:
     except ValueError:
         value = None
     if value is None or (value.tzinfo is not None and value.utcoffset() != UTC.utcoffset(None)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC date; give e.g. 2026-11-01 or 2026-11-01T13:00:00Z")
+        raise argparse.ArgumentTypeError("not a UTC date; give e.g. 2026-11-01 or 2026-11-01T13:00:00Z")
     return value.replace(tzinfo=UTC)
 
 
@@ -77,7 +77,7 @@ def _interval(text: str) -> int:
         return _INTERVALS[text]
     if text.isdigit() and int(text) >= 1:
         return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not an interval; give day, hour or a whole number of seconds")
+    raise argparse.ArgumentTypeError("not an interval; give day, hour or a whole number of seconds")
 
 
 def show_stats(args: argparse.Namespace) -> int:
