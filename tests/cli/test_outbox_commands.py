@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -383,3 +385,25 @@ def test_dead_list_pages_with_limit_and_after(outbox_url: str, tmp_path: Path, c
     assert [line.split()[0] for line in out[1:]] == [str(ids[2])]
     assert main(["dead", "list", "--after", str(ids[2]), "--outbox", outbox_url]) == 0
     assert capsys.readouterr().out == f"no dead letters after outbox id {ids[2]}\n"
+
+
+@pytest.mark.parametrize("during", ["enqueue", "status"])
+def test_send_interrupted_while_enqueuing_finishes_prints_the_id_and_exits_0(
+    outbox_url: str, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch, during: str
+) -> None:
+    """A Ctrl-C inside the enqueue, or right after its commit: the row is there, so the command says so."""
+    real = getattr(SQLiteOutbox, during)
+
+    def interrupted(self: SQLiteOutbox, *args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to the handler at the next bytecode boundary
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteOutbox, during, interrupted)
+    argv = ["send", "--outbox", outbox_url, "--to", "b@example.com", "--from", "s@example.com", "--text", "x"]
+    assert main(argv) == 0  # before: "interrupted", exit 130, and no id though the row may be committed
+    out, err = capsys.readouterr()
+    monkeypatch.undo()
+    assert count(tmp_path / "outbox.db") == 1
+    assert f"outbox id: {sent_id(out)}" in out
+    assert "SIGINT came while the message was being enqueued; it is enqueued" in err
+    assert "--dedupe-key" in err

@@ -10,6 +10,7 @@ import email.policy
 import email.utils
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -74,15 +75,39 @@ def send(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     message = message_from_args(args)
     outbox = open_outbox(config)
-    try:
-        outbox_id = outbox.enqueue(message, dedupe_key=args.dedupe_key)
-        status = outbox.status(outbox_id)
-    finally:
-        outbox.close()
-    print(f"outbox id: {outbox_id}")
-    if status is not None:
-        print(f"client reference: {status.client_reference}")
+    # From here until the id is printed, Ctrl-C and SIGTERM wait: a script that saw "interrupted" would send the
+    # message again, though it may already be committed.
+    with _signals_deferred() as caught:
+        try:
+            outbox_id = outbox.enqueue(message, dedupe_key=args.dedupe_key)
+            status = outbox.status(outbox_id)
+        finally:
+            outbox.close()
+        print(f"outbox id: {outbox_id}")
+        if status is not None:
+            print(f"client reference: {status.client_reference}")
+        sys.stdout.flush()
+    if caught:
+        hint = "" if args.dedupe_key else "; give a --dedupe-key so that a script that sends again enqueues it once"
+        print(
+            f"flowmailer send: {signal.Signals(caught[0]).name} came while the message was being enqueued; it is "
+            f"enqueued (outbox id {outbox_id}) and will be sent{hint}",
+            file=sys.stderr,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM are noted rather than acted on inside the block; the list holds those that came."""
+    caught: list[int] = []
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in wanted}
+    try:
+        yield caught
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def message_from_args(args: argparse.Namespace) -> SubmitMessage:
