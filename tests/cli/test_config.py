@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from flowmailer.adapters import PinnedResolver
 from flowmailer.adapters.sqlite_outbox import default_outbox_path
 from flowmailer.cli._config import (
     RECONCILE_SECRET_ENV,
@@ -16,11 +17,9 @@ from flowmailer.cli._config import (
     config_from_args,
     load_config,
     parse_outbox,
-    parse_resolve,
     redact_url,
 )
-from flowmailer.cli._wiring import PinnedResolver
-from flowmailer.core import ConfigurationError, Credentials, NotSent, Resolution
+from flowmailer.core import ConfigurationError, Credentials, NotSent, Resolution, parse_resolve
 from flowmailer.testing import StaticResolver
 
 SECRET = "s3cr3t-value-never-shown"

@@ -51,3 +51,19 @@ def test_the_environment_simulate_prints_reaches_it_without_touching_etc_hosts(
     assert "api_url: https://api.flowmailer.test:" in out
     assert "resolves to 127.0.0.2, 127.0.0.3, 127.0.0.4 (pinned by resolve)" in out
     assert "ok    token: fetched" in out
+
+
+def test_the_readme_use_snippet_runs_unchanged_against_simulates_printed_environment(
+    simulate: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    from tests.test_docs import ROOT, blocks
+
+    snippet = blocks(ROOT / "README.md")[0]
+    assert "Client.from_env()" in snippet
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMAILER_")} | exported(simulate)
+    script = snippet + "\nprint('message id:', message_id)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )  # before: from_env ignored FLOWMAILER_RESOLVE, and api.flowmailer.test did not resolve
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("message id: ")

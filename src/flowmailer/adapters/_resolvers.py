@@ -1,12 +1,14 @@
-"""The operating system's resolver, for the default wiring."""
+"""The operating system's resolver, for the default wiring, and pins in front of it (``--resolve``)."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 
 from flowmailer.core import ConfigurationError, NotSent, Resolution
+from flowmailer.ports import Resolver
 
-__all__ = ["SystemResolver"]
+__all__ = ["PinnedResolver", "SystemResolver"]
 
 
 class SystemResolver:
@@ -29,3 +31,19 @@ class SystemResolver:
 
 
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+class PinnedResolver:
+    """A :class:`flowmailer.ports.Resolver` that answers the host names ``--resolve`` pins, and asks ``fallback``
+    for every other one."""
+
+    def __init__(self, pins: Mapping[str, tuple[str, ...]], fallback: Resolver, *, ttl: float = 300.0) -> None:
+        self._pins = dict(pins)
+        self._fallback = fallback
+        self._ttl = ttl
+
+    def resolve(self, host: str, port: int) -> Resolution | NotSent:
+        addresses = self._pins.get(host.lower().rstrip("."))
+        if addresses is None:
+            return self._fallback.resolve(host, port)
+        return Resolution(addresses, self._ttl)

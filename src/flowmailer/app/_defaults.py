@@ -8,8 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from flowmailer.adapters import MAX_CONNECTIONS, MemoryTokenStore, SystemClock, SystemResolver, Urllib3Transport
-from flowmailer.core import ConfigurationError, Credentials
+from flowmailer.adapters import (
+    MAX_CONNECTIONS,
+    MemoryTokenStore,
+    PinnedResolver,
+    SystemClock,
+    SystemResolver,
+    Urllib3Transport,
+)
+from flowmailer.core import ConfigurationError, Credentials, parse_resolve
 from flowmailer.ports import AsyncTokenStore, AsyncTransport, Clock, Resolver, TokenStore, Transport
 
 __all__ = [
@@ -42,6 +49,11 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, obj
         values[field] = value
     settings: dict[str, object] = {"credentials": Credentials(**values)}
     settings.update({field: env[name] for field, name in _OPTIONAL.items() if env.get(name, "").strip()})
+    if pins := env.get("FLOWMAILER_RESOLVE", "").strip():  # as `flowmailer simulate` prints it
+        try:
+            settings["resolver"] = PinnedResolver(parse_resolve(pins), SystemResolver())
+        except ConfigurationError as e:
+            raise ConfigurationError("FLOWMAILER_RESOLVE", e.problem, e.fix) from None
     return settings
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 import tomllib
@@ -13,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from flowmailer.core import ConfigurationError, Credentials, Origin
+from flowmailer.core import ConfigurationError, Credentials, Origin, parse_resolve
 
 __all__ = [
     "CONFIG_ENV",
@@ -32,7 +31,6 @@ __all__ = [
     "load_config",
     "missing",
     "parse_outbox",
-    "parse_resolve",
     "redact_url",
 ]
 
@@ -231,24 +229,6 @@ def parse_outbox(
             )
         return PostgresLocation(url)
     raise ConfigurationError("outbox", f"{redact_url(url)!r} is neither a sqlite: nor a postgresql:// URL", fix)
-
-
-def parse_resolve(text: str) -> dict[str, tuple[str, ...]]:
-    """Read ``HOST=ADDR[,ADDR...]`` entries, separated by spaces; a host name is matched without regard to case."""
-    fix = "write HOST=ADDR[,ADDR...] entries separated by spaces, e.g. api.flowmailer.test=127.0.0.2,127.0.0.3"
-    pins: dict[str, tuple[str, ...]] = {}
-    for entry in text.split():
-        host, _, listed = entry.partition("=")
-        host = host.lower().rstrip(".")
-        if not host or not listed:
-            raise ConfigurationError("resolve", f"{entry!r} is not HOST=ADDR[,ADDR...]", fix)
-        if host in pins:
-            raise ConfigurationError("resolve", f"{host!r} is given twice", "list all its addresses in one entry")
-        try:
-            pins[host] = tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in listed.split(",")))
-        except ValueError:
-            raise ConfigurationError("resolve", f"{entry!r} holds something that is not an IP address", fix) from None
-    return pins
 
 
 @attrs.frozen

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowmailer.cli._config import DEFAULT_SOURCE, Config, PostgresLocation, SqliteLocation
-from flowmailer.core import ConfigurationError, NotSent, Resolution
+from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
     from flowmailer.app import Client
     from flowmailer.core import Credentials
     from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, Transport
 
-__all__ = ["PinnedResolver", "build_client", "build_clients", "open_outbox", "resolver", "store_path"]
-
-
-class PinnedResolver:
-    """A :class:`flowmailer.ports.Resolver` that answers the host names ``--resolve`` pins, and asks ``fallback``
-    for every other one."""
-
-    def __init__(self, pins: Mapping[str, tuple[str, ...]], fallback: Resolver, *, ttl: float = 300.0) -> None:
-        self._pins = dict(pins)
-        self._fallback = fallback
-        self._ttl = ttl
-
-    def resolve(self, host: str, port: int) -> Resolution | NotSent:
-        addresses = self._pins.get(host.lower().rstrip("."))
-        if addresses is None:
-            return self._fallback.resolve(host, port)
-        return Resolution(addresses, self._ttl)
+__all__ = ["build_client", "build_clients", "open_outbox", "resolver", "store_path"]
 
 
 def resolver(config: Config) -> Resolver:
     """The system's resolver, behind the configured pins if there are any."""
-    from flowmailer.adapters import SystemResolver
+    from flowmailer.adapters import PinnedResolver, SystemResolver
 
     return PinnedResolver(config.resolve, SystemResolver()) if config.resolve else SystemResolver()
 

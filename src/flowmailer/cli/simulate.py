@@ -110,7 +110,8 @@ def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
         f"  faults:     {' '.join(args.fault) or 'none'} (seed {args.seed})",
         "Its host names resolve to its addresses only through a resolver that is told so: in Python,",
         f"  Client(..., resolver=flowmailer.testing.StaticResolver({{{hosts}}}));",
-        "for the flowmailer command, this environment (FLOWMAILER_RESOLVE pins the names, like curl's --resolve):",
+        "for the flowmailer command and Client.from_env(), this environment (FLOWMAILER_RESOLVE pins the names, "
+        "like curl's --resolve):",
         "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items()),
     ]
     print("\n".join(lines), flush=True)
