@@ -54,7 +54,7 @@ def test_doctor_passes_a_complete_configuration_without_printing_the_secret(
 
 
 def test_doctor_fails_on_a_missing_secret_and_says_how_to_set_it(capsys: Capsys) -> None:
-    assert main(["doctor", *local_flags()]) == 1
+    assert main(["doctor", *local_flags()]) == 2  # as `relay` exits for the same missing setting
     out = capsys.readouterr().out
     assert lines(out)["client_secret"] == "FAIL"
     assert "FLOWMAILER_CLIENT_SECRET" in out
@@ -64,7 +64,7 @@ def test_doctor_fails_on_a_secret_file_others_can_read(tmp_path: Path, capsys: C
     secret = tmp_path / "secret"
     secret.write_text(SECRET, encoding="utf-8")
     secret.chmod(0o644)
-    assert main(["doctor", *local_flags(), "--client-secret-file", str(secret)]) == 1
+    assert main(["doctor", *local_flags(), "--client-secret-file", str(secret)]) == 2
     out = capsys.readouterr().out
     assert lines(out)["client_secret_file"] == "FAIL"
     assert "chmod 600" in out
@@ -76,13 +76,13 @@ def test_doctor_fails_on_an_unreadable_ca_bundle_and_a_missing_outbox(
 ) -> None:
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
     flags = ["--ca-bundle", str(tmp_path / "none.pem"), "--outbox", f"sqlite://{tmp_path}/none.db"]
-    assert main(["doctor", *local_flags(), *flags]) == 1
+    assert main(["doctor", *local_flags(), *flags]) == 2
     checks = lines(capsys.readouterr().out)
     assert (checks["ca_bundle"], checks["outbox"]) == ("FAIL", "FAIL")
 
 
 def test_doctor_reports_a_configuration_error_as_a_failed_check(capsys: Capsys) -> None:
-    assert main(["doctor", "--api-url", "http://api.flowmailer.net"]) == 1
+    assert main(["doctor", "--api-url", "http://api.flowmailer.net"]) == 2
     assert lines(capsys.readouterr().out) == {"configuration": "FAIL"}
 
 
@@ -110,7 +110,7 @@ def test_doctor_online_fails_a_submit_only_credential_alone_for_it_cannot_reconc
 ) -> None:
     credential = fake.credential(SUBMIT_ROLE)
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", credential.client_secret)
-    assert main(["doctor", "--online", *online_flags(fake, credential.client_id)]) == 1
+    assert main(["doctor", "--online", *online_flags(fake, credential.client_id)]) == 2
     out = capsys.readouterr().out
     assert {k: v for k, v in lines(out).items() if v == "FAIL"} == {"reconciliation": "FAIL"}
     assert "FLOWMAILER_RECONCILE_CLIENT_ID" in out
@@ -133,7 +133,7 @@ def test_doctor_online_passes_a_submit_only_credential_with_a_second_one_that_ma
 
 def test_doctor_fails_a_reconcile_client_id_without_its_secret(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
-    assert main(["doctor", *local_flags(), "--reconcile-client-id", "reader"]) == 1
+    assert main(["doctor", *local_flags(), "--reconcile-client-id", "reader"]) == 2
     out = capsys.readouterr().out
     assert lines(out) == {"reconciliation": "FAIL"}
     assert "FLOWMAILER_RECONCILE_CLIENT_SECRET" in out
@@ -155,8 +155,9 @@ def test_doctor_online_fails_on_refused_credentials(
 def test_doctor_says_how_to_fix_a_host_name_that_does_not_resolve(
     capsys: Capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
     monkeypatch.setattr("flowmailer.cli._wiring.resolver", lambda config: StaticResolver())
-    assert main(["doctor", *local_flags()]) == 1
+    assert main(["doctor", *local_flags()]) == 1  # unreachable, not a setting: as the commands exit
     out = capsys.readouterr().out
     assert lines(out)["api_url"] == "FAIL"
     assert "check the host name in api_url and this machine's DNS, or pin it to an address with --resolve" in out
@@ -165,7 +166,7 @@ def test_doctor_says_how_to_fix_a_host_name_that_does_not_resolve(
 
 def test_doctor_shows_the_pins_and_fails_one_for_a_host_no_url_names(capsys: Capsys) -> None:
     pins = ["--resolve", "localhost=127.0.0.2", "--resolve", "lcoalhost=127.0.0.3"]
-    assert main(["doctor", *local_flags(), *pins]) == 1
+    assert main(["doctor", *local_flags(), *pins]) == 2
     out = capsys.readouterr().out
     assert "api_url: https://localhost:8443 resolves to 127.0.0.2 (pinned by resolve)" in out
     assert lines(out)["resolve"] == "FAIL"
@@ -177,7 +178,38 @@ def test_doctor_never_prints_a_postgres_password_given_in_the_urls_query(
 ) -> None:
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
     monkeypatch.setenv("FLOWMAILER_OUTBOX", "postgresql://relay@db.internal/mail?password=pg-password-never-printed")
-    assert main(["doctor", *local_flags()]) == 0
+    assert main(["doctor", *local_flags()]) == 1  # the server cannot be reached: before, `ok` unchecked
     out = capsys.readouterr().out
-    assert "outbox: PostgreSQL postgresql://relay@db.internal/mail?password=********" in out
+    assert lines(out)["outbox"] == "FAIL"
+    assert "outbox: PostgreSQL postgresql://relay@db.internal/mail?password=********: " in out
     assert "pg-password-never-printed" not in out
+
+
+def test_doctor_online_stops_at_a_refused_reconciling_credential_and_names_it(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", submitter.client_secret)
+    monkeypatch.setenv("FLOWMAILER_RECONCILE_CLIENT_SECRET", "wrong")
+    flags = [*online_flags(fake, submitter.client_id), "--reconcile-client-id", reader.client_id]
+    assert main(["doctor", "--online", *flags]) == 1
+    out = capsys.readouterr().out
+    assert {k: v for k, v in lines(out).items() if v == "FAIL"} == {"reconcile token": "FAIL"}
+    assert f"refused the credentials of client id {reader.client_id!r}" in out
+    assert "FLOWMAILER_RECONCILE_CLIENT_ID" not in out  # it is set: no advice to set it
+    assert dict(fake.records().token_requests) == {submitter.client_id: 1, reader.client_id: 1}
+
+
+def test_doctor_online_asks_no_second_token_after_the_first_credential_is_refused(
+    fake: FakeFlowmailer, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", "wrong")
+    monkeypatch.setenv("FLOWMAILER_RECONCILE_CLIENT_SECRET", reader.client_secret)
+    flags = [*online_flags(fake, submitter.client_id), "--reconcile-client-id", reader.client_id]
+    assert main(["doctor", "--online", *flags]) == 1
+    out = capsys.readouterr().out
+    assert lines(out)["token"] == "FAIL"
+    assert lines(out)["reconcile token"] == "FAIL"
+    assert "not checked" in out
+    assert dict(fake.records().token_requests) == {submitter.client_id: 1}  # before: the reader asked, locked out

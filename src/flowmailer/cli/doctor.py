@@ -38,16 +38,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def doctor(args: argparse.Namespace) -> int:
+    """0 when every check passed; else the exit code every command uses for the worst failure found: 2 for a
+    setting to fix (what `relay` would refuse to start with), 1 for a check that could not succeed (Flowmailer
+    or the outbox unreachable, credentials refused)."""
     try:
         config = config_from_args(args)
     except ConfigurationError as e:
-        _report(False, "configuration", str(e))
-        return 1
+        return _report(False, "configuration", str(e))
     try:
         reconcile = config.reconcile_credentials()
     except ConfigurationError as e:
-        _report(False, "reconciliation", str(e))
-        return 1
+        return _report(False, "reconciliation", str(e))
     results = [
         *_credentials(config),
         *(_credentials(config, "reconcile_") if reconcile is not None else []),
@@ -56,26 +57,38 @@ def doctor(args: argparse.Namespace) -> int:
         _outbox(config),
     ]
     if args.online:
-        ok, can_search = _token(config)
-        results.append(ok)
-        if reconcile is not None:
-            can_search = _search(config, reconcile)
-        results.append(_reconciliation(config, reconcile, can_search))
+        code, can_search = _token(config)
+        results.append(code)
+        if reconcile is not None and can_search is None and code:
+            results.append(_report(False, "reconcile token", _NOT_ASKED, code=1))
+        elif reconcile is not None:
+            code, can_search = _search(config, reconcile)
+            results.append(code)
+        if not (code and can_search is None):
+            results.append(_reconciliation(config, reconcile, can_search))
     else:
         who = config.client_id if reconcile is None else reconcile.client_id
         if who is not None:
             results.append(
                 _report(True, "reconciliation", f"by client id {who!r}; `doctor --online` checks it may search by tag")
             )
-    return 0 if all(results) else 1
+    return max(results, default=0)
 
 
-def _report(ok: bool, what: str, detail: str) -> bool:
+#: Why the second credential is not tried after the first failed: Flowmailer locks the address out.
+_NOT_ASKED = (
+    "not checked: after a refused or failed token request, a second one from this address would be refused too "
+    "(Flowmailer locks it out for ten minutes after bad credentials) and blame a credential that may be fine"
+)
+
+
+def _report(ok: bool, what: str, detail: str, *, code: int = 2) -> int:
+    """Print one check; its exit code: 0 if it passed, else ``code`` (2: a setting to fix, 1: the check failed)."""
     print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
-    return ok
+    return 0 if ok else code
 
 
-def _credentials(config: Config, prefix: str = "") -> list[bool]:
+def _credentials(config: Config, prefix: str = "") -> list[int]:
     """The main credential's settings, or with ``prefix="reconcile_"`` the second one's."""
     results = []
     names = (f"{prefix}client_id", f"{prefix}client_secret") if prefix else ("account_id", "client_id", "client_secret")
@@ -94,7 +107,7 @@ def _credentials(config: Config, prefix: str = "") -> list[bool]:
     return results
 
 
-def _hosts(config: Config) -> list[bool]:
+def _hosts(config: Config) -> list[int]:
     """Each base URL's host name resolves (through the pins, if any); a pin for no host of theirs is a typo."""
     from flowmailer.cli._wiring import resolver
 
@@ -109,7 +122,7 @@ def _hosts(config: Config) -> list[bool]:
                 f"check the host name in {name} and this machine's DNS, or pin it to an address with --resolve "
                 f"{origin.host}=ADDR or FLOWMAILER_RESOLVE (as `flowmailer simulate` prints)"
             )
-            results.append(_report(False, name, f"{url}: {resolution.reason}; {fix}"))
+            results.append(_report(False, name, f"{url}: {resolution.reason}; {fix}", code=1))
         else:
             pinned = " (pinned by resolve)" if origin.host.lower() in config.resolve else ""
             results.append(_report(True, name, f"{url} resolves to {', '.join(resolution.addresses)}{pinned}"))
@@ -131,7 +144,7 @@ def _hosts(config: Config) -> list[bool]:
     return results
 
 
-def _ca_bundle(config: Config) -> bool:
+def _ca_bundle(config: Config) -> int:
     if config.ca_bundle is None:
         return _report(True, "ca_bundle", "not set: certificates are checked against the operating system's store")
     try:
@@ -142,21 +155,34 @@ def _ca_bundle(config: Config) -> bool:
     return _report(count > 0, "ca_bundle", f"{config.ca_bundle} holds {count} certificate(s)")
 
 
-def _outbox(config: Config) -> bool:
-    outbox = config.require_outbox()
+def _outbox(config: Config) -> int:
+    """The outbox is there and is one: opened as ``status`` opens it, writing nothing, and its rows counted."""
+    from flowmailer.cli._wiring import open_outbox
+
+    location = config.require_outbox()
     source = config.sources["outbox"]
-    if isinstance(outbox, SqliteLocation) and not outbox.path.exists():
+    if isinstance(location, SqliteLocation) and not location.path.exists():
         if source == DEFAULT_SOURCE:  # not a mistake where no outbox is used yet
             return _report(
                 True,
                 "outbox",
-                f"{outbox.describe()}, the default, does not exist yet; `flowmailer outbox init` creates it",
+                f"{location.describe()}, the default, does not exist yet; `flowmailer outbox init` creates it",
             )
-        return _report(False, "outbox", f"{outbox.describe()} does not exist; run `flowmailer outbox init`")
-    return _report(True, "outbox", f"{outbox.describe()} (from {source})")
+        return _report(False, "outbox", f"{location.describe()} does not exist; run `flowmailer outbox init`")
+    try:
+        outbox = open_outbox(config, read_only=True)
+        try:
+            held = sum(outbox.counts().values())
+        finally:
+            outbox.close()
+    except ConfigurationError as e:
+        return _report(False, "outbox", f"{location.describe()}: {e.problem}; {e.fix}")
+    except FlowmailerError as e:  # a PostgreSQL server that is down, a schema not created yet
+        return _report(False, "outbox", f"{location.describe()}: {e}", code=1)
+    return _report(True, "outbox", f"{location.describe()} (from {source}) holds {held} message(s)")
 
 
-def _token(config: Config) -> tuple[bool, bool | None]:
+def _token(config: Config) -> tuple[int, bool | None]:
     """Fetch a token by asking for a tag nobody uses: a submit-only credential is refused 403 after the token.
 
     Also answers whether the credential may search by tag (None when that is not known).
@@ -166,17 +192,21 @@ def _token(config: Config) -> tuple[bool, bool | None]:
         return _report(True, "token", f"fetched from {config.login_url}; API reads work"), True
     if isinstance(refused, RejectedError) and refused.status == 403 and token:
         return _report(True, "token", f"fetched from {config.login_url}; the credential may only submit (good)"), False
-    return _report(False, "token", str(refused)), None
+    return _failed("token", refused), None
 
 
-def _search(config: Config, credentials: Credentials) -> bool | None:
+def _search(config: Config, credentials: Credentials) -> tuple[int, bool | None]:
     refused, _ = _probe(config, credentials)
     if refused is None:
-        return True
+        return 0, True
     if isinstance(refused, RejectedError) and refused.status == 403:
-        return False
-    _report(False, "reconcile token", str(refused))
-    return None
+        return 0, False
+    return _failed("reconcile token", refused), None
+
+
+def _failed(what: str, error: FlowmailerError) -> int:
+    """A failed online check: a setting to fix (2), or refused or unreachable (1), as every command exits."""
+    return _report(False, what, str(error), code=2 if isinstance(error, ConfigurationError) else 1)
 
 
 def _probe(config: Config, credentials: Credentials | None) -> tuple[FlowmailerError | None, bool]:
@@ -193,12 +223,12 @@ def _probe(config: Config, credentials: Credentials | None) -> tuple[FlowmailerE
     return None, True
 
 
-def _reconciliation(config: Config, reconcile: Credentials | None, can_search: bool | None) -> bool:
+def _reconciliation(config: Config, reconcile: Credentials | None, can_search: bool | None) -> int:
     who = repr(config.client_id if reconcile is None else reconcile.client_id)
     if can_search:
         return _report(True, "reconciliation", f"possible: client id {who} may search messages by tag")
     if can_search is None:
-        return _report(False, "reconciliation", f"unknown: client id {who} could not be checked (see above)")
+        return _report(False, "reconciliation", f"unknown: client id {who} could not be checked (see above)", code=1)
     if reconcile is None:
         return _report(
             False,
