@@ -31,6 +31,7 @@ EXPECTED = {
     "MessageType",
     "NotSent",
     "OutboxStatus",
+    "ProtocolError",
     "Rejected",
     "RejectedError",
     "Relay",
