@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -147,7 +147,7 @@ def _endless_201() -> Flood:
 
 @pytest.mark.parametrize("flood", [_huge_201, _endless_201], ids=["content-length", "endless-chunked"])
 def test_a_sync_submit_answered_at_length_is_ambiguous_and_read_no_further(
-    server: TlsServer, flood: type[Flood]
+    server: TlsServer, flood: Callable[[], Flood]
 ) -> None:
     writer = flood()
     server.answer_next(token_answer())
@@ -160,7 +160,7 @@ def test_a_sync_submit_answered_at_length_is_ambiguous_and_read_no_further(
 
 @pytest.mark.parametrize("flood", [_huge_201, _endless_201], ids=["content-length", "endless-chunked"])
 def test_an_async_submit_answered_at_length_is_ambiguous_and_read_no_further(
-    server: TlsServer, flood: type[Flood]
+    server: TlsServer, flood: Callable[[], Flood]
 ) -> None:
     writer = flood()
     server.answer_next(token_answer())
