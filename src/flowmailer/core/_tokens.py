@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
 from flowmailer.core._checks import require, require_number
 
-__all__ = ["Expiring", "TokenAction", "TokenFreshness", "TokenPolicy"]
+__all__ = ["Expiring", "Lived", "TokenAction", "TokenFreshness", "TokenPolicy"]
 
 
 class Expiring(Protocol):
@@ -17,6 +17,17 @@ class Expiring(Protocol):
 
     @property
     def expires_at(self) -> float: ...
+
+
+@runtime_checkable
+class Lived(Protocol):
+    """An expiring token that also knows how long it was issued for (``AccessToken``; None if unknown)."""
+
+    @property
+    def expires_at(self) -> float: ...
+
+    @property
+    def lifetime(self) -> float | None: ...
 
 
 class TokenFreshness(enum.Enum):
@@ -43,18 +54,33 @@ class TokenAction(enum.Enum):
 class TokenPolicy:
     """Flowmailer's tokens live 60 s: refresh 10 s ahead, and never send one with less than 1 s to live.
 
-    Seconds rather than a fraction of the lifetime, because what they cover (a token request's round trip, a
-    request in flight outliving its token) does not scale with the lifetime.
+    Seconds, because what they cover (a token request's round trip, a request in flight outliving its token)
+    does not scale with the lifetime; but never more than a fraction of a token's lifetime, or a token shorter
+    than the margin would be refreshed on nearly every request.
     """
 
     #: Refresh starts this many seconds before expiry, while the token keeps serving.
     refresh_ahead: float = 10.0
     #: A token with less than this left counts as expired: a request sent with it could arrive too late.
     min_remaining: float = 1.0
+    #: At most this fraction of a token's lifetime is spent refreshing ahead (a 2 s token: the last 0.4 s).
+    refresh_fraction: float = 0.2
+    #: At most this fraction of a token's lifetime counts as too close to expiry to send.
+    min_remaining_fraction: float = 0.05
 
     def __attrs_post_init__(self) -> None:
         require_number(self.min_remaining, "TokenPolicy.min_remaining")
         require_number(self.refresh_ahead, "TokenPolicy.refresh_ahead")
+        for name in ("refresh_fraction", "min_remaining_fraction"):
+            value = getattr(self, name)
+            require_number(value, f"TokenPolicy.{name}")
+            require(value < 1.0, f"TokenPolicy.{name}", f"{value!r} is not below 1", "give a fraction such as 0.2")
+        require(
+            self.refresh_fraction >= self.min_remaining_fraction,
+            "TokenPolicy.refresh_fraction",
+            f"{self.refresh_fraction!r} is less than min_remaining_fraction {self.min_remaining_fraction!r}",
+            "refresh ahead at least as early as the token stops being used",
+        )
         require(
             self.refresh_ahead >= self.min_remaining,
             "TokenPolicy.refresh_ahead",
@@ -62,10 +88,23 @@ class TokenPolicy:
             "refresh ahead at least as early as the token stops being used",
         )
 
+    def margins(self, token: Expiring) -> tuple[float, float]:
+        """How long before ``token``'s expiry a refresh starts, and the least time left it is sent with."""
+        lifetime = token.lifetime if isinstance(token, Lived) else None
+        if lifetime is None or lifetime <= 0:
+            return self.refresh_ahead, self.min_remaining
+        return (
+            min(self.refresh_ahead, self.refresh_fraction * lifetime),
+            min(self.min_remaining, self.min_remaining_fraction * lifetime),
+        )
+
     def freshness(self, token: Expiring | None, now: float) -> TokenFreshness:
-        if token is None or now >= token.expires_at - self.min_remaining:
+        if token is None:
             return TokenFreshness.EXPIRED
-        if now >= token.expires_at - self.refresh_ahead:
+        ahead, least = self.margins(token)
+        if now >= token.expires_at - least:
+            return TokenFreshness.EXPIRED
+        if now >= token.expires_at - ahead:
             return TokenFreshness.REFRESH_AHEAD
         return TokenFreshness.FRESH
 
