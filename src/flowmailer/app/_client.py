@@ -58,7 +58,6 @@ from flowmailer.core import (
     WireRequest,
     WireResponse,
     assemble_report,
-    check_max_pages,
     classify_submit,
     error_for,
     interpret_one,
@@ -76,6 +75,7 @@ from flowmailer.core import (
     tag_messages_request,
     token_request,
 )
+from flowmailer.core._protocol import check_max_pages
 from flowmailer.ports import Clock, Observer, ReportStore, Resolver, TokenStore, Transport
 
 __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]

@@ -66,7 +66,6 @@ from flowmailer.core import (
     WireRequest,
     WireResponse,
     assemble_report,
-    check_max_pages,
     classify_submit,
     error_for,
     interpret_one,
@@ -84,6 +83,7 @@ from flowmailer.core import (
     tag_messages_request,
     token_request,
 )
+from flowmailer.core._protocol import check_max_pages
 from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, ReportStore, Resolver
 
 __all__ = ["AsyncClient"]

@@ -44,7 +44,6 @@ __all__ = [
     "Page",
     "SortField",
     "SortOrder",
-    "check_max_pages",
     "classify_submit",
     "interpret_one",
     "interpret_page",
