@@ -48,6 +48,8 @@ class TokenAction(enum.Enum):
     REFRESH_AND_WAIT = "refresh and wait"
     #: Another request's refresh is in flight: wait for it, never start a second one.
     WAIT = "wait"
+    #: A refresh failed moments ago and none may start before its back-off ends: fail as it did, ask nothing.
+    FAIL = "fail"
 
 
 @attrs.frozen
@@ -67,10 +69,16 @@ class TokenPolicy:
     refresh_fraction: float = 0.2
     #: At most this fraction of a token's lifetime counts as too close to expiry to send.
     min_remaining_fraction: float = 0.05
+    #: After a failed refresh the next waits this long, doubling with each failure in a row up to the cap: while
+    #: the login host is down, every request of the process must not ask it again at once.
+    failure_backoff: float = 1.0
+    failure_backoff_cap: float = 30.0
 
     def __attrs_post_init__(self) -> None:
         require_number(self.min_remaining, "TokenPolicy.min_remaining")
         require_number(self.refresh_ahead, "TokenPolicy.refresh_ahead")
+        require_number(self.failure_backoff, "TokenPolicy.failure_backoff")
+        require_number(self.failure_backoff_cap, "TokenPolicy.failure_backoff_cap", minimum=self.failure_backoff)
         for name in ("refresh_fraction", "min_remaining_fraction"):
             value = getattr(self, name)
             require_number(value, f"TokenPolicy.{name}")
@@ -108,11 +116,26 @@ class TokenPolicy:
             return TokenFreshness.REFRESH_AHEAD
         return TokenFreshness.FRESH
 
-    def action(self, token: Expiring | None, now: float, *, refresh_in_flight: bool) -> TokenAction:
-        """Single flight: a refresh starts only when none is in flight, and an expired token is never used."""
+    def retry_at(self, failed_at: float, failures: int) -> float:
+        """When a refresh may start again after ``failures`` failed in a row, the last at ``failed_at``."""
+        require(failures >= 1, "failures", f"{failures!r} failures", "count failed refreshes from 1")
+        try:
+            wait = min(self.failure_backoff_cap, self.failure_backoff * 2.0 ** (failures - 1))
+        except OverflowError:
+            wait = self.failure_backoff_cap
+        return failed_at + wait
+
+    def action(
+        self, token: Expiring | None, now: float, *, refresh_in_flight: bool, retry_at: float | None = None
+    ) -> TokenAction:
+        """Single flight: a refresh starts only when none is in flight and no failure's back-off (``retry_at``)
+        runs, and an expired token is never used."""
         freshness = self.freshness(token, now)
+        backing_off = retry_at is not None and now < retry_at
         if freshness is TokenFreshness.EXPIRED:
-            return TokenAction.WAIT if refresh_in_flight else TokenAction.REFRESH_AND_WAIT
-        if freshness is TokenFreshness.REFRESH_AHEAD and not refresh_in_flight:
+            if refresh_in_flight:
+                return TokenAction.WAIT
+            return TokenAction.FAIL if backing_off else TokenAction.REFRESH_AND_WAIT
+        if freshness is TokenFreshness.REFRESH_AHEAD and not refresh_in_flight and not backing_off:
             return TokenAction.USE_AND_REFRESH
         return TokenAction.USE
