@@ -16,6 +16,7 @@ from flowmailer.core import (
     AccessToken,
     AddressBook,
     Header,
+    Origin,
     Resolution,
     RetryPolicy,
     SubmitMessage,
@@ -32,6 +33,7 @@ RESPONSE_201 = WireResponse(
     201, (("Location", "https://api.flowmailer.net/123/messages/20211230130407e3b36e2e92fdbefc86"),)
 )
 POLICY = RetryPolicy()
+API = Origin("api.flowmailer.net")
 
 
 def message_2kb() -> SubmitMessage:
@@ -62,7 +64,7 @@ def per_call(functions: dict[str, Callable[[], object]], number: int) -> dict[st
 
 
 def decision() -> object:
-    outcome = classify_submit(RESPONSE_201)
+    outcome = classify_submit(RESPONSE_201, origin=API, account_id="123")
     return outcome, POLICY.next_delay(3, 0.5)
 
 
@@ -74,7 +76,7 @@ def main() -> None:
 
     d = per_call(
         {
-            "classify_submit(201)": lambda: classify_submit(RESPONSE_201),
+            "classify_submit(201)": lambda: classify_submit(RESPONSE_201, origin=API, account_id="123"),
             "RetryPolicy.next_delay": lambda: POLICY.next_delay(3, 0.5),
             "decision (both)": decision,
         },

@@ -32,6 +32,7 @@ EXPECTED = {
     "MessageType",
     "NotSent",
     "OutboxStatus",
+    "ProtocolError",
     "Rejected",
     "RejectedError",
     "Relay",

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from flowmailer.adapters import MemoryTokenStore
-from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
+from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
 from flowmailer.ports import TokenStore
 from flowmailer.testing import FakeClock
 
@@ -70,6 +70,8 @@ def test_a_failed_refresh_keeps_the_still_valid_token(
     with caplog.at_level(logging.WARNING, "flowmailer"):
         assert store.token(CREDENTIALS, fetch) is first
     assert "login host down" in caplog.text
+    assert store.token(CREDENTIALS, fetch) is first  # the failure's back-off runs: no second request yet
+    clock.advance(TokenPolicy().failure_backoff)
     assert store.token(CREDENTIALS, fetch).value == "token-3"
 
 
@@ -80,6 +82,10 @@ def test_a_failed_fetch_without_a_valid_token_raises(clock: FakeClock, fetch: Fe
     fetch.errors.append(TransientError("login host down"))
     with pytest.raises(TransientError):
         store.token(CREDENTIALS, fetch)
+    with pytest.raises(TransientError):
+        store.token(CREDENTIALS, fetch)  # at once again: the same failure, without asking the login host
+    assert fetch.calls == 2
+    clock.advance(TokenPolicy().failure_backoff)
     assert store.token(CREDENTIALS, fetch).value == "token-3"
 
 

@@ -312,13 +312,15 @@ def test_an_interim_answer_other_than_100_is_ambiguous_and_the_connection_droppe
         assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
 
 
-def test_a_gzip_answer_is_decoded(server: TlsServer) -> None:
+def test_a_gzip_answer_that_was_not_asked_for_is_not_decoded(server: TlsServer) -> None:
     body = gzip.compress(b'{"id": "1"}')
     server.answer_next(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     with closing(Urllib3Transport(ca_bundle=server.ca_bundle)) as transport:
         answer = transport.send(_get(), server.origin, server.addresses[0])
-        assert isinstance(answer, WireResponse)
-        assert answer.body == b'{"id": "1"}'
+        assert isinstance(answer, Ambiguous)
+        assert answer.unreadable
+        assert "gzip" in answer.reason
+        assert transport.stats().open == 0
 
 
 @pytest.mark.parametrize(("size", "writes"), [(2000, 1), (ONE_WRITE_LIMIT + 1, 2)])

@@ -7,7 +7,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,8 +43,9 @@ class TlsServer:
         self._open = 0
         self._peak = 0
         self._reset_next = False
-        #: Raw answers to give instead of the usual 201, in order: (bytes, then close) or None to never answer.
-        self._scripted: list[tuple[bytes, bool] | None] = []
+        #: Answers to give instead of the usual 201, in order: (bytes, then close), None to never answer, or a
+        #: function that writes the answer itself (a misbehaving server) before the connection is closed.
+        self._scripted: list[tuple[bytes, bool] | Callable[[ssl.SSLSocket], None] | None] = []
         self._stopped = threading.Event()
         self._idle: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -106,6 +107,12 @@ class TlsServer:
         or no answer at all when ``raw`` is None: the connection stays open and silent until the server stops."""
         with self._lock:
             self._scripted.append(None if raw is None else (raw, then_close))
+
+    def answer_next_with(self, write: Callable[[ssl.SSLSocket], None]) -> None:
+        """Let ``write`` give the next request its answer, as slowly, as long or as strange as it likes; the
+        connection is closed when it returns (it returns once the client hung up, when writing fails)."""
+        with self._lock:
+            self._scripted.append(write)
 
     def close(self) -> None:
         self._stopping = True
@@ -187,8 +194,14 @@ class TlsServer:
             if scripted is None:
                 self._stopped.wait()
                 return
+            if callable(scripted):
+                scripted(sock)
+                return
             if scripted is not _USUAL:
-                sock.sendall(scripted[0])
+                try:
+                    sock.sendall(scripted[0])
+                except OSError:
+                    return  # the client hung up before the whole answer was written
                 if scripted[1]:
                     return
                 continue

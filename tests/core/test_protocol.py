@@ -25,6 +25,7 @@ from flowmailer.core import (
     Message,
     MessageEvent,
     NotSent,
+    Origin,
     Outcome,
     Page,
     ReferenceRange,
@@ -39,7 +40,6 @@ from flowmailer.core import (
     Transient,
     TransportResult,
     WireResponse,
-    classify_submit,
     interpret_one,
     interpret_page,
     interpret_stats,
@@ -56,12 +56,22 @@ from flowmailer.core import (
     tag_messages_request,
     token_request,
 )
+from flowmailer.core import (
+    classify_submit as classify_submit_to,
+)
 
 TOKEN = AccessToken("tok", 1060.0)
 MESSAGE = SubmitMessage(sender_address="shop@example.com", recipient_address="jane@example.org", subject="Hi")
 JAN = DateRange(datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 2, 1, tzinfo=UTC))
 LOCATION = "https://api.flowmailer.net/123/messages/20211230130407e3b36e2e92fdbefc86"
 NOW = 1_700_000_000.0
+API_ORIGIN = Origin("api.flowmailer.net")
+ID = "20211230130407e3b36e2e92fdbefc86"
+
+
+def classify_submit(result: TransportResult, *, now: float | None = None) -> Outcome:
+    """A submit to account 123 at api.flowmailer.net."""
+    return classify_submit_to(result, origin=API_ORIGIN, account_id="123", now=now)
 
 
 def response(status: int, body: object = None, **headers: str) -> WireResponse:
@@ -180,11 +190,44 @@ def test_201_with_location_is_accepted_with_the_last_segment() -> None:
     assert classify_submit(response(201, Location=LOCATION)) == Accepted("20211230130407e3b36e2e92fdbefc86")
 
 
-def test_201_with_relative_location_is_accepted() -> None:
-    assert classify_submit(response(201, Location="/123/messages/abc")) == Accepted("abc")
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"/123/messages/{ID}",
+        f"https://API.flowmailer.net:443/123/messages/{ID}",
+        f"https://api.flowmailer.net./123/messages/{ID}",
+    ],
+)
+def test_201_with_a_location_of_the_api_host_and_the_account_is_accepted(location: str) -> None:
+    assert classify_submit(response(201, Location=location)) == Accepted(ID)
 
 
-@pytest.mark.parametrize("location", [None, "", "https://api.flowmailer.net/", "/123/messages/", "/123/flows/9", "x y"])
+@pytest.mark.parametrize(
+    "location",
+    [
+        None,
+        "",
+        "https://api.flowmailer.net/",
+        "/123/messages/",
+        "/123/flows/9",
+        "x y",
+        f"https://evil.example/123/messages/{ID}",  # another host
+        f"//evil.example/123/messages/{ID}",
+        f"http://api.flowmailer.net/123/messages/{ID}",
+        f"https://api.flowmailer.net:8443/123/messages/{ID}",
+        f"https://user@api.flowmailer.net/123/messages/{ID}",
+        f"https://api.flowmailer.net/999/messages/{ID}",  # another account
+        f"/999/messages/{ID}",
+        "/123/messages/..",  # not an id
+        "/123/messages/abc",
+        f"/123/messages/{ID}/..",
+        f"/123/messages/{ID}?x=1",
+        f"/123/messages/{ID}#f",
+        f"/123/messages/{ID[:-1]}",
+        f"/123/messages/{ID}0",
+        "https://api.flowmailer.net:99999/123/messages/x",
+    ],
+)
 def test_201_without_usable_location_is_ambiguous(location: str | None) -> None:
     headers = {} if location is None else {"Location": location}
     assert isinstance(classify_submit(response(201, **headers)), Ambiguous)

@@ -7,11 +7,10 @@ release of the GIL, which under load is most of what a request costs (see docs/b
 from __future__ import annotations
 
 import re
-import zlib
 
 from flowmailer.core import ConfigurationError, Origin, WireRequest
 
-__all__ = ["ONE_WRITE_LIMIT", "decode_body", "render_request"]
+__all__ = ["ONE_WRITE_LIMIT", "encoding_refused", "limit_text", "render_request", "too_long"]
 
 #: RFC 9110 token characters: what a method and a header name may hold.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -77,21 +76,23 @@ def render_request(request: WireRequest, origin: Origin, user_agent: str) -> tup
     return (head + request.body,)
 
 
-def decode_body(headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
-    """The body without a gzip or deflate Content-Encoding, which a proxy may add although identity was asked
-    for; any other coding, or one that does not decode, is left as it came (reading it then fails visibly)."""
-    coding = next((v.strip().lower() for k, v in headers if k.lower() == "content-encoding"), "identity")
-    try:
-        if coding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if coding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send it
-    except zlib.error:
-        return body
-    return body
+def encoding_refused(headers: tuple[tuple[str, str], ...], body: bytes) -> str | None:
+    """Why a body in its Content-Encoding is not read, or None. Only identity is asked for, so any other coding
+    (a proxy's gzip, say) is refused rather than decoded: a small compressed body can decode to gigabytes."""
+    coding = next((v for k, v in headers if k.lower() == "content-encoding"), "identity").strip().lower()
+    if not body or coding in ("", "identity"):
+        return None
+    return f"an answer in Content-Encoding {coding!r}, though only identity was asked for; it was not decoded"
+
+
+def too_long(limit: int) -> str:
+    """The reason an answer longer than ``limit`` bytes was not read."""
+    return f"an answer longer than {limit} bytes, the most this endpoint returns; it was not read"
+
+
+def limit_text(seconds: float) -> str:
+    """The reason an exchange ran out of time."""
+    return f"timed out after {seconds:g} s (the read timeout, or what the retry deadline left)"
 
 
 def _check(pattern: re.Pattern[str], text: str, field: str, fix: str) -> None:

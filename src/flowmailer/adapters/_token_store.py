@@ -32,6 +32,9 @@ class _Slot:
     generation: int = 0
     failure: FlowmailerError | None = None
     refused: AuthenticationError | None = None
+    #: Refreshes failed in a row, and when the next may start (None: at once).
+    failures: int = 0
+    retry_at: float | None = None
 
 
 class MemoryTokenStore:
@@ -92,7 +95,12 @@ class MemoryTokenStore:
             while True:
                 if slot.refused is not None:
                     raise slot.refused
-                action = self._policy.action(slot.token, self._clock.now(), refresh_in_flight=slot.refreshing)
+                action = self._policy.action(
+                    slot.token, self._clock.now(), refresh_in_flight=slot.refreshing, retry_at=slot.retry_at
+                )
+                if action is TokenAction.FAIL:
+                    assert slot.failure is not None
+                    raise slot.failure  # the last refresh failed moments ago: its back-off runs
                 if action is TokenAction.WAIT:
                     generation = slot.generation
                     while slot.generation == generation:
@@ -112,6 +120,11 @@ class MemoryTokenStore:
             if token is not None:
                 slot.token = token
             slot.failure = error
+            if error is None:
+                slot.failures, slot.retry_at = 0, None
+            else:
+                slot.failures += 1
+                slot.retry_at = self._policy.retry_at(self._clock.now(), slot.failures)
             if refused:
                 assert isinstance(error, AuthenticationError)
                 slot.refused = error

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import io
+import socket
 import ssl
 import threading
 from collections import deque
@@ -13,7 +15,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.util.wait import wait_for_read
 
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.adapters._http1 import decode_body, render_request
+from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
     check_pool_settings,
@@ -56,6 +58,9 @@ class Urllib3Transport:
     ``max_connections`` open in all; the socket goes to the IP, SNI and the certificate check use the DNS name.
 
     Trust comes from the operating system's store (truststore) unless ``ca_bundle`` or ``ssl_context`` is given.
+    ``read_timeout`` covers writing a request and reading its whole answer, head and body, as in the trio
+    transport: a server that answers one byte at a time cannot hold a request longer. A request's own ``timeout``
+    (what the retry deadline leaves) shortens every limit, and its ``answer_limit`` caps the body read.
     Connections older than ``max_connection_age`` are closed on return, so traffic follows DNS changes.
     """
 
@@ -105,19 +110,27 @@ class Urllib3Transport:
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)  # refused before a connection is taken
+        started = self._clock.monotonic()
+
+        def left(limit: float) -> float:
+            """``limit``, or less when the request's own timeout runs out sooner."""
+            if request.timeout is None:
+                return limit
+            return min(limit, request.timeout - (self._clock.monotonic() - started))
+
         key = (origin.host, origin.port, address)
-        got = self._checkout(key)
+        got = self._checkout(key, left(self._checkout_timeout))
         if isinstance(got, NotSent):
             return got
         conn, is_new = got
         if is_new:
-            failed = self._connect(conn, origin, address)
+            failed = self._connect(conn, origin, address, left(self._connect_timeout))
             if failed is not None:
                 self._checkin(conn, reusable=False)
                 return failed
         reusable = False
         try:
-            result, reusable = self._exchange(conn.conn, request.method, pieces, address)
+            result, reusable = self._exchange(conn.conn, request, pieces, address, left(self._read_timeout))
         finally:
             self._checkin(conn, reusable)
         return result
@@ -132,18 +145,19 @@ class Urllib3Transport:
                 wakeup.notify_all()
         self._close_and_forget(idle)
 
-    def _checkout(self, key: _Key) -> tuple[_Conn, bool] | NotSent:
+    def _checkout(self, key: _Key, timeout: float | None = None) -> tuple[_Conn, bool] | NotSent:
         """An idle live connection for ``key``, or a new unconnected one (``True``) within the cap.
 
         At the cap, a key that already has connections waits for one of them (a handshake costs more than a
         wait); a key with none takes the slot of the oldest idle connection to another address. A connection
         leaves the count only after its socket is closed, so no more than the cap are ever open at once.
         """
-        deadline = self._clock.monotonic() + self._checkout_timeout
+        timeout = self._checkout_timeout if timeout is None else timeout
+        deadline = self._clock.monotonic() + timeout
         while True:
             to_close: list[_Conn] = []
             with self._lock:
-                got = self._checkout_locked(key, deadline, to_close)
+                got = self._checkout_locked(key, deadline, to_close, timeout)
             if to_close:
                 self._close_and_forget(to_close)
             if got is None:
@@ -153,7 +167,7 @@ class Urllib3Transport:
             self._close_and_forget([got[0]])  # the server closed it while it was idle: forget it and try again
 
     def _checkout_locked(
-        self, key: _Key, deadline: float, to_close: list[_Conn]
+        self, key: _Key, deadline: float, to_close: list[_Conn], timeout: float
     ) -> tuple[_Conn, bool] | NotSent | None:
         """What ``_checkout`` gets under the lock; None when connections in ``to_close`` must be closed first."""
         while True:
@@ -181,7 +195,7 @@ class Urllib3Transport:
                 return c, True
             remaining = deadline - now
             if remaining <= 0:
-                return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s", local=True)
+                return NotSent(f"all {self._max} connections stayed busy for {max(0.0, timeout):g} s", local=True)
             wakeup = self._wakeups.get(key)
             if wakeup is None:
                 wakeup = self._wakeups[key] = threading.Condition(self._lock)
@@ -222,7 +236,11 @@ class Urllib3Transport:
             server_hostname=host,
         )
 
-    def _connect(self, c: _Conn, origin: Origin, address: str) -> NotSent | None:
+    def _connect(self, c: _Conn, origin: Origin, address: str, timeout: float) -> NotSent | None:
+        if timeout <= 0:
+            c.conn.close()
+            return NotSent(f"no time left to connect to {address} within the request's timeout", local=True)
+        c.conn.timeout = timeout
         try:
             c.conn.connect()
         except _NETWORK_ERRORS as e:
@@ -235,38 +253,56 @@ class Urllib3Transport:
         return None
 
     def _exchange(
-        self, conn: HTTPSConnection, method: str, pieces: tuple[bytes, ...], address: str
+        self, conn: HTTPSConnection, request: WireRequest, pieces: tuple[bytes, ...], address: str, limit: float
     ) -> tuple[TransportResult, bool]:
-        """Write the request (in one piece unless its body is large), read the whole answer; and whether the
-        connection can serve another.
+        """Write the request (in one piece unless its body is large), read the whole answer within ``limit``
+        seconds and ``request.answer_limit`` bytes of body; and whether the connection can serve another.
 
         urllib3 made the connection (TLS to the IP, verified against the DNS name); the exchange itself is one
         write and http.client's parser, without urllib3's request and response wrappers.
         """
         sock = conn.sock
         assert sock is not None
+        if limit <= 0:
+            return NotSent(f"no time left to send to {address} within the request's timeout", local=True), True
+        deadline = self._clock.monotonic() + limit
         try:
+            sock.settimeout(min(self._read_timeout, limit))
             for piece in pieces:
                 sock.sendall(piece)
         except _NETWORK_ERRORS as e:
             # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
             conn.close()
             return NotSent(f"connection to {address} closed before the request was written: {_describe(e)}"), False
-        response = http.client.HTTPResponse(sock, method=method)
+        reader = _DeadlineReader(sock, self._clock, deadline, limit_text(limit))
+        response = http.client.HTTPResponse(_Buffered(reader), method=request.method)  # type: ignore[arg-type]
+        cap = request.answer_limit
         try:
             response.begin()  # skips 100 Continue
             if response.status < 200:
                 # http.client stops at any other interim answer and the final one would stay unread on the socket.
                 conn.close()
                 return Ambiguous(f"request written to {address}, then only an interim {response.status}"), False
-            body = response.read()
+            if response.length is not None and response.length > cap:
+                conn.close()
+                return Ambiguous(f"request written to {address}, then {too_long(cap)}", unreadable=True), False
+            # Chunked or read to the close: never more than one byte past the cap. A known length is read whole, so
+            # that a short body raises IncompleteRead.
+            body = response.read() if response.length is not None else response.read(cap + 1)
+            if len(body) > cap:
+                conn.close()
+                return Ambiguous(f"request written to {address}, then {too_long(cap)}", unreadable=True), False
         except _NETWORK_ERRORS as e:
             conn.close()
             return Ambiguous(f"request written to {address}, then no complete answer: {_describe(e)}"), False
         finally:
             response.close()
         headers = tuple(response.getheaders())
-        return WireResponse(response.status, headers, decode_body(headers, body)), not response.will_close
+        refused = encoding_refused(headers, body)
+        if refused is not None:
+            conn.close()
+            return Ambiguous(f"request written to {address}, then {refused}", unreadable=True), False
+        return WireResponse(response.status, headers, body), not response.will_close
 
     def _checkin(self, c: _Conn, reusable: bool) -> None:
         with self._lock:
@@ -281,6 +317,40 @@ class Urllib3Transport:
         can use what changed. Waking by key and count missed wake-ups (a woken thread is counted until it runs)."""
         for wakeup in self._wakeups.values():
             wakeup.notify()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads it, every read bounded by what is left of the exchange's deadline: the
+    socket's own timeout bounds one read, so a server trickling bytes would otherwise hold the answer for ever."""
+
+    def __init__(self, sock: socket.socket, clock: Clock, deadline: float, why: str) -> None:
+        self._sock = sock
+        self._clock = clock
+        self._deadline = deadline
+        self._why = why
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        left = self._deadline - self._clock.monotonic()
+        if left <= 0:
+            raise TimeoutError(self._why)
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            raise TimeoutError(self._why) from None
+
+
+class _Buffered:
+    """What http.client.HTTPResponse takes for a socket: something with ``makefile``."""
+
+    def __init__(self, reader: _DeadlineReader) -> None:
+        self._reader = reader
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._reader)
 
 
 def _still_open(conn: HTTPSConnection) -> bool:

@@ -32,6 +32,9 @@ class _Slot:
     done: trio.Event = attrs.Factory(trio.Event)
     failure: FlowmailerError | None = None
     refused: AuthenticationError | None = None
+    #: Refreshes failed in a row, and when the next may start (None: at once).
+    failures: int = 0
+    retry_at: float | None = None
 
 
 class TrioTokenStore:
@@ -53,7 +56,12 @@ class TrioTokenStore:
         while True:
             if slot.refused is not None:
                 raise slot.refused
-            action = self._policy.action(slot.token, self._now(), refresh_in_flight=slot.refreshing)
+            action = self._policy.action(
+                slot.token, self._now(), refresh_in_flight=slot.refreshing, retry_at=slot.retry_at
+            )
+            if action is TokenAction.FAIL:
+                assert slot.failure is not None
+                raise slot.failure  # the last refresh failed moments ago: its back-off runs
             if action is TokenAction.WAIT:
                 await slot.done.wait()
                 waited = True
@@ -73,6 +81,8 @@ class TrioTokenStore:
             raise
         except FlowmailerError as e:
             slot.failure = e
+            slot.failures += 1
+            slot.retry_at = self._policy.retry_at(self._now(), slot.failures)
             still = None if current is None else self._policy.freshness(current, self._now())
             if action is TokenAction.USE_AND_REFRESH and current is not None and still is not TokenFreshness.EXPIRED:
                 _log.warning(
@@ -81,7 +91,7 @@ class TrioTokenStore:
                 return current
             raise
         else:
-            slot.token = new
+            slot.token, slot.failures, slot.retry_at = new, 0, None
         finally:
             slot.refreshing = False
             slot.done.set()

@@ -8,6 +8,7 @@ silently resent, so depth 3 (what Flowmailer's own Magento connector used) costs
 
 from __future__ import annotations
 
+import math
 import select
 import ssl
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import attrs
 import h11
 import trio
 
-from flowmailer.adapters._http1 import decode_body, render_request
+from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
     check_pool_settings,
@@ -50,6 +51,10 @@ class _BrokenError(Exception):
     """The connection can carry nothing more; ``str`` says why."""
 
 
+class _UnreadableError(Exception):
+    """The answer came and is not read (too long, or encoded as not asked); ``str`` says why."""
+
+
 @attrs.define(eq=False)
 class _Conn:
     key: _Key
@@ -75,7 +80,9 @@ class TrioTransport:
     The socket goes to the IP address; SNI and the certificate check use the DNS name, against the operating
     system's trust store (truststore) unless ``ca_bundle`` or ``ssl_context`` is given. A context that does not
     verify is refused. ``connect_timeout`` covers TCP and the TLS handshake; ``read_timeout`` covers writing a
-    request and reading its whole answer. Connections older than ``max_connection_age`` take no new request.
+    request and reading its whole answer. A request's own ``timeout`` (what the retry deadline leaves) shortens
+    every limit, and its ``answer_limit`` caps the body read. Connections older than ``max_connection_age`` take
+    no new request.
     """
 
     def __init__(
@@ -126,11 +133,12 @@ class TrioTransport:
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)
-        got = await self._checkout((origin.host, origin.port, address), origin)
+        ends = trio.current_time() + (math.inf if request.timeout is None else request.timeout)
+        got = await self._checkout((origin.host, origin.port, address), origin, ends)
         if not isinstance(got, _Conn):
             return got
         try:
-            return await self._exchange(got, request, origin, pieces)
+            return await self._exchange(got, request, origin, pieces, ends)
         finally:
             got.in_flight -= 1
             await self._checkin(got)
@@ -145,12 +153,14 @@ class TrioTransport:
 
     # --- the pool --------------------------------------------------------------------------------------------
 
-    async def _checkout(self, key: _Key, origin: Origin) -> _Conn | NotSent:
-        """A place on a live connection to ``key``: an idle one, else a new one under the cap, else a pipeline.
+    async def _checkout(self, key: _Key, origin: Origin, ends: float = math.inf) -> _Conn | NotSent:
+        """A place on a live connection to ``key``: an idle one, else a new one under the cap, else a pipeline;
+        waiting no later than ``ends`` (the request's own timeout).
 
         At the cap, a key with no connection of its own takes the slot of the oldest idle connection elsewhere.
         """
-        with trio.move_on_after(self._checkout_timeout):
+        waited = min(self._checkout_timeout, ends - trio.current_time())
+        with trio.move_on_after(max(0.0, waited)):
             while True:
                 if self._closed:
                     return NotSent("the transport is closed", local=True)
@@ -160,7 +170,7 @@ class TrioTransport:
                     if victim is not None:
                         await self._drop(victim, "its slot went to another address")
                 if conn is None and self._open < self._max:
-                    return await self._connect(key, origin)
+                    return await self._connect(key, origin, ends)
                 if conn is None:
                     conn = self._least_loaded(key)
                 if conn is not None:
@@ -168,7 +178,7 @@ class TrioTransport:
                     self._max_in_flight = max(self._max_in_flight, conn.in_flight)
                     return conn
                 await self._waiting.setdefault(key, trio.lowlevel.ParkingLot()).park()
-        return NotSent(f"all {self._max} connections stayed busy for {self._checkout_timeout} s", local=True)
+        return NotSent(f"all {self._max} connections stayed busy for {max(0.0, waited):g} s", local=True)
 
     async def _usable(self, key: _Key) -> _Conn | None:
         """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""
@@ -197,13 +207,13 @@ class TrioTransport:
         idle = [c for conns in self._conns.values() for c in conns if not c.in_flight]
         return min(idle, key=lambda c: c.born, default=None)
 
-    async def _connect(self, key: _Key, origin: Origin) -> _Conn | NotSent:
+    async def _connect(self, key: _Key, origin: Origin, ends: float) -> _Conn | NotSent:
         host, port, address = key
         self._open += 1
         self._opened += 1
         stream: trio.SSLStream[trio.SocketStream] | None = None
         try:
-            with trio.fail_after(self._connect_timeout):
+            with trio.fail_at(min(trio.current_time() + self._connect_timeout, ends)):
                 tcp = await trio.open_tcp_stream(address, port)
                 stream = trio.SSLStream(tcp, self._ssl_context, server_hostname=host, https_compatible=True)
                 await stream.do_handshake()
@@ -271,15 +281,17 @@ class TrioTransport:
     # --- one exchange ----------------------------------------------------------------------------------------
 
     async def _exchange(
-        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...]
+        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float
     ) -> TransportResult:
         address = conn.key[2]
+        limit = min(self._read_timeout, ends - trio.current_time())
+        deadline = trio.current_time() + limit  # one deadline for writing and the whole answer
         async with conn.write_lock:  # FIFO: answers come back in the order requests were written
             if conn.broken is not None:
                 return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
             seq = conn.written
             try:
-                with trio.fail_after(self._read_timeout):
+                with trio.fail_at(deadline):
                     for piece in pieces:
                         await conn.stream.send_all(piece)
             except _NETWORK_ERRORS as e:
@@ -293,14 +305,17 @@ class TrioTransport:
             conn.written += 1
             conn.used = True
         try:
-            with trio.fail_after(self._read_timeout):
+            with trio.fail_at(deadline):
                 while conn.answered != seq and conn.broken is None:
                     await conn.turn.park()
                 if conn.broken is not None:
                     raise _BrokenError(conn.broken)
                 response = await self._read(conn, request, origin)
+        except _UnreadableError as e:
+            await self._drop(conn, f"an answer was not read: {e}")
+            return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
-            reason = "no answer within the read timeout" if isinstance(e, trio.TooSlowError) else _describe(e)
+            reason = limit_text(max(0.0, limit)) if isinstance(e, trio.TooSlowError) else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
@@ -317,6 +332,7 @@ class TrioTransport:
         reader.send(h11.EndOfMessage())
         status, body = 0, bytearray()
         headers: tuple[tuple[str, str], ...] = ()
+        cap = request.answer_limit
         while True:
             event = reader.next_event()
             if event is h11.NEED_DATA:
@@ -324,8 +340,13 @@ class TrioTransport:
             elif isinstance(event, h11.Response):
                 status = event.status_code
                 headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
+                length = next((v for k, v in headers if k.lower() == "content-length"), None)
+                if length is not None and length.strip().isdigit() and int(length) > cap:
+                    raise _UnreadableError(too_long(cap))
             elif isinstance(event, h11.Data):
                 body += event.data
+                if len(body) > cap:
+                    raise _UnreadableError(too_long(cap))
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
@@ -334,7 +355,11 @@ class TrioTransport:
             reader.start_next_cycle()
         else:
             conn.broken = "the server ends the connection after this answer"
-        return WireResponse(status, headers, decode_body(headers, bytes(body)))
+        data = bytes(body)
+        refused = encoding_refused(headers, data)
+        if refused is not None:
+            raise _UnreadableError(refused)
+        return WireResponse(status, headers, data)
 
 
 def _closed_by_peer(conn: _Conn) -> bool:

@@ -11,9 +11,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TypeVar
 
+import attrs
+
 from flowmailer.app import _defaults
 from flowmailer.core import (
     FIRST_PAGE,
+    MAX_TAG_PAGES,
     Accepted,
     AccessToken,
     AddressBook,
@@ -65,12 +68,14 @@ from flowmailer.core import (
     message_request,
     message_stats_request,
     message_to_json,
+    next_page,
     plan_report,
     simulate_request,
     submit_request,
     tag_messages_request,
     token_request,
 )
+from flowmailer.core._protocol import check_max_pages
 from flowmailer.ports import Clock, Observer, ReportStore, Resolver, TokenStore, Transport
 
 __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]
@@ -176,12 +181,13 @@ class Client:
             reference = secrets.token_hex(16)
             message = message.with_client_reference(reference, self._prefix)
         account = self._credentials.account_id
+        origin = self._origins[Host.API]
         body = message_to_json(message)  # once: a retry sends the same bytes
         accepted: Accepted = self._call(
             "submit",
             Host.API,
             lambda token: submit_request(account, token, body),
-            lambda result, now: classify_submit(result, now=now),
+            lambda result, now: classify_submit(result, origin=origin, account_id=account, now=now),
             reference=f"{self._prefix}{reference}",
         )
         return accepted.message_id
@@ -226,6 +232,7 @@ class Client:
         account = self._credentials.account_id
         flows, sources = tuple(flow_ids), tuple(source_ids)
         page_range: ReferenceRange | None = start
+        seen = {start.reference}
         while page_range is not None:
             current = page_range
             page = self._call(
@@ -244,13 +251,20 @@ class Client:
                 ),
                 lambda result, now: interpret_page(result, MessageEvent, now=now),
             )
+            page_range = next_page("message_events", page, seen)  # before the page: its cursor must be sound
             yield page
-            page_range = page.next_range
+            if page_range is not None:
+                seen.add(page_range.reference)
 
-    def messages_by_tag(self, tag: str, *, daterange: DateRange | None = None) -> Iterator[Message]:
-        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found)."""
+    def messages_by_tag(
+        self, tag: str, *, daterange: DateRange | None = None, max_pages: int = MAX_TAG_PAGES
+    ) -> Iterator[Message]:
+        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found);
+        a listing longer than ``max_pages`` pages raises ProtocolError rather than go on."""
+        check_max_pages(max_pages)
         account = self._credentials.account_id
         page_range: ReferenceRange | None = FIRST_PAGE
+        seen = {FIRST_PAGE.reference}
         while page_range is not None:
             current = page_range
             page = self._call(
@@ -259,8 +273,10 @@ class Client:
                 functools.partial(_tag_request, account, tag, page=current, daterange=daterange),
                 lambda result, now: interpret_page(result, Message, now=now),
             )
+            page_range = next_page("messages_by_tag", page, seen, max_pages=max_pages)
             yield from page.items
-            page_range = page.next_range
+            if page_range is not None:
+                seen.add(page_range.reference)
 
     def message_stats(
         self, daterange: DateRange, *, interval: int = 86400, flow_ids: Iterable[int | str] = ()
@@ -311,6 +327,8 @@ class Client:
             else:
                 token = self._token()
                 request = build(token)
+            # The retry deadline bounds this attempt too, not only the wait before the next one.
+            request = attrs.evolve(request, timeout=self._policy.attempt_timeout(self._clock.monotonic() - started))
             address, result, duration = self._send(host, request, avoid)
             got = interpret(result, self._clock.now())
             attempt = state.attempts + 1

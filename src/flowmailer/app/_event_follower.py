@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from flowmailer.app import _defaults
-from flowmailer.core import MessageEvent, ReferenceRange, SortOrder
+from flowmailer.core import MessageEvent, ReferenceRange, SortOrder, next_page
 from flowmailer.core._checks import check_duration
 from flowmailer.core._cursor import check_cursor_name, check_page_size
 from flowmailer.ports import Clock, CursorStore, EventSource
@@ -14,6 +14,8 @@ __all__ = ["EventFollower"]
 
 #: Oldest first: only then does a stored reference mean "everything after this" (newest first walks backwards).
 _ORDER = SortOrder.ASC
+#: Cursors a follower remembers having been at, so that a Next-Range pointing back to one is caught across polls.
+_REMEMBERED = 10_000
 
 
 class EventFollower:
@@ -39,6 +41,10 @@ class EventFollower:
         self._page_size = check_page_size(page_size)
         self._clock = clock if clock is not None else _defaults.clock()
         self._pending: ReferenceRange | None = None
+        #: References this follower saved, oldest first (a dict keeps order and finds fast).
+        self._been_at: dict[str, None] = {}
+        #: The cursors of the last poll's pages, remembered once the caller has their events.
+        self._passed: list[str] = []
 
     def poll(self) -> list[MessageEvent]:
         """Every event after the stored cursor, oldest first.
@@ -49,9 +55,12 @@ class EventFollower:
         self.commit()
         events: list[MessageEvent] = []
         pending = None
+        passed = []
         for items, cursor in self._pages():
             events.extend(items)
             pending = cursor if cursor is not None else pending
+            passed += [] if cursor is None else [cursor.reference]
+        self._passed = passed
         self._pending = pending  # only now: a read that fails midway hands nothing over, so it must save nothing
         return events
 
@@ -60,6 +69,8 @@ class EventFollower:
         if self._pending is not None:
             self._cursors.save(self._name, self._pending.reference)
             self._pending = None
+            for reference in self._passed:
+                self._remember(reference)
 
     def follow(
         self, handler: Callable[[MessageEvent], object], *, idle_wait: float = 10.0, stop: Callable[[], bool]
@@ -80,6 +91,7 @@ class EventFollower:
                 handed += len(items)
                 if cursor is not None:
                     self._cursors.save(self._name, cursor.reference)
+                    self._remember(cursor.reference)
                     moved = True
                 if stop():
                     return handed
@@ -90,6 +102,14 @@ class EventFollower:
     def _pages(self) -> Iterator[tuple[tuple[MessageEvent, ...], ReferenceRange | None]]:
         """Each non-empty page from the stored cursor, with the cursor after it (None if Flowmailer sent none)."""
         start = ReferenceRange(self._cursors.load(self._name) or "", self._page_size)
+        self._remember(start.reference)
         for page in self._client.message_events(start=start, sortorder=_ORDER):
             if page.items:
-                yield page.items, page.next_range
+                # A cursor back to where an earlier poll was would hand over its events again: stop before.
+                yield page.items, next_page("message_events", page, self._been_at.keys())
+
+    def _remember(self, reference: str) -> None:
+        self._been_at.pop(reference, None)
+        self._been_at[reference] = None
+        if len(self._been_at) > _REMEMBERED:
+            del self._been_at[next(iter(self._been_at))]

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import TypeVar
 
+import attrs
 import trio
 
 from flowmailer.app import _defaults
 from flowmailer.app._client import DEFAULT_API_URL, DEFAULT_LOGIN_URL
 from flowmailer.core import (
     FIRST_PAGE,
+    MAX_TAG_PAGES,
     Accepted,
     AccessToken,
     AddressBook,
@@ -74,12 +76,14 @@ from flowmailer.core import (
     message_request,
     message_stats_request,
     message_to_json,
+    next_page,
     plan_report,
     simulate_request,
     submit_request,
     tag_messages_request,
     token_request,
 )
+from flowmailer.core._protocol import check_max_pages
 from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, ReportStore, Resolver
 
 __all__ = ["AsyncClient"]
@@ -180,12 +184,13 @@ class AsyncClient:
             reference = secrets.token_hex(16)
             message = message.with_client_reference(reference, self._prefix)
         account = self._credentials.account_id
+        origin = self._origins[Host.API]
         body = message_to_json(message)  # once: a retry sends the same bytes
         accepted: Accepted = await self._call(
             "submit",
             Host.API,
             lambda token: submit_request(account, token, body),
-            lambda result, now: classify_submit(result, now=now),
+            lambda result, now: classify_submit(result, origin=origin, account_id=account, now=now),
             reference=f"{self._prefix}{reference}",
         )
         return accepted.message_id
@@ -229,6 +234,7 @@ class AsyncClient:
         account = self._credentials.account_id
         flows, sources = tuple(flow_ids), tuple(source_ids)
         page_range: ReferenceRange | None = start
+        seen = {start.reference}
         while page_range is not None:
             page = await self._call(
                 "message_events",
@@ -246,13 +252,20 @@ class AsyncClient:
                 ),
                 lambda result, now: interpret_page(result, MessageEvent, now=now),
             )
+            page_range = next_page("message_events", page, seen)  # before the page: its cursor must be sound
             yield page
-            page_range = page.next_range
+            if page_range is not None:
+                seen.add(page_range.reference)
 
-    async def messages_by_tag(self, tag: str, *, daterange: DateRange | None = None) -> AsyncIterator[Message]:
-        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found)."""
+    async def messages_by_tag(
+        self, tag: str, *, daterange: DateRange | None = None, max_pages: int = MAX_TAG_PAGES
+    ) -> AsyncIterator[Message]:
+        """Every message carrying ``tag``, page by page as the caller iterates (how an ambiguous submit is found);
+        a listing longer than ``max_pages`` pages raises ProtocolError rather than go on."""
+        check_max_pages(max_pages)
         account = self._credentials.account_id
         page_range: ReferenceRange | None = FIRST_PAGE
+        seen = {FIRST_PAGE.reference}
         while page_range is not None:
             page = await self._call(
                 "messages_by_tag",
@@ -260,9 +273,11 @@ class AsyncClient:
                 functools.partial(_tag_request, account, tag, page=page_range, daterange=daterange),
                 lambda result, now: interpret_page(result, Message, now=now),
             )
+            page_range = next_page("messages_by_tag", page, seen, max_pages=max_pages)
             for item in page.items:
                 yield item
-            page_range = page.next_range
+            if page_range is not None:
+                seen.add(page_range.reference)
 
     async def message_stats(
         self, daterange: DateRange, *, interval: int = 86400, flow_ids: Iterable[int | str] = ()
@@ -309,6 +324,8 @@ class AsyncClient:
             else:
                 token = await self._token()
                 request = build(token)
+            # The retry deadline bounds this attempt too, not only the wait before the next one.
+            request = attrs.evolve(request, timeout=self._policy.attempt_timeout(trio.current_time() - started))
             address, result, duration = await self._send(host, request, avoid)
             got = interpret(result, self._now())
             attempt = state.attempts + 1

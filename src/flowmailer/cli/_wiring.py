@@ -97,24 +97,28 @@ def build_client(
     )
 
 
-def build_clients(config: Config, *, observer: Observer | None = None) -> tuple[Client, Client | None]:
+def build_clients(
+    config: Config, *, observer: Observer | None = None, max_connections: int = 10
+) -> tuple[Client, Client | None]:
     """The submitting client and the reconciling one (None: the submitting one reconciles) of a relay.
 
-    Both share one transport, so that the process never holds more than its 10 connections to Flowmailer.
+    Both share one transport, so that the process never holds more than ``max_connections`` (at most 10)
+    connections to Flowmailer.
     """
     reconcile = config.reconcile_credentials()
-    transport = _transport(config)
+    transport = _transport(config, max_connections)
     submitter = build_client(config, observer=observer, transport=transport)
     if reconcile is None:
         return submitter, None
     return submitter, build_client(config, observer=observer, credentials=reconcile, transport=transport)
 
 
-def _transport(config: Config) -> Transport:
+def _transport(config: Config, max_connections: int = 10) -> Transport:
     from flowmailer.adapters import Urllib3Transport
     from flowmailer.core import AddressPolicy
 
     return Urllib3Transport(
         ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        max_connections=max_connections,
         max_connection_age=AddressPolicy().max_connection_age,
     )

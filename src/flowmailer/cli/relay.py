@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="submissions at once, 1 to 10 (default 10)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=number(int, low=1, high=10, example=4),
+        default=None,
+        help="connections to Flowmailer at most, 1 to 10 (default: as many as --concurrency)",
+    )
+    parser.add_argument(
         "--interval",
         type=number(float, low=0.0, above=True, example=10.0),
         default=10.0,
@@ -43,7 +49,9 @@ def relay(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     reconcile = config.reconcile_credentials()
     tally = Tally()
-    client, reconciler = build_clients(config, observer=tally)
+    # Connections follow the concurrency: a worker holds one at a time, so more would only sit idle per address.
+    connections = args.concurrency if args.max_connections is None else args.max_connections
+    client, reconciler = build_clients(config, observer=tally, max_connections=connections)
     outbox = open_outbox(config)
     try:
         runner = Relay(

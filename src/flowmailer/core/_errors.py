@@ -14,6 +14,7 @@ __all__ = [
     "CertificateError",
     "ConfigurationError",
     "FlowmailerError",
+    "ProtocolError",
     "RejectedError",
     "TransientError",
 ]
@@ -97,6 +98,12 @@ class TransientError(FlowmailerError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (type(self), str(self), {"retry_after": self.retry_after}))
+
+
+class ProtocolError(TransientError):
+    """The server answered as Flowmailer's API never does: an answer larger than the endpoint can return, a page
+    cursor that goes back or stands still. Nothing more is read or followed; a proxy in between, or a server that
+    is not Flowmailer, is the likely cause. A :class:`TransientError`, so an outbox tries again later."""
 
 
 class AmbiguousError(FlowmailerError):

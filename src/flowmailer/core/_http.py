@@ -9,7 +9,11 @@ import attrs
 
 from flowmailer.core._errors import ConfigurationError
 
-__all__ = ["Host", "Origin", "WireRequest", "WireResponse", "redact_headers"]
+__all__ = ["DEFAULT_ANSWER_LIMIT", "Host", "Origin", "WireRequest", "WireResponse", "redact_headers"]
+
+#: The largest answer body a request accepts unless its endpoint says less: a page of a hundred messages with
+#: their events and headers fits many times over; an endless or runaway body stops here, not at the memory's end.
+DEFAULT_ANSWER_LIMIT = 16 * 1024 * 1024
 
 
 class Host(enum.Enum):
@@ -83,6 +87,11 @@ class WireRequest:
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
     #: True for requests that change state at Flowmailer (a resent submit may duplicate a message).
     idempotent: bool = True
+    #: The most body bytes the answer may have (what the endpoint can return); a longer one is not read.
+    answer_limit: int = DEFAULT_ANSWER_LIMIT
+    #: Seconds the whole exchange may take, on top of the transport's own timeouts: what the retry deadline
+    #: leaves for this attempt. None: only the transport's timeouts.
+    timeout: float | None = None
 
     @property
     def target(self) -> str:

@@ -439,8 +439,10 @@ class AccessToken:
 
     value: str = attrs.field(repr=False)
     expires_at: float
+    #: Seconds it was issued for, when known: a short-lived token is refreshed a fraction of this ahead.
+    lifetime: float | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def issued(cls, value: str, expires_in: float, now: float) -> AccessToken:
         """The token Flowmailer issued at ``now`` (epoch seconds) for ``expires_in`` seconds."""
-        return cls(value, now + expires_in)
+        return cls(value, now + expires_in, expires_in)

@@ -66,6 +66,10 @@ class Ambiguous:
     """The request was written and no answer came: Flowmailer may have accepted it. Reconcile before resending."""
 
     reason: str
+    #: An answer came that was not read: longer than the request's ``answer_limit``, or in a Content-Encoding
+    #: that was not asked for. Asking again gets the same, so only a submit is reconciled; any other request
+    #: stops with a ProtocolError.
+    unreadable: bool = False
 
 
 @attrs.frozen

@@ -9,16 +9,16 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
 import cattrs
 
-from flowmailer.core._errors import ConfigurationError
-from flowmailer.core._http import Host, WireRequest, WireResponse
+from flowmailer.core._errors import ConfigurationError, ProtocolError
+from flowmailer.core._http import Host, Origin, WireRequest, WireResponse
 from flowmailer.core._models import AccessToken, Credentials, ErrorDetail, SubmitMessage
 from flowmailer.core._outcomes import (
     Accepted,
@@ -37,7 +37,10 @@ from flowmailer.core._wire import dump_json, from_json, message_to_json, wire_co
 __all__ = [
     "FIRST_PAGE",
     "JSON_CONTENT_TYPE",
+    "MAX_TAG_PAGES",
     "MEDIA_TYPE",
+    "MESSAGE_ID",
+    "SMALL_ANSWER_LIMIT",
     "Page",
     "SortField",
     "SortOrder",
@@ -50,6 +53,7 @@ __all__ = [
     "message_request",
     "message_stats_request",
     "messages_request",
+    "next_page",
     "parse_retry_after",
     "simulate_request",
     "submit_request",
@@ -71,7 +75,13 @@ _BAD_CREDENTIALS = frozenset({"invalid_client", "unauthorized_client", "invalid_
 _REJECTED = frozenset({400, 403, 404, 413, 422})
 #: Bad Gateway and Gateway Timeout: a proxy answered for the origin, which may have accepted the request.
 _GATEWAY_ERRORS = frozenset({502, 504})
-_MESSAGE_ID = re.compile(r"[A-Za-z0-9._~-]+")
+#: Flowmailer's message ids: a 14-digit timestamp (yyyyMMddHHmmss) then 18 hex digits, as in its examples.
+MESSAGE_ID = re.compile(r"[0-9]{14}[0-9a-fA-F]{18}")
+#: A search by tag reads at most this many pages (10,000 messages) unless told otherwise: a client reference
+#: tags one message, and a listing that goes on and on is a server's fault, not a reason to read for ever.
+MAX_TAG_PAGES = 100
+#: What a submit's or a token request's answer can hold: nothing, a token, or a list of errors.
+SMALL_ANSWER_LIMIT = 64 * 1024
 #: Retry-After's delta-seconds, a fraction allowed; a sign too, as int() allowed before (a negative one means 0).
 _SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
@@ -139,7 +149,9 @@ def token_request(credentials: Credentials) -> WireRequest:
         }
     )
     headers = (("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded"))
-    return WireRequest("POST", Host.LOGIN, "/oauth/token", headers=headers, body=form.encode("ascii"))
+    return WireRequest(
+        "POST", Host.LOGIN, "/oauth/token", headers=headers, body=form.encode("ascii"), answer_limit=SMALL_ANSWER_LIMIT
+    )
 
 
 def submit_request(account_id: str, token: AccessToken, message: SubmitMessage | bytes) -> WireRequest:
@@ -154,6 +166,7 @@ def submit_request(account_id: str, token: AccessToken, message: SubmitMessage |
         headers=_api_headers(token, ("Content-Type", JSON_CONTENT_TYPE)),
         body=message if isinstance(message, bytes) else message_to_json(message),
         idempotent=False,
+        answer_limit=SMALL_ANSWER_LIMIT,
     )
 
 
@@ -350,20 +363,35 @@ def _describe(response: WireResponse) -> str:
     return f"HTTP {response.status}" + (f": {details}" if details else "")
 
 
-def _location_id(location: str | None) -> str | None:
+def _location_id(location: str | None, origin: Origin, account_id: str) -> str | None:
+    """The message id of ``https://{api host}/{account_id}/messages/{id}`` (or its path alone), else None: another
+    host's or another account's Location, or an id not shaped like Flowmailer's, names no message of ours."""
     if not location:
         return None
-    segments = urlsplit(location.strip()).path.split("/")
-    if len(segments) < 3 or segments[-2] != "messages":
+    try:
+        parts = urlsplit(location.strip())
+        port = parts.port
+    except ValueError:
         return None
-    message_id = unquote(segments[-1])
-    return message_id if _MESSAGE_ID.fullmatch(message_id) else None
+    if (parts.scheme or parts.netloc) and (
+        parts.scheme.lower() != "https"
+        or parts.username is not None
+        or (parts.hostname or "").rstrip(".").lower() != origin.host.rstrip(".").lower()
+        or (port or 443) != origin.port
+    ):
+        return None
+    prefix = f"/{quote(account_id, safe='')}/messages/"
+    if parts.query or parts.fragment or not parts.path.startswith(prefix):
+        return None
+    message_id = parts.path.removeprefix(prefix)
+    return message_id if MESSAGE_ID.fullmatch(message_id) else None
 
 
-def classify_submit(result: TransportResult, *, now: float | None = None) -> Outcome:
-    """How a submit attempt ended.
+def classify_submit(result: TransportResult, *, origin: Origin, account_id: str, now: float | None = None) -> Outcome:
+    """How a submit to ``account_id`` at ``origin`` (the API host) ended.
 
-    Accepted only on 201 with a Location ending in ``/messages/{id}``. A 201 without a usable Location, or any
+    Accepted only on 201 with a Location ``https://{origin}/{account_id}/messages/{id}`` (or that path alone) and an
+    id shaped like Flowmailer's (14 digits, 18 hex digits). A 201 without such a Location, or any
     other 2xx, is Ambiguous: Flowmailer may have taken the message, so it is reconciled, not resent. So is a 502
     or 504: a gateway answered after the POST went through it, and the origin may already have the message
     (reconciling costs one GET; a blind resend may cost a duplicate). 408, 429 and the other 5xx (500, 503, ...)
@@ -374,7 +402,7 @@ def classify_submit(result: TransportResult, *, now: float | None = None) -> Out
     if not isinstance(result, WireResponse):
         return result
     if result.status == 201:
-        message_id = _location_id(result.header("Location"))
+        message_id = _location_id(result.header("Location"), origin, account_id)
         if message_id is None:
             return Ambiguous(f"201 Created without a usable Location ({result.header('Location')!r})")
         return Accepted(message_id)
@@ -428,6 +456,37 @@ def interpret_page(result: TransportResult, item_type: type[T], *, now: float | 
         return Page(items, ReferenceRange.parse(next_header, header="Next-Range"))
 
     return _read(result, parse, now)
+
+
+def check_max_pages(max_pages: object) -> int:
+    """``max_pages`` if it allows a page; a clear error, before any request, if not."""
+    if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
+        raise ConfigurationError("max_pages", f"{max_pages!r} allows no page", "give a whole number of 1 or more")
+    return max_pages
+
+
+def next_page(endpoint: str, page: Page[Any], seen: Set[str], *, max_pages: int | None = None) -> ReferenceRange | None:
+    """The range to ask for after ``page``, given the references this listing was already at (its start too);
+    None when the listing is done.
+
+    Raises ProtocolError, naming ``endpoint``, for a ``Next-Range`` that points at a page already read (itself or
+    one before: following it would read the same pages for ever) or that leads past ``max_pages`` pages.
+    """
+    following = page.next_range
+    if following is None:
+        return None
+    if following.reference in seen:
+        raise ProtocolError(
+            f"{endpoint}: the answer's Next-Range {following.header()!r} points at a page this listing already read; "
+            "stopped rather than read the same pages again. Flowmailer's cursors only move on: a proxy in between, "
+            "or a server that is not Flowmailer, sent it."
+        )
+    if max_pages is not None and len(seen) >= max_pages:
+        raise ProtocolError(
+            f"{endpoint}: the listing goes on past {max_pages} pages; stopped there. Narrow it (a daterange) or "
+            "raise max_pages."
+        )
+    return following
 
 
 def interpret_one(result: TransportResult, item_type: type[T], *, now: float | None = None) -> T | Outcome:

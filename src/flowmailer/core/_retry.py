@@ -18,6 +18,7 @@ from flowmailer.core._errors import (
     AuthenticationError,
     CertificateError,
     FlowmailerError,
+    ProtocolError,
     RejectedError,
     TransientError,
 )
@@ -96,6 +97,8 @@ class GiveUpReason(enum.Enum):
     BUDGET_EMPTY = "retry budget empty"
     #: The certificate did not verify on every address in turn: a setting (the CA bundle) is wrong, not the network.
     CERTIFICATE_UNTRUSTED = "certificate not trusted"
+    #: A read's answer was longer than its endpoint can return, or encoded as not asked: asking again gets the same.
+    ANSWER_UNREADABLE = "answer unreadable"
 
 
 @attrs.frozen
@@ -160,6 +163,12 @@ class RetryPolicy:
             ceiling = self.cap
         return u * ceiling
 
+    def attempt_timeout(self, elapsed: float) -> float:
+        """Seconds the next attempt may take, started ``elapsed`` seconds after the first: what the deadline
+        leaves. The transport stops there, so one slow answer cannot outlast the deadline."""
+        require_number(elapsed, "elapsed")
+        return max(0.0, self.deadline - elapsed)
+
     def decide(
         self,
         outcome: Outcome,
@@ -178,6 +187,8 @@ class RetryPolicy:
         """
         require(addresses >= 1, "addresses", f"{addresses!r} addresses", "pass the address book's size")
         require_number(elapsed, "elapsed")
+        if isinstance(outcome, Ambiguous) and outcome.unreadable and idempotent:
+            return GiveUp(GiveUpReason.ANSWER_UNREADABLE, outcome), attrs.evolve(state, attempts=state.attempts + 1)
         if isinstance(outcome, Ambiguous) and idempotent:
             outcome = NotSent(f"no answer to an idempotent request, sent again: {outcome.reason}")
         streak = state.not_sent_streak + 1 if isinstance(outcome, NotSent) else 0
@@ -314,6 +325,12 @@ def error_for(
             f"{operation}: {hostname} refused a token issued moments ago as invalid_token, twice in a row (revoked "
             "or expired early); the credentials themselves were accepted. Nothing was accepted; try again later "
             "(the outbox does this for you)."
+        )
+    if decision.reason is GiveUpReason.ANSWER_UNREADABLE:
+        return ProtocolError(
+            f"{operation}: {hostname} gave an answer Flowmailer's API never gives ({outcome!r}); it was not read "
+            "and not asked for again. A proxy in between, or a server that is not Flowmailer, is the likely cause: "
+            "check api_url and login_url."
         )
     retry_after = outcome.retry_after if isinstance(outcome, Transient) else None
     if host is Host.LOGIN:
