@@ -208,3 +208,23 @@ def test_a_toml_file_that_is_not_utf8_is_a_configuration_error_not_a_traceback(c
     err = capsys.readouterr().err
     assert "is not UTF-8 text" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flowmailer.cli._main.build_parser", interrupted)
+    assert main(["status"]) == 130
+    err = capsys.readouterr().err
+    assert err == "flowmailer: interrupted\n"
+
+
+def test_relay_help_describes_what_it_does(capsys: Capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["relay", "--help"])
+    out = capsys.readouterr().out
+    assert "Submit what the outbox holds to Flowmailer" in out
+    assert "--once" in out

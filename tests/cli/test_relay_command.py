@@ -39,7 +39,12 @@ def fill_outbox(path: Path, count: int) -> None:
 
 
 def start_relay(
-    fake: FakeFlowmailer, tmp_path: Path, *, role: str = "ADMIN", env: dict[str, str] | None = None
+    fake: FakeFlowmailer,
+    tmp_path: Path,
+    *,
+    role: str = "ADMIN",
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     """The relay, configured by a TOML file and the secret from the environment."""
     credential = fake.credential(role)
@@ -55,7 +60,7 @@ def start_relay(
         "FLOWMAILER_CLIENT_SECRET": credential.client_secret,
         **(env or {}),
     }
-    command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5"]
+    command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5", *extra]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -199,3 +204,12 @@ def test_relay_with_a_wrong_ca_bundle_exits_2_at_start_naming_the_setting(fake: 
     assert "--ca-bundle" in err
     assert counts(tmp_path / "outbox.db")[SubmissionState.QUEUED] == 3
     assert fake.records().requests == 0
+
+
+def test_relay_once_drains_the_outbox_and_exits_0_by_itself(fake: FakeFlowmailer, tmp_path: Path) -> None:
+    fill_outbox(tmp_path / "outbox.db", 25)
+    relay = start_relay(fake, tmp_path, extra=("--once",))
+    out, err = relay.communicate(timeout=60)  # no signal: before, the flag did not exist (exit 2)
+    assert relay.returncode == 0, err
+    assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 25
+    assert "relay stopped" in out

@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(argv)
         finally:
             sys.stdout.flush()
+    except KeyboardInterrupt:  # while the parser loads the commands, before any of them runs
+        print("flowmailer: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # Python's "Note on SIGPIPE": point stdout at devnull, so that the flush at exit cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -17,7 +17,17 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "relay", help="submit the outbox's messages until SIGTERM or SIGINT", allow_abbrev=False
+        "relay",
+        help="submit the outbox's messages until SIGTERM or SIGINT",
+        description="Submit what the outbox holds to Flowmailer, with at most 10 requests at once, until SIGTERM or "
+        "SIGINT (which finish what is in flight). Both credentials are checked first: a refused one stops the relay "
+        "at once. Every ambiguous submission is looked up by its client-reference tag before any resend; what "
+        "Flowmailer refuses becomes a dead letter (`flowmailer dead list`). With --once, it exits when nothing is "
+        "left to send.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="exit 0 once every message is accepted or dead (a one-shot drain)"
     )
     parser.add_argument(
         "--concurrency",
@@ -65,7 +75,7 @@ def relay(args: argparse.Namespace) -> int:
         run_relay(
             runner,
             lambda: relay_rows(outbox, tally),
-            until_empty=False,
+            until_empty=args.once,
             title="flowmailer relay",
             live=False if args.no_progress else None,
             interval=args.interval,
