@@ -228,3 +228,21 @@ def test_relay_help_describes_what_it_does(capsys: Capsys) -> None:
     out = capsys.readouterr().out
     assert "Submit what the outbox holds to Flowmailer" in out
     assert "--once" in out
+
+
+def test_verbose_logs_each_attempt_to_standard_error_without_a_secret(tmp_path: Path) -> None:
+    from flowmailer.testing import FakeFlowmailer
+
+    with FakeFlowmailer(addresses=("127.0.0.1",)).running() as fake:
+        credential = fake.credential("ADMIN")
+        url = f"https://localhost:{fake.port}"
+        command = [
+            sys.executable, "-m", "flowmailer.cli", "--verbose", "doctor", "--online", "--account-id",
+            fake.account_id, "--client-id", credential.client_id, "--api-url", url, "--login-url", url,
+            "--ca-bundle", str(fake.ca_bundle), "--outbox", f"sqlite://{tmp_path / 'o.db'}",
+        ]  # fmt: skip
+        env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "DEBUG flowmailer" in done.stderr  # before: --verbose was an unknown flag
+    assert "token attempt 1" in done.stderr
+    assert credential.client_secret not in done.stderr + done.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import sys
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="An independent client for Flowmailer's REST API (not Flowmailer's own).",
     )
     parser.add_argument("--version", action="version", version=f"flowmailer {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log the flowmailer loggers at this level to standard error (default: warnings only, plainly)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level debug")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"flowmailer.cli.{name}").register(subparsers)
@@ -95,6 +102,11 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    level = "debug" if args.verbose else args.log_level
+    if level is not None:  # no token, secret or message body is ever logged, at any level
+        logging.basicConfig(
+            level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     # The whole command, as the user typed it: `flowmailer outbox init`, not `flowmailer outbox`.
     name = " ".join(["flowmailer", args.command, *([args.action] if getattr(args, "action", None) else [])])
     try:
