@@ -157,3 +157,16 @@ def test_run_relay_stops_the_relay_before_raising_what_the_display_raised() -> N
     with pytest.raises(BrokenPipeError):
         run_relay(relay_over(1, Submitter()), broken, until_empty=False, title="t", live=False, interval=0.001)
     assert "flowmailer-relay-loop" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_the_relay_rows_show_the_outbox_apart_from_this_run_and_claimed_apart_from_sending() -> None:
+    from flowmailer.cli.relay import relay_rows
+
+    relay = relay_over(3, Submitter())
+    tally = Tally()
+    outbox = relay._outbox
+    outbox.claim("another relay", 2, 30.0)  # rows claimed elsewhere: counted in the outbox, not held here
+    rows = dict(relay_rows(outbox, tally, relay))
+    assert rows["outbox claimed"] == "2 (here: 0 held, 0 sending)"  # before: "in flight 2", as if this relay sent
+    assert rows["outbox queued"] == "1"
+    assert rows["accepted this run"] == "0 (0 reconciled)"

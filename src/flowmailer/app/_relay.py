@@ -108,6 +108,9 @@ class RelayStats:
     abandoned: int = 0
     #: Claims, counts or waits that failed in the outbox; the relay kept going.
     outbox_errors: int = 0
+    #: Now, not a total: claims held (sending, waiting for a worker, or being recorded) and those being sent.
+    holding: int = 0
+    sending: int = 0
 
 
 class Relay:
@@ -194,7 +197,8 @@ class Relay:
                 claimed=c["claimed"], accepted=c["accepted"], reconciled=c["reconciled"],
                 duplicates=c["duplicates"], retries=dict(self._retries), dead=c["dead"],
                 not_recorded=c["not_recorded"], released=c["released"], abandoned=c["abandoned"],
-                outbox_errors=c["outbox_errors"],
+                outbox_errors=c["outbox_errors"], holding=len(self._held),
+                sending=max(0, len(self._held) - len(self._queue) - self._recording),
             )  # fmt: skip
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from flowmailer.cli._wiring import build_clients, open_outbox
 from flowmailer.core import SubmissionState
 
 if TYPE_CHECKING:
+    from flowmailer.app import Relay
     from flowmailer.ports import Outbox
 
 
@@ -74,13 +75,13 @@ def relay(args: argparse.Namespace) -> int:
         )
         run_relay(
             runner,
-            lambda: relay_rows(outbox, tally),
+            lambda: relay_rows(outbox, tally, runner),
             until_empty=args.once,
             title="flowmailer relay",
             live=False if args.no_progress else None,
             interval=args.interval,
         )
-        print(f"relay stopped | {plain_line(relay_rows(outbox, tally))}")
+        print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
         return 0
     finally:
         client.close()
@@ -89,21 +90,26 @@ def relay(args: argparse.Namespace) -> int:
         outbox.close()
 
 
-def relay_rows(outbox: Outbox, tally: Tally) -> Rows:
+def relay_rows(outbox: Outbox, tally: Tally, runner: Relay) -> Rows:
+    """The outbox's rows by state (all relays', all time) apart from what this relay did since it started."""
     counts = outbox.counts()
     seen = tally.snapshot()
+    mine = runner.stats()
     retries = ", ".join(f"{n} {cause}" for cause, n in sorted(seen.retries.items())) or "0"
     warning: Rows = []
     if seen.cannot_reconcile is not None:
         warning = [("reconciliation", "REFUSED: ambiguous submissions go dead; set FLOWMAILER_RECONCILE_CLIENT_ID")]
     return [
         *warning,
-        ("queued", str(counts[SubmissionState.QUEUED])),
-        ("in flight", str(counts[SubmissionState.IN_FLIGHT])),
-        ("retrying", str(counts[SubmissionState.RETRY_SCHEDULED])),
-        ("reconciling", str(counts[SubmissionState.RECONCILING])),
-        ("accepted", f"{seen.accepted} ({seen.reconciled} reconciled)"),
-        ("dead", str(seen.dead)),
+        ("outbox queued", str(counts[SubmissionState.QUEUED])),
+        (
+            "outbox claimed",
+            f"{counts[SubmissionState.IN_FLIGHT]} (here: {mine.holding} held, {mine.sending} sending)",
+        ),
+        ("outbox retrying", str(counts[SubmissionState.RETRY_SCHEDULED])),
+        ("outbox reconciling", str(counts[SubmissionState.RECONCILING])),
+        ("accepted this run", f"{seen.accepted} ({seen.reconciled} reconciled)"),
+        ("dead this run", str(seen.dead)),
         ("retries", retries),
         ("traffic", seen.traffic()),
         ("tokens fetched", str(seen.answered.get("token", 0))),
