@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +20,7 @@ from flowmailer.core import (
     Disposition,
     Header,
     MessageType,
+    Secret,
     SubmitMessage,
     message_to_json,
 )
@@ -299,3 +302,22 @@ def test_access_token_expires_at_is_now_plus_expires_in() -> None:
 def test_models_are_frozen() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         email().subject = "changed"  # type: ignore[misc]
+
+
+def test_credentials_secret_does_not_travel_in_asdict_pickle_or_copies() -> None:
+    c = Credentials("acc", "client", SECRET)
+    assert SECRET not in repr(attrs.asdict(c))
+    assert SECRET not in str(attrs.astuple(c))
+    with pytest.raises(TypeError, match="secrets are not pickled"):
+        pickle.dumps(c)
+    assert copy.deepcopy(c) == c == attrs.evolve(c)
+    assert c.client_secret.reveal() == SECRET
+    assert repr(c.client_secret) == str(c.client_secret) == "'********'"
+
+
+def test_credentials_take_a_secret_or_text_and_compare_by_value() -> None:
+    assert Credentials("acc", "client", Secret(SECRET)) == Credentials("acc", "client", SECRET)
+    assert Credentials("acc", "client", SECRET) != Credentials("acc", "client", "other")
+    assert hash(Credentials("acc", "client", SECRET)) == hash(Credentials("acc", "client", Secret(SECRET)))
+    with pytest.raises(AttributeError):
+        Secret(SECRET)._value = "x"

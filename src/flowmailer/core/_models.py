@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "MessageEvent",
     "MessageType",
     "ObjectRef",
+    "Secret",
     "Simulation",
     "SubmitMessage",
 ]
@@ -142,6 +145,54 @@ def _tags(value: Iterable[str]) -> tuple[str, ...]:
         if not isinstance(tag, str) or not tag:
             raise ConfigurationError("tags", f"{tag!r} is not a non-empty string", "give tags as non-empty strings")
     return tags  # type: ignore[return-value]  # every element was checked above
+
+
+def _kind(value: object) -> str:
+    """A value as a user names it, never as a Python type (``NoneType``) or a class repr."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, Mapping):
+        return "a mapping (a dict)"
+    if isinstance(value, list | tuple | set | frozenset):
+        return f"a {type(value).__name__}"
+    return f"a {type(value).__name__} value"
+
+
+def _check_text(field: str, value: object, *, required: bool = False) -> None:
+    """A string field holds a string (or None where it is optional): ``str(x)`` would send a Python repr."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        optional = "" if required else ", or None to leave it out"
+        raise ConfigurationError(field, f"is {_kind(value)}, not text", f"give {field} as a string{optional}")
+
+
+#: Characters that would end or break a mail header line: C0 controls but tab, DEL, and Unicode line breaks.
+_HEADER_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _check_header_text(field: str, value: str | None) -> None:
+    """Text that becomes (part of) a mail header: a line break there could end it and inject another header."""
+    if value is not None and (found := _HEADER_BREAKING.search(value)):
+        what = "a line break" if found.group() in "\r\n\x85\u2028\u2029" else "a control character"
+        raise ConfigurationError(
+            field,
+            f"contains {what} (U+{ord(found.group()):04X}), which would break the mail header it becomes",
+            "remove line breaks and control characters; a header is one line",
+        )
+
+
+def _collection(field: str, value: object, element: str) -> tuple[Any, ...]:
+    """A list-like field: text would be read one character at a time and a mapping as its keys, so both are refused."""
+    if isinstance(value, str | bytes | bytearray | memoryview | Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(field, f"is {_kind(value)}, not a list of {element}", f"give a list of {element}")
+    return tuple(value)
 
 
 def _require_text(field: str, value: str | None, fix: str) -> None:
@@ -418,19 +469,71 @@ class Simulation:
     data: dict[str, Any] | None = attrs.field(default=None, hash=False)
 
 
+@typing.final
+class Secret:
+    """A secret that shows as ``'********'`` and is not pickled; ``reveal()`` is read only where a request is built.
+
+    ``attrs.asdict`` and ``copy`` keep this object as it is, so neither carries the plain text.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret cannot be changed")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Secret:
+        return self
+
+    def __reduce__(self) -> typing.NoReturn:
+        raise TypeError("secrets are not pickled: pass the credentials to the other process another way")
+
+
+def _secret(value: Secret | str) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError("client_secret", "is not text", "give the client secret as a string")
+    return Secret(value)
+
+
 @attrs.frozen
 class Credentials:
-    """One source system's API credentials. The secret never shows in repr, str or any error."""
+    """One source system's API credentials. The secret never shows in repr, str, ``attrs.asdict``, pickles or errors."""
 
     account_id: str
     client_id: str
-    client_secret: str = attrs.field(repr=False)
+    client_secret: Secret = attrs.field(repr=False, converter=_secret)
 
     def __attrs_post_init__(self) -> None:
         where = "the credentials page of the Flowmailer dashboard"
+        for name in ("account_id", "client_id"):
+            _check_text(name, getattr(self, name), required=True)
         _require_text("account_id", self.account_id, f"copy the account id from {where}")
         _require_text("client_id", self.client_id, f"copy the client id from {where}")
-        _require_text("client_secret", self.client_secret, f"copy the client secret from {where}")
+        _require_text("client_secret", self.client_secret.reveal(), f"copy the client secret from {where}")
 
 
 @attrs.frozen
