@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,10 @@ texts = st.text(max_size=40)
 optional_texts = st.none() | texts
 names = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 addresses = st.from_regex(r"[a-z0-9._+-]{1,16}@[a-z0-9-]{1,12}\.[a-z]{2,6}", fullmatch=True)
+#: Text that may go into a mail header: no control characters or line breaks (SubmitMessage refuses them).
+_one_line = st.characters(exclude_categories=("Cc", "Zl", "Zp"))
+header_texts = st.text(_one_line, max_size=40)
+header_names = st.text(_one_line, min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 phone_numbers = st.from_regex(r"\+[1-9][0-9]{6,13}", fullmatch=True)
 
 json_values: st.SearchStrategy[Any] = st.recursive(
@@ -41,21 +46,27 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=5)
 
+_ONE_LINE = re.compile("[\\x00-\\x08\\x0a-\\x1f\\x7f\\x85\\u2028\\u2029]")
 headers = st.builds(
     Header,
     names.filter(lambda s: "\r" not in s and "\n" not in s),
     texts.map(lambda s: s.replace("\r", "").replace("\n", "")),
 )
 
+#: A header SubmitMessage accepts: an RFC 5322 field name and a one-line value.
+submit_headers = st.builds(
+    Header, st.from_regex(r"[!-9;-~]{1,20}", fullmatch=True), texts.map(lambda s: _ONE_LINE.sub("", s))
+)
+
 
 @st.composite
 def attachments(draw: st.DrawFn) -> Attachment:
     disposition = draw(st.none() | st.sampled_from(Disposition))
-    content_id = draw(names if disposition is Disposition.RELATED else st.none() | names)
+    content_id = draw(header_names if disposition is Disposition.RELATED else st.none() | header_names)
     return Attachment(
         content=draw(st.binary(max_size=64)),
         content_type=draw(st.sampled_from(["application/pdf", "image/png", "text/plain"])),
-        filename=draw(st.none() | names),
+        filename=draw(st.none() | header_names),
         disposition=disposition,
         content_id=content_id,
     )
@@ -70,13 +81,13 @@ def submit_messages(draw: st.DrawFn, message_type: MessageType | None = None) ->
     if email:
         email_only = {
             "header_from_address": draw(st.none() | addresses),
-            "header_from_name": draw(optional_texts),
+            "header_from_name": draw(st.none() | header_texts),
             "header_to_address": draw(st.none() | addresses),
-            "header_to_name": draw(optional_texts),
+            "header_to_name": draw(st.none() | header_texts),
             "html": draw(optional_texts),
             "mimedata": draw(st.none() | st.binary(max_size=64)),
             "attachments": draw(st.lists(attachments(), max_size=2)),
-            "headers": draw(st.lists(headers, max_size=2)),
+            "headers": draw(st.lists(submit_headers, max_size=2)),
         }
     sms_only: dict[str, Any] = {
         "delivery_notification_type": draw(st.none() | st.sampled_from(DeliveryNotificationType))
@@ -85,7 +96,7 @@ def submit_messages(draw: st.DrawFn, message_type: MessageType | None = None) ->
         message_type=kind,
         sender_address=draw(address),
         recipient_address=draw(address),
-        subject=draw(optional_texts),
+        subject=draw(st.none() | header_texts),
         text=draw(optional_texts),
         data=draw(st.none() | json_objects),
         tags=draw(st.lists(names, max_size=3)),

@@ -33,7 +33,7 @@ def user_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
         for name, value in {
             "FLOWMAILER_ACCOUNT_ID": credentials.account_id,
             "FLOWMAILER_CLIENT_ID": credentials.client_id,
-            "FLOWMAILER_CLIENT_SECRET": credentials.client_secret,
+            "FLOWMAILER_CLIENT_SECRET": credentials.client_secret.reveal(),
             "FLOWMAILER_API_URL": url,
             "FLOWMAILER_LOGIN_URL": url,
             "FLOWMAILER_CA_BUNDLE": str(fake.ca_bundle),

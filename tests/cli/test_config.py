@@ -258,7 +258,7 @@ def test_the_toml_example_in_the_cli_docs_loads(tmp_path: Path) -> None:
     toml = write_toml(tmp_path, example)
     (tmp_path / "client-secret").write_text(SECRET, encoding="utf-8")
     config = load_config({"config": str(toml)}, {})
-    assert config.require_credentials().client_secret == SECRET
+    assert config.require_credentials().client_secret.reveal() == SECRET
     assert config.outbox == SqliteLocation(Path("/var/lib/flowmailer/outbox.db"))
 
 

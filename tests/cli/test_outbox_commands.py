@@ -168,7 +168,7 @@ def test_send_refuses_a_display_name_in_an_address_naming_the_flag_it_belongs_in
         ),
         (
             '{"senderAddress": "s@example.com", "text": "x"}',
-            "does not hold a valid SubmitMessage: required field missing @ $.recipientAddress. fix the file",
+            "recipientAddress: is missing. add recipientAddress",
         ),
         (
             '{"senderAddress": "s@example.com", "recipientAddress": "Bob <b@example.com>", "text": "x"}',

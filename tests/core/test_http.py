@@ -59,3 +59,30 @@ def test_origin_refuses_anything_but_plain_https_with_the_fix(url: str, words: s
     with pytest.raises(ConfigurationError, match=words) as info:
         Origin.parse(url, field="api_url")
     assert info.value.field == "api_url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pw-s3cr3t@api.flowmailer.net",
+        "https://pw-s3cr3t@api.flowmailer.net",
+        "https://user:pw-s3cr3t@api.flowmailer.net:8443/v1?x=1",
+        "http://user:pw-s3cr3t@api.flowmailer.net",
+        "https://user:pw-s3cr3t@@api.flowmailer.net",
+        "https://user:pw-s3cr3t@",
+    ],
+)
+def test_origin_refuses_a_user_name_or_password_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="user name or password") as info:
+        Origin.parse(url, field="login_url")
+    assert info.value.field == "login_url"
+    assert "pw-s3cr3t" not in str(info.value)
+    assert "pw-s3cr3t" not in repr(info.value.args)
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+def test_origin_refuses_a_url_that_does_not_parse_without_quoting_it() -> None:
+    with pytest.raises(ConfigurationError, match="is not a URL") as info:
+        Origin.parse("https://user:pw-s3cr3t@[api", field="api_url")
+    assert "pw-s3cr3t" not in str(info.value)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -149,12 +151,12 @@ def test_known_event_type_becomes_the_enum() -> None:
 
 
 def test_event_type_that_is_not_a_string_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match=r"\$\.type"):
+    with pytest.raises(ConfigurationError, match="type is the number 5, not a string"):
         from_json(b'{"type": 5}', MessageEvent, what="event", fix="")
 
 
 def test_response_that_is_not_an_object_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match=r"expected MessageEvent @ \$\[0\]"):
+    with pytest.raises(ConfigurationError, match=r'list of MessageEvent: \[0\] is the string "DELIVERED", not a JSON'):
         from_json(b'["DELIVERED"]', tuple[MessageEvent, ...], what="events", fix="")
 
 
@@ -189,24 +191,44 @@ def test_stored_message_is_validated_again() -> None:
     stored = b'{"messageType": "EMAIL", "senderAddress": "Bob <bob@x.nl>", "recipientAddress": "b@x.nl"}'
     with pytest.raises(ConfigurationError) as info:
         message_from_json(stored)
-    assert info.value.field == "sender_address"
+    assert info.value.field == "senderAddress"
 
 
-@pytest.mark.parametrize(
-    "stored",
-    [
-        b"{not json",
-        b"[]",
-        b'{"messageType": "FAX", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl"}',
-        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl"}',
-        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl", "mimedata": "@@"}',
-        b'{"messageType": "EMAIL", "senderAddress": "a@x.nl", "recipientAddress": "b@x.nl", "scheduleAt": "2021"}',
-    ],
-)
+@pytest.mark.parametrize("stored", [b"{not json", b"[]"])
 def test_damaged_stored_message_is_a_configuration_error(stored: bytes) -> None:
     with pytest.raises(ConfigurationError) as info:
         message_from_json(stored)
     assert info.value.field == "message"
+    assert "enqueue it again" in info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "problem"),
+    [
+        ({"messageType": "FAX"}, "messageType", 'the string "FAX", not one of "EMAIL", "SMS", "LETTER"'),
+        ({"recipientAddress": None}, "recipientAddress", "is null, not a string"),
+        ({"mimedata": "@@"}, "mimedata", 'the string "@@", not base64 text or null (not base64'),
+        ({"scheduleAt": "2021"}, "scheduleAt", "not an ISO 8601 date-time such as 2026-01-31T12:00:00Z"),
+        ({"scheduleAt": "2021-01-01T12:00:00"}, "scheduleAt", "has no time zone"),
+    ],
+)
+def test_a_damaged_stored_message_names_the_key_and_what_belongs_there(
+    extra: dict[str, Any], field: str, problem: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(json.dumps({**_VALID, **extra}).encode())
+    assert info.value.field == field
+    assert problem in info.value.problem
+
+
+def test_a_missing_key_is_named_with_the_fix() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(b'{"messageType": "EMAIL", "senderAddress": "a@x.nl"}')
+    assert (info.value.field, info.value.problem, info.value.fix) == (
+        "recipientAddress",
+        "is missing",
+        "add recipientAddress",
+    )
 
 
 def test_simulation_preview_is_read_tolerantly() -> None:
@@ -244,3 +266,96 @@ def test_a_response_takes_a_number_where_text_belongs_as_its_text() -> None:
     raw = b'{"type": "HARDBOUNCE", "subType": 511, "messageTags": [7]}'
     event = from_json(raw, MessageEvent, what="event", fix="")
     assert (event.sub_type, event.message_tags) == ("511", ("7",))
+
+
+#: Every key of a SubmitMessage file, with its kind, and a value for each nested model.
+_INPUT_FIELDS = {
+    "senderAddress": "text",
+    "recipientAddress": "text",
+    "headerFromAddress": "text",
+    "headerFromName": "text",
+    "headerToAddress": "text",
+    "headerToName": "text",
+    "subject": "text",
+    "html": "text",
+    "text": "text",
+    "flowSelector": "text",
+    "tags": "list",
+    "headers": "list",
+    "attachments": "list",
+    "data": "object",
+    "mimedata": "text",
+    "scheduleAt": "text",
+    "messageType": "text",
+    "deliveryNotificationType": "text",
+}
+_COLLECTION_KEYS = sorted(k for k, kind in _INPUT_FIELDS.items() if kind == "list")
+_TEXT_KEYS = sorted(k for k, kind in _INPUT_FIELDS.items() if kind == "text")
+_PYTHON_WORDS = ("NoneType", "datetime.", "| None", "expected bytes", "<class", "typing.", "flowmailer.core")
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _error_text(decode: Callable[[], object]) -> str:
+    """What the error says, or "" when the value was accepted."""
+    try:
+        decode()
+    except ConfigurationError as e:
+        return str(e)
+    return ""
+
+
+def _refusal(body: dict[str, Any]) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as info:
+        message_from_json(json.dumps(body).encode())
+    return info.value
+
+
+@given(st.sampled_from(_COLLECTION_KEYS), st.text(max_size=10) | st.dictionaries(st.text(max_size=5), _json_scalars))
+def test_a_list_key_given_a_string_or_an_object_is_refused_naming_the_key(key: str, value: Any) -> None:
+    error = _refusal({**_VALID, key: value})
+    assert error.field == key
+    assert "not an array" in error.problem
+
+
+@given(
+    st.sampled_from(_TEXT_KEYS),
+    st.lists(st.text(max_size=5), max_size=3)
+    | st.dictionaries(st.text(max_size=5), _json_scalars, max_size=2)
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans(),
+)
+def test_a_text_key_given_a_list_an_object_or_a_number_is_refused_naming_the_key(key: str, value: Any) -> None:
+    error = _refusal({**_VALID, key: value})
+    assert error.field == key
+    assert "not " in error.problem
+
+
+@pytest.mark.parametrize("key", sorted(_INPUT_FIELDS))
+@pytest.mark.parametrize("value", [None, 5, True, "x", [], [1], {}, {"a": 1}])
+def test_no_input_error_speaks_python(key: str, value: Any) -> None:
+    said = _error_text(lambda: message_from_json(json.dumps({**_VALID, key: value}).encode()))
+    assert not any(word in said for word in _PYTHON_WORDS), said
+
+
+@pytest.mark.parametrize("nested", ["headers", "attachments"])
+@pytest.mark.parametrize("key", ["name", "value", "content", "contentType", "filename", "disposition", "contentId"])
+@pytest.mark.parametrize("value", [None, 5, "x", [1], {"a": 1}])
+def test_no_nested_input_error_speaks_python(nested: str, key: str, value: Any) -> None:
+    item = {"name": "X-A", "value": "1"} if nested == "headers" else {"content": "aGk=", "contentType": "text/plain"}
+    said = _error_text(lambda: message_from_json(json.dumps({**_VALID, nested: [{**item, key: value}]}).encode()))
+    assert not any(word in said for word in _PYTHON_WORDS), said
+
+
+@pytest.mark.parametrize("cls", [Message, MessageEvent, Simulation, ObjectRef, ErrorDetail])
+@pytest.mark.parametrize("value", [None, 5, "x", [1], {"a": 1}])
+def test_no_response_error_speaks_python(cls: type, value: Any) -> None:
+    for field in attrs.fields(cls):
+        key = "".join(p if i == 0 else p.title() for i, p in enumerate(field.name.split("_")))
+        body = json.dumps({"id": "m1", key: value}).encode()
+        said = _error_text(lambda: from_json(body, cls, what="body", fix="report it"))  # noqa: B023
+        assert not any(word in said for word in _PYTHON_WORDS), said
+
+
+def test_a_response_list_read_from_text_stays_tolerant() -> None:
+    assert from_json(b'{"id": "m1", "tags": "ab"}', Message, what="body", fix="").tags == ("a", "b")

@@ -183,3 +183,23 @@ def test_seeded_faults_give_the_same_statuses_on_every_run() -> None:
     assert first == statuses()
     assert 503 in first
     assert 201 in first
+
+
+def test_none_means_no_faults_at_construction_and_when_replacing_the_plan() -> None:
+    with FakeFlowmailer(faults=None).running() as fake:
+        auth = _auth(fake)
+        with RawClient(fake) as client:
+            assert client.request("POST", SUBMIT, headers=auth, body=message()).status == 201
+            fake.set_faults([Fault.status(503)])
+            assert client.request("POST", SUBMIT, headers=auth, body=message()).status == 503
+            fake.set_faults(None)
+            assert client.request("POST", SUBMIT, headers=auth, body=message()).status == 201
+        assert fake.records().faults == {"status": 1}
+
+
+@pytest.mark.parametrize(("faults", "field"), [("503", "faults"), ([Fault.status(503), "503"], "faults[1]")])
+def test_faults_that_are_not_fault_values_are_refused_naming_the_position(faults: object, field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        FakeFlowmailer(faults=faults)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert "FaultPlan.parse" in info.value.fix

@@ -32,8 +32,21 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str, *, field: str = "base_url") -> Origin:
-        """Parse ``https://host[:port]``; anything else is refused with the fix."""
-        parts = urlsplit(url)
+        """Parse ``https://host[:port]``; anything else is refused with the fix, never quoting a password."""
+        if not isinstance(url, str):
+            raise ConfigurationError(field, "is not text", "give a URL like https://api.flowmailer.net")
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # its text may quote the URL, and with it a password
+            raise ConfigurationError(field, "is not a URL", "give a URL like https://api.flowmailer.net") from None
+        _, at, host = parts.netloc.rpartition("@")
+        shown = url.replace(parts.netloc, f"***@{host}", 1) if at else url
+        if at:
+            raise ConfigurationError(
+                field,
+                f"{shown!r} carries a user name or password",
+                "remove the part before @: Flowmailer takes the client id and secret as credentials, never in a URL",
+            )
         if parts.scheme != "https":
             raise ConfigurationError(
                 field,

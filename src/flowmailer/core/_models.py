@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "MessageEvent",
     "MessageType",
     "ObjectRef",
+    "Secret",
     "Simulation",
     "SubmitMessage",
 ]
@@ -109,19 +112,27 @@ def _utc_seconds(value: datetime) -> datetime:
     """Flowmailer's request dates have whole seconds in UTC; normalising here keeps wire round trips exact."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ConfigurationError(
-            "schedule_at", f"{value.isoformat()} is a naive datetime", "pass an aware one, e.g. datetime.now(UTC)"
+            "schedule_at",
+            f"{value.isoformat()} has no time zone",
+            "pass an aware datetime, e.g. datetime(2026, 1, 31, 12, 0, tzinfo=UTC)",
         )
     return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _optional_utc_seconds(value: datetime | None) -> datetime | None:
+    if value is not None and not isinstance(value, datetime):
+        raise ConfigurationError(
+            "schedule_at",
+            f"is {_kind(value)}, not a date and time",
+            "pass an aware datetime such as datetime(2026, 1, 31, 12, 0, tzinfo=UTC), or None to send at once",
+        )
     return None if value is None else _utc_seconds(value)
 
 
 def _json_object(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Only the type: ``SubmitMessage`` then copies ``data`` through JSON, and its JSON size comes for free."""
     if value is not None and not isinstance(value, Mapping):
-        raise ConfigurationError("data", f"is a {type(value).__name__}, not a mapping", "pass a dict (a JSON object)")
+        raise ConfigurationError("data", f"is {_kind(value)}, not a mapping", "pass a dict (a JSON object), or None")
     return value  # type: ignore[return-value]  # a Mapping until __attrs_post_init__ makes it a dict
 
 
@@ -132,16 +143,100 @@ def _json_text(value: Mapping[str, Any]) -> str:
         raise ConfigurationError("data", f"is not JSON ({e})", "use only str, numbers, bools, lists, dicts") from e
 
 
-def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(value)
-
-
 def _tags(value: Iterable[str]) -> tuple[str, ...]:
-    tags: tuple[object, ...] = tuple(value)
-    for tag in tags:
+    tags = _collection("tags", value, "strings, e.g. ['invoice']")
+    for i, tag in enumerate(tags):
         if not isinstance(tag, str) or not tag:
-            raise ConfigurationError("tags", f"{tag!r} is not a non-empty string", "give tags as non-empty strings")
-    return tags  # type: ignore[return-value]  # every element was checked above
+            raise ConfigurationError(
+                "tags", f"tag {i} is {_kind(tag)}, not a non-empty string", "give non-empty strings"
+            )
+    return tags
+
+
+def _headers(value: Iterable[Header]) -> tuple[Header, ...]:
+    headers = _collection("headers", value, "Header values, e.g. [Header('X-Order', '1234')]")
+    for i, header in enumerate(headers):
+        if not isinstance(header, Header):
+            raise ConfigurationError(
+                f"headers[{i}]", f"is {_kind(header)}, not a Header", "build it with Header(name, value)"
+            )
+    return headers
+
+
+def _attachments(value: Iterable[Attachment]) -> tuple[Attachment, ...]:
+    attachments = _collection("attachments", value, "Attachment values")
+    for i, attachment in enumerate(attachments):
+        if not isinstance(attachment, Attachment):
+            raise ConfigurationError(
+                f"attachments[{i}]",
+                f"is {_kind(attachment)}, not an Attachment",
+                "build it with Attachment(content, content_type)",
+            )
+    return attachments
+
+
+def _check_bytes(field: str, value: object, *, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, bytes):
+        encode = " (text: encode it, e.g. text.encode())" if isinstance(value, str) else ""
+        raise ConfigurationError(field, f"is {_kind(value)}, not bytes", f"give {field} as bytes{encode}")
+
+
+def _check_enum(field: str, value: object, kind: type[enum.Enum], *, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, kind):
+        names = ", ".join(f"{kind.__name__}.{m.name}" for m in kind)
+        raise ConfigurationError(field, f"is {_kind(value)}, not a {kind.__name__}", f"use one of {names}")
+
+
+def _kind(value: object) -> str:
+    """A value as a user names it, never as a Python type (``NoneType``) or a class repr."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, Mapping):
+        return "a mapping (a dict)"
+    if isinstance(value, list | tuple | set | frozenset):
+        return f"a {type(value).__name__}"
+    return f"a {type(value).__name__} value"
+
+
+def _check_text(field: str, value: object, *, required: bool = False) -> None:
+    """A string field holds a string (or None where it is optional): ``str(x)`` would send a Python repr."""
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        optional = "" if required else ", or None to leave it out"
+        raise ConfigurationError(field, f"is {_kind(value)}, not text", f"give {field} as a string{optional}")
+
+
+#: Characters that would end or break a mail header line: C0 controls but tab, DEL, and Unicode line breaks.
+_HEADER_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _check_header_text(field: str, value: str | None) -> None:
+    """Text that becomes (part of) a mail header: a line break there could end it and inject another header."""
+    if value is not None and (found := _HEADER_BREAKING.search(value)):
+        what = "a line break" if found.group() in "\r\n\x85\u2028\u2029" else "a control character"
+        raise ConfigurationError(
+            field,
+            f"contains {what} (U+{ord(found.group()):04X}), which would break the mail header it becomes",
+            "remove line breaks and control characters; a header is one line",
+        )
+
+
+def _collection(field: str, value: object, element: str) -> tuple[Any, ...]:
+    """A list-like field: text would be read one character at a time and a mapping as its keys, so both are refused."""
+    if isinstance(value, str | bytes | bytearray | memoryview | Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(field, f"is {_kind(value)}, not a list of {element}", f"give a list of {element}")
+    return tuple(value)
 
 
 def _require_text(field: str, value: str | None, fix: str) -> None:
@@ -154,13 +249,17 @@ _DISPLAY_NAME = re.compile(r"[^<>]*<[^<>]*>\s*")
 _PHONE_NUMBER = re.compile(r"\+?[0-9]+")
 
 
+#: Where the display name goes that an address field must not carry.
+_NAME_FIELD = {"sender_address": "header_from_name", "header_from_address": "header_from_name"}
+
+
 def _check_email_address(field: str, value: str) -> None:
     """The shape Flowmailer accepts (it answers 400 otherwise): one ``@`` between a local part and a domain."""
     if _DISPLAY_NAME.fullmatch(value):
         raise ConfigurationError(
             field,
             f"{value!r} carries a display name",
-            "give the bare address (bob@example.com) and put the name in header_from_name or header_to_name",
+            f"give the bare address (bob@example.com) and put the name in {_NAME_FIELD.get(field, 'header_to_name')}",
         )
     local, at, domain = value.partition("@")
     if any(c.isspace() for c in value):
@@ -199,6 +298,8 @@ class Header:
     value: str
 
     def __attrs_post_init__(self) -> None:
+        _check_text("header.name", self.name, required=True)
+        _check_text("header.value", self.value, required=True)
         _require_text("header.name", self.name, "give every extra header a name")
         if any(c in self.name + self.value for c in "\r\n"):
             raise ConfigurationError("header", f"{self.name!r} contains a line break", "remove CR and LF")
@@ -215,6 +316,14 @@ class Attachment:
     content_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        _check_bytes("attachment.content", self.content, required=True)
+        _check_text("attachment.content_type", self.content_type, required=True)
+        for name in ("filename", "content_id"):
+            _check_text(f"attachment.{name}", getattr(self, name))
+        _check_enum("attachment.disposition", self.disposition, Disposition)
+        # Each becomes part of a MIME header (Content-Type, Content-Disposition, Content-ID).
+        for name in ("content_type", "filename", "content_id"):
+            _check_header_text(f"attachment.{name}", getattr(self, name))
         _require_text("attachment.content_type", self.content_type, "give the MIME type, e.g. application/pdf")
         if self.disposition is Disposition.RELATED and not self.content_id:
             raise ConfigurationError(
@@ -236,6 +345,12 @@ def _bytes_bound(value: bytes | None) -> int:
 _EMAIL_TEXT = ("html", "header_from_address", "header_from_name", "header_to_address", "header_to_name")
 _EMAIL_ONLY = (*_EMAIL_TEXT, "mimedata", "attachments", "headers")
 _EMAIL_ADDRESSES = ("sender_address", "recipient_address", "header_from_address", "header_to_address")
+_REQUIRED_TEXT = ("sender_address", "recipient_address")
+_TEXT = (*_REQUIRED_TEXT, *_EMAIL_TEXT, "subject", "text", "flow_selector")
+#: The fields that become mail headers (or the envelope): one line each.
+_HEADER_TEXT = (*_EMAIL_ADDRESSES, "header_from_name", "header_to_name", "subject")
+#: RFC 5322's field name: printable ASCII but the colon.
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
 
 
 @attrs.frozen(kw_only=True)
@@ -253,19 +368,32 @@ class SubmitMessage:
     html: str | None = None
     text: str | None = None
     mimedata: bytes | None = None
-    attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=_tuple)
+    attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=_attachments)
     data: dict[str, Any] | None = attrs.field(default=None, converter=_json_object, hash=False)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     flow_selector: str | None = None
     delivery_notification_type: DeliveryNotificationType | None = None
     schedule_at: datetime | None = attrs.field(default=None, converter=_optional_utc_seconds)
-    headers: tuple[Header, ...] = attrs.field(default=(), converter=_tuple)
+    headers: tuple[Header, ...] = attrs.field(default=(), converter=_headers)
     #: An upper bound on the JSON size, kept so that re-tagging a message needs no second pass over it.
     _bound: int = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.message_type, MessageType):
-            raise ConfigurationError("message_type", f"{self.message_type!r} is not a MessageType", "use MessageType")
+        _check_enum("message_type", self.message_type, MessageType, required=True)
+        for name in _TEXT:
+            _check_text(name, getattr(self, name), required=name in _REQUIRED_TEXT)
+        for name in _HEADER_TEXT:
+            _check_header_text(name, getattr(self, name))
+        for i, header in enumerate(self.headers):
+            if not _HEADER_NAME.fullmatch(header.name):
+                raise ConfigurationError(
+                    f"headers[{i}].name",
+                    f"{header.name!r} is not a header name",
+                    "use printable ASCII without spaces or a colon, e.g. X-Order-Id",
+                )
+            _check_header_text(f"headers[{i}].value", header.value)
+        _check_bytes("mimedata", self.mimedata)
+        _check_enum("delivery_notification_type", self.delivery_notification_type, DeliveryNotificationType)
         _require_text("sender_address", self.sender_address, "give the sender's address (or phone number for SMS)")
         _require_text("recipient_address", self.recipient_address, "give the recipient's address or phone number")
         if self.message_type is not MessageType.EMAIL:
@@ -418,19 +546,71 @@ class Simulation:
     data: dict[str, Any] | None = attrs.field(default=None, hash=False)
 
 
+@typing.final
+class Secret:
+    """A secret that shows as ``'********'`` and is not pickled; ``reveal()`` is read only where a request is built.
+
+    ``attrs.asdict`` and ``copy`` keep this object as it is, so neither carries the plain text.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret cannot be changed")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Secret:
+        return self
+
+    def __reduce__(self) -> typing.NoReturn:
+        raise TypeError("secrets are not pickled: pass the credentials to the other process another way")
+
+
+def _secret(value: Secret | str) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError("client_secret", "is not text", "give the client secret as a string")
+    return Secret(value)
+
+
 @attrs.frozen
 class Credentials:
-    """One source system's API credentials. The secret never shows in repr, str or any error."""
+    """One source system's API credentials. The secret never shows in repr, str, ``attrs.asdict``, pickles or errors."""
 
     account_id: str
     client_id: str
-    client_secret: str = attrs.field(repr=False)
+    client_secret: Secret = attrs.field(repr=False, converter=_secret)
 
     def __attrs_post_init__(self) -> None:
         where = "the credentials page of the Flowmailer dashboard"
+        for name in ("account_id", "client_id"):
+            _check_text(name, getattr(self, name), required=True)
         _require_text("account_id", self.account_id, f"copy the account id from {where}")
         _require_text("client_id", self.client_id, f"copy the client id from {where}")
-        _require_text("client_secret", self.client_secret, f"copy the client secret from {where}")
+        _require_text("client_secret", self.client_secret.reveal(), f"copy the client secret from {where}")
 
 
 @attrs.frozen

@@ -143,7 +143,7 @@ def token_request(credentials: Credentials) -> WireRequest:
     form = urlencode(
         {
             "client_id": credentials.client_id,
-            "client_secret": credentials.client_secret,
+            "client_secret": credentials.client_secret.reveal(),
             "grant_type": "client_credentials",
             "scope": "api",
         }

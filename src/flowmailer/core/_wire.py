@@ -14,11 +14,13 @@ import enum
 import json
 import types
 import typing
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import AttributeValidationNote, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -36,7 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-E = TypeVar("E", bound=BaseException)
 
 wire_converter = cattrs.Converter()
 #: Structures SubmitMessage alone: the same hooks, but text must be a JSON string.
@@ -125,10 +126,32 @@ def _structure_attrs(cls: type[Any], converter: cattrs.Converter) -> Any:
     def structure(value: Any, tp: Any) -> Any:
         # cattrs would read a string or a list as an object with every field absent.
         if not isinstance(value, dict):
-            raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(value).__name__}")
+            raise _WrongShapeError
         return structure_fields(value, tp)
 
     return structure
+
+
+class _WrongShapeError(TypeError):
+    """A JSON value of the wrong kind; what was expected comes from the field's type, where the error is read."""
+
+
+def _input_tuple(tp: Any, converter: cattrs.Converter) -> Any:
+    """A list field of input takes a JSON array only: cattrs would read text one character at a time."""
+    elements = homogenous_tuple_structure_factory(tp, converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, list):
+            raise _WrongShapeError
+        return elements(value, tp)
+
+    return structure
+
+
+def _input_object(value: Any, _: Any) -> Any:
+    if not isinstance(value, dict):
+        raise _WrongShapeError
+    return value
 
 
 class _NotTextError(TypeError):
@@ -156,49 +179,112 @@ for _converter in (wire_converter, _input_converter):
     _converter.register_structure_hook_func(_is_tolerant_enum, _structure_tolerant_enum)
     _converter.register_structure_hook_factory(attrs.has, _structure_attrs)
 _input_converter.register_structure_hook(str, _strict_str)
+_input_converter.register_structure_hook_func(lambda t: t == dict[str, Any], _input_object)
 
 
-def _describe(error: Exception) -> str:
-    if isinstance(error, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(error))
-    return str(error)
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
 
 
-def _find(error: BaseException, kind: type[E], path: str = "") -> tuple[str, E] | None:
-    """The first ``kind`` inside cattrs' exception groups, with its camelCase path (``headers[1].value``)."""
-    if isinstance(error, kind):
-        return path, error
-    for inner in getattr(error, "exceptions", ()):
-        step = path
+_input_converter.register_structure_hook_factory(_is_tuple, lambda t: _input_tuple(t, _input_converter))
+
+_EXAMPLE_DATE = "2026-01-31T12:00:00Z"
+_MISSING = object()
+
+
+def _expected(tp: Any) -> str:
+    """A field's type in JSON terms, never Python's (``datetime.datetime | None``)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if _is_tolerant_enum(tp):
+            return "a string"
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_expected(a) for a in inner) + (" or null" if len(inner) < len(args) else "")
+    if typing.get_origin(tp) is tuple:
+        return "an array of strings" if args[0] is str else "an array of objects"
+    if typing.get_origin(tp) is dict or tp is dict:
+        return "a JSON object"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(json.dumps(m.value) for m in tp)
+    known = {str: "a string", bytes: "base64 text", datetime: f"an ISO 8601 date-time such as {_EXAMPLE_DATE}"}
+    known |= {bool: "true or false", int: "a whole number", float: "a number"}
+    return known.get(tp) or ("a JSON object" if attrs.has(tp) else "a JSON value of another kind")
+
+
+def _given(value: Any) -> str:
+    if value is _MISSING:
+        return "missing"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return f"the string {json.dumps(value[:40])}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _leaves(error: BaseException, value: Any, tp: Any, path: str = "") -> Iterator[tuple[str, Any, Any, BaseException]]:
+    """Each failure inside cattrs' exception groups: its camelCase path, the JSON value there and the field type."""
+    inner_errors = getattr(error, "exceptions", None)
+    if inner_errors is None:
+        yield path, value, tp, error
+        return
+    for inner in inner_errors:
+        step, there, inner_tp = path, value, tp
         for note in getattr(inner, "__notes__", ()):
             if isinstance(note, AttributeValidationNote):
-                step = f"{path}.{_camel(note.name)}" if path else _camel(note.name)
+                key = _camel(note.name)
+                step = f"{path}.{key}" if path else key
+                there = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+                inner_tp = note.type
             elif isinstance(note, IterableValidationNote):
                 step = f"{path}[{note.index}]"
-        found = _find(inner, kind, step)
-        if found is not None:
-            return found
-    return None
+                index = note.index
+                ok = isinstance(value, list) and isinstance(index, int) and index < len(value)
+                there = value[index] if ok else _MISSING
+                inner_tp = note.type
+        yield from _leaves(inner, there, inner_tp, step)
+
+
+def _own_field(path: str, field: str) -> str:
+    """A model's error at ``path`` (``headers[1]``) in JSON terms: ``header.value`` becomes ``headers[1].value``."""
+    if path:
+        return f"{path}.{_camel(field.rpartition('.')[2])}"
+    return ".".join(_camel(part) for part in field.split("."))
 
 
 def from_json(data: bytes, cls: type[T], *, what: str, fix: str) -> T:
     """Decode a JSON body into ``cls``; anything that does not fit is a ConfigurationError naming ``what``.
 
     A SubmitMessage is input and its text is read strictly; every other type is a response (see the module).
+    Input errors name the camelCase key path (``headers[1].value``) and say what JSON value belongs there.
     """
     converter = _input_converter if cls is SubmitMessage else wire_converter
+    args = typing.get_args(cls)
+    name = f"list of {args[0].__name__}" if args else getattr(cls, "__name__", "value")
     try:
-        return converter.structure(json.loads(data), cls)
+        parsed = json.loads(data)
+    except ValueError as e:
+        raise ConfigurationError(what, f"is not JSON ({e})", fix) from e
+    try:
+        return converter.structure(parsed, cls)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as e:
-        not_text = _find(e, _NotTextError)
-        if not_text is not None:
-            path, error = not_text
-            example = f' ("{json.dumps(error.value)}")' if isinstance(error.value, bool | int | float) else ""
-            raise ConfigurationError(path, str(error), f"give text in double quotes{example}") from e
-        own = _find(e, ConfigurationError)
-        if own is not None:
-            raise own[1] from e
-        raise ConfigurationError(what, f"does not hold a valid {cls.__name__}: {_describe(e)}", fix) from e
+        path, value, tp, leaf = next(_leaves(e, parsed, cls))
+        if isinstance(leaf, ConfigurationError):
+            own = ConfigurationError(_own_field(path, leaf.field), leaf.problem, leaf.fix)
+            raise (own if cls is SubmitMessage else leaf) from e
+        if isinstance(leaf, _NotTextError):
+            example = f' ("{json.dumps(leaf.value)}")' if isinstance(leaf.value, bool | int | float) else ""
+            raise ConfigurationError(path, str(leaf), f"give text in double quotes{example}") from e
+        problem = "is missing" if value is _MISSING else f"is {_given(value)}, not {_expected(tp)}"
+        if isinstance(value, str) and (set(typing.get_args(tp)) | {tp}) & {datetime, bytes}:
+            problem += f" ({leaf})"  # parse_date's and base64's own words: no time zone, not base64
+        if cls is SubmitMessage and path:
+            missing = value is _MISSING
+            hint = f"add {path}" if missing else f"give {_expected(tp)}"
+            raise ConfigurationError(path, problem, hint if missing else f"{hint}; {fix}") from e
+        at = f"{path} " if path else ""
+        raise ConfigurationError(what, f"does not hold a valid {name}: {at}{problem}", fix) from e
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))

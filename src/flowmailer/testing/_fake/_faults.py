@@ -161,8 +161,24 @@ class Fault:
         return self.path is None or fnmatch.fnmatchcase(path, "*" + self.path)
 
 
-def _rules(rules: Iterable[Fault]) -> tuple[Fault, ...]:
-    return tuple(rules)
+def _rules(rules: Iterable[Fault] | None) -> tuple[Fault, ...]:
+    """None is no faults; a string would be read one character at a time, so it is refused with the fix."""
+    fix = 'give Fault values, or their text form through FaultPlan.parse(["503:at=0"])'
+    given: object = rules  # typed callers never pass text; untyped ones do
+    if given is None:
+        return ()
+    if isinstance(given, str | bytes):
+        raise ConfigurationError("faults", f"is the text {given!r}, not a list of Fault values", fix)
+    checked = tuple(rules or ())
+    for i, rule in enumerate(checked):
+        if not isinstance(rule, Fault):
+            raise ConfigurationError(f"faults[{i}]", f"{rule!r} is not a Fault", fix)
+    return checked
+
+
+def plan_of(faults: FaultPlan | Iterable[Fault] | None) -> FaultPlan:
+    """What ``FakeFlowmailer(faults=...)`` and ``set_faults`` take: a plan, the rules alone, or None for none."""
+    return faults if isinstance(faults, FaultPlan) else FaultPlan(_rules(faults))
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ from pathlib import Path
 from flowmailer.core import ConfigurationError, Credentials, Origin
 from flowmailer.testing._fake._api import API_HOST, LOGIN_HOST, SUBMIT_ROLE, Credential, FlowmailerState
 from flowmailer.testing._fake._certs import Certificates
-from flowmailer.testing._fake._faults import Fault, FaultInjector, FaultKind, FaultPlan
+from flowmailer.testing._fake._faults import Fault, FaultInjector, FaultKind, FaultPlan, plan_of
 from flowmailer.testing._fake._records import Recorder, Records
 from flowmailer.testing._fake._wire import HttpError, Request, RequestReader, Response, json_response
 
@@ -65,7 +65,7 @@ class FakeFlowmailer:
         credentials: Sequence[Credential] = DEFAULT_CREDENTIALS,
         token_lifetime: int = 60,
         lockout_seconds: float = 600.0,
-        faults: FaultPlan | Iterable[Fault] = (),
+        faults: FaultPlan | Iterable[Fault] | None = (),
         bounce_recipients: Iterable[str] = (),
         reference_prefix: str = "ref:",
         clock: Callable[[], float] = time.time,
@@ -93,7 +93,7 @@ class FakeFlowmailer:
             seed=seed,
             recorder=self._recorder,
         )
-        self._faults = FaultInjector(faults if isinstance(faults, FaultPlan) else FaultPlan(tuple(faults)))
+        self._faults = FaultInjector(plan_of(faults))
         self._modes = dict.fromkeys(self._addresses, Mode.HEALTHY)
         self._certificates = Certificates()
         self._lock = threading.Lock()
@@ -228,9 +228,9 @@ class FakeFlowmailer:
                     self._modes[address] = old
                 raise
 
-    def set_faults(self, faults: FaultPlan | Iterable[Fault]) -> None:
-        """Replace the fault plan (its counters and random draws start afresh)."""
-        self._faults = FaultInjector(faults if isinstance(faults, FaultPlan) else FaultPlan(tuple(faults)))
+    def set_faults(self, faults: FaultPlan | Iterable[Fault] | None) -> None:
+        """Replace the fault plan (its counters and random draws start afresh); None clears it."""
+        self._faults = FaultInjector(plan_of(faults))
 
     def close_idle_connections(self) -> int:
         """Close every connection waiting for its next request, as a server's idle timeout does; how many.
