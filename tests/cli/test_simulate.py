@@ -67,3 +67,25 @@ def test_the_readme_use_snippet_runs_unchanged_against_simulates_printed_environ
     )  # before: from_env ignored FLOWMAILER_RESOLVE, and api.flowmailer.test did not resolve
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("message id: ")
+
+
+def test_simulate_takes_your_own_account_and_credential_and_never_prints_the_secret(tmp_path: Path) -> None:
+    secret = "my-own-secret-never-printed"
+    env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": secret}
+    command = [sys.executable, "-m", "flowmailer.cli", "simulate", "--account-id", "4242", "--client-id", "mine"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        environment = exported(process)  # before: --account-id and --client-id were unknown flags
+        assert (environment["FLOWMAILER_ACCOUNT_ID"], environment["FLOWMAILER_CLIENT_ID"]) == ("4242", "mine")
+        assert "FLOWMAILER_CLIENT_SECRET" not in environment
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMAILER_")}
+        client_env |= environment | {"FLOWMAILER_CLIENT_SECRET": secret}
+        script = "from flowmailer import Client\nwith Client.from_env() as c: print(c.check_credentials() > 0)"
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=client_env, capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout.strip() == "True", done.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert secret not in out + err

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
 from flowmailer.cli._args import number
+from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
-    from flowmailer.testing import FakeFlowmailer
+    from flowmailer.testing import Credential, FakeFlowmailer
 
 _FAULT_HELP = (
     "a fault rule (repeatable): a status, delay=SECONDS, close-before-read, accept-then-reset or expire-token, "
@@ -53,7 +55,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="seconds of lockout after bad credentials (default 600)",
     )
     parser.add_argument("--bounce", action="append", default=[], metavar="EMAIL", help="recipient that bounces")
+    parser.add_argument(
+        "--account-id", help="the fake's account id (default 10001), e.g. your own FLOWMAILER_ACCOUNT_ID"
+    )
+    parser.add_argument(
+        "--client-id",
+        help="also accept this client id, with the secret in FLOWMAILER_CLIENT_SECRET (never a flag; never printed), "
+        "so that your own configuration reaches the fake unchanged",
+    )
+    parser.add_argument(
+        "--role", choices=("ADMIN", "FEATURE_SUBMITMESSAGE"), default="ADMIN", help="--client-id's role (ADMIN)"
+    )
     parser.set_defaults(handler=simulate)
+
+
+def _credentials(args: argparse.Namespace) -> tuple[Credential, ...]:
+    """The fake's own credentials, after the caller's when --client-id names one."""
+    from flowmailer.testing import DEFAULT_CREDENTIALS, Credential
+
+    if args.client_id is None:
+        return DEFAULT_CREDENTIALS
+    secret = os.environ.get("FLOWMAILER_CLIENT_SECRET", "").strip()
+    if not secret:
+        raise ConfigurationError(
+            "--client-id", "needs its secret", "set FLOWMAILER_CLIENT_SECRET (secrets are never taken from a flag)"
+        )
+    own = Credential(args.client_id, secret, args.role)
+    return (own, *(c for c in DEFAULT_CREDENTIALS if c.client_id != own.client_id))
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -61,6 +89,8 @@ def simulate(args: argparse.Namespace) -> int:
 
     fake = FakeFlowmailer(
         addresses=args.address or DEFAULT_ADDRESSES,
+        account_id=args.account_id or "10001",
+        credentials=_credentials(args),
         port=args.port,
         token_lifetime=args.token_lifetime,
         lockout_seconds=args.lockout,
@@ -96,8 +126,9 @@ def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
         "FLOWMAILER_CA_BUNDLE": str(fake.ca_bundle),
         "FLOWMAILER_ACCOUNT_ID": fake.account_id,
         "FLOWMAILER_CLIENT_ID": admin.client_id,
-        "FLOWMAILER_CLIENT_SECRET": admin.client_secret,
     }
+    if args.client_id is None:  # the caller's own secret is theirs: already in their environment, never printed
+        environment["FLOWMAILER_CLIENT_SECRET"] = admin.client_secret
     lines = [
         "FakeFlowmailer is running; Ctrl-C stops it.",
         f"  addresses:  {' '.join(fake.addresses)}",
@@ -106,7 +137,11 @@ def _describe(fake: FakeFlowmailer, args: argparse.Namespace) -> None:
         f"  login:      {fake.login_url}",
         f"  CA bundle:  {fake.ca_bundle}",
         f"  account id: {fake.account_id}",
-        *(f"  credential: {c.client_id} {c.client_secret} ({c.role})" for c in fake.credentials),
+        *(
+            f"  credential: {c.client_id} "
+            f"{'(your FLOWMAILER_CLIENT_SECRET)' if c.client_id == args.client_id else c.client_secret} ({c.role})"
+            for c in fake.credentials
+        ),
         f"  faults:     {' '.join(args.fault) or 'none'} (seed {args.seed})",
         "Its host names resolve to its addresses only through a resolver that is told so: in Python,",
         f"  Client(..., resolver=flowmailer.testing.StaticResolver({{{hosts}}}));",
