@@ -98,7 +98,8 @@ class WireRequest:
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=lambda hs: repr(redact_headers(hs)))
     #: Never in ``repr``: the token request's body holds the client secret.
     body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
-    #: True for requests that change state at Flowmailer (a resent submit may duplicate a message).
+    #: Sending it twice does no more than sending it once (a read, the token request): after an Ambiguous outcome
+    #: it is sent again. False for a submit, whose resend may duplicate a message: it is reconciled instead.
     idempotent: bool = True
     #: The most body bytes the answer may have (what the endpoint can return); a longer one is not read.
     answer_limit: int = DEFAULT_ANSWER_LIMIT

@@ -42,7 +42,8 @@ class TokenAction(enum.Enum):
     """What a request does about the token; at most one refresh is ever in flight per credential."""
 
     USE = "use"
-    #: Use the current token, and start the one refresh in the background.
+    #: This caller refreshes now, inline, as the one refresh in flight, while other callers keep using the current
+    #: token; if the refresh fails, the current token serves this caller too.
     USE_AND_REFRESH = "use and refresh"
     #: Start the one refresh and wait for it.
     REFRESH_AND_WAIT = "refresh and wait"
