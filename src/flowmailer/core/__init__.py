@@ -11,6 +11,7 @@ from flowmailer.core._errors import *
 from flowmailer.core._events import *
 from flowmailer.core._http import *
 from flowmailer.core._lifecycle import *
+from flowmailer.core._loop import *
 from flowmailer.core._models import *
 from flowmailer.core._outbox import *
 from flowmailer.core._outcomes import *
