@@ -41,8 +41,9 @@ class Client(SyncShell[Transport, TokenStore]):
     """
 
     def _start_shell(self) -> None:
-        #: Every step of every call runs under this lock: the engine's state is shared by all threads.
+        #: The engine holds it while its shared state (budget, address books) changes, never across an effect.
         self._lock = threading.Lock()
+        self._guard = self._lock
         self._resolved = threading.Condition(self._lock)
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
         self._reporting = threading.Lock()
@@ -84,7 +85,7 @@ class Client(SyncShell[Transport, TokenStore]):
         return lambda *args, **kwargs: self._iterate(start(self._engine, *args, **kwargs).loop)
 
     def _run(self, loop: Loop[T]) -> T:
-        """Drive one call to its end: each step under the lock, each effect performed outside it."""
+        """Drive one call to its end: step, perform the effect, feed what happened."""
         try:
             effect = self._step(loop, None)
             while not isinstance(effect, _Finished):
@@ -106,22 +107,23 @@ class Client(SyncShell[Transport, TokenStore]):
             self._abandon(loop)
 
     def _step(self, loop: Loop[Any], fed: Fed | None) -> Effect | _Finished:
-        with self._lock:
-            seen = self._engine.resolutions
-            try:
-                return next(loop) if fed is None else loop.send(fed)
-            except StopIteration as stop:
-                return _Finished(stop.value)
-            finally:
-                if self._engine.resolutions != seen:
-                    self._resolved.notify_all()  # the calls waiting for this resolution go on
+        seen = self._engine.resolutions
+        try:
+            return next(loop) if fed is None else loop.send(fed)
+        except StopIteration as stop:
+            return _Finished(stop.value)
+        finally:
+            self._woken(seen)
 
     def _abandon(self, loop: Loop[Any]) -> None:
         """Close a call that ended or was abandoned (an error, an interrupt): it lets go of what it holds."""
-        with self._lock:
-            seen = self._engine.resolutions
-            loop.close()
-            if self._engine.resolutions != seen:
+        seen = self._engine.resolutions
+        loop.close()
+        self._woken(seen)
+
+    def _woken(self, seen: int) -> None:
+        if self._engine.resolutions != seen:  # a resolution ended in this step: the calls waiting for it go on
+            with self._resolved:
                 self._resolved.notify_all()
 
     def _fed(self, value: object) -> Fed:

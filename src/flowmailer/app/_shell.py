@@ -12,6 +12,7 @@ import logging
 import random
 import secrets
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from flowmailer.app import _defaults
@@ -130,6 +131,7 @@ class Shell(Generic[TransportT, TokensT]):
         rng: random.Random | None = None,
         observer: Observer | None = None,
     ) -> None:
+        self._start_shell()
         origins = {
             Host.API: Origin.parse(api_url, field="api_url"),
             Host.LOGIN: Origin.parse(login_url, field="login_url"),
@@ -143,6 +145,7 @@ class Shell(Generic[TransportT, TokensT]):
             report_policy=report_policy,
             reference_prefix=reference_prefix,
             draw=(rng if rng is not None else random.Random()).random,
+            guard=self._guard,
         )
         self._clock = clock if clock is not None else _defaults.clock()
         if transport is None:
@@ -156,7 +159,6 @@ class Shell(Generic[TransportT, TokensT]):
         self._tokens: TokensT = token_store if token_store is not None else self._default_token_store()
         self._observer = observer
         self._reports: ReportStore = report_store if report_store is not None else ReportBook()
-        self._start_shell()
 
     @classmethod
     def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **kwargs: object) -> S:
@@ -166,8 +168,11 @@ class Shell(Generic[TransportT, TokensT]):
         settings = _defaults.settings_from_env(environ)
         return cls(**{**settings, **kwargs})  # type: ignore[arg-type]
 
+    #: What the engine holds while its shared state changes: a threaded shell's lock.
+    _guard: AbstractContextManager[object] | None = None
+
     def _start_shell(self) -> None:
-        """The shell's own locks and events, last in construction."""
+        """The shell's own locks and events, first in construction."""
 
     def _default_transport(self, ca_bundle: str | None, max_connections: int, max_connection_age: float) -> TransportT:
         raise NotImplementedError

@@ -8,15 +8,17 @@ the one token refresh after a refused token, which address to try and what an at
 address book is resolved again, which error a final decision raises. A shell (``flowmailer.app.Client``,
 ``AsyncClient``, or one of your own) is a loop over :meth:`Engine` calls that performs the effects.
 
-The :class:`Engine` holds what a client's calls share (the budget, the address books). It is not thread safe by
-itself: a threaded shell advances every call under one lock (each step is a few microseconds of pure computation),
-an async shell needs none. Performing an effect is never done under that lock.
+The :class:`Engine` holds what a client's calls share (the budget, the address books). A threaded shell gives it
+its lock as ``guard``: the engine holds it only while that shared state changes, never across a yield, so effects
+are never performed under it. An async shell needs none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, cast
 
 import attrs
@@ -242,6 +244,7 @@ class Engine:
         report_policy: ReportPolicy | None = None,
         reference_prefix: str = "ref:",
         draw: Callable[[], float],
+        guard: AbstractContextManager[object] | None = None,
     ) -> None:
         if not reference_prefix:
             raise ConfigurationError("reference_prefix", "is empty", 'use a tag prefix such as "ref:"')
@@ -254,6 +257,8 @@ class Engine:
         self.report_policy = report_policy if report_policy is not None else ReportPolicy()
         self.prefix = reference_prefix
         self._draw = draw
+        #: Held while the shared state changes (never across a yield): a threaded shell's lock; none by default.
+        self._guard = guard if guard is not None else contextlib.nullcontext()
         self.books: dict[Host, AddressBook] = {}
         self._resolving: set[Host] = set()
         #: Counts resolutions finished (or abandoned): a call waiting in :class:`AwaitResolution` waits for a change.
@@ -457,8 +462,9 @@ class Engine:
             duration = fed.monotonic - sent_at
             attempt = state.attempts + 1
             if isinstance(got, Accepted) or not isinstance(got, _OUTCOMES):
-                if self.budget.tokens < self.budget.capacity:
-                    self.budget = self.budget.deposit(fed.monotonic)
+                if self.budget.tokens < self.budget.capacity:  # a full bucket stays full: no guard, no copy
+                    with self._guard:
+                        self.budget = self.budget.deposit(fed.monotonic)
                 if isinstance(got, Accepted):
                     yield Emit(AttemptFinished(operation, address, got, duration, attempt))
                 else:
@@ -476,7 +482,8 @@ class Engine:
                 addresses=len(book) if book is not None else 1,
                 idempotent=request.idempotent,
             )
-            decision, self.budget = self.budget.admit(decision, fed.monotonic)
+            with self._guard:
+                decision, self.budget = self.budget.admit(decision, fed.monotonic)
             if isinstance(outcome, TokenInvalid) and token is not None:
                 yield ForgetToken(self.credentials, token)  # refused: never sent again, whatever follows
             if isinstance(decision, Retry):
@@ -506,39 +513,55 @@ class Engine:
         if isinstance(book, NotSent):
             return origin.host, book, fed.monotonic, fed
         sent_at = fed.monotonic
-        address, self.books[host] = self.books[host].pick(sent_at, avoid)
+        with self._guard:
+            address, self.books[host] = self.books[host].pick(sent_at, avoid)
         fed = yield Send(request, origin, address)
         result = cast("TransportResult", fed.value)
-        self.books[host] = self.books[host].record(address, result, fed.monotonic)
+        book = self.books[host]
+        if book.record(address, result, fed.monotonic) is not book:  # a healthy address changes nothing: no guard
+            with self._guard:
+                self.books[host] = self.books[host].record(address, result, fed.monotonic)
         return address, result, sent_at, fed
 
     def _book(self, host: Host, fed: Fed) -> Generator[Effect, Fed, tuple[AddressBook | NotSent, Fed]]:
         """The host's address book, resolved again when its TTL ran out: by one call while the others go on with
         the old book; a call with no book waits for the one resolving, then resolves itself if that failed."""
         while True:
-            book = self.books.get(host)
-            if book is not None and not book.needs_resolve(fed.monotonic):
-                return book, fed
-            if host not in self._resolving:
-                break
+            with self._guard:
+                book = self.books.get(host)
+                if book is not None and not book.needs_resolve(fed.monotonic):
+                    return book, fed
+                if host not in self._resolving:
+                    self._resolving.add(host)
+                    break
+                seen = self.resolutions
             if book is not None:
                 return book, fed  # another call is resolving: the known addresses serve meanwhile
-            fed = yield AwaitResolution(host, self.resolutions)
+            fed = yield AwaitResolution(host, seen)
         origin = self.origins[host]
-        self._resolving.add(host)
         try:
             fed = yield Resolve(host, origin.host, origin.port)
-        finally:  # also when the shell abandons the call (an error, a cancellation): others must not wait forever
-            self._resolving.discard(host)
-            self.resolutions += 1
+        except BaseException:  # the shell abandoned the call (an error, a cancellation): others must not wait forever
+            with self._guard:
+                self._resolved(host)
+            raise
         resolution = cast("Resolution | NotSent", fed.value)
-        book = self.books.get(host)
-        if isinstance(resolution, NotSent):
-            if book is None:
-                return resolution, fed
-            self.books[host] = book.resolve_failed(fed.monotonic)
-        elif book is None:
-            self.books[host] = AddressBook.from_resolution(resolution, fed.monotonic, self.address_policy)
-        else:
-            self.books[host] = book.updated(resolution, fed.monotonic)
-        return self.books[host], fed
+        with self._guard:  # the new book and the end of the resolution at once: a waiter wakes to the new book
+            book = self.books.get(host)
+            if isinstance(resolution, NotSent):
+                if book is not None:
+                    self.books[host] = book.resolve_failed(fed.monotonic)
+            elif book is None:
+                self.books[host] = AddressBook.from_resolution(resolution, fed.monotonic, self.address_policy)
+            else:
+                self.books[host] = book.updated(resolution, fed.monotonic)
+            self._resolved(host)
+            book = self.books.get(host)
+        if book is None:  # only a failed first resolution leaves no book
+            assert isinstance(resolution, NotSent)
+            return resolution, fed
+        return book, fed
+
+    def _resolved(self, host: Host) -> None:
+        self._resolving.discard(host)
+        self.resolutions += 1
