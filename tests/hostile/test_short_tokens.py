@@ -62,7 +62,7 @@ def test_the_async_client_refreshes_a_short_token_once_per_most_of_its_lifetime(
                 transport=TrioTransport(ssl_context=fake.client_ssl_context()),
                 token_store=TrioTokenStore(clock.now),
                 resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-                wall_clock=clock.now,
+                clock=clock,
                 rng=random.Random(1),
             ) as client,
         ):

@@ -70,7 +70,7 @@ def test_the_async_client_backs_off_after_a_failed_token_refresh() -> None:
                 transport=TrioTransport(ssl_context=fake.client_ssl_context()),
                 token_store=TrioTokenStore(clock.now),
                 resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-                wall_clock=clock.now,
+                clock=clock,
                 rng=random.Random(1),
             ) as client,
         ):

@@ -32,6 +32,7 @@ from flowmailer.core import (
 from flowmailer.ports import Resolver
 from tests.client.scripted import API, LOGIN, ScriptedTransport, page, status, token_answer
 from tests.client.scripted import resolver as scripted_resolver
+from tests.trio_side import WallClock
 
 CREDENTIALS = Credentials("acct", "client-1", "very-secret-value")
 MESSAGE = SubmitMessage(sender_address="a@example.com", recipient_address="b@example.com", subject="hi")
@@ -65,7 +66,7 @@ def make(transport: AsyncScripted, resolver: Resolver | None = None) -> AsyncCli
         api_url=f"https://{API}",
         login_url=f"https://{LOGIN}",
         resolver=resolver if resolver is not None else scripted_resolver(),
-        wall_clock=wall,
+        clock=WallClock(wall),
         rng=random.Random(7),
     )
 
@@ -235,7 +236,7 @@ def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(caplo
         api_url=f"https://{API}",
         login_url=f"https://{LOGIN}",
         resolver=scripted_resolver(),
-        wall_clock=wall,
+        clock=WallClock(wall),
         rng=random.Random(7),
         observer=RaisingObserver(),
     )

@@ -39,6 +39,7 @@ from flowmailer.core import (
     token_request,
 )
 from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode, StaticResolver
+from tests.trio_side import WallClock
 
 MESSAGE = SubmitMessage(sender_address="shop@example.com", recipient_address="ann@example.com", text="Hi")
 
@@ -343,7 +344,7 @@ def test_stats_keep_settled_days_and_report_requests_never_overlap() -> None:
     old = DateRange(datetime.fromtimestamp(midnight - 30 * day, UTC), datetime.fromtimestamp(midnight - 20 * day, UTC))
 
     async def body() -> None:
-        async with client(fake, transport(fake), wall_clock=lambda: now) as c, trio.open_nursery() as nursery:
+        async with client(fake, transport(fake), clock=WallClock(lambda: now)) as c, trio.open_nursery() as nursery:
             await c.submit(MESSAGE)
             for _ in range(4):
                 nursery.start_soon(functools.partial(c.message_stats, old, interval=day))
