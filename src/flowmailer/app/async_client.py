@@ -1,8 +1,9 @@
-"""The trio client: :class:`flowmailer.app.Client`'s twin for trio programs, driving the same core functions.
+"""The async client: :class:`flowmailer.app.Client`'s twin for asyncio and trio programs alike (on anyio), driving
+the same core functions.
 
-Imports trio, so it is not re-exported from ``flowmailer.app``: ``from flowmailer.app.async_client import
-AsyncClient``. Durations, deadlines and retry waits use trio's clock (``trio.current_time``, ``trio.sleep``), so a
-``trio.testing.MockClock`` controls them; wall time (token expiry) comes from ``wall_clock``.
+Imports anyio, so it is not re-exported from ``flowmailer.app``; ``flowmailer.AsyncClient`` imports it on first use.
+Durations, deadlines and retry waits use the event loop's clock (``anyio.current_time``, ``anyio.sleep``), so under
+trio a ``trio.testing.MockClock`` controls them; wall time (token expiry) comes from ``wall_clock``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import TypeVar
 
+import anyio
 import attrs
-import trio
 
 from flowmailer.app import _defaults
 from flowmailer.app._client import DEFAULT_API_URL, DEFAULT_LOGIN_URL
@@ -94,12 +95,12 @@ T = TypeVar("T")
 
 
 class AsyncClient:
-    """Flowmailer's REST API from trio tasks, reliably: ``await submit`` returns the message id only after a 201
-    and otherwise raises the same errors as :class:`flowmailer.app.Client`.
+    """Flowmailer's REST API from asyncio or trio tasks, reliably: ``await submit`` returns the message id only
+    after a 201 and otherwise raises the same errors as :class:`flowmailer.app.Client`.
 
     Every request goes through the core's retry policy, to the next healthy IP address, with one token shared by
-    all tasks. Adapters left out are built by default: a ``TrioTransport`` (trust from the operating system, or
-    ``ca_bundle``), a ``TrioTokenStore`` on ``wall_clock``, and the system resolver, run in a worker thread.
+    all tasks. Adapters left out are built by default: an ``AnyioTransport`` (trust from the operating system, or
+    ``ca_bundle``), an ``AnyioTokenStore`` on ``wall_clock``, and the system resolver, run in a worker thread.
     """
 
     def __init__(
@@ -150,11 +151,11 @@ class AsyncClient:
         self._rng = rng if rng is not None else random.Random()
         self._observer = observer
         self._books: dict[Host, AddressBook] = {}
-        self._resolving: dict[Host, trio.Lock] = {}
+        self._resolving: dict[Host, anyio.Lock] = {}
         self._report_policy = report_policy if report_policy is not None else ReportPolicy()
         self._reports: ReportStore = report_store if report_store is not None else ReportBook()
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
-        self._reporting = trio.Lock()
+        self._reporting = anyio.Lock()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> AsyncClient:
@@ -288,9 +289,9 @@ class AsyncClient:
         async with self._reporting:
             # The store may block (SQLite waits for locks and syncs to disk): its calls run in a worker thread.
             store = self._reports
-            stretches = await trio.to_thread.run_sync(store.stretches, query)
+            stretches = await anyio.to_thread.run_sync(store.stretches, query)
             start, end = query.span(daterange)
-            held = await trio.to_thread.run_sync(store.held, query, start, end)  # before keeping, as Client does
+            held = await anyio.to_thread.run_sync(store.held, query, start, end)  # before keeping, as Client does
             fetched = {}
             for piece in plan_report(query, daterange, self._now(), self._report_policy, stretches):
                 fetched[piece] = await self._call(
@@ -299,7 +300,8 @@ class AsyncClient:
                     functools.partial(message_stats_request, account, daterange=piece.daterange, query=query),
                     functools.partial(interpret_stats, query=query, daterange=piece.daterange),
                 )
-                await trio.to_thread.run_sync(store.keep, query, piece, fetched[piece])  # a failure later loses nothing
+                # Kept at once: a failure later loses nothing.
+                await anyio.to_thread.run_sync(store.keep, query, piece, fetched[piece])
             return assemble_report(query, daterange, held, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ class AsyncClient:
         reference: str | None = None,
     ) -> T:
         """Attempts until the core's retry policy is done; the answer, or the error its last decision calls for."""
-        started = trio.current_time()
+        started = anyio.current_time()
         state = RetryState()
         avoid: str | None = None
         while True:
@@ -325,7 +327,7 @@ class AsyncClient:
                 token = await self._token()
                 request = build(token)
             # The retry deadline bounds this attempt too, not only the wait before the next one.
-            request = attrs.evolve(request, timeout=self._policy.attempt_timeout(trio.current_time() - started))
+            request = attrs.evolve(request, timeout=self._policy.attempt_timeout(anyio.current_time() - started))
             address, result, duration = await self._send(host, request, avoid)
             got = interpret(result, self._now())
             attempt = state.attempts + 1
@@ -340,17 +342,17 @@ class AsyncClient:
             decision, state = self._policy.decide(
                 outcome,
                 state,
-                elapsed=trio.current_time() - started,
+                elapsed=anyio.current_time() - started,
                 u=self._rng.random(),
                 addresses=len(book) if book is not None else 1,
                 idempotent=request.idempotent,
             )
-            decision, self._budget = self._budget.admit(decision, trio.current_time())
+            decision, self._budget = self._budget.admit(decision, anyio.current_time())
             if isinstance(outcome, TokenInvalid) and token is not None:
                 self._tokens.invalidate(self._credentials, token)  # refused: never sent again, whatever follows
             if isinstance(decision, Retry):
                 _log.debug("%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address)
-                await trio.sleep(decision.delay)
+                await anyio.sleep(decision.delay)
                 avoid = address
             elif not isinstance(decision, RefreshToken):
                 assert isinstance(decision, Reconcile | GiveUp)
@@ -368,7 +370,7 @@ class AsyncClient:
         self, operation: str, address: str, result: TransportResult, got: object, duration: float, attempt: int
     ) -> None:
         if self._budget.tokens < self._budget.capacity:
-            self._budget = self._budget.deposit(trio.current_time())
+            self._budget = self._budget.deposit(anyio.current_time())
         if isinstance(got, Accepted):
             self._emit(AttemptFinished(operation, address, got, duration, attempt))
         else:
@@ -397,29 +399,29 @@ class AsyncClient:
         book = await self._book(host)
         if isinstance(book, NotSent):
             return origin.host, book, 0.0
-        now = trio.current_time()
+        now = anyio.current_time()
         address, self._books[host] = self._books[host].pick(now, avoid)
         result = await self._transport.send(request, origin, address)
-        done = trio.current_time()
+        done = anyio.current_time()
         self._books[host] = self._books[host].record(address, result, done)
         return address, result, done - now
 
     async def _book(self, host: Host) -> AddressBook | NotSent:
         """The host's address book, resolved again when its TTL ran out, by one task while the others use the old."""
         book = self._books.get(host)
-        if book is not None and not book.needs_resolve(trio.current_time()):
+        if book is not None and not book.needs_resolve(anyio.current_time()):
             return book
-        resolving = self._resolving.setdefault(host, trio.Lock())
+        resolving = self._resolving.setdefault(host, anyio.Lock())
         if book is not None and resolving.locked():
             return book
         async with resolving:
             book = self._books.get(host)
-            if book is not None and not book.needs_resolve(trio.current_time()):
+            if book is not None and not book.needs_resolve(anyio.current_time()):
                 return book
             origin = self._origins[host]
             # The resolver port is blocking (getaddrinfo): it must not stall the other tasks.
-            resolution = await trio.to_thread.run_sync(self._resolver.resolve, origin.host, origin.port)
-            now = trio.current_time()
+            resolution = await anyio.to_thread.run_sync(self._resolver.resolve, origin.host, origin.port)
+            now = anyio.current_time()
             book = self._books.get(host)
             if isinstance(resolution, NotSent):
                 if book is None:

@@ -1,4 +1,5 @@
-"""TrioTransport: the conformance suite, the configuration it refuses, and pipelining over real TLS."""
+"""AnyioTransport: the conformance suite, the configuration it refuses, and pipelining over real TLS, under asyncio
+and trio (anyio's pytest plugin); connection ages under trio's MockClock."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
@@ -24,12 +26,13 @@ def server(tmp_path: Path) -> Iterator[TlsServer]:
         yield s
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("depth", [1, 3])
-def test_trio_transport_passes_the_conformance_suite(server: TlsServer, depth: int) -> None:
-    def factory() -> TrioTransport:
-        return TrioTransport(ca_bundle=server.ca_bundle, connect_timeout=0.5, pipeline_depth=depth)
+async def test_the_anyio_transport_passes_the_conformance_suite(server: TlsServer, depth: int) -> None:
+    def factory() -> AnyioTransport:
+        return AnyioTransport(ca_bundle=server.ca_bundle, connect_timeout=0.5, pipeline_depth=depth)
 
-    trio.run(check_async_transport, factory, server)
+    await check_async_transport(factory, server)
 
 
 def _get() -> WireRequest:
@@ -39,14 +42,14 @@ def _get() -> WireRequest:
 @pytest.mark.parametrize("n", [0, 11, 100])
 def test_more_than_ten_connections_or_none_is_refused(n: int) -> None:
     with pytest.raises(ConfigurationError) as e:
-        TrioTransport(max_connections=n)
+        AnyioTransport(max_connections=n)
     assert e.value.field == "max_connections"
 
 
 @pytest.mark.parametrize("depth", [0, 17])
 def test_a_pipeline_depth_outside_one_to_sixteen_is_refused(depth: int) -> None:
     with pytest.raises(ConfigurationError) as e:
-        TrioTransport(pipeline_depth=depth)
+        AnyioTransport(pipeline_depth=depth)
     assert e.value.field == "pipeline_depth"
 
 
@@ -55,36 +58,31 @@ def test_a_context_that_does_not_verify_is_refused() -> None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     with pytest.raises(ConfigurationError) as e:
-        TrioTransport(ssl_context=context)
+        AnyioTransport(ssl_context=context)
     assert e.value.field == "ssl_context"
 
 
-def test_a_context_switched_off_after_construction_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
+@pytest.mark.anyio
+async def test_a_context_switched_off_after_construction_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
     context = ssl.create_default_context(cafile=server.ca_bundle)
-    transport = TrioTransport(ssl_context=context)
+    transport = AnyioTransport(ssl_context=context)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-
-    async def main() -> None:
-        with pytest.raises(ConfigurationError) as e:
-            await transport.send(_get(), server.origin, server.addresses[0])
-        assert e.value.field == "ssl_context"
-        await transport.aclose()
-
-    trio.run(main)
+    with pytest.raises(ConfigurationError) as e:
+        await transport.send(_get(), server.origin, server.addresses[0])
+    assert e.value.field == "ssl_context"
+    await transport.aclose()
     assert transport.stats().opened == 0
     assert server.received() == ()
 
 
-def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:
-    async def main() -> None:
-        transport = TrioTransport()
-        result = await transport.send(_get(), server.origin, server.addresses[0])
-        await transport.aclose()
-        assert isinstance(result, NotSent)
-        assert "certificate verify failed" in result.reason
-
-    trio.run(main)
+@pytest.mark.anyio
+async def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:
+    transport = AnyioTransport()
+    result = await transport.send(_get(), server.origin, server.addresses[0])
+    await transport.aclose()
+    assert isinstance(result, NotSent)
+    assert "certificate verify failed" in result.reason
     assert server.received() == ()
 
 
@@ -93,7 +91,7 @@ def test_connections_older_than_the_maximum_age_are_replaced(server: TlsServer) 
     clock = trio.testing.MockClock()
 
     async def main() -> None:
-        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connection_age=60)
+        transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connection_age=60)
         for _ in range(2):
             assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
         clock.jump(61)
@@ -105,28 +103,24 @@ def test_connections_older_than_the_maximum_age_are_replaced(server: TlsServer) 
     assert server.handshakes() == 2
 
 
-def test_requests_on_one_connection_never_exceed_the_pipeline_depth(server: TlsServer) -> None:
-    async def main() -> None:
-        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connections=2, pipeline_depth=3)
-        async with trio.open_nursery() as nursery:
-            for _ in range(40):
-                nursery.start_soon(transport.send, _get(), server.origin, server.addresses[0])
-        stats = transport.stats()
-        assert (stats.opened, stats.max_in_flight) == (2, 3)
-        await transport.aclose()
-        assert transport.stats().open == 0
-
-    trio.run(main)
+@pytest.mark.anyio
+async def test_requests_on_one_connection_never_exceed_the_pipeline_depth(server: TlsServer) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=2, pipeline_depth=3)
+    async with anyio.create_task_group() as tasks:
+        for _ in range(40):
+            tasks.start_soon(transport.send, _get(), server.origin, server.addresses[0])
+    stats = transport.stats()
+    assert (stats.opened, stats.max_in_flight) == (2, 3)
+    await transport.aclose()
+    assert transport.stats().open == 0
 
 
-def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
-    async def main() -> None:
-        transport = TrioTransport(ca_bundle=server.ca_bundle)
-        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
-        await transport.aclose()
-        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), NotSent)
-
-    trio.run(main)
+@pytest.mark.anyio
+async def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle)
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+    await transport.aclose()
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), NotSent)
     assert len(server.received()) == 1
 
 
@@ -136,29 +130,27 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServe
         yield s
 
 
+@pytest.mark.anyio
 @settings(max_examples=25, deadline=None)
 @given(depth=st.integers(1, 4), n=st.integers(1, 10), reset=st.booleans())
-def test_under_pipelining_not_sent_means_never_read_and_every_answer_is_its_own(
+async def test_under_pipelining_not_sent_means_never_read_and_every_answer_is_its_own(
     shared_server: TlsServer, depth: int, n: int, reset: bool
 ) -> None:
     server = shared_server
     results: dict[int, object] = {}
 
-    async def one(transport: TrioTransport, i: int) -> None:
+    async def one(transport: AnyioTransport, i: int) -> None:
         request = WireRequest("POST", Host.API, f"/acct/messages/submit/{i}", body=b"x")
         results[i] = await transport.send(request, server.origin, server.addresses[0])
-
-    async def main() -> None:
-        transport = TrioTransport(ca_bundle=server.ca_bundle, max_connections=1, pipeline_depth=depth)
-        async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(one, transport, i)
-        await transport.aclose()
 
     before = len(server.received())
     if reset:
         server.reset_next_request()
-    trio.run(main)
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=1, pipeline_depth=depth)
+    async with anyio.create_task_group() as tasks:
+        for i in range(n):
+            tasks.start_soon(one, transport, i)
+    await transport.aclose()
     received = server.received()
     read = {int(r.target.rsplit("/", 1)[1]) for r in received[before:]}
     for i, result in results.items():
