@@ -14,7 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.adapters.anyio_transport import AnyioTransport
+from flowmailer.adapters.anyio_transport import AnyioTransport, _Lot
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
@@ -163,3 +163,29 @@ async def test_under_pipelining_not_sent_means_never_read_and_every_answer_is_it
             assert isinstance(result, Ambiguous), result
     if not reset:
         assert all(isinstance(r, WireResponse) for r in results.values()), results
+
+
+@pytest.mark.anyio
+async def test_a_wake_up_whose_task_was_cancelled_passes_to_the_next_in_line() -> None:
+    # What the pool's wait line must never do: wake a task that is cancelled before it runs and so lose the wake-up,
+    # leaving the next task waiting for a place that is free (until its checkout timeout).
+    lot = _Lot()
+    scopes: dict[str, anyio.CancelScope] = {}
+    woke: list[str] = []
+
+    async def wait(name: str) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[name] = scope
+            await lot.park()
+            woke.append(name)
+
+    async with anyio.create_task_group() as tasks:
+        for name in ("first", "second"):
+            tasks.start_soon(wait, name)
+        await anyio.wait_all_tasks_blocked()
+        scopes["first"].cancel()  # delivered, but "first" has not run since: it is still first in line
+        assert lot.unpark(1) == 1  # so the wake-up goes to it
+        await anyio.wait_all_tasks_blocked()
+        assert woke == ["second"]
+        lot.unpark_all()
+    assert not lot
