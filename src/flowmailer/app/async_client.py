@@ -1,8 +1,9 @@
-"""The async client: :class:`flowmailer.app.Client`'s twin for trio programs, driving the same core loop.
+"""The async client: :class:`flowmailer.app.Client`'s twin for asyncio and trio programs alike (on anyio), driving
+the same core loop.
 
-Imports trio, so it is not re-exported from ``flowmailer.app``: ``from flowmailer.app.async_client import
-AsyncClient``. Durations, deadlines and retry waits use trio's clock (``trio.current_time``, ``trio.sleep``), so a
-``trio.testing.MockClock`` controls them; wall time (token expiry) comes from ``clock.now()``.
+Imports anyio, so it is not re-exported from ``flowmailer.app``; ``flowmailer.AsyncClient`` imports it on first use.
+Durations, deadlines and retry waits use the event loop's clock (``anyio.current_time``, ``anyio.sleep``), so under
+trio a ``trio.testing.MockClock`` controls them; wall time (token expiry) comes from ``clock.now()``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-import trio
+import anyio
 
 from flowmailer.app import _defaults
 from flowmailer.app._shell import NOT_NOW, AsyncShell
@@ -40,15 +41,15 @@ class AsyncClient(AsyncShell[AsyncTransport, AsyncTokenStore]):
     """Flowmailer's REST API from async tasks, reliably: ``await submit`` returns the message id only after a 201
     and otherwise raises the same errors as :class:`flowmailer.app.Client`, from the same core loop.
 
-    Adapters left out are built by default: a ``TrioTransport`` (trust from the operating system, or
-    ``ca_bundle``), a ``TrioTokenStore`` on ``clock.now``, and the system resolver, run in a worker thread.
+    Adapters left out are built by default: an ``AnyioTransport`` (trust from the operating system, or
+    ``ca_bundle``), an ``AnyioTokenStore`` on ``clock.now``, and the system resolver, run in a worker thread.
     """
 
     def _start_shell(self) -> None:
         #: Set (and replaced) whenever a resolution ends: what a call waiting for another's resolution waits on.
-        self._resolved = trio.Event()
+        self._resolved = anyio.Event()
         #: One report at a time: Flowmailer's guidelines ask for no overlapping report requests.
-        self._reporting = trio.Lock()
+        self._reporting = anyio.Lock()
 
     def _default_transport(
         self, ca_bundle: str | None, max_connections: int, max_connection_age: float
@@ -114,7 +115,7 @@ class AsyncClient(AsyncShell[AsyncTransport, AsyncTokenStore]):
         return self._now(await self._perform(effect))
 
     def _now(self, value: object) -> Fed:
-        return Fed(value, trio.current_time(), self._clock.now())
+        return Fed(value, anyio.current_time(), self._clock.now())
 
     async def _perform(self, effect: Effect) -> object:
         if isinstance(effect, Send):
@@ -122,21 +123,21 @@ class AsyncClient(AsyncShell[AsyncTransport, AsyncTokenStore]):
         if isinstance(effect, GetToken):
             return await self._tokens.token(effect.credentials, self._fetch_token)
         if isinstance(effect, Sleep):
-            await trio.sleep(self._retrying(effect))
+            await anyio.sleep(self._retrying(effect))
             return None
         if isinstance(effect, Resolve):
             try:  # the resolver port is blocking (getaddrinfo): it must not stall the other tasks
-                return await trio.to_thread.run_sync(self._resolver.resolve, effect.name, effect.port)
+                return await anyio.to_thread.run_sync(self._resolver.resolve, effect.name, effect.port)
             finally:  # no checkpoint until the loop has taken the answer in: waiters wake to the new book
                 self._resolved.set()
-                self._resolved = trio.Event()
+                self._resolved = anyio.Event()
         if isinstance(effect, AwaitResolution):
             while self._engine.resolutions == effect.seen:
                 await self._resolved.wait()
             return None
         if isinstance(effect, AskReports):
             # The store may block (SQLite waits for locks and syncs to disk): its calls run in a worker thread.
-            return await trio.to_thread.run_sync(getattr(self._reports, effect.method), *effect.args)
+            return await anyio.to_thread.run_sync(getattr(self._reports, effect.method), *effect.args)
         done = self._perform_now(effect)
         assert done is not NOT_NOW, effect
         return done

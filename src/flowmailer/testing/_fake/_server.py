@@ -176,15 +176,16 @@ class FakeFlowmailer:
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[FakeFlowmailer]:
-        """The same for trio code: starting and stopping happen off the event loop, which never blocks."""
-        import trio
+        """The same for async code (asyncio or trio, through anyio): starting and stopping happen off the event
+        loop, which never blocks."""
+        import anyio
 
-        await trio.to_thread.run_sync(self._start)
+        await anyio.to_thread.run_sync(self._start)
         try:
             yield self
         finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._stop)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._stop)
 
     def _start(self) -> None:
         with self._lock:
