@@ -99,6 +99,13 @@ def test_one_submit_message_per_envelope_recipient_carrying_the_whole_mime_messa
     assert attachment.get_content() == "total: 42"
 
 
+def test_a_bcc_given_as_an_extra_header_never_reaches_the_headers() -> None:
+    message = EmailMessage("s", "b", "shop@example.com", to=["ann@example.com"], headers={"Bcc": "cat@example.com"})
+    [submit] = submit_messages(message)
+    assert submit.mimedata is not None
+    assert b"cat@example.com" not in submit.mimedata
+
+
 def test_a_recipient_given_twice_gets_one_copy() -> None:
     message = EmailMessage("s", "b", "shop@example.com", to=["ann@example.com"], cc=["Ann <ann@example.com>"])
     assert [s.recipient_address for s in submit_messages(message)] == ["ann@example.com"]

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from flowmailer.core import ConfigurationError, FlowmailerError
+from flowmailer.core import ConfigurationError, FlowmailerError, MessageEvent, Page, ReferenceRange, SortOrder
+
+if TYPE_CHECKING:
+    from flowmailer.app import Client
+
+
+class _WithTags:
+    """The client's events with their messages' tags: the ``ref:`` tag says which copy an event is about."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def message_events(self, *, start: ReferenceRange, sortorder: SortOrder | None) -> Iterator[Page[MessageEvent]]:
+        return self._client.message_events(start=start, sortorder=sortorder, add_message_tags=True)
 
 
 class Command(BaseCommand):
@@ -36,7 +50,7 @@ class Command(BaseCommand):
 
         try:
             with Client.from_env() as client, SQLiteCursorStore(self._cursors(options["cursors"])) as cursors:
-                follower = EventFollower(client, cursors, name=options["name"])
+                follower = EventFollower(_WithTags(client), cursors, name=options["name"])
                 if options["once"]:
                     events = follower.poll()
                     for event in events:
