@@ -17,7 +17,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
 from django.db import transaction
 from django.test import override_settings
 
-import tests.contrib.django_setup  # noqa: F401 - configures Django before its mail and db modules are used
+import tests.contrib.django_setup  # noqa: F401 - configures Django (its modules read settings lazily)
 from flowmailer import ConfigurationError, SQLiteOutbox, SubmissionState
 from flowmailer.contrib.django import (
     EmailBackend,

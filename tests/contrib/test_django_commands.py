@@ -11,7 +11,7 @@ from django.core.mail import send_mail
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-import tests.contrib.django_setup  # noqa: F401 - configures Django first
+import tests.contrib.django_setup  # noqa: F401 - configures Django (its modules read settings lazily)
 from flowmailer.contrib.django import TrackingEvent, close_outboxes, tracking
 from flowmailer.testing import FakeFlowmailer
 
