@@ -14,6 +14,7 @@ from flowmailer.contrib.django._backend import (
 from flowmailer.contrib.django._tracking import (
     NORMALISED,
     TrackingEvent,
+    WithMessageTags,
     send_tracking_signal,
     tracking,
     tracking_event,
@@ -25,6 +26,7 @@ __all__ = [
     "FlowmailerStatus",
     "TestEmailBackend",
     "TrackingEvent",
+    "WithMessageTags",
     "close_outboxes",
     "send_tracking_signal",
     "submit_messages",

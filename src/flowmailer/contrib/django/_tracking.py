@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import attrs
 from django.dispatch import Signal
 
-from flowmailer.core import REFERENCE_PREFIX, EventType, MessageEvent
+from flowmailer.core import REFERENCE_PREFIX, EventType, MessageEvent, Page, ReferenceRange, SortOrder
 
-__all__ = ["NORMALISED", "TrackingEvent", "send_tracking_signal", "tracking", "tracking_event"]
+if TYPE_CHECKING:
+    from flowmailer.app import Client
+
+__all__ = ["NORMALISED", "TrackingEvent", "WithMessageTags", "send_tracking_signal", "tracking", "tracking_event"]
 
 #: Sent for each event with ``event=TrackingEvent(...)``; ``sender`` is TrackingEvent.
 tracking = Signal()
@@ -66,6 +70,17 @@ class TrackingEvent:
     user_agent: str | None
     mta_response: str | None
     raw: MessageEvent
+
+
+class WithMessageTags:
+    """A Client's events with their messages' tags, for an EventFollower: the ``ref:`` tag says which copy an event
+    is about (``TrackingEvent.client_reference``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def message_events(self, *, start: ReferenceRange, sortorder: SortOrder | None) -> Iterator[Page[MessageEvent]]:
+        return self._client.message_events(start=start, sortorder=sortorder, add_message_tags=True)
 
 
 def tracking_event(event: MessageEvent) -> TrackingEvent:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from flowmailer.core import ConfigurationError, FlowmailerError, MessageEvent, Page, ReferenceRange, SortOrder
-
-if TYPE_CHECKING:
-    from flowmailer.app import Client
-
-
-class _WithTags:
-    """The client's events with their messages' tags: the ``ref:`` tag says which copy an event is about."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def message_events(self, *, start: ReferenceRange, sortorder: SortOrder | None) -> Iterator[Page[MessageEvent]]:
-        return self._client.message_events(start=start, sortorder=sortorder, add_message_tags=True)
+from flowmailer.core import ConfigurationError, FlowmailerError
 
 
 class Command(BaseCommand):
@@ -46,11 +32,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from flowmailer.adapters import SQLiteCursorStore
         from flowmailer.app import Client, EventFollower
-        from flowmailer.contrib.django._tracking import send_tracking_signal
+        from flowmailer.contrib.django._tracking import WithMessageTags, send_tracking_signal
 
         try:
             with Client.from_env() as client, SQLiteCursorStore(self._cursors(options["cursors"])) as cursors:
-                follower = EventFollower(_WithTags(client), cursors, name=options["name"])
+                follower = EventFollower(WithMessageTags(client), cursors, name=options["name"])
                 if options["once"]:
                     events = follower.poll()
                     for event in events:
