@@ -4,6 +4,8 @@ This is the curated public API. It imports neither trio nor psycopg; ``flowmaile
 Flowmailer and fakes of every port) and ``flowmailer.adapters.postgres_outbox`` are imported on their own.
 """
 
+import logging as _logging
+
 from flowmailer._version import __version__
 from flowmailer.adapters import SQLiteCursorStore, SQLiteOutbox, SQLiteReportStore
 from flowmailer.app import Client, EventFollower, Relay
@@ -89,3 +91,6 @@ __all__ = [
     "TransientError",
     "__version__",
 ]
+
+# A library never decides where its records go: without this, Python's last-resort handler would print warnings.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

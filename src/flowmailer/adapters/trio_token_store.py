@@ -21,7 +21,7 @@ from flowmailer.core import (
 
 __all__ = ["TrioTokenStore"]
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 
 
 @attrs.define

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import attrs
 
-from flowmailer.app import _defaults
+from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
     FIRST_PAGE,
     MAX_TAG_PAGES,
@@ -83,7 +83,7 @@ __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]
 DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 _OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, CredentialsRejected)
 T = TypeVar("T")
 
@@ -337,7 +337,15 @@ class Client:
                 return got  # type: ignore[return-value]  # Accepted is the T of submit
             outcome: Outcome = got
             self._emit(AttemptFinished(operation, address, outcome, duration, attempt))
-            _log.debug("%s attempt %d to %s: %s (%.3f s)", operation, attempt, address, outcome, duration)
+            _log.debug(
+                "%s attempt %d to %s: %s (%.3f s)",
+                operation,
+                attempt,
+                address,
+                outcome,
+                duration,
+                extra=_logs.context(request_attempt=attempt),
+            )
             book = self._books.get(host)
             decision, state = self._policy.decide(
                 outcome,
@@ -352,7 +360,9 @@ class Client:
             if isinstance(outcome, TokenInvalid) and token is not None:
                 self._tokens.invalidate(self._credentials, token)  # refused: never sent again, whatever follows
             if isinstance(decision, Retry):
-                _log.debug("%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address)
+                _log.debug(
+                    "%s: retrying in %.3f s, avoiding %s", operation, decision.delay, address, extra=_logs.context()
+                )
                 self._clock.sleep(decision.delay)
                 avoid = address
             elif not isinstance(decision, RefreshToken):
@@ -378,7 +388,15 @@ class Client:
         else:
             status = result.status if isinstance(result, WireResponse) else 0
             self._emit(RequestFinished(operation, address, status, duration, attempt))
-        _log.debug("%s attempt %d to %s: answered (%.3f s)", operation, attempt, address, duration)
+        accepted = {"message_id": got.message_id} if isinstance(got, Accepted) else {}
+        _log.debug(
+            "%s attempt %d to %s: answered (%.3f s)",
+            operation,
+            attempt,
+            address,
+            duration,
+            extra=_logs.context(request_attempt=attempt, **accepted),
+        )
 
     def _token(self) -> AccessToken:
         return self._tokens.token(self._credentials, self._fetch_token)

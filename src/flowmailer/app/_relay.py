@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import attrs
 
-from flowmailer.app import _defaults
+from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
     Accepted,
     AuthenticationError,
@@ -76,7 +76,7 @@ MAX_CONCURRENCY = 10
 
 #: The tag a relay searches for once at start, to learn whether its reconciler's credential may search at all.
 _PROBE_TAG = "flowmailer-relay-probe"
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 
 _PENDING = (
     SubmissionState.QUEUED,
@@ -126,7 +126,8 @@ class Relay:
     and reconciles with a second ``Client`` whose credential may read messages. ``run()`` checks both credentials
     once at start: a refused one raises ``AuthenticationError`` before anything is claimed (whether or not the
     outbox holds work), and a reconciler that may not search by tag is reported (``RelayCannotReconcile``, and a
-    warning on the ``flowmailer`` logger).
+    warning on the ``flowmailer.app._relay`` logger). Every record about a message carries its outbox id, client
+    reference, send attempt and (once accepted) message id as extra attributes.
     """
 
     def __init__(
@@ -423,7 +424,8 @@ class Relay:
                 if self._stopping or self._stop_requested:
                     return  # what is still queued is released by the shutdown
                 claim = self._queue.popleft()
-            outcome = self._guarded(claim, self._handle)
+            with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+                outcome = self._guarded(claim, self._handle)
             if outcome is None:
                 with self._cond:
                     self._forget(claim)
@@ -553,12 +555,15 @@ class Relay:
             else:
                 self._counts["dead"] += 1
         if decision is not None:
+            _log_decision(claim, decision)
             self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
 
     def _not_recorded(self, claim: Claim, error: Exception) -> None:
         with self._cond:
             self._counts["not_recorded"] += 1
-        self._emit(RelayNotRecorded(self._owner, claim.id, f"{type(error).__name__}: {error}"))
+        reason = f"{type(error).__name__}: {error}"
+        _log.warning("not recorded (the row will be reconciled): %s", reason, extra=_logs.about_claim(claim))
+        self._emit(RelayNotRecorded(self._owner, claim.id, reason))
 
     def _emit(self, event: Event) -> None:
         """Tell the observer; one that raises is logged, never allowed to stop a relay thread."""
@@ -568,6 +573,20 @@ class Relay:
             self._observer.on_event(event)
         except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
             _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
+
+
+def _log_decision(claim: Claim, decision: RelayDecision) -> None:
+    """One record per decision recorded, at the level an operator would want to see it."""
+    if isinstance(decision, RecordAccepted):
+        how = "accepted after reconciliation" if decision.reconciled else "accepted"
+        _log.info(how, extra=_logs.about_claim(claim, message_id=decision.message_id))
+    elif isinstance(decision, RetryAt | ReconcileAt):
+        what = "retry" if isinstance(decision, RetryAt) else "reconciliation"
+        _log.info("%s scheduled (%s): %s", what, decision.cause.value, decision.reason, extra=_logs.about_claim(claim))
+    elif isinstance(decision, Dead):
+        _log.warning("dead letter: %s", decision.reason, extra=_logs.about_claim(claim))
+    else:
+        _log.warning("halted: %s", decision.reason, extra=_logs.about_claim(claim))
 
 
 def _settlement(claim: Claim, decision: RelayDecision | None) -> Settlement:

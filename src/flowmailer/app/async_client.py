@@ -88,7 +88,7 @@ from flowmailer.ports import AsyncTokenStore, AsyncTransport, Observer, ReportSt
 
 __all__ = ["AsyncClient"]
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 _OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, CredentialsRejected)
 T = TypeVar("T")
 
