@@ -50,6 +50,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -412,6 +413,25 @@ class PostgresOutbox(SingleClaimOutcomes):
             cur.execute(
                 self._q("SELECT {status_columns} FROM {table} WHERE state = %s AND id > %s ORDER BY id LIMIT %s"),
                 (_S.DEAD.name, -1 if after is None else after, limit),
+            )
+            rows = cur.fetchall()
+        return [_status(row) for row in rows]
+
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        # The recipient lives only inside the stored message: a scan, which an operator's question can afford.
+        where = (
+            "client_reference = %s"
+            if ref is not None
+            else "lower(convert_from(message, 'UTF8')::jsonb ->> 'recipientAddress') = lower(%s)"
+        )
+        with self._tx("look messages up") as cur:
+            cur.execute(
+                self._q(f"SELECT {{status_columns}} FROM {{table}} WHERE {where} ORDER BY id DESC LIMIT %s"),  # noqa: S608
+                (ref if ref is not None else to, limit),
             )
             rows = cur.fetchall()
         return [_status(row) for row in rows]

@@ -47,6 +47,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -380,6 +381,24 @@ class SQLiteOutbox(SingleClaimOutcomes):
             rows = conn.execute(
                 f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE state = ? AND id > ? ORDER BY id LIMIT ?",  # noqa: S608
                 (_S.DEAD.name, -1 if after is None else after, limit),
+            ).fetchall()
+        return [_status(row) for row in rows]
+
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        # The recipient lives only inside the stored message: a scan, which an operator's question can afford.
+        where = (
+            "client_reference = ?"
+            if ref is not None
+            else "lower(json_extract(CAST(message AS TEXT), '$.recipientAddress')) = lower(?)"
+        )
+        with self._db("look messages up", write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+                (ref if ref is not None else to, limit),
             ).fetchall()
         return [_status(row) for row in rows]
 

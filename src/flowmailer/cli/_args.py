@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["number"]
+__all__ = ["duration", "number"]
 
 N = TypeVar("N", bound=float)
 _NOUNS: dict[object, str] = {int: "a whole number"}
@@ -40,3 +41,15 @@ def number(
         return value
 
     return parse
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def duration(text: str) -> float:
+    """An argparse ``type``: ``30d``, ``12h``, ``90m`` or ``3600s``, in seconds. A bare number is refused: days?"""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError("not a duration with a unit (s, m, h or d); give e.g. 30d")
+    return float(match[1]) * _UNITS[match[2]]

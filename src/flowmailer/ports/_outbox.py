@@ -69,6 +69,17 @@ class Outbox(Protocol):
         """
         ...
 
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        """The message with this client reference (one at most), or up to ``limit`` to this recipient address
+        (compared without regard to case), newest first. Give exactly one of the two.
+
+        For an operator's questions (`flowmailer status --reference / --recipient`), not for a hot path: a lookup
+        by recipient may read every row.
+        """
+        ...
+
     def counts(self) -> dict[SubmissionState, int]:
         """Rows per state, every state present."""
         ...

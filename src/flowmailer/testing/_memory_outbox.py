@@ -33,6 +33,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -207,6 +208,19 @@ class MemoryOutbox(SingleClaimOutcomes):
         with self._lock:
             dead = sorted(i for i, r in self._rows.items() if r.state is _S.DEAD and (after is None or i > after))
             return [_status(self._rows[i]) for i in dead[:limit]]
+
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        with self._lock:
+            found = [
+                r
+                for r in self._rows.values()
+                if r.client_reference == ref or (to is not None and r.message.recipient_address.lower() == to.lower())
+            ]
+            return [_status(r) for r in sorted(found, key=lambda r: r.id, reverse=True)[:limit]]
 
     def counts(self) -> dict[SubmissionState, int]:
         with self._lock:
