@@ -442,6 +442,15 @@ class PostgresOutbox(SingleClaimOutcomes):
             rows = cur.fetchall()
         return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: int(n) for state, n in rows}
 
+    def oldest_pending(self) -> float | None:
+        with self._tx("read the oldest pending message") as cur:
+            cur.execute(
+                self._q("SELECT min(coalesce(requeued_at, enqueued_at)) FROM {table} WHERE state NOT IN (%s, %s)"),
+                (_S.ACCEPTED.name, _S.DEAD.name),
+            )
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)
         with self._tx("prune accepted rows") as cur:

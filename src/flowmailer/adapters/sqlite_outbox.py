@@ -407,6 +407,14 @@ class SQLiteOutbox(SingleClaimOutcomes):
             rows = conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
         return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: n for state, n in rows}
 
+    def oldest_pending(self) -> float | None:
+        with self._db("read the oldest pending message", write=False) as conn:
+            row = conn.execute(
+                "SELECT min(coalesce(requeued_at, enqueued_at)) FROM outbox WHERE state NOT IN (?, ?)",
+                (_S.ACCEPTED.name, _S.DEAD.name),
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)
         with self._db("prune accepted rows") as conn:

@@ -186,10 +186,19 @@ class Relay:
         self._crashed: BaseException | None = None  # a relay thread died: run() raises it after stopping
         self._counts: collections.Counter[str] = collections.Counter()
         self._retries: collections.Counter[Cause] = collections.Counter()
+        self._turned: float | None = None  # the claimer loop's last turn, for a liveness check
 
     @property
     def owner(self) -> str:
         return self._owner
+
+    def last_turn(self) -> float | None:
+        """When the claimer loop last went round (the clock's ``monotonic()``); None unless it is running.
+
+        It turns at least every ``idle_wait`` seconds while the outbox answers: a value far older means it is
+        stuck, which is what a liveness probe or a systemd watchdog wants to know.
+        """
+        return self._turned
 
     def stats(self) -> RelayStats:
         with self._cond:
@@ -249,6 +258,7 @@ class Relay:
         try:
             self._loop(until_empty)
         finally:
+            self._turned = None
             self._shutdown(workers)
         if self._crashed is not None:
             raise self._crashed
@@ -301,6 +311,7 @@ class Relay:
     def _loop(self, until_empty: bool) -> None:
         renew_at = self._clock.monotonic() + self._renew_every
         while not self._stop_requested:
+            self._turned = self._clock.monotonic()
             if self._clock.monotonic() >= renew_at:
                 self._renew()
                 renew_at = self._clock.monotonic() + self._renew_every

@@ -84,6 +84,11 @@ class Outbox(Protocol):
         """Rows per state, every state present."""
         ...
 
+    def oldest_pending(self) -> float | None:
+        """When the oldest message not yet accepted or dead joined the queue (enqueued, or requeued as a dead letter
+        since), on the outbox's clock; None when there is none. For a gauge of how far behind the relays are."""
+        ...
+
     def prune_accepted(self, older_than: float) -> int:
         """Delete accepted rows older than ``older_than`` seconds (their dedupe keys go with them)."""
         ...

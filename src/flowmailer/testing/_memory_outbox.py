@@ -229,6 +229,10 @@ class MemoryOutbox(SingleClaimOutcomes):
                 counts[row.state] += 1
             return counts
 
+    def oldest_pending(self) -> float | None:
+        with self._lock:
+            return min((_joined(r) for r in self._rows.values() if r.state not in (_S.ACCEPTED, _S.DEAD)), default=None)
+
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)
         with self._lock:
@@ -262,6 +266,10 @@ class MemoryOutbox(SingleClaimOutcomes):
 
     def close(self) -> None:
         """Nothing to release; present so the fake satisfies the port."""
+
+
+def _joined(row: _Row) -> float:
+    return row.enqueued_at if row.requeued_at is None else row.requeued_at
 
 
 def _status(row: _Row) -> OutboxStatus:

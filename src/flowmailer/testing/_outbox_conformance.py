@@ -530,6 +530,26 @@ def check_find_by_reference_or_recipient_newest_first(outbox: Outbox, clock: Fak
     _raises(ConfigurationError, lambda: outbox.find(recipient="r1@example.com", limit=0))
 
 
+def check_oldest_pending_is_the_oldest_not_yet_final(outbox: Outbox, clock: FakeClock) -> None:
+    assert outbox.oldest_pending() is None
+    start = clock.now()
+    first = outbox.enqueue(_message(1))
+    clock.advance(10)
+    outbox.enqueue(_message(2))
+    assert outbox.oldest_pending() == start
+    claim = _only(outbox.claim("a", 1, LEASE))
+    assert claim.id == first
+    assert outbox.oldest_pending() == start  # in flight is not yet final
+    assert _settle(outbox, Settlement.dead(claim, "x"))
+    assert outbox.oldest_pending() == start + 10
+    clock.advance(5)
+    assert outbox.requeue_dead([first]) == 1
+    assert outbox.oldest_pending() == start + 10  # requeued now: it joined the queue again at start + 15
+    for claim in outbox.claim("a", 2, LEASE):
+        assert _settle(outbox, Settlement.accepted(claim, f"m-{claim.id}"))
+    assert outbox.oldest_pending() is None
+
+
 def check_wait_for_work_returns_at_once_when_a_row_is_due(outbox: Outbox, clock: FakeClock) -> None:
     assert outbox.wait_for_work(0) is False
     outbox.enqueue(_message())
@@ -566,5 +586,6 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_status_and_counts,
     check_prune_removes_only_old_accepted_rows,
     check_find_by_reference_or_recipient_newest_first,
+    check_oldest_pending_is_the_oldest_not_yet_final,
     check_wait_for_work_returns_at_once_when_a_row_is_due,
 )
