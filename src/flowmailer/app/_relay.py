@@ -597,7 +597,7 @@ def _log_decision(claim: Claim, decision: RelayDecision) -> None:
     elif isinstance(decision, Dead):
         _log.warning("dead letter: %s", decision.reason, extra=_logs.about_claim(claim))
     else:
-        _log.warning("halted: %s", decision.reason, extra=_logs.about_claim(claim))
+        _log.info("released, the relay halting: %s", decision.reason, extra=_logs.about_claim(claim))
 
 
 def _settlement(claim: Claim, decision: RelayDecision | None) -> Settlement:

@@ -64,4 +64,6 @@ def configure_logging(level: str | None, log_format: str, stream: TextIO | None 
     for old in [h for h in logger.handlers if h.get_name() == _HANDLER]:  # main() again in one process: replace
         logger.removeHandler(old)
     logger.addHandler(handler)
-    logger.setLevel((level or "warning").upper())
+    handler.setLevel((level or "warning").upper())
+    if level is not None:  # else the logger keeps its level: an application's (or a test's) choice
+        logger.setLevel(level.upper())
