@@ -5,6 +5,7 @@ is imported on first use, and ``flowmailer.testing`` (the fake Flowmailer and fa
 ``flowmailer.adapters.postgres_outbox`` are imported on their own.
 """
 
+import logging as _logging
 from typing import TYPE_CHECKING
 
 from flowmailer._version import __version__
@@ -110,3 +111,7 @@ def __getattr__(name: str) -> object:
         globals()[name] = AsyncClient
         return AsyncClient
     raise AttributeError(f"module 'flowmailer' has no attribute {name!r}")
+
+
+# A library never decides where its records go: without this, Python's last-resort handler would print warnings.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

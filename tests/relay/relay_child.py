@@ -3,13 +3,15 @@
 Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgres:CONNINFO --api-url ...``; the
 client secret comes from FLOWMAILER_CLIENT_SECRET. It prints one JSON line per figure its parent adds up
 (``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so lines survive a SIGKILL, and
-a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT.
+a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT. With ``--log-file``, every
+record of the ``flowmailer`` loggers, debug ones too, goes there as a JSON line (as ``--log-format json`` writes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
 from flowmailer.app import Client, Relay
+from flowmailer.cli._logs import JsonFormatter
 from flowmailer.core import (
     Credentials,
     Dead,
@@ -97,7 +100,13 @@ def main() -> int:
         default=None,
         help="seconds before expiry to refresh a token (for short-lived ones)",
     )
+    parser.add_argument("--log-file", default=None, help="every flowmailer log record here, one JSON line each")
     args = parser.parse_args()
+    if args.log_file is not None:
+        handler = logging.FileHandler(args.log_file)
+        handler.setFormatter(JsonFormatter())
+        logging.getLogger("flowmailer").addHandler(handler)
+        logging.getLogger("flowmailer").setLevel(logging.DEBUG)
 
     clock = SystemClock()
     addresses = args.addresses.split(",")

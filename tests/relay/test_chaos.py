@@ -10,6 +10,7 @@ the fake, none dead.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import subprocess
 import time
@@ -63,6 +64,7 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
                 lease=3.0,
                 batch_size=20,
                 refresh_ahead=REFRESH_AHEAD,
+                log_records=logs[-1].with_suffix(".records"),
             )
 
         for threshold in KILL_AT:
@@ -80,6 +82,8 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
             child.kill()
         assert code == 0, stderr_of(logs[-1])
         records = fake.records()
+        tokens = fake.issued_tokens()
+        secret = fake.credential("ADMIN").client_secret
 
     elapsed = time.monotonic() - started
     counts = outbox.counts()
@@ -102,3 +106,15 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
     assert recorded == by_ref
     assert kills == 3
     assert tally.reconciled >= 1
+    assert_no_secret_in_log_records(logs, {secret, *tokens}, len(refs))
+
+
+def assert_no_secret_in_log_records(logs: list[Path], secrets: set[str], messages: int) -> None:
+    """Every record every relay process logged (debug ones too): no secret or token in any of them."""
+    lines = [line for log in logs for line in log.with_suffix(".records").read_text().splitlines()]
+    assert len(lines) > messages  # one decision per message at least: the records were really written
+    assert len(secrets) > len(logs)  # tokens live 1 s: each relay process fetched several
+    leaked = [line for line in lines if any(s in line for s in secrets)]
+    assert not leaked, leaked[:3]
+    about = [json.loads(line) for line in lines if line.endswith("}") and '"outbox_id"' in line]
+    assert all({"client_reference", "attempt"} <= item.keys() for item in about)

@@ -21,7 +21,7 @@ from flowmailer.ports import Clock
 
 __all__ = ["MemoryTokenStore"]
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 
 
 @attrs.define

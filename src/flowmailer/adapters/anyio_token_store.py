@@ -22,7 +22,7 @@ from flowmailer.core import (
 
 __all__ = ["AnyioTokenStore"]
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 
 
 @attrs.define

@@ -50,6 +50,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -416,11 +417,39 @@ class PostgresOutbox(SingleClaimOutcomes):
             rows = cur.fetchall()
         return [_status(row) for row in rows]
 
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        # The recipient lives only inside the stored message: a scan, which an operator's question can afford.
+        where = (
+            "client_reference = %s"
+            if ref is not None
+            else "lower(convert_from(message, 'UTF8')::jsonb ->> 'recipientAddress') = lower(%s)"
+        )
+        with self._tx("look messages up") as cur:
+            cur.execute(
+                self._q(f"SELECT {{status_columns}} FROM {{table}} WHERE {where} ORDER BY id DESC LIMIT %s"),  # noqa: S608
+                (ref if ref is not None else to, limit),
+            )
+            rows = cur.fetchall()
+        return [_status(row) for row in rows]
+
     def counts(self) -> dict[SubmissionState, int]:
         with self._tx("count rows") as cur:
             cur.execute(self._q("SELECT state, count(*) FROM {table} GROUP BY state"))
             rows = cur.fetchall()
         return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: int(n) for state, n in rows}
+
+    def oldest_pending(self) -> float | None:
+        with self._tx("read the oldest pending message") as cur:
+            cur.execute(
+                self._q("SELECT min(coalesce(requeued_at, enqueued_at)) FROM {table} WHERE state NOT IN (%s, %s)"),
+                (_S.ACCEPTED.name, _S.DEAD.name),
+            )
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)

@@ -47,6 +47,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -383,10 +384,36 @@ class SQLiteOutbox(SingleClaimOutcomes):
             ).fetchall()
         return [_status(row) for row in rows]
 
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        # The recipient lives only inside the stored message: a scan, which an operator's question can afford.
+        where = (
+            "client_reference = ?"
+            if ref is not None
+            else "lower(json_extract(CAST(message AS TEXT), '$.recipientAddress')) = lower(?)"
+        )
+        with self._db("look messages up", write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_STATUS_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+                (ref if ref is not None else to, limit),
+            ).fetchall()
+        return [_status(row) for row in rows]
+
     def counts(self) -> dict[SubmissionState, int]:
         with self._db("count rows", write=False) as conn:
             rows = conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
         return dict.fromkeys(SubmissionState, 0) | {SubmissionState[state]: n for state, n in rows}
+
+    def oldest_pending(self) -> float | None:
+        with self._db("read the oldest pending message", write=False) as conn:
+            row = conn.execute(
+                "SELECT min(coalesce(requeued_at, enqueued_at)) FROM outbox WHERE state NOT IN (?, ?)",
+                (_S.ACCEPTED.name, _S.DEAD.name),
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import attrs
 
-from flowmailer.app import _defaults
+from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
     AuthenticationError,
     Cause,
@@ -32,6 +32,7 @@ from flowmailer.core import (
     Claim,
     ClaimEffect,
     ConfigurationError,
+    Dead,
     Event,
     Fed,
     FlowmailerError,
@@ -73,7 +74,7 @@ MAX_CONCURRENCY = 10
 
 #: The tag a relay searches for once at start, to learn whether its reconciler's credential may search at all.
 _PROBE_TAG = "flowmailer-relay-probe"
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 
 _PENDING = (
     SubmissionState.QUEUED,
@@ -123,7 +124,8 @@ class Relay:
     and reconciles with a second ``Client`` whose credential may read messages. ``run()`` checks both credentials
     once at start: a refused one raises ``AuthenticationError`` before anything is claimed (whether or not the
     outbox holds work), and a reconciler that may not search by tag is reported (``RelayCannotReconcile``, and a
-    warning on the ``flowmailer`` logger).
+    warning on the ``flowmailer.app._relay`` logger). Every record about a message carries its outbox id, client
+    reference, send attempt and (once accepted) message id as extra attributes.
     """
 
     def __init__(
@@ -182,10 +184,19 @@ class Relay:
         self._crashed: BaseException | None = None  # a relay thread died: run() raises it after stopping
         self._counts: collections.Counter[str] = collections.Counter()
         self._retries: collections.Counter[Cause] = collections.Counter()
+        self._turned: float | None = None  # the claimer loop's last turn, for a liveness check
 
     @property
     def owner(self) -> str:
         return self._owner
+
+    def last_turn(self) -> float | None:
+        """When the claimer loop last went round (the clock's ``monotonic()``); None unless it is running.
+
+        It turns at least every ``idle_wait`` seconds while the outbox answers: a value far older means it is
+        stuck, which is what a liveness probe or a systemd watchdog wants to know.
+        """
+        return self._turned
 
     def stats(self) -> RelayStats:
         with self._cond:
@@ -245,6 +256,7 @@ class Relay:
         try:
             self._loop(until_empty)
         finally:
+            self._turned = None
             self._shutdown(workers)
         if self._crashed is not None:
             raise self._crashed
@@ -297,6 +309,7 @@ class Relay:
     def _loop(self, until_empty: bool) -> None:
         renew_at = self._clock.monotonic() + self._renew_every
         while not self._stop_requested:
+            self._turned = self._clock.monotonic()
             if self._clock.monotonic() >= renew_at:
                 self._renew()
                 renew_at = self._clock.monotonic() + self._renew_every
@@ -420,7 +433,8 @@ class Relay:
                 if self._stopping or self._stop_requested:
                     return  # what is still queued is released by the shutdown
                 claim = self._queue.popleft()
-            outcome = self._guarded(claim, self._handle)
+            with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+                outcome = self._guarded(claim, self._handle)
             if outcome is None:
                 with self._cond:
                     self._forget(claim)
@@ -541,12 +555,15 @@ class Relay:
             else:
                 self._counts["dead"] += 1
         if decision is not None:
+            _log_decision(claim, decision)
             self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
 
     def _not_recorded(self, claim: Claim, error: Exception) -> None:
         with self._cond:
             self._counts["not_recorded"] += 1
-        self._emit(RelayNotRecorded(self._owner, claim.id, f"{type(error).__name__}: {error}"))
+        reason = f"{type(error).__name__}: {error}"
+        _log.warning("not recorded (the row will be reconciled): %s", reason, extra=_logs.about_claim(claim))
+        self._emit(RelayNotRecorded(self._owner, claim.id, reason))
 
     def _emit(self, event: Event) -> None:
         """Tell the observer; one that raises is logged, never allowed to stop a relay thread."""
@@ -556,3 +573,17 @@ class Relay:
             self._observer.on_event(event)
         except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
             _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
+
+
+def _log_decision(claim: Claim, decision: RelayDecision) -> None:
+    """One record per decision recorded, at the level an operator would want to see it."""
+    if isinstance(decision, RecordAccepted):
+        how = "accepted after reconciliation" if decision.reconciled else "accepted"
+        _log.info(how, extra=_logs.about_claim(claim, message_id=decision.message_id))
+    elif isinstance(decision, RetryAt | ReconcileAt):
+        what = "retry" if isinstance(decision, RetryAt) else "reconciliation"
+        _log.info("%s scheduled (%s): %s", what, decision.cause.value, decision.reason, extra=_logs.about_claim(claim))
+    elif isinstance(decision, Dead):
+        _log.warning("dead letter: %s", decision.reason, extra=_logs.about_claim(claim))
+    else:
+        _log.info("released, the relay halting: %s", decision.reason, extra=_logs.about_claim(claim))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-from flowmailer.app import _defaults
+from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
     Accepted,
     AddressPolicy,
@@ -50,7 +50,7 @@ __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Shell", "listing", "operatio
 DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
-_log = logging.getLogger("flowmailer")
+_log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 X = TypeVar("X")
@@ -195,20 +195,28 @@ class Shell(Generic[TransportT, TokensT]):
 
     def _retrying(self, effect: Sleep) -> float:
         """Log a retry's wait; the seconds the shell is to sleep."""
-        _log.debug("%s: retrying in %.3f s, avoiding %s", effect.operation, effect.seconds, effect.avoid)
+        _log.debug(
+            "%s: retrying in %.3f s, avoiding %s",
+            effect.operation,
+            effect.seconds,
+            effect.avoid,
+            extra=_logs.context(),
+        )
         return effect.seconds
 
     def _emit(self, effect: Emit) -> None:
         """Tell the observer; a failing observer is logged, never raised: an accepted submit must return its id."""
         event = effect.event
         if isinstance(event, AttemptFinished):
-            what = "accepted" if isinstance(event.outcome, Accepted) else str(event.outcome)
-            _log.debug(
-                "%s attempt %d to %s: %s (%.3f s)", event.operation, event.attempt, event.address, what, event.duration
-            )
+            what = "answered, accepted" if isinstance(event.outcome, Accepted) else str(event.outcome)
+            where = (event.operation, event.attempt, event.address)
+            accepted = {"message_id": event.outcome.message_id} if isinstance(event.outcome, Accepted) else {}
+            extra = _logs.context(request_attempt=event.attempt, **accepted)
+            _log.debug("%s attempt %d to %s: %s (%.3f s)", *where, what, event.duration, extra=extra)
         elif isinstance(event, RequestFinished):
             where = (event.operation, event.attempt, event.address)
-            _log.debug("%s attempt %d to %s: answered %d (%.3f s)", *where, event.status, event.duration)
+            extra = _logs.context(request_attempt=event.attempt)
+            _log.debug("%s attempt %d to %s: answered %d (%.3f s)", *where, event.status, event.duration, extra=extra)
         if self._observer is None:
             return
         try:

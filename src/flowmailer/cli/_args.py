@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["number"]
+__all__ = ["duration", "host_port", "number"]
 
 N = TypeVar("N", bound=float)
 _NOUNS: dict[object, str] = {int: "a whole number"}
@@ -40,3 +41,24 @@ def number(
         return value
 
     return parse
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def duration(text: str) -> float:
+    """An argparse ``type``: ``30d``, ``12h``, ``90m`` or ``3600s``, in seconds. A bare number is refused: days?"""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError("not a duration with a unit (s, m, h or d); give e.g. 30d")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """An argparse ``type``: ``HOST:PORT`` (``[::1]:9100`` for IPv6; port 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("not HOST:PORT; give e.g. 127.0.0.1:9100")
+    return host, int(port)

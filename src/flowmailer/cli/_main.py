@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from flowmailer._version import __version__
+from flowmailer.cli._logs import configure_logging
 from flowmailer.core import ConfigurationError, FlowmailerError
 
 #: Sub-command modules, in the order ``--help`` lists them. Imported lazily so ``--help`` stays fast and
@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="log the flowmailer loggers at this level to standard error (default: warnings only, plainly)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level debug")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line with each record's message context (default text)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"flowmailer.cli.{name}").register(subparsers)
@@ -102,11 +108,7 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    level = "debug" if args.verbose else args.log_level
-    if level is not None:  # no token, secret or message body is ever logged, at any level
-        logging.basicConfig(
-            level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    configure_logging("debug" if args.verbose else args.log_level, args.log_format)
     # The whole command, as the user typed it: `flowmailer outbox init`, not `flowmailer outbox`.
     name = " ".join(["flowmailer", args.command, *([args.action] if getattr(args, "action", None) else [])])
     try:

@@ -9,6 +9,7 @@ from flowmailer.cli._config import DEFAULT_SOURCE, Config, PostgresLocation, Sql
 from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
+    from flowmailer.adapters import Urllib3Transport
     from flowmailer.app import Client
     from flowmailer.core import Credentials
     from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, Transport
@@ -90,7 +91,7 @@ def build_client(
         credentials if credentials is not None else config.require_credentials(),
         api_url=config.api_url,
         login_url=config.login_url,
-        transport=transport if transport is not None else _transport(config),
+        transport=transport if transport is not None else build_transport(config),
         resolver=resolver(config),
         observer=observer,
         report_store=report_store,
@@ -98,22 +99,22 @@ def build_client(
 
 
 def build_clients(
-    config: Config, *, observer: Observer | None = None, max_connections: int = 10
+    config: Config, *, observer: Observer | None = None, max_connections: int = 10, transport: Transport | None = None
 ) -> tuple[Client, Client | None]:
     """The submitting client and the reconciling one (None: the submitting one reconciles) of a relay.
 
-    Both share one transport, so that the process never holds more than ``max_connections`` (at most 10)
-    connections to Flowmailer.
+    Both share one transport (``transport``, or a new one), so that the process never holds more than
+    ``max_connections`` (at most 10) connections to Flowmailer.
     """
     reconcile = config.reconcile_credentials()
-    transport = _transport(config, max_connections)
+    transport = transport if transport is not None else build_transport(config, max_connections)
     submitter = build_client(config, observer=observer, transport=transport)
     if reconcile is None:
         return submitter, None
     return submitter, build_client(config, observer=observer, credentials=reconcile, transport=transport)
 
 
-def _transport(config: Config, max_connections: int = 10) -> Transport:
+def build_transport(config: Config, max_connections: int = 10) -> Urllib3Transport:
     from flowmailer.adapters import Urllib3Transport
     from flowmailer.core import AddressPolicy
 

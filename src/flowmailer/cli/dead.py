@@ -9,7 +9,9 @@ from typing import Any
 from flowmailer.cli._args import number
 from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
 from flowmailer.cli._wiring import open_outbox
+from flowmailer.cli.status import status_item
 from flowmailer.core import ConfigurationError, SubmissionState
+from flowmailer.core._wire import dump_json
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -22,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument(
         "--after", type=number(int, low=0, example=100), metavar="ID", help="start after this outbox id (the next page)"
     )
+    listing.add_argument("--json", action="store_true", help="one JSON object a line, as `status --json` shows one")
     add_config_arguments(listing, OUTBOX_ONLY)
     listing.set_defaults(handler=list_dead)
     requeue = actions.add_parser(
@@ -74,6 +77,12 @@ def list_dead(args: argparse.Namespace) -> int:
         dead = outbox.dead_letters(args.limit, args.after)
     finally:
         outbox.close()
+    if args.json:
+        for status in dead:
+            print(dump_json(status_item(status)).decode())
+        if len(dead) == args.limit:  # not on standard output, which holds only the objects
+            print(f"more may follow: flowmailer dead list --json --after {dead[-1].id}", file=sys.stderr)
+        return 0
     if not dead:
         print("no dead letters" if args.after is None else f"no dead letters after outbox id {args.after}")
         return 0

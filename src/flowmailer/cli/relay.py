@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import TYPE_CHECKING, Any
 
-from flowmailer.cli._args import number
+from flowmailer.cli._args import host_port, number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
-from flowmailer.cli._wiring import build_clients, open_outbox
-from flowmailer.core import SubmissionState
+from flowmailer.cli._service import Health, Observers, serving, watchdog
+from flowmailer.cli._wiring import build_clients, build_transport, open_outbox
+from flowmailer.core import ConfigurationError, SubmissionState
 
 if TYPE_CHECKING:
+    from flowmailer.adapters.prometheus_observer import PrometheusObserver
     from flowmailer.app import Relay
-    from flowmailer.ports import Outbox
+    from flowmailer.ports import Observer, Outbox
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -49,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="seconds between plain progress lines off a terminal (default 10)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
+    parser.add_argument(
+        "--metrics-addr",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz there (needs the prometheus extra)",
+    )
     add_config_arguments(parser)
     parser.set_defaults(handler=relay)
 
@@ -62,32 +71,60 @@ def relay(args: argparse.Namespace) -> int:
     tally = Tally()
     # Connections follow the concurrency: a worker holds one at a time, so more would only sit idle per address.
     connections = args.concurrency if args.max_connections is None else args.max_connections
-    client, reconciler = build_clients(config, observer=tally, max_connections=connections)
+    clock = SystemClock()
+    exporter = _prometheus() if args.metrics_addr is not None else None  # a missing extra: before any work
+    transport = build_transport(config, connections)
     outbox = open_outbox(config)
     try:
-        runner = Relay(
-            outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=SystemClock(), observer=tally
-        )
-        searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
-        print(
-            f"relay {runner.owner}: submitting from {config.require_outbox().describe()}, reconciling with "
-            f"{searcher}; stop with Ctrl-C or SIGTERM"
-        )
-        run_relay(
-            runner,
-            lambda: relay_rows(outbox, tally, runner),
-            until_empty=args.once,
-            title="flowmailer relay",
-            live=False if args.no_progress else None,
-            interval=args.interval,
-        )
-        print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
-        return 0
+        prometheus = None
+        observer: Observer = tally
+        if exporter is not None:
+            prometheus = exporter(outbox=outbox, clock=clock, connections=lambda: transport.stats().open)
+            observer = Observers(tally, prometheus)
+        client, reconciler = build_clients(config, observer=observer, max_connections=connections, transport=transport)
+        try:
+            runner = Relay(
+                outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer
+            )
+            searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
+            print(
+                f"relay {runner.owner}: submitting from {config.require_outbox().describe()}, reconciling with "
+                f"{searcher}; stop with Ctrl-C or SIGTERM",
+                flush=True,
+            )
+            health = Health(runner, outbox, client, clock)
+            with contextlib.ExitStack() as stack:
+                if prometheus is not None:
+                    host, port = stack.enter_context(serving(args.metrics_addr, prometheus.exposition, health))
+                    where = f"[{host}]" if ":" in host else host
+                    print(f"metrics: http://{where}:{port}/metrics, /healthz, /readyz", flush=True)
+                stack.enter_context(watchdog(health))
+                run_relay(
+                    runner,
+                    lambda: relay_rows(outbox, tally, runner),
+                    until_empty=args.once,
+                    title="flowmailer relay",
+                    live=False if args.no_progress else None,
+                    interval=args.interval,
+                )
+            print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
+            return 0
+        finally:
+            client.close()
+            if reconciler is not None:
+                reconciler.close()
     finally:
-        client.close()
-        if reconciler is not None:
-            reconciler.close()
         outbox.close()
+
+
+def _prometheus() -> type[PrometheusObserver]:
+    try:
+        from flowmailer.adapters.prometheus_observer import PrometheusObserver
+    except ImportError as e:
+        raise ConfigurationError(
+            "--metrics-addr", "needs prometheus-client, which is not installed", "pip install 'flowmailer[prometheus]'"
+        ) from e
+    return PrometheusObserver
 
 
 def relay_rows(outbox: Outbox, tally: Tally, runner: Relay) -> Rows:

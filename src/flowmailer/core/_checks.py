@@ -20,6 +20,7 @@ __all__ = [
     "check_ids",
     "check_instances",
     "check_limit",
+    "check_lookup",
     "check_messages",
     "check_owner",
     "check_time",
@@ -104,6 +105,19 @@ def check_limit(limit: object) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ConfigurationError("limit", f"{limit!r} is not a positive whole number", "ask for at least 1 row")
     return limit
+
+
+def check_lookup(client_reference: object, recipient: object) -> tuple[str | None, str | None]:
+    """Exactly one of the two, as a non-empty string: an outbox looks messages up by one thing at a time."""
+    given = [(f, v) for f, v in (("client_reference", client_reference), ("recipient", recipient)) if v is not None]
+    if len(given) != 1:
+        raise ConfigurationError(
+            "client_reference", "give exactly one of client_reference and recipient", "look up by one of them"
+        )
+    [(field, value)] = given
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(field, f"{value!r} is not a non-empty string", f"give the {field.replace('_', ' ')}")
+    return (value, None) if field == "client_reference" else (None, value)
 
 
 def check_ids(ids: Iterable[object], field: str = "ids") -> list[int]:

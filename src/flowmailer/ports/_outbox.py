@@ -69,8 +69,24 @@ class Outbox(Protocol):
         """
         ...
 
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        """The message with this client reference (one at most), or up to ``limit`` to this recipient address
+        (compared without regard to case), newest first. Give exactly one of the two.
+
+        For an operator's questions (`flowmailer status --reference / --recipient`), not for a hot path: a lookup
+        by recipient may read every row.
+        """
+        ...
+
     def counts(self) -> dict[SubmissionState, int]:
         """Rows per state, every state present."""
+        ...
+
+    def oldest_pending(self) -> float | None:
+        """When the oldest message not yet accepted or dead joined the queue (enqueued, or requeued as a dead letter
+        since), on the outbox's clock; None when there is none. For a gauge of how far behind the relays are."""
         ...
 
     def prune_accepted(self, older_than: float) -> int:

@@ -33,6 +33,7 @@ from flowmailer.core._checks import (
     check_duration,
     check_ids,
     check_limit,
+    check_lookup,
     check_messages,
     check_owner,
 )
@@ -208,12 +209,29 @@ class MemoryOutbox(SingleClaimOutcomes):
             dead = sorted(i for i, r in self._rows.items() if r.state is _S.DEAD and (after is None or i > after))
             return [_status(self._rows[i]) for i in dead[:limit]]
 
+    def find(
+        self, *, client_reference: str | None = None, recipient: str | None = None, limit: int = 50
+    ) -> list[OutboxStatus]:
+        ref, to = check_lookup(client_reference, recipient)
+        limit = check_limit(limit)
+        with self._lock:
+            found = [
+                r
+                for r in self._rows.values()
+                if r.client_reference == ref or (to is not None and r.message.recipient_address.lower() == to.lower())
+            ]
+            return [_status(r) for r in sorted(found, key=lambda r: r.id, reverse=True)[:limit]]
+
     def counts(self) -> dict[SubmissionState, int]:
         with self._lock:
             counts = dict.fromkeys(SubmissionState, 0)
             for row in self._rows.values():
                 counts[row.state] += 1
             return counts
+
+    def oldest_pending(self) -> float | None:
+        with self._lock:
+            return min((_joined(r) for r in self._rows.values() if r.state not in (_S.ACCEPTED, _S.DEAD)), default=None)
 
     def prune_accepted(self, older_than: float) -> int:
         older_than = check_duration(older_than, "older_than", allow_zero=True)
@@ -248,6 +266,10 @@ class MemoryOutbox(SingleClaimOutcomes):
 
     def close(self) -> None:
         """Nothing to release; present so the fake satisfies the port."""
+
+
+def _joined(row: _Row) -> float:
+    return row.enqueued_at if row.requeued_at is None else row.requeued_at
 
 
 def _status(row: _Row) -> OutboxStatus:

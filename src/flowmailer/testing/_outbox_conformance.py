@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import attrs
+
 from flowmailer.core import (
     Claim,
     ConfigurationError,
@@ -512,6 +514,42 @@ def check_prune_removes_only_old_accepted_rows(outbox: Outbox, clock: FakeClock)
     assert outbox.enqueue(_message(4), dedupe_key="old") != old
 
 
+def check_find_by_reference_or_recipient_newest_first(outbox: Outbox, clock: FakeClock) -> None:
+    first = outbox.enqueue(_message(1, reference="ref-one"))
+    to_bob = [outbox.enqueue(attrs.evolve(_message(n), recipient_address="Bob@Example.com")) for n in range(3)]
+    assert [s.id for s in outbox.find(client_reference="ref-one")] == [first]
+    assert outbox.find(client_reference="ref-none") == []
+    assert [s.id for s in outbox.find(recipient="bob@example.COM")] == to_bob[::-1]
+    assert [s.id for s in outbox.find(recipient="bob@example.com", limit=2)] == to_bob[:0:-1]
+    assert outbox.find(recipient="r1") == []  # the whole address, never a part of one
+    found = outbox.find(recipient="r1@example.com")
+    assert [(s.id, s.client_reference, s.state) for s in found] == [(first, "ref-one", _S.QUEUED)]
+    _raises(ConfigurationError, lambda: outbox.find())
+    _raises(ConfigurationError, lambda: outbox.find(client_reference="ref-one", recipient="r1@example.com"))
+    _raises(ConfigurationError, lambda: outbox.find(recipient=""))
+    _raises(ConfigurationError, lambda: outbox.find(recipient="r1@example.com", limit=0))
+
+
+def check_oldest_pending_is_the_oldest_not_yet_final(outbox: Outbox, clock: FakeClock) -> None:
+    assert outbox.oldest_pending() is None
+    start = clock.now()
+    first = outbox.enqueue(_message(1))
+    clock.advance(10)
+    outbox.enqueue(_message(2))
+    assert outbox.oldest_pending() == start
+    claim = _only(outbox.claim("a", 1, LEASE))
+    assert claim.id == first
+    assert outbox.oldest_pending() == start  # in flight is not yet final
+    assert _settle(outbox, Settlement.dead(claim, "x"))
+    assert outbox.oldest_pending() == start + 10
+    clock.advance(5)
+    assert outbox.requeue_dead([first]) == 1
+    assert outbox.oldest_pending() == start + 10  # requeued now: it joined the queue again at start + 15
+    for claim in outbox.claim("a", 2, LEASE):
+        assert _settle(outbox, Settlement.accepted(claim, f"m-{claim.id}"))
+    assert outbox.oldest_pending() is None
+
+
 def check_wait_for_work_returns_at_once_when_a_row_is_due(outbox: Outbox, clock: FakeClock) -> None:
     assert outbox.wait_for_work(0) is False
     outbox.enqueue(_message())
@@ -547,5 +585,7 @@ OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
     check_settle_refuses_a_bad_batch_and_writes_nothing,
     check_status_and_counts,
     check_prune_removes_only_old_accepted_rows,
+    check_find_by_reference_or_recipient_newest_first,
+    check_oldest_pending_is_the_oldest_not_yet_final,
     check_wait_for_work_returns_at_once_when_a_row_is_due,
 )

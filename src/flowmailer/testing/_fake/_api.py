@@ -110,6 +110,10 @@ class FlowmailerState:
         self._events: list[_Event] = []
         self._id_second = (-1, "")
 
+    def issued_tokens(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._tokens)
+
     def expire_token(self, request: Request) -> None:
         """Fault hook: the request's bearer token stops being valid now, ahead of its expiry."""
         token = _bearer(request)

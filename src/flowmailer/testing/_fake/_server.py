@@ -247,6 +247,10 @@ class FakeFlowmailer:
         """A consistent snapshot of everything counted so far; safe from any thread."""
         return self._recorder.snapshot()
 
+    def issued_tokens(self) -> frozenset[str]:
+        """Every access token the fake has handed out, expired ones too: for tests that no log shows one."""
+        return self._state.issued_tokens()
+
     def wait_until(self, predicate: Callable[[Records], bool], timeout: float = 10.0) -> Records:
         """Block until the records satisfy ``predicate`` (TimeoutError after ``timeout`` s): no sleeping in tests."""
         return self._recorder.wait_until(predicate, timeout)
