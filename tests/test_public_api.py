@@ -29,6 +29,7 @@ EXPECTED = {
     "LeaseLostError",
     "Message",
     "MessageEvent",
+    "MessageHeader",
     "MessageType",
     "NotSent",
     "OutboxStatus",

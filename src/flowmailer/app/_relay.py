@@ -493,11 +493,12 @@ class Relay:
 
     def _search(self, claim: Claim) -> ReconcileResult:
         try:
-            ids = tuple(m.id for m in self._reconciler.messages_by_tag(claim.tag))
+            found = tuple(self._reconciler.messages_by_tag(claim.tag))
         except FlowmailerError as e:
             self._note_halt(e)
             return outcome_of(e)
-        return Found(ids) if ids else NotFound()
+        # A message listed without its id is still found: Flowmailer has it, so it is not sent again.
+        return Found(tuple(m.id for m in found if m.id is not None)) if found else NotFound()
 
     def _still_ours(self, claim: Claim) -> bool:
         """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""

@@ -18,6 +18,7 @@ from flowmailer.core._protocol import *
 from flowmailer.core._ranges import *
 from flowmailer.core._relay import *
 from flowmailer.core._reports import *
+from flowmailer.core._resources import *
 from flowmailer.core._retry import *
 from flowmailer.core._tokens import *
 from flowmailer.core._wire import *
