@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import calendar
 import contextlib
 import math
 import random
@@ -13,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, unquote_plus
 
@@ -29,8 +29,11 @@ LOGIN_HOST = "login.flowmailer.test"
 #: Flowmailer's submit-only role: everything but ``messages/submit`` is answered 403.
 SUBMIT_ROLE = "FEATURE_SUBMITMESSAGE"
 _OAUTH_JSON = "application/json;charset=UTF-8"
-_RANGE = re.compile(r"^items=([0-9a-f]*):([0-9]+)$")
-_DATE = "%Y-%m-%dT%H:%M:%SZ"
+#: Flowmailer's references are upper-case base32hex (digits, then A-V); ``int(ref, 32)`` reads exactly that.
+_RANGE = re.compile(r"^items=([0-9A-Va-v]*):([0-9]+)$")
+#: A JSON body: Flowmailer's own media type or plain ``application/json``, any parameters after them.
+_JSON_TYPE = re.compile(r"^\s*application/(?:vnd\.flowmailer\.v[0-9.]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
+_BASE32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 
 
 @attrs.frozen
@@ -40,6 +43,8 @@ class Credential:
     client_id: str
     client_secret: str = attrs.field(repr=False)
     role: str = "ADMIN"
+    #: The source the credential submits for: its messages carry this source and ``source_ids`` selects them.
+    source_id: str = "1"
 
 
 class _Message(NamedTuple):
@@ -49,6 +54,8 @@ class _Message(NamedTuple):
     body: dict[str, Any]
     tags: tuple[str, ...]
     bounced: bool
+    flow_id: str = "1"
+    source_id: str = "1"
 
 
 class _Event(NamedTuple):
@@ -70,12 +77,40 @@ def _all_errors(status: int, code: str, message: str, field: str | None = None, 
     return json_response(status, {"allErrors": [error_detail(code, message, field, value, object_name=None)]})
 
 
-def _date_range(text: str) -> tuple[float, float] | None:
-    start, _, end = text.partition(",")
+def _reference(seq: int) -> str:
+    """A listing position as Flowmailer shapes its references: 13 upper-case base32hex digits."""
+    digits = []
+    for _ in range(13):
+        seq, digit = divmod(seq, 32)
+        digits.append(_BASE32HEX[digit])
+    return "".join(reversed(digits))
+
+
+def _instant(text: str) -> float | None:
+    """An ISO 8601 date-time with a zone, as Flowmailer reads one: ``Z``, ``+00:00`` or ``+0000``, milliseconds or
+    not. Without a zone, or not a date, None."""
     try:
-        return calendar.timegm(time.strptime(start, _DATE)), calendar.timegm(time.strptime(end, _DATE))
+        parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
+    return None if parsed.utcoffset() is None else parsed.timestamp()
+
+
+def _date_range(text: str) -> tuple[float, float] | None:
+    start, comma, end = text.partition(",")
+    first, last = _instant(start), _instant(end)
+    if not comma or first is None or last is None:
+        return None
+    return first, last
+
+
+def _flag(query: dict[str, str], name: str) -> bool:
+    """A boolean parameter: ``true`` or ``1`` (Flowmailer's server reads both, in any case) is on."""
+    return query.get(name, "").strip().lower() in ("true", "1")
+
+
+def _ids(text: str) -> frozenset[str]:
+    return frozenset(unquote(i).strip() for i in text.split(",") if i.strip())
 
 
 class FlowmailerState:
@@ -137,6 +172,11 @@ class FlowmailerState:
         route = names[1:]
         if credential.role == SUBMIT_ROLE and route != ["messages", "submit"]:
             return _all_errors(403, "forbidden", f"Access is denied for role {SUBMIT_ROLE}")
+        content_type = request.header("content-type")
+        if request.body and content_type is not None and not _JSON_TYPE.match(content_type):
+            return _all_errors(
+                415, "unsupported.mediatype", f"Content type {content_type!r} not supported: send JSON", "Content-Type"
+            )
         if route == ["messages", "submit"]:
             if request.method != "POST":
                 return _all_errors(405, "method", "use POST")
@@ -150,6 +190,9 @@ class FlowmailerState:
         if route == ["messages"]:
             with self._lock:
                 messages = list(self._messages)
+            if "flow_ids" in matrix:
+                flows = _ids(matrix["flow_ids"])
+                messages = [m for m in messages if m.flow_id in flows]
             return self._message_listing(request, matrix, query, messages)
         if len(route) == 2 and route[0] == "messages":
             with self._lock:
@@ -164,11 +207,22 @@ class FlowmailerState:
         if route == ["message_events"]:
             with self._lock:
                 events = list(self._events)
-            if "receivedrange" in matrix:
-                span = _date_range(unquote(matrix["receivedrange"]))
-                if span is None:
-                    return _all_errors(400, "typeMismatch", "receivedrange is start,end", "receivedrange")
-                events = [e for e in events if span[0] <= e.received < span[1]]
+            for name in ("receivedrange", "daterange"):
+                if name in matrix:
+                    span = _date_range(unquote(matrix[name]))
+                    if span is None:
+                        return _all_errors(400, "typeMismatch", f"{name} is start,end in ISO 8601", name)
+                    # receivedrange: when the event arrived; daterange: when its message was submitted.
+                    received = name == "receivedrange"
+                    events = [
+                        e for e in events if span[0] <= (e.received if received else e.message.submitted) < span[1]
+                    ]
+            if "flow_ids" in matrix:
+                flows = _ids(matrix["flow_ids"])
+                events = [e for e in events if e.message.flow_id in flows]
+            if "source_ids" in matrix:
+                sources = _ids(matrix["source_ids"])
+                events = [e for e in events if e.message.source_id in sources]
             return self._listing(request, events, query, self._event_json)
         if route == ["messagestats"]:
             return self._stats(matrix, query)
@@ -210,7 +264,7 @@ class FlowmailerState:
     def _submit(self, request: Request, credential: Credential, server_address: str, now: float) -> Response:
         msg, errors = validate_submit(request.body)
         if errors:
-            return json_response(413 if errors[0]["code"] == "message.toobig" else 400, {"allErrors": errors})
+            return json_response(400, {"allErrors": errors})
         tags = tuple(msg.get("tags") or ())
         bounced = str(msg["recipientAddress"]).lower() in self._bounces
         with self._lock:
@@ -218,7 +272,8 @@ class FlowmailerState:
             if second != self._id_second[0]:
                 self._id_second = (second, time.strftime("%Y%m%d%H%M%S", time.gmtime(second)))
             message_id = f"{self._id_second[1]}{self._random.getrandbits(72):018x}"
-            message = _Message(len(self._messages), message_id, now, msg, tags, bounced)
+            flow_id = self._flow_for(msg.get("flowSelector"))
+            message = _Message(len(self._messages), message_id, now, msg, tags, bounced, flow_id, credential.source_id)
             self._messages.append(message)
             self._by_id[message_id] = message
             for tag in tags:
@@ -229,6 +284,10 @@ class FlowmailerState:
         host = request.header("host") or API_HOST
         return Response(201, (("Location", f"https://{host}/{self.account_id}/messages/{message_id}"),))
 
+    def _flow_for(self, selector: object) -> str:
+        """The flow a message's ``flowSelector`` selects; the default flow (1) when no flow rule names it."""
+        return "1"
+
     @staticmethod
     def _simulate(request: Request) -> Response:
         """A preview of the message as the (one, default) flow would send it; nothing is stored or sent."""
@@ -236,7 +295,7 @@ class FlowmailerState:
         if not errors and not isinstance(msg.get("sourceId"), str | int):
             errors = [error_detail("NotNull", "may not be null", "sourceId")]
         if errors:
-            return json_response(413 if errors[0]["code"] == "message.toobig" else 400, {"allErrors": errors})
+            return json_response(400, {"allErrors": errors})
         fields = ("messageType", "senderAddress", "recipientAddress", "subject", "html", "text", "data")
         preview = {k: msg.get(k) for k in fields}
         preview["flow"] = {"id": "1", "description": "default flow"}
@@ -266,14 +325,14 @@ class FlowmailerState:
         ref, count = match[1], int(match[2])
         seqs = [i.seq for i in items]
         if query.get("sortorder", "DESC").upper() == "ASC":
-            start = bisect.bisect_right(seqs, int(ref, 16)) if ref else 0
+            start = bisect.bisect_right(seqs, int(ref, 32)) if ref else 0
             page = list(items[start : start + count])
         else:
-            stop = bisect.bisect_left(seqs, int(ref, 16)) if ref else len(seqs)
+            stop = bisect.bisect_left(seqs, int(ref, 32)) if ref else len(seqs)
             page = list(reversed(items[max(0, stop - count) : stop]))
         headers: tuple[tuple[str, str], ...] = ()
         if page:
-            end = f"{page[-1].seq:012x}"
+            end = _reference(page[-1].seq)
             headers = (("Content-Range", f"items {ref}:{end}/*"), ("Next-Range", f"items={end}:{count}"))
         return json_response(206, [render(i, query) for i in page], headers)
 
@@ -289,6 +348,8 @@ class FlowmailerState:
             "subject": body.get("subject"),
             "status": "BOUNCED" if m.bounced else "DELIVERED",
             "tags": list(m.tags),
+            "flow": {"id": m.flow_id},
+            "source": {"id": m.source_id},
         }
 
     @staticmethod
@@ -301,9 +362,11 @@ class FlowmailerState:
             "inserted": _timestamp(e.received),
             "mta": "fake.flowmailer.test",
             "snippet": "550 5.1.1 recipient unknown" if e.type == "HARDBOUNCE" else None,
-            "data": {},
+            # As Flowmailer's published model types them: data is text, extraData a list.
+            "data": "250 2.0.0 OK" if e.type == "DELIVERED" else None,
+            "extraData": [],
         }
-        if query.get("addmessagetags") == "true":
+        if _flag(query, "addmessagetags"):
             item["messageTags"] = list(e.message.tags)
         return item
 
