@@ -9,11 +9,12 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
 from flowmailer.app import _defaults
+from flowmailer.app._api import SyncApi
 from flowmailer.core import (
     FIRST_PAGE,
     MAX_TAG_PAGES,
@@ -27,9 +28,11 @@ from flowmailer.core import (
     Credentials,
     CredentialsRejected,
     DateRange,
+    Endpoint,
     Event,
     GiveUp,
     Host,
+    ListingPage,
     Message,
     MessageEvent,
     NotSent,
@@ -58,8 +61,13 @@ from flowmailer.core import (
     WireRequest,
     WireResponse,
     assemble_report,
+    build_request,
     classify_submit,
     error_for,
+    first_range,
+    following_range,
+    interpret,
+    interpret_listing,
     interpret_one,
     interpret_page,
     interpret_stats,
@@ -88,7 +96,7 @@ _OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, Cr
 T = TypeVar("T")
 
 
-class Client:
+class Client(SyncApi):
     """Flowmailer's REST API, reliably: ``submit`` returns the message id only after a 201 and otherwise raises an
     error that says what happened and whether the message may have been accepted.
 
@@ -304,6 +312,32 @@ class Client:
                 )
                 store.keep(query, piece, fetched[piece])  # kept as it comes: a failure later loses nothing
             return assemble_report(query, daterange, held, fetched)
+
+    # --- every other endpoint (flowmailer.app._api): one request, or a ranged listing -------------------------
+
+    def _perform(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
+        account = self._credentials.account_id
+        return self._call(
+            endpoint.name,
+            Host.API,
+            lambda token: build_request(endpoint, account, token, args),
+            lambda result, now: interpret(endpoint, result, now),
+        )
+
+    def _pages(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Iterator[Any]:
+        account = self._credentials.account_id
+        page_range, seen = first_range(endpoint), set[str]()
+        while page_range is not None:
+            current = page_range
+            seen.add(current.header())
+            page: ListingPage[Any] = self._call(
+                endpoint.name,
+                Host.API,
+                functools.partial(build_request, endpoint, account, args=args, page=current),
+                functools.partial(interpret_listing, endpoint, requested=current),
+            )
+            page_range = following_range(endpoint, page, seen)
+            yield from page.items
 
     # --- the one request loop --------------------------------------------------------------------------------
 

@@ -14,12 +14,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from flowmailer.app import _defaults
+from flowmailer.app._api import AsyncApi
 from flowmailer.app._client import DEFAULT_API_URL, DEFAULT_LOGIN_URL
 from flowmailer.core import (
     FIRST_PAGE,
@@ -34,9 +35,11 @@ from flowmailer.core import (
     Credentials,
     CredentialsRejected,
     DateRange,
+    Endpoint,
     Event,
     GiveUp,
     Host,
+    ListingPage,
     Message,
     MessageEvent,
     NotSent,
@@ -66,8 +69,13 @@ from flowmailer.core import (
     WireRequest,
     WireResponse,
     assemble_report,
+    build_request,
     classify_submit,
     error_for,
+    first_range,
+    following_range,
+    interpret,
+    interpret_listing,
     interpret_one,
     interpret_page,
     interpret_stats,
@@ -93,7 +101,7 @@ _OUTCOMES = (Accepted, Rejected, NotSent, Transient, Ambiguous, TokenInvalid, Cr
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncApi):
     """Flowmailer's REST API from trio tasks, reliably: ``await submit`` returns the message id only after a 201
     and otherwise raises the same errors as :class:`flowmailer.app.Client`.
 
@@ -303,6 +311,32 @@ class AsyncClient:
             return assemble_report(query, daterange, held, fetched)
 
     # --- the one request loop --------------------------------------------------------------------------------
+
+    # --- every other endpoint (flowmailer.app._api): one request, or a ranged listing -------------------------
+
+    async def _perform(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
+        account = self._credentials.account_id
+        return await self._call(
+            endpoint.name,
+            Host.API,
+            functools.partial(build_request, endpoint, account, args=args),
+            functools.partial(interpret, endpoint),
+        )
+
+    async def _pages(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> AsyncIterator[Any]:
+        account = self._credentials.account_id
+        page_range, seen = first_range(endpoint), set[str]()
+        while page_range is not None:
+            seen.add(page_range.header())
+            page: ListingPage[Any] = await self._call(
+                endpoint.name,
+                Host.API,
+                functools.partial(build_request, endpoint, account, args=args, page=page_range),
+                functools.partial(interpret_listing, endpoint, requested=page_range),
+            )
+            page_range = following_range(endpoint, page, seen)
+            for item in page.items:
+                yield item
 
     async def _call(
         self,

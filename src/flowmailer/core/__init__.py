@@ -7,6 +7,7 @@ imports from ``flowmailer.core`` alone.
 from flowmailer.core._addresses import *
 from flowmailer.core._cursor import *
 from flowmailer.core._dns import *
+from flowmailer.core._endpoints import *
 from flowmailer.core._errors import *
 from flowmailer.core._events import *
 from flowmailer.core._http import *
