@@ -464,3 +464,20 @@ def test_references_are_upper_case_base32hex_and_read_back(fake: FakeFlowmailer,
     lettered = "items=000000000000A:2"  # position 10: the page starts after it
     page = client.request("GET", f"/{ACCOUNT}/message_events?sortorder=ASC", headers={**auth, "Range": lettered})
     assert [int(e["id"], 16) for e in page.json()] == [11, 12]
+
+
+def test_undelivered_messages_are_the_bounced_ones_filtered_by_receivedrange(
+    fake: FakeFlowmailer, client: RawClient, clock: FakeClock
+) -> None:
+    auth = client.bearer(fake.credential())
+    _submit(client, auth)
+    bounced = _submit(client, auth, recipientAddress="bounce@example.test")
+
+    def undelivered(matrix: str = "") -> list[str]:
+        answer = client.request("GET", f"/{ACCOUNT}/undeliveredmessages{matrix}", headers={**auth, "Range": "items=:9"})
+        assert answer.status == 206, answer
+        return [m["id"] for m in answer.json()]
+
+    assert undelivered() == [bounced]
+    assert undelivered(";receivedrange=2026-01-01T00:00:00Z,2026-01-01T01:00:00Z") == [bounced]
+    assert undelivered(";receivedrange=2026-01-02T00:00:00%2B01:00,2026-01-03T00:00:00Z") == []

@@ -323,6 +323,10 @@ class FlowmailerState:
     def timestamp(t: float) -> str:
         return _timestamp(t)
 
+    @staticmethod
+    def date_range(text: str) -> tuple[float, float] | None:
+        return _date_range(unquote(text))
+
     def resend(self, message: _Message, recipient: str) -> None:
         """A copy of ``message`` to ``recipient``, and a RESENT event on the original."""
         self._events.append(_Event(len(self._events), message, "RESENT", self._clock()))

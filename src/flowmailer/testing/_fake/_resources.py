@@ -203,19 +203,22 @@ class Resources:
                 return body
         if special is not None:
             return special(args=args, body=body, request=request, matrix=matrix, query=query)
-        template = endpoint.path.removesuffix("/{" + (endpoint.path_params[-1:] or ("",))[0] + "}")
-        kind = _COLLECTIONS[template if template in _COLLECTIONS else endpoint.path]
+        # The collection's path, and for one object the parameter naming it: ``flows`` and ``flows/{flow_id}``.
+        collection, _, last = endpoint.path.rpartition("/")
+        one = last.startswith("{") and collection in _COLLECTIONS
+        kind = _COLLECTIONS[collection if one else endpoint.path]
         items = self._items(kind, args)
         if isinstance(items, Response):
             return items
-        object_id = args.get(endpoint.path_params[-1]) if endpoint.path_params else None
         if endpoint.answer is Answer.MANY:
             return json_response(200, list(items.values()))
         if endpoint.answer is Answer.CREATED:
-            return self._create(kind, items, body, request, "/".join(request.path.split("/")[2:]).split(";")[0])
-        assert object_id is not None
-        if template == endpoint.path or object_id not in items:
-            return _not_found(endpoint.path_params[-1], object_id)
+            where = request.path.split(";")[0].split("/", 2)[2]  # the collection's path, after /{account}/
+            return self._create(kind, items, body, request, where)
+        name = endpoint.path_params[-1]
+        object_id = args[name]
+        if object_id not in items:
+            return _not_found(name, object_id)
         if endpoint.method == "DELETE":
             del items[object_id]
             return Response(200)
@@ -434,7 +437,15 @@ class Resources:
     def _undelivered_messages(
         self, request: Request, matrix: dict[str, str], query: dict[str, str], **_: Any
     ) -> Response:
-        return self._state.reference_listing(request, matrix, query, lambda m: m.bounced, render=self._bounce_json)
+        low, high = 0.0, float("inf")
+        if "receivedrange" in matrix:  # when the bounce arrived: in the fake, when the message was submitted
+            span = self._state.date_range(matrix["receivedrange"])
+            if span is None:
+                return _errors(400, "typeMismatch", "receivedrange is start,end in ISO 8601", "receivedrange")
+            low, high = span
+        return self._state.reference_listing(
+            request, matrix, query, lambda m: m.bounced and low <= m.submitted < high, render=self._bounce_json
+        )
 
     def _bounce_json(self, m: _Message, query: dict[str, str]) -> dict[str, Any]:
         return {
