@@ -682,3 +682,17 @@ PUBLISHED: dict[str, dict[str, str]] = {
         "templateEngine": "string or TemplateEngine",
     },
 }
+
+
+def test_numbers_and_booleans_are_read_from_their_json_text_and_anything_else_is_kept_raw() -> None:
+    raw = {
+        "maxMessageSize": "1024",
+        "dsnDisable": "true",
+        "tlsRequired": 1,
+        "messageSummary": {"sent": 3.0, "opened": 2.5},
+    }
+    source = from_json(json.dumps(raw).encode(), core.Source, what="b", fix="")
+    assert (source.max_message_size, source.dsn_disable, source.tls_required) == (1024, True, None)
+    assert source.message_summary is not None
+    assert (source.message_summary.sent, source.message_summary.opened) == (3, None)
+    assert (source.extra, source.message_summary.extra) == ({"tlsRequired": 1}, {"opened": 2.5})
