@@ -1,8 +1,11 @@
-"""AsyncClient at pipeline depth 1 and 3 over 10 connections, beside the sync Client with 10 threads.
+"""AsyncClient on asyncio and on trio, side by side: each at pipeline depth 1 and 3 over 10 connections, beside a
+bare h11 loop on the same backend, and the sync Client with 10 threads beside them all.
 
 Against FakeFlowmailer in a child process, directly and through bench/delay_proxy.py adding DELAY_MS of latency
 each way (another child). Latency is where pipelining pays: at depth 1, 10 connections carry at most 10 requests
-per round trip; at depth 3, 30. Run: .venv/bin/python bench/bench_async.py (BENCH_ASYNC_MESSAGES, _DELAY_MS).
+per round trip; at depth 3, 30. The bare loop is the floor on each backend: 10 anyio TLS connections, one token,
+one prebuilt body, h11 framing, no retries, no pipelining. Run: .venv/bin/python bench/bench_async.py
+(BENCH_ASYNC_MESSAGES, _DELAY_MS, _ROUNDS).
 """
 
 from __future__ import annotations
@@ -10,25 +13,39 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import attrs
-import trio
+import h11
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client
 from flowmailer.app.async_client import AsyncClient
-from flowmailer.core import Credentials
+from flowmailer.core import Credentials, message_to_json
 from flowmailer.testing import StaticResolver
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench_client: the fake in a child process, the threaded measure
-from bench_client import API_HOST, LOGIN_HOST, THREADS, Target, fake_server, load, measure, message
+from bench_client import (
+    API_HOST,
+    LOGIN_HOST,
+    MEDIA_TYPE,
+    THREADS,
+    Target,
+    _session,
+    fake_server,
+    fetch_token,
+    load,
+    measure,
+    message,
+)
 
 HERE = Path(__file__).parent
 MESSAGES = int(os.environ.get("BENCH_ASYNC_MESSAGES", "2000"))
@@ -37,6 +54,7 @@ ROUNDS = int(os.environ.get("BENCH_ASYNC_ROUNDS", "2"))
 #: Tasks submitting at once: enough to fill 10 connections at depth 3.
 TASKS = 30
 PROXY_ADDRESSES = ("127.0.1.2", "127.0.1.3", "127.0.1.4")
+BACKENDS = ("asyncio", "trio")
 
 
 @attrs.frozen
@@ -65,17 +83,19 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_async(target: Target, addresses: tuple[str, ...], depth: int, messages: int) -> tuple[float, float]:
-    """Seconds and this process's CPU seconds for ``messages`` submits from TASKS trio tasks over one AsyncClient."""
+def run_async(
+    target: Target, addresses: tuple[str, ...], depth: int, messages: int, backend: str
+) -> tuple[float, float]:
+    """Seconds and this process's CPU seconds for ``messages`` submits from TASKS tasks over one AsyncClient."""
     credentials = Credentials(target.account_id, target.client_id, target.client_secret)
     bodies = [message(i) for i in range(messages)]
 
     async def main() -> tuple[float, float]:
-        transport = TrioTransport(ca_bundle=target.ca_bundle, pipeline_depth=depth)
+        transport = AnyioTransport(ca_bundle=target.ca_bundle, pipeline_depth=depth)
         async with AsyncClient(
             credentials,
             transport=transport,
-            token_store=TrioTokenStore(),
+            token_store=AnyioTokenStore(),
             api_url=target.url(API_HOST),
             login_url=target.url(LOGIN_HOST),
             resolver=_resolver(addresses),
@@ -88,12 +108,62 @@ def run_async(target: Target, addresses: tuple[str, ...], depth: int, messages: 
                     await client.submit(body)
 
             started, cpu0 = time.perf_counter(), cpu()
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for _ in range(TASKS):
-                    nursery.start_soon(worker)
+                    tasks.start_soon(worker)
             return time.perf_counter() - started, cpu() - cpu0
 
-    return trio.run(main)
+    return anyio.run(main, backend=backend)
+
+
+def run_bare(target: Target, addresses: tuple[str, ...], messages: int, backend: str) -> tuple[float, float]:
+    """The floor on ``backend``: 10 keep-alive TLS connections over the addresses, each a loop of one request and
+    its answer read by h11; one token, one prebuilt body."""
+    with _session(target, LOGIN_HOST) as login:
+        token = fetch_token(target, login)
+    body = message_to_json(message(0).with_client_reference("bare"))
+    request = h11.Request(
+        method="POST",
+        target=f"/{target.account_id}/messages/submit",
+        headers=[
+            ("Host", API_HOST),
+            ("Accept", MEDIA_TYPE),
+            ("Content-Type", MEDIA_TYPE),
+            ("Authorization", f"Bearer {token}"),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    context = ssl.create_default_context(cafile=target.ca_bundle)
+
+    async def connection(address: str, work: Iterator[int]) -> None:
+        stream = await anyio.connect_tcp(
+            address, target.port, ssl_context=context, tls_hostname=API_HOST, tls_standard_compatible=False
+        )
+        async with stream:
+            h = h11.Connection(h11.CLIENT)
+            events = (request, h11.Data(data=body), h11.EndOfMessage())
+            for _ in work:
+                await stream.send(b"".join(h.send(e) or b"" for e in events))  # one write, as the transport's
+                status = 0
+                while not isinstance(event := h.next_event(), h11.EndOfMessage):
+                    if event is h11.NEED_DATA:
+                        h.receive_data(await stream.receive(65536))
+                    elif isinstance(event, h11.Response):
+                        status = event.status_code
+                if status != 201:
+                    raise RuntimeError(f"HTTP {status}")
+                h.start_next_cycle()
+
+    async def main() -> tuple[float, float]:
+        await connection(addresses[0], iter(range(1)))  # warm, as the client's first submit is
+        work = iter(range(messages))
+        started, cpu0 = time.perf_counter(), cpu()
+        async with anyio.create_task_group() as tasks:
+            for k in range(THREADS):
+                tasks.start_soon(connection, addresses[k % len(addresses)], work)
+        return time.perf_counter() - started, cpu() - cpu0
+
+    return anyio.run(main, backend=backend)
 
 
 def run_sync(target: Target, addresses: tuple[str, ...], messages: int) -> tuple[float, float]:
@@ -140,10 +210,14 @@ def run_all(target: Target, network: str, addresses: tuple[str, ...], messages: 
     """Each client ROUNDS times, alternating (the machine is shared); each keeps its fastest round."""
     runs: dict[str, list[Result]] = {}
     for _ in range(ROUNDS):
-        for depth in (1, 3):
-            name = f"AsyncClient depth {depth}"
-            seconds, cpu_seconds = run_async(target, addresses, depth, messages)
+        for backend in BACKENDS:
+            name = f"{backend}: bare h11 loop"
+            seconds, cpu_seconds = run_bare(target, addresses, messages, backend)
             runs.setdefault(name, []).append(Result(network, name, messages, seconds, cpu_seconds))
+            for depth in (1, 3):
+                name = f"{backend}: AsyncClient depth {depth}"
+                seconds, cpu_seconds = run_async(target, addresses, depth, messages, backend)
+                runs.setdefault(name, []).append(Result(network, name, messages, seconds, cpu_seconds))
         name = f"Client {THREADS} threads"
         runs.setdefault(name, []).append(Result(network, name, messages, *run_sync(target, addresses, messages)))
     return [min(rounds, key=lambda r: r.seconds) for rounds in runs.values()]
@@ -156,16 +230,18 @@ def main() -> int:
         with delay_proxy(target, DELAY_MS / 1000) as proxied:
             results += run_all(target, f"+{DELAY_MS:g} ms each way", proxied, max(TASKS, MESSAGES // 4))
     print(
-        f"{MESSAGES} messages direct, {max(TASKS, MESSAGES // 4)} through the delay proxy; {TASKS} trio tasks; "
+        f"{MESSAGES} messages direct, {max(TASKS, MESSAGES // 4)} through the delay proxy; {TASKS} tasks; "
         f"best of {ROUNDS} alternating rounds; client CPU is this process's (getrusage), the fake runs in another"
     )
     print(f"before: {before}; after: {load()}")
-    print(f"{'network':<22}{'client':<24}{'submits/s':>10}{'vs depth 1':>12}{'client CPU us/submit':>22}")
+    print(f"{'network':<22}{'client':<32}{'submits/s':>10}{'vs bare loop':>14}{'client CPU us/submit':>22}")
     for network in dict.fromkeys(r.network for r in results):
         rows = [r for r in results if r.network == network]
-        base = rows[0].rate
+        bare = {r.client.split(":")[0]: r.rate for r in rows if r.client.endswith("bare h11 loop")}
         for r in rows:
-            print(f"{r.network:<22}{r.client:<24}{r.rate:>10.0f}{r.rate / base:>11.2f}x{r.cpu_us:>22.0f}")
+            # Each backend's rows against the bare loop on the same backend; the sync Client against asyncio's.
+            base = bare.get(r.client.split(":")[0], bare["asyncio"])
+            print(f"{r.network:<22}{r.client:<32}{r.rate:>10.0f}{r.rate / base:>13.2f}x{r.cpu_us:>22.0f}")
     return 0
 
 

@@ -25,3 +25,9 @@ def postgres_server() -> Iterator[PostgresServer]:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL tests: {e}")
         pytest.skip(f"no PostgreSQL server binaries here: {e}")
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every ``@pytest.mark.anyio`` test runs under asyncio and under trio (anyio's pytest plugin)."""
+    return str(request.param)

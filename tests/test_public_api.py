@@ -12,6 +12,7 @@ EXPECTED = {
     "AddressPolicy",
     "Ambiguous",
     "AmbiguousError",
+    "AsyncClient",
     "Attachment",
     "AuthenticationError",
     "CertificateError",
@@ -60,11 +61,23 @@ def test_all_is_pinned() -> None:
         assert hasattr(flowmailer, name), name
 
 
-def test_import_loads_neither_trio_nor_psycopg_nor_testing() -> None:
-    code = (
-        "import sys, flowmailer; "
-        "bad = [m for m in ('trio', 'psycopg', 'h11', 'flowmailer.testing', 'rich') if m in sys.modules]; "
-        "print(','.join(bad))"
-    )
+def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``statement``."""
+    code = f"import sys; {statement}; print(','.join(m for m in {modules!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_import_loads_neither_anyio_trio_nor_psycopg_nor_testing() -> None:
+    modules = ("anyio", "trio", "psycopg", "h11", "flowmailer.testing", "rich", "flowmailer.app.async_client")
+    assert _loaded_after("import flowmailer", modules) == []
+
+
+def test_async_client_is_importable_from_flowmailer_without_trio_or_asyncio_only_code() -> None:
+    modules = ("trio", "anyio._backends._trio", "anyio._backends._asyncio", "h11", "flowmailer.testing")
+    assert _loaded_after("import flowmailer; flowmailer.AsyncClient", modules) == []
+    assert flowmailer.AsyncClient.__module__ == "flowmailer.app.async_client"
+
+
+def test_a_missing_name_is_an_attribute_error() -> None:
+    assert not hasattr(flowmailer, "TrioTransport")

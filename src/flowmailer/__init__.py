@@ -1,8 +1,11 @@
 """flowmailer: an independent Python client for Flowmailer's REST API, reliable by construction.
 
-This is the curated public API. It imports neither trio nor psycopg; ``flowmailer.testing`` (the fake
-Flowmailer and fakes of every port) and ``flowmailer.adapters.postgres_outbox`` are imported on their own.
+This is the curated public API. It imports neither anyio, trio nor psycopg: ``AsyncClient`` (the ``async`` extra)
+is imported on first use, and ``flowmailer.testing`` (the fake Flowmailer and fakes of every port) and
+``flowmailer.adapters.postgres_outbox`` are imported on their own.
 """
+
+from typing import TYPE_CHECKING
 
 from flowmailer._version import __version__
 from flowmailer.adapters import SQLiteCursorStore, SQLiteOutbox, SQLiteReportStore
@@ -46,11 +49,15 @@ from flowmailer.core import (
     TransientError,
 )
 
+if TYPE_CHECKING:
+    from flowmailer.app.async_client import AsyncClient
+
 __all__ = [
     "Accepted",
     "AddressPolicy",
     "Ambiguous",
     "AmbiguousError",
+    "AsyncClient",
     "Attachment",
     "AuthenticationError",
     "CertificateError",
@@ -91,3 +98,17 @@ __all__ = [
     "TransientError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``AsyncClient`` on first use: it needs anyio (the ``async`` extra), which a sync program need not install."""
+    if name == "AsyncClient":
+        try:
+            from flowmailer.app.async_client import AsyncClient
+        except ModuleNotFoundError as e:
+            if e.name != "anyio":
+                raise
+            raise ImportError("flowmailer.AsyncClient needs anyio: pip install 'flowmailer[async]'") from e
+        globals()[name] = AsyncClient
+        return AsyncClient
+    raise AttributeError(f"module 'flowmailer' has no attribute {name!r}")

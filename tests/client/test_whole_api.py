@@ -1,8 +1,9 @@
 """Every endpoint of Flowmailer's API, through both clients, against FakeFlowmailer over real TLS.
 
 One walk, written once: it calls each client method by name through ``call``, which the sync client answers
-directly and the async client from a trio task (the walk runs in a worker thread). Writes are checked by the
-reads after them: a flow's rule decides where later messages go, a deleted filter is gone from its recipient.
+directly and the async client from its event loop (the walk runs in a worker thread; on asyncio and on trio).
+Writes are checked by the reads after them: a flow's rule decides where later messages go, a deleted filter is
+gone from its recipient.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import pytest
-import trio
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import (
@@ -61,8 +64,8 @@ def _sync_client(fake: FakeFlowmailer) -> Client:
 def _async_client(fake: FakeFlowmailer) -> AsyncClient:
     return AsyncClient(
         fake.client_credentials(),
-        transport=TrioTransport(ssl_context=fake.client_ssl_context()),
-        token_store=TrioTokenStore(),
+        transport=AnyioTransport(ssl_context=fake.client_ssl_context()),
+        token_store=AnyioTokenStore(),
         api_url=fake.api_url,
         login_url=fake.login_url,
         resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
@@ -213,24 +216,22 @@ def test_every_endpoint_through_the_sync_client(fake: FakeFlowmailer) -> None:
     assert len(ENDPOINTS) == 73
 
 
-def test_every_endpoint_through_the_async_client() -> None:
+@pytest.mark.anyio
+async def test_every_endpoint_through_the_async_client() -> None:
     fake = FakeFlowmailer(bounce_recipients=[BOUNCE])
+    async with fake.serving(), _async_client(fake) as client:
 
-    async def main() -> set[str]:
-        async with fake.serving(), _async_client(fake) as client:
+        async def one(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            result = getattr(client, name)(*args, **kwargs)
+            if isinstance(result, AsyncIterator):
+                return [item async for item in result]
+            return await result
 
-            async def one(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                result = getattr(client, name)(*args, **kwargs)
-                if isinstance(result, AsyncIterator):
-                    return [item async for item in result]
-                return await result
+        def call(name: str, *args: Any, **kwargs: Any) -> Any:
+            return anyio.from_thread.run(one, name, args, kwargs)
 
-            def call(name: str, *args: Any, **kwargs: Any) -> Any:
-                return trio.from_thread.run(one, name, args, kwargs)
-
-            return await trio.to_thread.run_sync(walk, call)
-
-    assert trio.run(main) == _served()
+        called = await anyio.to_thread.run_sync(walk, call)
+    assert called == _served()
 
 
 def test_a_create_whose_answer_is_lost_is_ambiguous_not_sent_again(fake: FakeFlowmailer) -> None:

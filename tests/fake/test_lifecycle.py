@@ -1,13 +1,16 @@
-"""Running FakeFlowmailer: from sync code, from trio, and a hundred times over without leaking."""
+"""Running FakeFlowmailer: from sync code, from async code (asyncio and trio), and a hundred times over without
+leaking."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
 import threading
 
-import trio
+import anyio
+import pytest
 
 from flowmailer.core import Credentials
 from flowmailer.testing import API_HOST, FakeFlowmailer, Mode
@@ -40,19 +43,22 @@ def test_starting_and_stopping_100_times_leaks_no_thread_socket_or_fd() -> None:
     assert _open_fds() == fds
 
 
-def test_serving_runs_the_fake_for_trio_code() -> None:
-    async def main() -> bytes:
-        async with FakeFlowmailer().serving() as fake:
-            tcp = await trio.open_tcp_stream(fake.addresses[0], fake.port)
-            stream = trio.SSLStream(tcp, fake.client_ssl_context(), server_hostname=API_HOST, https_compatible=True)
-            await stream.send_all(request_bytes("GET", "/10001/messages", headers={"Connection": "close"}))
-            answer = b""
-            while chunk := await stream.receive_some():
-                answer += chunk
-            await stream.aclose()
-            return answer
-
-    answer = trio.run(main)
+@pytest.mark.anyio
+async def test_serving_runs_the_fake_for_async_code() -> None:
+    async with FakeFlowmailer().serving() as fake:
+        stream = await anyio.connect_tcp(
+            fake.addresses[0],
+            fake.port,
+            ssl_context=fake.client_ssl_context(),
+            tls_hostname=API_HOST,
+            tls_standard_compatible=False,
+        )
+        await stream.send(request_bytes("GET", "/10001/messages", headers={"Connection": "close"}))
+        answer = b""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                answer += await stream.receive()
+        await stream.aclose()
     assert answer.startswith(b"HTTP/1.1 401 ")
 
 

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import Credentials, RetryPolicy
@@ -133,8 +133,9 @@ def sync_client(
 def async_client(
     server: TlsServer, *, read_timeout: float = 30.0, policy: RetryPolicy | None = None, **kwargs: Any
 ) -> AsyncClient:
-    # A connect timeout that trio's MockClock never reaches: only the answer's time is under test.
-    transport = TrioTransport(ca_bundle=server.ca_bundle, read_timeout=read_timeout, connect_timeout=1e6)
+    # A connect timeout that trio's MockClock never reaches (these tests stay on trio for its MockClock): only the
+    # answer's time is under test.
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, read_timeout=read_timeout, connect_timeout=1e6)
     return AsyncClient(
         CREDENTIALS,
         api_url=server.origin.url(),

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.core import (
     Ambiguous,
     AmbiguousError,
@@ -71,14 +71,14 @@ def test_the_sync_transport_bounds_a_trickled_answer_as_a_whole(server: TlsServe
     assert "after 3 s" in result.reason
 
 
-def test_the_trio_transport_bounds_a_trickled_answer_as_a_whole(server: TlsServer) -> None:
+def test_the_async_transport_bounds_a_trickled_answer_as_a_whole(server: TlsServer) -> None:
     results: list[object] = []
 
     async def main(clock: trio.testing.MockClock) -> None:
         ticks = TrioTicks(clock)
         trickle = Trickle(created(server, padding=300), ticks.tick)
         server.answer_next_with(trickle)
-        transport = TrioTransport(ca_bundle=server.ca_bundle, read_timeout=3, connect_timeout=1e6)
+        transport = AnyioTransport(ca_bundle=server.ca_bundle, read_timeout=3, connect_timeout=1e6)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ticks.run)
             results.append(await transport.send(_submit(), server.origin, server.addresses[0]))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import random
 
-import trio
+import pytest
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import SubmitMessage
@@ -48,29 +48,28 @@ def test_the_sync_client_refreshes_a_short_token_once_per_most_of_its_lifetime()
     assert sum(records.token_requests.values()) <= MOST_TOKENS
 
 
-def test_the_async_client_refreshes_a_short_token_once_per_most_of_its_lifetime() -> None:
+@pytest.mark.anyio
+async def test_the_async_client_refreshes_a_short_token_once_per_most_of_its_lifetime() -> None:
     clock = FakeClock()
     fake = FakeFlowmailer(token_lifetime=LIFETIME, clock=clock.now)
 
-    async def main() -> None:
-        async with (
-            fake.serving(),
-            AsyncClient(
-                fake.client_credentials(),
-                api_url=fake.api_url,
-                login_url=fake.login_url,
-                transport=TrioTransport(ssl_context=fake.client_ssl_context()),
-                token_store=TrioTokenStore(clock.now),
-                resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-                wall_clock=clock.now,
-                rng=random.Random(1),
-            ) as client,
-        ):
-            for _ in range(SUBMITS):
-                await client.submit(MESSAGE)
-                clock.advance(STEP)
+    async with (
+        fake.serving(),
+        AsyncClient(
+            fake.client_credentials(),
+            api_url=fake.api_url,
+            login_url=fake.login_url,
+            transport=AnyioTransport(ssl_context=fake.client_ssl_context()),
+            token_store=AnyioTokenStore(clock.now),
+            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+            clock=clock,
+            rng=random.Random(1),
+        ) as client,
+    ):
+        for _ in range(SUBMITS):
+            await client.submit(MESSAGE)
+            clock.advance(STEP)
 
-    trio.run(main)
     records = fake.records()
     assert len(records.accepted) == SUBMITS
     assert sum(records.token_requests.values()) <= MOST_TOKENS

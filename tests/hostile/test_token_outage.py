@@ -6,11 +6,10 @@ from __future__ import annotations
 import random
 
 import pytest
-import trio
 
 from flowmailer.adapters import Urllib3Transport
-from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import RetryPolicy, SubmitMessage, TransientError
@@ -54,34 +53,33 @@ def test_the_sync_client_backs_off_after_a_failed_token_refresh() -> None:
     assert records.accepted == ()
 
 
-def test_the_async_client_backs_off_after_a_failed_token_refresh() -> None:
+@pytest.mark.anyio
+async def test_the_async_client_backs_off_after_a_failed_token_refresh() -> None:
     clock = FakeClock()
     fake = _fake(clock)
     failures: list[TransientError] = []
 
-    async def main() -> None:
-        async with (
-            fake.serving(),
-            AsyncClient(
-                fake.client_credentials(),
-                api_url=fake.api_url,
-                login_url=fake.login_url,
-                policy=ONE_ATTEMPT,
-                transport=TrioTransport(ssl_context=fake.client_ssl_context()),
-                token_store=TrioTokenStore(clock.now),
-                resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-                wall_clock=clock.now,
-                rng=random.Random(1),
-            ) as client,
-        ):
-            for _ in range(SUBMITS):
-                try:
-                    await client.submit(MESSAGE)
-                except TransientError as e:
-                    failures.append(e)
-                clock.advance(STEP)
+    async with (
+        fake.serving(),
+        AsyncClient(
+            fake.client_credentials(),
+            api_url=fake.api_url,
+            login_url=fake.login_url,
+            policy=ONE_ATTEMPT,
+            transport=AnyioTransport(ssl_context=fake.client_ssl_context()),
+            token_store=AnyioTokenStore(clock.now),
+            resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+            clock=clock,
+            rng=random.Random(1),
+        ) as client,
+    ):
+        for _ in range(SUBMITS):
+            try:
+                await client.submit(MESSAGE)
+            except TransientError as e:
+                failures.append(e)
+            clock.advance(STEP)
 
-    trio.run(main)
     records = fake.records()
     assert len(failures) == SUBMITS
     assert records.requests <= MOST_TOKEN_REQUESTS

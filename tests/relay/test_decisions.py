@@ -18,8 +18,11 @@ from flowmailer.core import (
     CredentialsRejected,
     Dead,
     ErrorDetail,
+    Fed,
     Found,
     Halt,
+    HaltRelay,
+    KeepLease,
     NotFound,
     NotSent,
     ReconcileAt,
@@ -30,14 +33,19 @@ from flowmailer.core import (
     Resend,
     RetryAt,
     RetryPolicy,
+    SearchByTag,
     SubmissionState,
+    SubmitClaim,
     SubmitMessage,
+    TakeBack,
+    Tick,
     TokenInvalid,
     Transient,
     TransientError,
     decide_after_reconcile,
     decide_after_submit,
     decide_before_send,
+    handle_claim,
     lease_allows_send,
     outcome_of,
 )
@@ -251,3 +259,60 @@ def test_bad_rules_are_refused_naming_the_field(kwargs: dict[str, float], field:
     with pytest.raises(ConfigurationError) as e:
         RelayRules(**kwargs)  # type: ignore[arg-type]
     assert e.value.field == field
+
+
+# --- handle_claim: the steps both relays take for one claim ---------------------------------------------------
+
+
+def steps(start: Claim, answers: dict[type, object]) -> tuple[list[object], tuple[Claim, object] | None]:
+    """Drive ``handle_claim`` feeding each effect its scripted answer; the effects seen and the result."""
+    effects: list[object] = []
+    loop = handle_claim(start, RULES, lambda: 0.5)
+    effect = next(loop)
+    try:
+        while True:
+            effects.append(effect)
+            effect = loop.send(Fed(answers.get(type(effect)), 0.0, T0))
+    except StopIteration as done:
+        return effects, done.value
+
+
+def test_a_claim_is_sent_after_its_lease_is_confirmed_and_its_acceptance_recorded() -> None:
+    c = claim()
+    effects, result = steps(c, {KeepLease: True, SubmitClaim: "m1"})
+    assert [type(e) for e in effects] == [Tick, KeepLease, SubmitClaim]
+    assert result is not None
+    assert result[1] == RecordAccepted("m1")
+
+
+def test_a_claim_whose_lease_is_lost_is_dropped_unsent() -> None:
+    effects, result = steps(claim(), {KeepLease: False})
+    assert result is None
+    assert not any(isinstance(e, SubmitClaim) for e in effects)
+
+
+def test_a_claim_to_reconcile_is_searched_first_taken_back_when_not_found_and_then_sent() -> None:
+    lost = claim(claimed_from=SubmissionState.RECONCILING)
+    fresh = attrs.evolve(lost, claimed_from=SubmissionState.IN_FLIGHT, token=2)
+    effects, result = steps(lost, {SearchByTag: (), TakeBack: fresh, KeepLease: True, SubmitClaim: "m1"})
+    assert [type(e) for e in effects] == [Tick, SearchByTag, TakeBack, KeepLease, SubmitClaim]
+    assert effects[4] == SubmitClaim(fresh)  # sent under the new claim, fenced by its token
+    assert result is not None
+    assert result[0] == fresh
+
+
+def test_a_lost_relays_claim_found_at_flowmailer_is_recorded_without_a_send() -> None:
+    effects, result = steps(claim(claimed_from=SubmissionState.IN_FLIGHT), {SearchByTag: ("m9",)})
+    assert not any(isinstance(e, SubmitClaim) for e in effects)
+    assert result is not None
+    assert result[1] == RecordAccepted("m9", reconciled=True)
+
+
+@pytest.mark.parametrize("answer", [SubmitClaim, SearchByTag])
+def test_refused_credentials_halt_the_relay_and_release_the_claim(answer: type) -> None:
+    start = claim(claimed_from=SubmissionState.IN_FLIGHT) if answer is SearchByTag else claim()
+    refused = AuthenticationError("client", "invalid_client")
+    effects, result = steps(start, {KeepLease: True, answer: refused})
+    assert HaltRelay(refused) in effects
+    assert result is not None
+    assert isinstance(result[1], Halt)

@@ -1,5 +1,5 @@
-"""The imperative shells: they drive the core through ports; every decision is the core's, though each client
-still runs its own request loop around those decisions."""
+"""The imperative shells: they perform the effects of the core's request loop through ports; every decision is
+the core's."""
 
 from flowmailer.app._client import *
 from flowmailer.app._event_follower import *

@@ -3,12 +3,13 @@
 Each method is one line: it names its row of the core's table (``flowmailer.core.ENDPOINTS``) and passes its
 arguments. The ``operation`` and ``listing`` descriptors give it its type per client: on :class:`Client` a
 method returns its result (a listing an ``Iterator``), on ``AsyncClient`` an awaitable (a listing an
-``AsyncIterator``). The clients supply only ``_perform`` (one request through their request loop) and
-``_pages`` (a ranged listing, page after page, as the caller iterates).
+``AsyncIterator``). Each method runs the core's :func:`~flowmailer.core.perform` (or ``perform_listing``) through
+the shell's ``_bind`` (``_bind_listing``), as the shell's own operations do.
 """
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast, overload
@@ -29,6 +30,8 @@ from flowmailer.core import (
     FlowRuleItem,
     FlowRuleSimple,
     FlowTemplate,
+    Listing,
+    Loop,
     Message,
     MessageArchive,
     MessageHold,
@@ -42,6 +45,8 @@ from flowmailer.core import (
     Stats,
     Template,
     endpoint,
+    perform,
+    perform_listing,
 )
 
 __all__ = ["Api", "AsyncApi", "SyncApi", "listing", "operation"]
@@ -94,21 +99,26 @@ def _wraps(descriptor: object, method: Callable[..., Any]) -> None:
 class Api:
     """The methods both clients share; a client subclasses :class:`SyncApi` or :class:`AsyncApi`."""
 
-    def _perform(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
-        """One request for ``endpoint`` with ``args`` through the client's request loop: the answer (or, on the
-        async client, an awaitable of it)."""
+    def _bind(self, start: Callable[..., Loop[Any]], exclusive: bool) -> Callable[..., Any]:
+        """The shell's: ``start(engine)`` run to its end (on the async client, a coroutine function)."""
         raise NotImplementedError
 
-    def _pages(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
-        """Every item of a ranged listing, fetched page by page as the caller iterates."""
+    def _bind_listing(self, start: Callable[..., Listing[Any]]) -> Callable[..., Any]:
+        """The shell's: the items ``start(engine)`` delivers, as an iterator (or an async iterator)."""
         raise NotImplementedError
+
+    def _endpoint_call(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
+        return self._bind(functools.partial(perform, endpoint=endpoint, args=args), False)()
+
+    def _endpoint_pages(self, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Any:
+        return self._bind_listing(functools.partial(perform_listing, endpoint=endpoint, args=args))()
 
     def _do(self, name: str, _: type[T], args: Mapping[str, object]) -> T:
         # On the async client this is an awaitable of T: the descriptors below type it for the caller.
-        return cast("T", self._perform(endpoint(name), args))
+        return cast("T", self._endpoint_call(endpoint(name), args))
 
     def _each(self, name: str, _: type[T], args: Mapping[str, object]) -> Iterator[T]:
-        return cast("Iterator[T]", self._pages(endpoint(name), args))
+        return cast("Iterator[T]", self._endpoint_pages(endpoint(name), args))
 
     # The methods are in the table's order (flowmailer-endpoints.md); ``submit``, ``simulate``, ``message``,
     # ``message_events``, ``messages_by_tag``, ``message_stats`` and ``check_credentials`` (the token request)

@@ -1,6 +1,7 @@
 """The default wiring: the one app module that builds concrete adapters (and reads the environment when asked).
 
-The trio adapters are imported inside the functions that build them, so that ``import flowmailer`` never loads trio.
+The async adapters are imported inside the functions that build them, so that ``import flowmailer`` never loads
+anyio or h11.
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ def transport(*, ca_bundle: str | None, max_connections: int, max_connection_age
 
 
 def async_transport(*, ca_bundle: str | None, max_connections: int, max_connection_age: float) -> AsyncTransport:
-    from flowmailer.adapters.trio_transport import TrioTransport
+    from flowmailer.adapters.anyio_transport import AnyioTransport
 
-    return TrioTransport(ca_bundle=ca_bundle, max_connections=max_connections, max_connection_age=max_connection_age)
+    return AnyioTransport(ca_bundle=ca_bundle, max_connections=max_connections, max_connection_age=max_connection_age)
 
 
 def async_token_store(now: Callable[[], float]) -> AsyncTokenStore:
-    from flowmailer.adapters.trio_token_store import TrioTokenStore
+    from flowmailer.adapters.anyio_token_store import AnyioTokenStore
 
-    return TrioTokenStore(now)
+    return AnyioTokenStore(now)

@@ -26,24 +26,22 @@ import attrs
 
 from flowmailer.app import _defaults
 from flowmailer.core import (
-    Accepted,
     AuthenticationError,
     Cause,
     CertificateError,
     Claim,
+    ClaimEffect,
     ConfigurationError,
-    Dead,
     Event,
+    Fed,
     FlowmailerError,
-    Found,
     Halt,
+    HaltRelay,
+    KeepLease,
     LeaseLostError,
-    NotFound,
     OutboxError,
     OutboxId,
-    Outcome,
     ReconcileAt,
-    ReconcileResult,
     RecordAccepted,
     RejectedError,
     RelayCannotReconcile,
@@ -54,15 +52,14 @@ from flowmailer.core import (
     RelayRecorded,
     RelayRules,
     RelayStopped,
-    Resend,
     RetryAt,
-    Settlement,
+    SearchByTag,
     SubmissionState,
-    decide_after_reconcile,
-    decide_after_submit,
-    decide_before_send,
+    SubmitClaim,
+    TakeBack,
+    handle_claim,
     lease_allows_send,
-    outcome_of,
+    settlement_for,
 )
 from flowmailer.core._checks import check_duration
 from flowmailer.ports import Clock, Observer, Outbox, Reconciler, Submitter
@@ -458,30 +455,35 @@ class Relay:
         return None
 
     def _handle(self, claim: Claim) -> tuple[Claim, RelayDecision] | None:
-        """Search first if Flowmailer may have the message, send if it has not: the decision to record, if any."""
-        if claim.must_reconcile:
-            result = self._search(claim)
-            found = decide_after_reconcile(claim, result, now=self._clock.now(), rules=self._rules, u=self._u())
-            if not isinstance(found, Resend):
-                return claim, found
-            claim = self._resend(claim)
-        decision: RelayDecision | None = decide_before_send(claim, now=self._clock.now(), rules=self._rules)
-        if decision is None:
-            if not self._still_ours(claim):
-                return None
-            outcome = self._send(claim)
-            decision = decide_after_submit(claim, outcome, now=self._clock.now(), rules=self._rules, u=self._u())
-        return claim, decision
-
-    def _u(self) -> float:
-        return self._rng.random()
-
-    def _send(self, claim: Claim) -> Outcome:
+        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any."""
+        steps = handle_claim(claim, self._rules, self._rng.random)
+        effect = next(steps)
         try:
-            return Accepted(self._client.submit(claim.message))
-        except FlowmailerError as e:
-            self._note_halt(e)
-            return outcome_of(e)
+            while True:
+                effect = steps.send(Fed(self._perform(effect), self._clock.monotonic(), self._clock.now()))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _perform(self, effect: ClaimEffect) -> object:
+        if isinstance(effect, SubmitClaim):
+            try:
+                return self._client.submit(effect.claim.message)
+            except FlowmailerError as e:
+                return e
+        if isinstance(effect, SearchByTag):
+            try:
+                # A message listed without its id is still one Flowmailer has: it counts, as its id or "".
+                return tuple(m.id or "" for m in self._reconciler.messages_by_tag(effect.tag))
+            except FlowmailerError as e:
+                return e
+        if isinstance(effect, TakeBack):
+            return self._resend(effect.claim)
+        if isinstance(effect, KeepLease):
+            return self._still_ours(effect.claim)
+        if isinstance(effect, HaltRelay):
+            self._halted = effect.error
+            self.stop()
+        return None
 
     def _resend(self, claim: Claim) -> Claim:
         """Not found at Flowmailer: take the row back in flight under a new claim (fenced like any outcome)."""
@@ -490,15 +492,6 @@ class Relay:
             self._held[fresh.id] = fresh
             self._lease_end[fresh.id] = fresh.lease_until
         return fresh
-
-    def _search(self, claim: Claim) -> ReconcileResult:
-        try:
-            found = tuple(self._reconciler.messages_by_tag(claim.tag))
-        except FlowmailerError as e:
-            self._note_halt(e)
-            return outcome_of(e)
-        # A message listed without its id is still found: Flowmailer has it, so it is not sent again.
-        return Found(tuple(m.id for m in found if m.id is not None)) if found else NotFound()
 
     def _still_ours(self, claim: Claim) -> bool:
         """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""
@@ -511,16 +504,11 @@ class Relay:
         self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
         return False
 
-    def _note_halt(self, error: FlowmailerError) -> None:
-        if isinstance(error, AuthenticationError | CertificateError):
-            self._halted = error
-            self.stop()
-
     def _settle(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> None:
         """Record these decisions (None: release the claim unstarted) in one transaction, and let the claims go."""
         settlements, decided = [], []
         for claim, decision in outcomes:
-            settlement = self._guarded(claim, functools.partial(_settlement, decision=decision))
+            settlement = self._guarded(claim, functools.partial(settlement_for, decision=decision))
             if settlement is not None:
                 settlements.append(settlement)
                 decided.append((claim, decision))
@@ -569,16 +557,3 @@ class Relay:
             self._observer.on_event(event)
         except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
             _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
-
-
-def _settlement(claim: Claim, decision: RelayDecision | None) -> Settlement:
-    """How the outbox records a decision; None (and a halt) releases the claim, unstarted or unsent."""
-    if isinstance(decision, RecordAccepted):
-        return Settlement.accepted(claim, decision.message_id)
-    if isinstance(decision, RetryAt):
-        return Settlement.retry(claim, decision.at, decision.reason)
-    if isinstance(decision, ReconcileAt):
-        return Settlement.reconcile(claim, decision.at, decision.reason)
-    if isinstance(decision, Dead):
-        return Settlement.dead(claim, decision.reason, decision.errors)
-    return Settlement.release(claim)

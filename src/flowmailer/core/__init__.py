@@ -5,6 +5,7 @@ imports from ``flowmailer.core`` alone.
 """
 
 from flowmailer.core._addresses import *
+from flowmailer.core._claims import *
 from flowmailer.core._cursor import *
 from flowmailer.core._dns import *
 from flowmailer.core._endpoints import *
@@ -12,6 +13,7 @@ from flowmailer.core._errors import *
 from flowmailer.core._events import *
 from flowmailer.core._http import *
 from flowmailer.core._lifecycle import *
+from flowmailer.core._loop import *
 from flowmailer.core._models import *
 from flowmailer.core._outbox import *
 from flowmailer.core._outcomes import *

@@ -10,6 +10,7 @@ client method that already serves them, and keep their own builders in ``flowmai
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import types
 from collections.abc import Mapping, Set
@@ -20,6 +21,7 @@ import attrs
 
 from flowmailer.core._errors import ConfigurationError, ProtocolError
 from flowmailer.core._http import Host, WireRequest, WireResponse
+from flowmailer.core._loop import Deliver, Engine, Listing, Loop
 from flowmailer.core._models import AccessToken, ArchivedAttachment, Message, MessageEvent, _kind
 from flowmailer.core._outcomes import Ambiguous, Outcome, Transient, TransportResult
 from flowmailer.core._protocol import JSON_CONTENT_TYPE, MEDIA_TYPE, SMALL_ANSWER_LIMIT, SortField, SortOrder, _read
@@ -64,6 +66,8 @@ __all__ = [
     "following_range",
     "interpret",
     "interpret_listing",
+    "perform",
+    "perform_listing",
 ]
 
 T = TypeVar("T")
@@ -582,3 +586,35 @@ def following_range(
     if max_pages is not None and len(seen) >= max_pages:
         raise ProtocolError(f"{endpoint.name}: the listing goes on past {max_pages} pages; stopped there.")
     return following
+
+
+# --- the calls, as the core's request loop runs them -------------------------------------------------------
+
+
+def perform(engine: Engine, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Loop[Any]:
+    """One request for ``endpoint`` with ``args``, through ``engine``'s request loop: what a client's method for
+    an endpoint of the table runs."""
+    account = engine.credentials.account_id
+    build = functools.partial(build_request, endpoint, account, args=args)
+    return (yield from engine.call(endpoint.name, Host.API, build, functools.partial(interpret, endpoint)))
+
+
+def _listing(engine: Engine, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Loop[None]:
+    account = engine.credentials.account_id
+    page_range, seen = first_range(endpoint), set[str]()
+    while page_range is not None:
+        seen.add(page_range.header())
+        page: ListingPage[Any] = yield from engine.call(
+            endpoint.name,
+            Host.API,
+            functools.partial(build_request, endpoint, account, args=args, page=page_range),
+            functools.partial(interpret_listing, endpoint, requested=page_range),
+        )
+        page_range = following_range(endpoint, page, seen)  # before the items: the cursor must be sound
+        for item in page.items:
+            yield Deliver(item)
+
+
+def perform_listing(engine: Engine, endpoint: Endpoint[Any], args: Mapping[str, object]) -> Listing[Any]:
+    """Every item of a ranged listing, a page at a time as the caller asks for the next (each a Deliver)."""
+    return Listing(_listing(engine, endpoint, args))

@@ -1,4 +1,4 @@
-"""Where bearer tokens live between requests, for the trio shell."""
+"""Where bearer tokens live between requests, for the async shell."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["AsyncTokenStore"]
 
 
 class AsyncTokenStore(Protocol):
-    """The trio-coloured twin of :class:`TokenStore`: one token per credential, at most one refresh in flight.
+    """The async-coloured twin of :class:`TokenStore`: one token per credential, at most one refresh in flight.
 
     ``fetch`` asks Flowmailer for a new token and raises a ``FlowmailerError`` when it cannot. After an
     ``AuthenticationError`` the store never calls ``fetch`` for that credential again and re-raises it instead.

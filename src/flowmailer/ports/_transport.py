@@ -22,7 +22,7 @@ class Transport(Protocol):
 
 
 class AsyncTransport(Protocol):
-    """The trio-coloured twin of :class:`Transport`."""
+    """The async-coloured twin of :class:`Transport` (asyncio or trio)."""
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult: ...
 

@@ -1,7 +1,8 @@
-"""The conformance suite every :class:`flowmailer.ports.AsyncTransport` must pass: the sync checks, in trio.
+"""The conformance suite every :class:`flowmailer.ports.AsyncTransport` must pass: the sync checks, async, under
+asyncio or trio (through anyio).
 
-trio is imported where a check runs, as ``FakeFlowmailer.serving`` does, so ``flowmailer.testing`` can re-export
-this module without loading trio for synchronous users.
+anyio is imported where a check runs, as ``FakeFlowmailer.serving`` does, so ``flowmailer.testing`` can re-export
+this module without loading anyio for synchronous users.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ _Check = Callable[[AsyncTransport, TransportTestServer], Awaitable[None]]
 
 
 async def check_async_transport(factory: Callable[[], AsyncTransport], server: TransportTestServer) -> None:
-    """Run every check against fresh transports from ``factory`` (inside ``trio.run``); AssertionError on failure.
+    """Run every check against fresh transports from ``factory`` (inside ``anyio.run``, ``asyncio.run`` or
+    ``trio.run``); AssertionError on failure.
 
     The same contract as :func:`check_transport`, plus what concurrency in one thread adds: many tasks share
     the transport, and their answers still go to the requests that asked. For that check the server's
@@ -112,11 +114,11 @@ async def _check_answers_go_to_the_tasks_that_asked(transport: AsyncTransport, s
         result = await transport.send(_post(path=f"/acct/messages/submit/{i}"), server.origin, server.addresses[0])
         locations[i] = _answered(result).header("location") or ""
 
-    import trio
+    import anyio
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for i in range(30):
-            nursery.start_soon(one, i)
+            tasks.start_soon(one, i)
     received = server.received()
     for i, location in locations.items():
         position = int(location.rsplit("/", 1)[1])
@@ -127,7 +129,7 @@ async def _check_a_reset_under_concurrency_calls_nothing_read_not_sent(
     transport: AsyncTransport, server: TransportTestServer
 ) -> None:
     """A connection reset while other tasks' requests share it: none the server read may be reported NotSent."""
-    import trio
+    import anyio
 
     before = len(server.received())
     results: dict[int, object] = {}
@@ -137,9 +139,9 @@ async def _check_a_reset_under_concurrency_calls_nothing_read_not_sent(
         results[i] = await transport.send(request, server.origin, server.addresses[0])
 
     server.reset_next_request()
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for i in range(8):
-            nursery.start_soon(one, i)
+            tasks.start_soon(one, i)
     read = {r.target.split("?")[0].rsplit("/", 1)[1] for r in server.received()[before:]}
     assert any(isinstance(r, Ambiguous) for r in results.values()), "the reset request was not reported Ambiguous"
     for i, result in results.items():
@@ -157,11 +159,11 @@ async def _check_at_most_ten_connections(transport: AsyncTransport, server: Tran
             result = await transport.send(_post(), server.origin, server.addresses[0])
             results.append(result)
 
-    import trio
+    import anyio
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for _ in range(25):
-            nursery.start_soon(work)
+            tasks.start_soon(work)
     assert len(results) == 250
     assert all(isinstance(r, WireResponse) for r in results), [r for r in results if not isinstance(r, WireResponse)]
     assert server.max_open_connections() <= 10
@@ -169,11 +171,11 @@ async def _check_at_most_ten_connections(transport: AsyncTransport, server: Tran
 
 async def _wait_until(condition: Callable[[], bool], problem: str, timeout: float = 10.0) -> None:
     """Poll a server running in other threads, with a deadline (there is nothing to wait on across threads)."""
-    import trio
+    import anyio
 
-    with trio.move_on_after(timeout):
+    with anyio.move_on_after(timeout):
         while not condition():
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
         return
     raise AssertionError(problem)
 

@@ -110,11 +110,12 @@ class Recorder:
         if self._waiting:
             self._changed.notify_all()
 
-    def connection_opened(self, address: str) -> int:
+    def connection_opened(self, address: str, *, closing: int = 0) -> int:
+        """A connection was accepted while ``closing`` of the open ones were already closed by the client."""
         with self._changed:
             self._connections.append([address, False, 0, 0])
             self._open += 1
-            self._max_open = max(self._max_open, self._open)
+            self._max_open = max(self._max_open, self._open - closing)
             self._notify()
             return len(self._connections) - 1
 

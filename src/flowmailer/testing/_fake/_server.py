@@ -38,6 +38,8 @@ DEFAULT_CREDENTIALS = (
 )
 #: Bodies beyond this are not even read (Flowmailer's own limit, 10 MiB, is answered 413 by the API).
 _MAX_BODY = 64 * 1024 * 1024
+#: The client closed its side (Linux's POLLRDHUP), or the connection is gone altogether.
+_PEER_CLOSED = select.POLLRDHUP | select.POLLHUP
 _STOP_TIMEOUT = 10.0
 
 
@@ -174,15 +176,16 @@ class FakeFlowmailer:
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[FakeFlowmailer]:
-        """The same for trio code: starting and stopping happen off the event loop, which never blocks."""
-        import trio
+        """The same for async code (asyncio or trio, through anyio): starting and stopping happen off the event
+        loop, which never blocks."""
+        import anyio
 
-        await trio.to_thread.run_sync(self._start)
+        await anyio.to_thread.run_sync(self._start)
         try:
             yield self
         finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._stop)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._stop)
 
     def _start(self) -> None:
         with self._lock:
@@ -430,7 +433,7 @@ class _Run:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = self.fake._recorder.connection_opened(address)
+        conn = self.fake._recorder.connection_opened(address, closing=self._closed_by_peer())
         thread = threading.Thread(
             target=self._serve, args=(conn, sock, address, peer[0]), name=f"fake-flowmailer-{conn}", daemon=True
         )
@@ -438,6 +441,18 @@ class _Run:
             self._sockets[conn] = (address, sock)
             self._threads[conn] = thread
         thread.start()
+
+    def _closed_by_peer(self) -> int:
+        """How many of the connections still being served the client has already closed (its FIN arrived, the
+        serving thread has not read it yet): a client's cap is on the connections it holds, and the one it closed
+        to open this one must not count against it. Asked of the kernel (POLLRDHUP), not of the threads."""
+        with self._lock:
+            sockets = [sock for _, sock in self._sockets.values()]
+        poll = select.poll()
+        for sock in sockets:
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile: its thread counts it
+                poll.register(sock.fileno(), _PEER_CLOSED)
+        return len(poll.poll(0))
 
     # -- connection threads --------------------------------------------------------------------------------
     def _serve(self, conn: int, sock: socket.socket, address: str, peer: str) -> None:

@@ -1,4 +1,5 @@
-"""The async transport: trio streams, answers read by h11, keep-alive per IP address, optional HTTP/1.1 pipelining.
+"""The async transport: anyio streams (under asyncio or trio), answers read by h11, keep-alive per IP address,
+optional HTTP/1.1 pipelining.
 
 Pipelining submits is safe here because of how failures are classified, not because submits are idempotent:
 every request written on a connection that then breaks is reported ``Ambiguous`` (the shell reconciles it by its
@@ -11,11 +12,15 @@ from __future__ import annotations
 import math
 import select
 import ssl
+from collections import deque
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
+import anyio
 import attrs
 import h11
-import trio
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
 
 from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
@@ -27,19 +32,20 @@ from flowmailer.adapters._tls import (
 )
 from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
 
-__all__ = ["MAX_PIPELINE_DEPTH", "TrioPoolStats", "TrioTransport"]
+__all__ = ["MAX_PIPELINE_DEPTH", "AnyioPoolStats", "AnyioTransport"]
 
 #: A deeper pipeline only grows what one broken connection makes ambiguous.
 MAX_PIPELINE_DEPTH = 16
 
-#: What trio, the ssl module, h11 and the socket layer raise for network trouble; anything else is a bug.
-_NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, trio.TooSlowError)
+#: What anyio, the ssl module, h11 and the socket layer raise for network trouble; anything else is a bug.
+#: A deadline (``anyio.fail_after``) raises TimeoutError, an OSError.
+_NETWORK_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, h11.ProtocolError)
 
 _Key = tuple[str, int, str]
 
 
 @attrs.frozen
-class TrioPoolStats:
+class AnyioPoolStats:
     """Connections open now and ever opened (each a TLS handshake), and the most requests one carried at once."""
 
     open: int
@@ -55,10 +61,46 @@ class _UnreadableError(Exception):
     """The answer came and is not read (too long, or encoded as not asked); ``str`` says why."""
 
 
+class _Lot:
+    """Tasks waiting in line until woken (trio's ParkingLot, which anyio lacks, on anyio events).
+
+    A task woken but cancelled before it ran passes its wake-up to the next in line, so none is lost.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: deque[anyio.Event] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._waiters)
+
+    async def park(self) -> None:
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.unpark(1)
+            else:
+                self._waiters.remove(event)
+            raise
+
+    def unpark(self, count: int = 1) -> int:
+        """Wake up to ``count`` tasks, first come first; how many were."""
+        woken = 0
+        while self._waiters and woken < count:
+            self._waiters.popleft().set()
+            woken += 1
+        return woken
+
+    def unpark_all(self) -> int:
+        return self.unpark(len(self._waiters))
+
+
 @attrs.define(eq=False)
 class _Conn:
     key: _Key
-    stream: trio.SSLStream[trio.SocketStream]
+    stream: TLSStream
     born: float
     reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
     #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
@@ -69,13 +111,14 @@ class _Conn:
     #: Takes no new request (too old, or the transport is closing); the ones on it are still answered.
     retired: bool = False
     broken: str | None = None
-    write_lock: trio.Lock = attrs.Factory(trio.Lock)
-    turn: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    write_lock: anyio.Lock = attrs.Factory(anyio.Lock)
+    turn: _Lot = attrs.Factory(_Lot)
 
 
-class TrioTransport:
+class AnyioTransport:
     """A :class:`flowmailer.ports.AsyncTransport`: keep-alive connections per (origin, IP address), at most
-    ``max_connections`` open in all, up to ``pipeline_depth`` requests written on one before their answers come.
+    ``max_connections`` open in all, up to ``pipeline_depth`` requests written on one before their answers come;
+    the same code under ``asyncio.run`` and ``trio.run`` (anyio picks the running loop's backend).
 
     The socket goes to the IP address; SNI and the certificate check use the DNS name, against the operating
     system's trust store (truststore) unless ``ca_bundle`` or ``ssl_context`` is given. A context that does not
@@ -124,16 +167,16 @@ class TrioTransport:
         self._opened = 0
         self._max_in_flight = 0
         #: Tasks waiting at the cap, by the key they wait for: a place that opens wakes one task that can use it.
-        self._waiting: dict[_Key, trio.lowlevel.ParkingLot] = {}
+        self._waiting: dict[_Key, _Lot] = {}
         self._closed = False
 
-    def stats(self) -> TrioPoolStats:
-        return TrioPoolStats(self._open, self._opened, self._max_in_flight)
+    def stats(self) -> AnyioPoolStats:
+        return AnyioPoolStats(self._open, self._opened, self._max_in_flight)
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)
-        ends = trio.current_time() + (math.inf if request.timeout is None else request.timeout)
+        ends = anyio.current_time() + (math.inf if request.timeout is None else request.timeout)
         got = await self._checkout((origin.host, origin.port, address), origin, ends)
         if not isinstance(got, _Conn):
             return got
@@ -159,8 +202,8 @@ class TrioTransport:
 
         At the cap, a key with no connection of its own takes the slot of the oldest idle connection elsewhere.
         """
-        waited = min(self._checkout_timeout, ends - trio.current_time())
-        with trio.move_on_after(max(0.0, waited)):
+        waited = min(self._checkout_timeout, ends - anyio.current_time())
+        with anyio.move_on_after(max(0.0, waited)):
             while True:
                 if self._closed:
                     return NotSent("the transport is closed", local=True)
@@ -177,12 +220,12 @@ class TrioTransport:
                     conn.in_flight += 1
                     self._max_in_flight = max(self._max_in_flight, conn.in_flight)
                     return conn
-                await self._waiting.setdefault(key, trio.lowlevel.ParkingLot()).park()
+                await self._waiting.setdefault(key, _Lot()).park()
         return NotSent(f"all {self._max} connections stayed busy for {max(0.0, waited):g} s", local=True)
 
     async def _usable(self, key: _Key) -> _Conn | None:
         """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""
-        now = trio.current_time()
+        now = anyio.current_time()
         for conn in list(self._conns.get(key, ())):
             if conn.in_flight or conn.retired or conn.broken is not None:
                 continue
@@ -195,7 +238,7 @@ class TrioTransport:
         return None
 
     def _least_loaded(self, key: _Key) -> _Conn | None:
-        now = trio.current_time()
+        now = anyio.current_time()
         open_ = [
             c
             for c in self._conns.get(key, ())
@@ -211,33 +254,36 @@ class TrioTransport:
         host, port, address = key
         self._open += 1
         self._opened += 1
-        stream: trio.SSLStream[trio.SocketStream] | None = None
         try:
-            with trio.fail_at(min(trio.current_time() + self._connect_timeout, ends)):
-                tcp = await trio.open_tcp_stream(address, port)
-                stream = trio.SSLStream(tcp, self._ssl_context, server_hostname=host, https_compatible=True)
-                await stream.do_handshake()
+            with _fail_at(min(anyio.current_time() + self._connect_timeout, ends)):
+                # The socket goes to the IP address; SNI and the certificate check use the DNS name. Not
+                # "standard compatible": HTTP frames its own answers, so an EOF without close_notify is an EOF.
+                # connect_tcp closes the TCP stream itself when the handshake fails.
+                stream = await anyio.connect_tcp(
+                    address,
+                    port,
+                    tls=True,
+                    ssl_context=self._ssl_context,
+                    tls_hostname=host,
+                    tls_standard_compatible=False,
+                )
         except (*_NETWORK_ERRORS, ssl.SSLError, ssl.CertificateError) as e:
             self._open -= 1
             self._wake_any()
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-            why = "timed out" if isinstance(e, trio.TooSlowError) else _describe(e)
+            why = "timed out" if isinstance(e, TimeoutError) else _describe(e)
             return NotSent(f"could not connect to {origin.host} at {address}:{port}: {why}", untrusted=untrusted(e))
         except BaseException:
             self._open -= 1
             self._wake_any()
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
             raise
-        conn = _Conn(key, stream, trio.current_time(), in_flight=1)
+        conn = _Conn(key, stream, anyio.current_time(), in_flight=1)
         self._conns.setdefault(key, []).append(conn)
         self._max_in_flight = max(self._max_in_flight, 1)
         self._wake(key, self._depth - 1)  # tasks waiting at the cap may pipeline onto it
         return conn
 
     async def _checkin(self, conn: _Conn) -> None:
-        if self._closed or trio.current_time() - conn.born >= self._max_age:
+        if self._closed or anyio.current_time() - conn.born >= self._max_age:
             conn.retired = True
         if conn.broken is not None or conn.retired:
             if not conn.in_flight:
@@ -257,7 +303,7 @@ class TrioTransport:
             self._open -= 1
             self._wake_any()
         conn.turn.unpark_all()
-        await trio.aclose_forcefully(conn.stream)
+        await anyio.aclose_forcefully(conn.stream)
 
     def _wake(self, key: _Key, count: int) -> bool:
         """Room on a connection to ``key``: wake up to ``count`` tasks waiting for that key; whether any was."""
@@ -284,19 +330,19 @@ class TrioTransport:
         self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float
     ) -> TransportResult:
         address = conn.key[2]
-        limit = min(self._read_timeout, ends - trio.current_time())
-        deadline = trio.current_time() + limit  # one deadline for writing and the whole answer
+        limit = min(self._read_timeout, ends - anyio.current_time())
+        deadline = anyio.current_time() + limit  # one deadline for writing and the whole answer
         async with conn.write_lock:  # FIFO: answers come back in the order requests were written
             if conn.broken is not None:
                 return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
             seq = conn.written
             try:
-                with trio.fail_at(deadline):
+                with _fail_at(deadline):
                     for piece in pieces:
-                        await conn.stream.send_all(piece)
+                        await conn.stream.send(piece)
             except _NETWORK_ERRORS as e:
                 # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
-                reason = "timed out writing" if isinstance(e, trio.TooSlowError) else _describe(e)
+                reason = "timed out writing" if isinstance(e, TimeoutError) else _describe(e)
                 await self._drop(conn, f"writing failed: {reason}")
                 return NotSent(f"connection to {address} closed before the request was written: {reason}")
             except BaseException:
@@ -305,7 +351,7 @@ class TrioTransport:
             conn.written += 1
             conn.used = True
         try:
-            with trio.fail_at(deadline):
+            with _fail_at(deadline):
                 while conn.answered != seq and conn.broken is None:
                     await conn.turn.park()
                 if conn.broken is not None:
@@ -315,7 +361,7 @@ class TrioTransport:
             await self._drop(conn, f"an answer was not read: {e}")
             return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
-            reason = limit_text(max(0.0, limit)) if isinstance(e, trio.TooSlowError) else _describe(e)
+            reason = limit_text(max(0.0, limit)) if isinstance(e, TimeoutError) else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
@@ -336,7 +382,11 @@ class TrioTransport:
         while True:
             event = reader.next_event()
             if event is h11.NEED_DATA:
-                reader.receive_data(bytes(await conn.stream.receive_some(65536)))
+                try:
+                    data = await conn.stream.receive(65536)
+                except anyio.EndOfStream:
+                    data = b""  # h11's word for the end of the stream
+                reader.receive_data(data)
             elif isinstance(event, h11.Response):
                 status = event.status_code
                 headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
@@ -364,7 +414,7 @@ class TrioTransport:
 
 def _closed_by_peer(conn: _Conn) -> bool:
     """An idle keep-alive connection is unusable once the server closed it (it became readable: EOF or junk)."""
-    fd = conn.stream.transport_stream.socket.fileno()
+    fd = conn.stream.extra(SocketAttribute.raw_socket).fileno()  # noqa: S610 - anyio's typed attributes, not Django
     if fd < 0:
         return True
     if hasattr(select, "poll"):
@@ -375,6 +425,11 @@ def _closed_by_peer(conn: _Conn) -> bool:
     return bool(readable)
 
 
+def _fail_at(deadline: float) -> AbstractContextManager[anyio.CancelScope]:
+    """``trio.fail_at`` in anyio terms: TimeoutError once ``deadline`` (on the loop's clock) has passed."""
+    return anyio.fail_after(max(0.0, deadline - anyio.current_time()))
+
+
 def _describe(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     parts = [f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text]
@@ -383,7 +438,7 @@ def _describe(e: BaseException) -> str:
 
 
 def _describe_causes(e: BaseException) -> Iterator[str]:
-    """trio wraps ssl and socket errors (BrokenResourceError from SSLError): keep the cause in the reason."""
+    """anyio wraps ssl and socket errors (BrokenResourceError from SSLError): keep the cause in the reason."""
     seen = {id(e)}
     cause = e.__cause__ or e.__context__
     while cause is not None and id(cause) not in seen:

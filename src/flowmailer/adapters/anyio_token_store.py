@@ -1,4 +1,5 @@
-"""The in-memory token store for trio: single flight with a trio.Event, the core's TokenPolicy deciding."""
+"""The in-memory token store for async code: single flight with an anyio.Event (asyncio or trio), the core's
+TokenPolicy deciding."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import anyio
 import attrs
-import trio
 
 from flowmailer.core import (
     AccessToken,
@@ -19,7 +20,7 @@ from flowmailer.core import (
     TokenPolicy,
 )
 
-__all__ = ["TrioTokenStore"]
+__all__ = ["AnyioTokenStore"]
 
 _log = logging.getLogger("flowmailer")
 
@@ -29,7 +30,7 @@ class _Slot:
     token: AccessToken | None = None
     refreshing: bool = False
     #: Set when the refresh in flight ends; replaced by each new refresh.
-    done: trio.Event = attrs.Factory(trio.Event)
+    done: anyio.Event = attrs.Factory(anyio.Event)
     failure: FlowmailerError | None = None
     refused: AuthenticationError | None = None
     #: Refreshes failed in a row, and when the next may start (None: at once).
@@ -37,8 +38,8 @@ class _Slot:
     retry_at: float | None = None
 
 
-class TrioTokenStore:
-    """A :class:`flowmailer.ports.AsyncTokenStore` for the tasks of one trio run.
+class AnyioTokenStore:
+    """A :class:`flowmailer.ports.AsyncTokenStore` for the tasks of one event loop (asyncio or trio).
 
     ``now`` is wall time in epoch seconds (token expiry is wall time): give it the AsyncClient's ``wall_clock``.
     A refresh that fails while the old token still has time
@@ -73,7 +74,7 @@ class TrioTokenStore:
                 return slot.token
             break
         current = slot.token
-        slot.refreshing, slot.done, slot.failure = True, trio.Event(), None
+        slot.refreshing, slot.done, slot.failure = True, anyio.Event(), None
         try:
             new = await fetch()
         except AuthenticationError as e:

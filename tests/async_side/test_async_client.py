@@ -1,18 +1,21 @@
-"""AsyncClient's request loop against a scripted transport, under trio's MockClock: no test waits for real."""
+"""AsyncClient's request loop against a scripted transport: under trio's MockClock where time must pass, under
+asyncio and trio both (anyio's pytest plugin) where none does. No test waits for real."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 import trio
 import trio.testing
 
-from flowmailer.adapters.trio_token_store import TrioTokenStore
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import (
     Ambiguous,
@@ -30,6 +33,7 @@ from flowmailer.core import (
     WireRequest,
 )
 from flowmailer.ports import Resolver
+from tests.async_side import WallClock
 from tests.client.scripted import API, LOGIN, ScriptedTransport, page, status, token_answer
 from tests.client.scripted import resolver as scripted_resolver
 
@@ -39,14 +43,14 @@ EPOCH = 1_700_000_000.0
 
 
 class AsyncScripted:
-    """The sync ScriptedTransport behind a trio checkpoint, so tasks interleave as over a network."""
+    """The sync ScriptedTransport behind a checkpoint, so tasks interleave as over a network."""
 
     def __init__(self) -> None:
         self.inner = ScriptedTransport()
         self.closed = False
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self.inner.send(request, origin, address)
 
     async def aclose(self) -> None:
@@ -54,48 +58,57 @@ class AsyncScripted:
 
 
 def wall() -> float:
-    return EPOCH + trio.current_time()
+    return EPOCH + anyio.current_time()
 
 
 def make(transport: AsyncScripted, resolver: Resolver | None = None) -> AsyncClient:
     return AsyncClient(
         CREDENTIALS,
         transport=transport,
-        token_store=TrioTokenStore(wall),
+        token_store=AnyioTokenStore(wall),
         api_url=f"https://{API}",
         login_url=f"https://{LOGIN}",
         resolver=resolver if resolver is not None else scripted_resolver(),
-        wall_clock=wall,
+        clock=WallClock(wall),
         rng=random.Random(7),
     )
+
+
+@contextlib.asynccontextmanager
+async def scripted(resolver: Resolver | None = None) -> AsyncIterator[tuple[AsyncClient, AsyncScripted]]:
+    """A client over a fresh scripted transport, closed (and checked closed) at the end of the block."""
+    transport = AsyncScripted()
+    async with make(transport, resolver) as client:
+        yield client, transport
+    assert transport.closed
 
 
 def run(
     body: Callable[[AsyncClient, AsyncScripted], Awaitable[None]], resolver: Resolver | None = None
 ) -> AsyncScripted:
-    transport = AsyncScripted()
+    """``body`` under trio's MockClock, which jumps whenever every task waits: retry waits and token ages pass
+    at once."""
+    got: list[AsyncScripted] = []
 
     async def main() -> None:
-        async with make(transport, resolver) as client:
+        async with scripted(resolver) as (client, transport):
+            got.append(transport)
             await body(client, transport)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert transport.closed
-    return transport
+    return got[0]
 
 
-def test_fifty_concurrent_submits_share_one_token_fetch() -> None:
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
-        async with trio.open_nursery() as nursery:
-            for _ in range(50):
-                nursery.start_soon(client.submit, MESSAGE)
-
-    transport = run(body)
+@pytest.mark.anyio
+async def test_fifty_concurrent_submits_share_one_token_fetch() -> None:
+    async with scripted() as (client, transport), anyio.create_task_group() as tasks:
+        for _ in range(50):
+            tasks.start_soon(client.submit, MESSAGE)
     assert len(transport.inner.to("/oauth/token")) == 1
     assert len(transport.inner.to("/messages/submit")) == 50
 
 
-def test_the_token_is_refreshed_ahead_of_expiry_on_trios_clock() -> None:
+def test_the_token_is_refreshed_ahead_of_expiry_on_the_mock_clock() -> None:
     async def body(client: AsyncClient, transport: AsyncScripted) -> None:
         transport.inner.queue("/oauth/token", token_answer("tok-1", 60), token_answer("tok-2", 60))
         await client.submit(MESSAGE)
@@ -111,7 +124,7 @@ def test_the_token_is_refreshed_ahead_of_expiry_on_trios_clock() -> None:
     assert len(transport.inner.to("/oauth/token")) == 2
 
 
-def test_retry_after_is_waited_out_on_trios_clock() -> None:
+def test_retry_after_is_waited_out_on_the_mock_clock() -> None:
     async def body(client: AsyncClient, transport: AsyncScripted) -> None:
         transport.inner.queue("/messages/submit", status(503, Retry_After="2"))
         started = trio.current_time()
@@ -122,15 +135,14 @@ def test_retry_after_is_waited_out_on_trios_clock() -> None:
     assert len(transport.inner.to("/messages/submit")) == 2
 
 
-def test_no_answer_to_a_submit_raises_ambiguous_with_the_reference_tag() -> None:
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+@pytest.mark.anyio
+async def test_no_answer_to_a_submit_raises_ambiguous_with_the_reference_tag() -> None:
+    async with scripted() as (client, transport):
         transport.inner.queue("/messages/submit", Ambiguous("reset after write"))
         with pytest.raises(AmbiguousError) as e:
             await client.submit(MESSAGE)
         assert e.value.client_reference is not None
         assert e.value.client_reference in transport.inner.to("/messages/submit")[0].request.body.decode()
-
-    transport = run(body)
     assert len(transport.inner.to("/messages/submit")) == 1
 
 
@@ -143,14 +155,13 @@ def test_an_idempotent_read_without_an_answer_is_sent_again() -> None:
     assert len(transport.inner.to("/messages/abc")) == 2
 
 
-def test_refused_credentials_are_never_asked_for_again() -> None:
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+@pytest.mark.anyio
+async def test_refused_credentials_are_never_asked_for_again() -> None:
+    async with scripted() as (client, transport):
         transport.inner.queue("/oauth/token", status(401, {"error": "invalid_client", "error_description": "Bad"}))
         for _ in range(3):
             with pytest.raises(AuthenticationError):
                 await client.submit(MESSAGE)
-
-    transport = run(body)
     assert len(transport.inner.to("/oauth/token")) == 1
     assert transport.inner.to("/messages/submit") == []
 
@@ -167,22 +178,21 @@ def test_persistent_5xx_gives_up_with_a_transient_error_within_the_deadline() ->
     assert len(transport.inner.to("/messages/submit")) == 5
 
 
-def test_message_events_and_messages_by_tag_fetch_pages_as_they_are_iterated() -> None:
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+@pytest.mark.anyio
+async def test_message_events_and_messages_by_tag_fetch_pages_as_they_are_iterated() -> None:
+    async with scripted() as (client, transport):
         event = {"id": "e1", "messageId": "m1", "type": "DELIVERED"}
         transport.inner.queue("/message_events", page([event], next_ref="aa"), page([event, event]))
         sizes = [len(p.items) async for p in client.message_events()]
         assert sizes == [1, 2]
         transport.inner.queue("/messages", page([{"id": "m1"}], next_ref="bb"), page([{"id": "m2"}]))
         assert [m.id async for m in client.messages_by_tag("ref:x")] == ["m1", "m2"]
-
-    transport = run(body)
     ranges = [s.request.header("Range") for s in transport.inner.to("/message_events")]
     assert ranges == ["items=:100", "items=aa:100"]
 
 
 class GatedResolver:
-    """Blocks in ``resolve`` until the test opens the gate: on trio's own thread it would stall every task."""
+    """Blocks in ``resolve`` until the test opens the gate: on the event loop's thread it would stall every task."""
 
     def __init__(self) -> None:
         self.entered = threading.Event()
@@ -192,30 +202,26 @@ class GatedResolver:
     def resolve(self, host: str, port: int) -> Resolution | NotSent:
         self.entered.set()
         if not self.gate.wait(10):
-            return NotSent("the gate never opened: the resolver blocked trio's thread")
+            return NotSent("the gate never opened: the resolver blocked the event loop's thread")
         return self.inner.resolve(host, port)
 
 
-def test_the_blocking_resolver_runs_in_a_worker_thread() -> None:
+@pytest.mark.anyio
+async def test_the_blocking_resolver_runs_in_a_worker_thread() -> None:
     resolver = GatedResolver()
-
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.submit, MESSAGE)
-            await trio.to_thread.run_sync(resolver.entered.wait)
-            resolver.gate.set()  # runs only because the resolver is not holding trio's thread
-
-    transport = run(body, resolver)
+    async with scripted(resolver) as (client, transport), anyio.create_task_group() as tasks:
+        tasks.start_soon(client.submit, MESSAGE)
+        await anyio.to_thread.run_sync(resolver.entered.wait)
+        resolver.gate.set()  # runs only because the resolver is not holding the event loop's thread
     assert len(transport.inner.to("/messages/submit")) == 1
 
 
-def test_invalid_token_refreshes_once_and_resends() -> None:
-    async def body(client: AsyncClient, transport: AsyncScripted) -> None:
+@pytest.mark.anyio
+async def test_invalid_token_refreshes_once_and_resends() -> None:
+    async with scripted() as (client, transport):
         transport.inner.queue("/oauth/token", token_answer("tok-1"), token_answer("tok-2"))
         transport.inner.queue("/messages/submit", status(401, {"error": "invalid_token"}))
         await client.submit(MESSAGE)
-
-    transport = run(body)
     tokens = [s.request.header("Authorization") for s in transport.inner.to("/messages/submit")]
     assert tokens == ["Bearer tok-1", "Bearer tok-2"]
 
@@ -231,11 +237,11 @@ def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(caplo
     client = AsyncClient(
         CREDENTIALS,
         transport=transport,
-        token_store=TrioTokenStore(wall),
+        token_store=AnyioTokenStore(wall),
         api_url=f"https://{API}",
         login_url=f"https://{LOGIN}",
         resolver=scripted_resolver(),
-        wall_clock=wall,
+        clock=WallClock(wall),
         rng=random.Random(7),
         observer=RaisingObserver(),
     )
@@ -269,7 +275,7 @@ def test_from_env_names_the_missing_variable() -> None:
     assert e.value.field == "FLOWMAILER_CLIENT_SECRET"
 
 
-def test_from_env_builds_a_trio_transport_that_trusts_the_ca_bundle(tmp_path: Path) -> None:
+def test_from_env_builds_a_transport_that_trusts_the_ca_bundle(tmp_path: Path) -> None:
     env = {"FLOWMAILER_ACCOUNT_ID": "a", "FLOWMAILER_CLIENT_ID": "c", "FLOWMAILER_CLIENT_SECRET": "s"}
     with pytest.raises(ConfigurationError) as e:
         AsyncClient.from_env({**env, "FLOWMAILER_CA_BUNDLE": str(tmp_path / "missing.pem")})

@@ -1,8 +1,9 @@
-"""AsyncClient over TrioTransport against FakeFlowmailer: real TLS on loopback addresses, faults injected.
+"""AsyncClient over AnyioTransport against FakeFlowmailer: real TLS on loopback addresses, faults injected, under
+asyncio and trio (anyio's pytest plugin).
 
-trio's real clock: the transport's timeouts must not be jumped by a MockClock while the fake (in threads)
-answers. Nothing waits except a blackholed connect, which waits out its short connect timeout: the behaviour
-under test.
+The real clock: the transport's timeouts must not be jumped by a MockClock while the fake (in threads) answers.
+Nothing waits except a blackholed connect, which waits out its short connect timeout: the behaviour under test.
+The two tests that move time past a deadline use trio's MockClock (moved only by ``clock.jump``) and stay on trio.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 import trio
 import trio.testing
 
-from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.adapters.trio_transport import TrioTransport
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.core import (
     AddressPolicy,
@@ -39,6 +41,7 @@ from flowmailer.core import (
     token_request,
 )
 from flowmailer.testing import API_HOST, LOGIN_HOST, FakeFlowmailer, Fault, Mode, StaticResolver
+from tests.async_side import WallClock
 
 MESSAGE = SubmitMessage(sender_address="shop@example.com", recipient_address="ann@example.com", text="Hi")
 
@@ -52,11 +55,11 @@ class Attempts:
             self.events.append(event)
 
 
-def client(fake: FakeFlowmailer, transport: TrioTransport, **kwargs: object) -> AsyncClient:
+def client(fake: FakeFlowmailer, transport: AnyioTransport, **kwargs: object) -> AsyncClient:
     return AsyncClient(
         fake.client_credentials(),
         transport=transport,
-        token_store=TrioTokenStore(),
+        token_store=AnyioTokenStore(),
         api_url=fake.api_url,
         login_url=fake.login_url,
         resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
@@ -65,19 +68,17 @@ def client(fake: FakeFlowmailer, transport: TrioTransport, **kwargs: object) -> 
     )
 
 
-def transport(fake: FakeFlowmailer, **kwargs: object) -> TrioTransport:
-    return TrioTransport(ssl_context=fake.client_ssl_context(), **kwargs)  # type: ignore[arg-type]
+def transport(fake: FakeFlowmailer, **kwargs: object) -> AnyioTransport:
+    return AnyioTransport(ssl_context=fake.client_ssl_context(), **kwargs)  # type: ignore[arg-type]
 
 
-def serve(fake: FakeFlowmailer, body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with fake.serving():
-            await body()
-
-    trio.run(main)
+async def serve(fake: FakeFlowmailer, body: Callable[[], Awaitable[None]]) -> None:
+    async with fake.serving():
+        await body()
 
 
-def test_submit_returns_the_message_id_flowmailer_accepted() -> None:
+@pytest.mark.anyio
+async def test_submit_returns_the_message_id_flowmailer_accepted() -> None:
     fake = FakeFlowmailer()
 
     async def body() -> None:
@@ -85,10 +86,11 @@ def test_submit_returns_the_message_id_flowmailer_accepted() -> None:
             message_id = await c.submit(MESSAGE)
         assert [m.message_id for m in fake.records().accepted] == [message_id]
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_a_hundred_concurrent_submits_use_at_most_ten_connections_and_one_token() -> None:
+@pytest.mark.anyio
+async def test_a_hundred_concurrent_submits_use_at_most_ten_connections_and_one_token() -> None:
     fake = FakeFlowmailer()
     ids: list[str] = []
 
@@ -96,19 +98,20 @@ def test_a_hundred_concurrent_submits_use_at_most_ten_connections_and_one_token(
         async def one() -> None:
             ids.append(await c.submit(MESSAGE))
 
-        async with client(fake, transport(fake)) as c, trio.open_nursery() as nursery:
+        async with client(fake, transport(fake)) as c, anyio.create_task_group() as tasks:
             for _ in range(100):
-                nursery.start_soon(one)
+                tasks.start_soon(one)
         records = fake.records()
         assert sorted(ids) == sorted(m.message_id for m in records.accepted)
         assert len(set(ids)) == 100
         assert records.max_open_connections <= 10
         assert sum(records.token_requests.values()) == 1
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_pipelining_at_depth_three_pipelines_and_each_submit_gets_its_own_answer() -> None:
+@pytest.mark.anyio
+async def test_pipelining_at_depth_three_pipelines_and_each_submit_gets_its_own_answer() -> None:
     # The first submit is held by the fake, so the next ones are written behind it on the one connection.
     fake = FakeFlowmailer(addresses=("127.0.0.2",), faults=[Fault.delay(0.5, path="submit", at=[0])])
     ids: dict[str, str] = {}
@@ -120,18 +123,19 @@ def test_pipelining_at_depth_three_pipelines_and_each_submit_gets_its_own_answer
 
         async with client(fake, transport(fake, max_connections=1, pipeline_depth=3)) as c:
             await c.check_credentials()
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for i in range(12):
-                    nursery.start_soon(one, i)
+                    tasks.start_soon(one, i)
         records = fake.records()
         assert records.pipelined_requests >= 2
         accepted = {m.message_id: [t for t in m.tags if t.startswith("ref:")] for m in records.accepted}
         assert {ref: [ref] for ref in ids} == {ref: accepted[message_id] for ref, message_id in ids.items()}
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_ambiguous() -> None:
+@pytest.mark.anyio
+async def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_ambiguous() -> None:
     # Submit 0 is held, so submits 1 and 2 are written behind it; the fake accepts submit 1 and resets.
     fake = FakeFlowmailer(
         addresses=("127.0.0.2",),
@@ -149,9 +153,9 @@ def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_
             request = submit_request(fake.account_id, token, message)  # type: ignore[arg-type]
             results[f"ref:reset-{i}"] = await t.send(request, fake.api_origin, "127.0.0.2")
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for i in range(3):
-                nursery.start_soon(one, i)
+                tasks.start_soon(one, i)
         await t.aclose()
         answered = [ref for ref, r in results.items() if isinstance(r, WireResponse)]
         ambiguous = [ref for ref, r in results.items() if isinstance(r, Ambiguous)]
@@ -162,10 +166,11 @@ def test_a_reset_under_pipelining_makes_exactly_the_written_unanswered_requests_
         assert sorted(copies.get(ref, 0) for ref in ambiguous) == [0, 1]
         assert fake.records().pipelined_requests >= 1
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each() -> None:
+@pytest.mark.anyio
+async def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each() -> None:
     fake = FakeFlowmailer(
         addresses=("127.0.0.2",),
         faults=[Fault.delay(0.5, path="submit", at=[0]), Fault.accept_then_reset(path="submit", at=[1])],
@@ -182,9 +187,9 @@ def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each
 
         async with client(fake, transport(fake, max_connections=1, pipeline_depth=3)) as c:
             await c.check_credentials()
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for i in range(3):
-                    nursery.start_soon(one, i)
+                    tasks.start_soon(one, i)
             assert len(unsure) == 2
             for e in unsure:
                 assert e.client_reference is not None
@@ -193,10 +198,11 @@ def test_ambiguous_pipelined_submits_reconciled_by_reference_leave_one_copy_each
                     await c.submit(MESSAGE.with_client_reference(e.client_reference.removeprefix("ref:"), "ref:"))
         assert fake.records().copies_by_reference == {f"ref:rec-{i}": 1 for i in range(3)}
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_a_blackholed_address_costs_one_connect_timeout_and_is_then_avoided() -> None:
+@pytest.mark.anyio
+async def test_a_blackholed_address_costs_one_connect_timeout_and_is_then_avoided() -> None:
     fake = FakeFlowmailer()
     attempts = Attempts()
 
@@ -213,10 +219,11 @@ def test_a_blackholed_address_costs_one_connect_timeout_and_is_then_avoided() ->
         assert len(failed) == 1
         assert isinstance(failed[0].outcome, NotSent)
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_a_wrong_certificate_is_refused_and_nothing_is_sent() -> None:
+@pytest.mark.anyio
+async def test_a_wrong_certificate_is_refused_and_nothing_is_sent() -> None:
     fake = FakeFlowmailer()
 
     async def body() -> None:
@@ -228,10 +235,11 @@ def test_a_wrong_certificate_is_refused_and_nothing_is_sent() -> None:
         assert "certificate" in result.reason.lower()
         assert fake.records().requests == 0
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_a_wrong_certificate_everywhere_is_a_ca_bundle_error_after_one_attempt_on_each_address() -> None:
+@pytest.mark.anyio
+async def test_a_wrong_certificate_everywhere_is_a_ca_bundle_error_after_one_attempt_on_each_address() -> None:
     fake = FakeFlowmailer()
     attempts = Attempts()
 
@@ -246,15 +254,15 @@ def test_a_wrong_certificate_everywhere_is_a_ca_bundle_error_after_one_attempt_o
         assert sorted(e.address for e in attempts.events) == sorted(fake.addresses)
         assert fake.records().requests == 0
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
 def test_plain_http_is_refused() -> None:
     with pytest.raises(ConfigurationError) as e:
         AsyncClient(
             FakeFlowmailer().client_credentials(),
-            transport=TrioTransport(),
-            token_store=TrioTokenStore(),
+            transport=AnyioTransport(),
+            token_store=AnyioTokenStore(),
             api_url="http://api.flowmailer.net",
         )
     assert e.value.field == "api_url"
@@ -275,8 +283,8 @@ def test_no_answer_within_the_read_timeout_is_ambiguous() -> None:
             async def send() -> None:
                 results.append(await t.send(request, fake.api_origin, "127.0.0.2"))
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(send)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(send)
                 await trio.to_thread.run_sync(fake.wait_until, lambda r: r.requests == 1)
                 clock.jump(5)
             await t.aclose()
@@ -301,9 +309,9 @@ def test_a_connection_reaching_its_maximum_age_still_answers_the_requests_pipeli
             async def send() -> None:
                 results.append(await t.send(request, fake.api_origin, "127.0.0.2"))
 
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for _ in range(3):
-                    nursery.start_soon(send)
+                    tasks.start_soon(send)
                 await trio.to_thread.run_sync(fake.wait_until, lambda r: r.requests == 1)
                 clock.jump(61)
             assert t.stats().opened == 1
@@ -314,7 +322,8 @@ def test_a_connection_reaching_its_maximum_age_still_answers_the_requests_pipeli
     assert all(isinstance(r, WireResponse) for r in results), results
 
 
-def test_from_env_builds_the_transport_and_token_store_itself() -> None:
+@pytest.mark.anyio
+async def test_from_env_builds_the_transport_and_token_store_itself() -> None:
     fake = FakeFlowmailer()
 
     async def body() -> None:
@@ -332,10 +341,11 @@ def test_from_env_builds_the_transport_and_token_store_itself() -> None:
             message_id = await c.submit(MESSAGE)
         assert [m.message_id for m in fake.records().accepted] == [message_id]
 
-    serve(fake, body)
+    await serve(fake, body)
 
 
-def test_stats_keep_settled_days_and_report_requests_never_overlap() -> None:
+@pytest.mark.anyio
+async def test_stats_keep_settled_days_and_report_requests_never_overlap() -> None:
     day = 86400
     now = 1_700_000_000.0
     midnight = now - now % day
@@ -343,12 +353,12 @@ def test_stats_keep_settled_days_and_report_requests_never_overlap() -> None:
     old = DateRange(datetime.fromtimestamp(midnight - 30 * day, UTC), datetime.fromtimestamp(midnight - 20 * day, UTC))
 
     async def body() -> None:
-        async with client(fake, transport(fake), wall_clock=lambda: now) as c, trio.open_nursery() as nursery:
+        async with client(fake, transport(fake), clock=WallClock(lambda: now)) as c, anyio.create_task_group() as tasks:
             await c.submit(MESSAGE)
             for _ in range(4):
-                nursery.start_soon(functools.partial(c.message_stats, old, interval=day))
+                tasks.start_soon(functools.partial(c.message_stats, old, interval=day))
 
-    serve(fake, body)
+    await serve(fake, body)
     records = fake.records()
     assert len(records.reports) == 1  # the first asked; the others waited and got what it kept
     assert records.max_concurrent_reports == 1

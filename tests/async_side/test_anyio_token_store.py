@@ -1,14 +1,16 @@
-"""TrioTokenStore: single flight with trio primitives, under MockClock; the core's TokenPolicy decides."""
+"""AnyioTokenStore: single flight with anyio primitives, under trio's MockClock (and under asyncio where no time
+needs to pass); the core's TokenPolicy decides."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
 import trio
 import trio.testing
 
-from flowmailer.adapters.trio_token_store import TrioTokenStore
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
 from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
 
 CREDENTIALS = Credentials("acct", "client-1", "secret")
@@ -29,9 +31,9 @@ class Fetcher:
         return AccessToken(f"tok-{self.calls}", trio.current_time() + 60)
 
 
-def run(body: Callable[[TrioTokenStore], Awaitable[None]]) -> None:
+def run(body: Callable[[AnyioTokenStore], Awaitable[None]]) -> None:
     async def main() -> None:
-        await body(TrioTokenStore(trio.current_time))
+        await body(AnyioTokenStore(trio.current_time))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -40,7 +42,7 @@ def test_many_tasks_without_a_token_share_one_fetch() -> None:
     fetch = Fetcher()
     got: list[str] = []
 
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         async def one() -> None:
             got.append((await store.token(CREDENTIALS, fetch)).value)
 
@@ -53,7 +55,7 @@ def test_many_tasks_without_a_token_share_one_fetch() -> None:
 
 
 def test_a_failed_refresh_ahead_of_expiry_keeps_the_current_token_serving() -> None:
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         first = await store.token(CREDENTIALS, Fetcher())
         await trio.sleep(55)  # 4 s left: inside the refresh-ahead window, still usable
         failing = Fetcher(TransientError("login host down"))
@@ -67,7 +69,7 @@ def test_waiters_for_a_refresh_that_fails_get_its_error_without_fetching_again()
     fetch = Fetcher(TransientError("login host down"))
     errors: list[BaseException] = []
 
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         async def one() -> None:
             try:
                 await store.token(CREDENTIALS, fetch)
@@ -85,7 +87,7 @@ def test_waiters_for_a_refresh_that_fails_get_its_error_without_fetching_again()
 def test_refused_credentials_are_never_fetched_again() -> None:
     fetch = Fetcher(AuthenticationError("client-1", "Bad credentials"))
 
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         for _ in range(3):
             with pytest.raises(AuthenticationError):
                 await store.token(CREDENTIALS, fetch)
@@ -97,7 +99,7 @@ def test_refused_credentials_are_never_fetched_again() -> None:
 def test_an_invalidated_token_is_fetched_again_unless_already_replaced() -> None:
     fetch = Fetcher()
 
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         first = await store.token(CREDENTIALS, fetch)
         store.invalidate(CREDENTIALS, first)
         second = await store.token(CREDENTIALS, fetch)
@@ -109,10 +111,33 @@ def test_an_invalidated_token_is_fetched_again_unless_already_replaced() -> None
 
 
 def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight() -> None:
-    async def body(store: TrioTokenStore) -> None:
+    async def body(store: AnyioTokenStore) -> None:
         with pytest.raises(RuntimeError):
             await store.token(CREDENTIALS, Fetcher(RuntimeError("a bug in the fetch")))
         with trio.fail_after(5):  # MockClock time: a store stuck waiting for the failed refresh would time out
             assert (await store.token(CREDENTIALS, Fetcher())).value == "tok-1"
 
     run(body)
+
+
+@pytest.mark.anyio
+async def test_many_tasks_share_one_fetch_on_either_backend() -> None:
+    store = AnyioTokenStore(anyio.current_time)
+    gate = anyio.Event()
+    calls: list[int] = []
+    got: list[str] = []
+
+    async def fetch() -> AccessToken:
+        calls.append(1)
+        await gate.wait()  # every other task arrives while this fetch is in flight
+        return AccessToken("tok-1", anyio.current_time() + 60)
+
+    async def one() -> None:
+        got.append((await store.token(CREDENTIALS, fetch)).value)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(20):
+            tasks.start_soon(one)
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    assert (len(calls), got) == (1, ["tok-1"] * 20)

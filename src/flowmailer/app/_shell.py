@@ -1,0 +1,241 @@
+"""What the sync and the async client share: their construction, the effects that need no waiting, and their
+operations, each written once as a call of the core's :class:`~flowmailer.core.Engine`.
+
+A shell only performs effects. :class:`operation` and :class:`listing` turn an ``Engine`` method into a method of
+both clients: on :class:`flowmailer.app.Client` a plain call (or an iterator), on ``AsyncClient`` a coroutine (or
+an async iterator). The request loop, the retry policy and every other decision are the core's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+
+from flowmailer.app import _defaults
+from flowmailer.core import (
+    Accepted,
+    AddressPolicy,
+    AttemptFinished,
+    ConfigurationError,
+    Credentials,
+    Emit,
+    Engine,
+    ForgetToken,
+    Host,
+    Listing,
+    Loop,
+    NewReference,
+    Origin,
+    ReportBook,
+    ReportPolicy,
+    RequestFinished,
+    RetryBudget,
+    RetryPolicy,
+    Sleep,
+    Tick,
+)
+from flowmailer.ports import Clock, Observer, ReportStore, Resolver
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine, Iterator
+
+    from flowmailer.core import Effect
+
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Shell", "listing", "operation"]
+
+DEFAULT_API_URL = "https://api.flowmailer.net"
+DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
+
+_log = logging.getLogger("flowmailer")
+P = ParamSpec("P")
+T = TypeVar("T")
+X = TypeVar("X")
+TransportT = TypeVar("TransportT")
+TokensT = TypeVar("TokensT")
+S = TypeVar("S", bound="Shell[Any, Any]")
+
+#: What :meth:`Shell._perform_now` returns for an effect that needs the shell's own waiting.
+NOT_NOW: Any = object()
+
+
+class operation(Generic[P, T]):  # noqa: N801 - used like a decorator, as ``property`` is
+    """An ``Engine`` call as a method of both clients: a plain call on the sync client, a coroutine on the async
+    one. ``exclusive`` calls run one at a time per client (reports: Flowmailer asks for no overlapping ones)."""
+
+    def __init__(self, start: Callable[Concatenate[Engine, P], Loop[T]], *, exclusive: bool = False) -> None:
+        self._start = start
+        self._exclusive = exclusive
+        self.__doc__ = start.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, obj: SyncShell[Any, Any], owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: AsyncShell[Any, Any], owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, obj: Shell[Any, Any] | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        return obj._bind(self._start, self._exclusive)
+
+
+class listing(Generic[P, X]):  # noqa: N801 - used like a decorator, as ``property`` is
+    """An ``Engine`` listing as a method of both clients: an iterator on the sync client, an async iterator on the
+    async one; pages are fetched as the caller iterates."""
+
+    def __init__(self, start: Callable[Concatenate[Engine, P], Listing[X]]) -> None:
+        self._start = start
+        self.__doc__ = start.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, obj: SyncShell[Any, Any], owner: type[Any]) -> Callable[P, Iterator[X]]: ...
+    @overload
+    def __get__(self, obj: AsyncShell[Any, Any], owner: type[Any]) -> Callable[P, AsyncIterator[X]]: ...
+    def __get__(self, obj: Shell[Any, Any] | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        return obj._bind_listing(self._start)
+
+
+class Shell(Generic[TransportT, TokensT]):
+    """A client: an :class:`Engine` and the adapters that perform its effects. Adapters left out are built by
+    default: the transport over the system trust store (or ``ca_bundle``), the system resolver, an in-memory token
+    store, the real clock."""
+
+    _sync: bool  # which kind of method an operation becomes on this shell
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        login_url: str = DEFAULT_LOGIN_URL,
+        policy: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        address_policy: AddressPolicy | None = None,
+        report_policy: ReportPolicy | None = None,
+        report_store: ReportStore | None = None,
+        reference_prefix: str = "ref:",
+        ca_bundle: str | None = None,
+        max_connections: int = _defaults.MAX_CONNECTIONS,
+        transport: TransportT | None = None,
+        resolver: Resolver | None = None,
+        token_store: TokensT | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self._start_shell()
+        origins = {
+            Host.API: Origin.parse(api_url, field="api_url"),
+            Host.LOGIN: Origin.parse(login_url, field="login_url"),
+        }
+        self._engine = Engine(
+            credentials,
+            origins,
+            policy=policy,
+            budget=budget,
+            address_policy=address_policy,
+            report_policy=report_policy,
+            reference_prefix=reference_prefix,
+            draw=(rng if rng is not None else random.Random()).random,
+            guard=self._guard,
+        )
+        self._clock = clock if clock is not None else _defaults.clock()
+        if transport is None:
+            age = self._engine.address_policy.max_connection_age
+            transport = self._default_transport(ca_bundle, max_connections, age)
+        elif ca_bundle is not None or max_connections != _defaults.MAX_CONNECTIONS:
+            field = "ca_bundle" if ca_bundle is not None else "max_connections"
+            raise ConfigurationError(field, "was given with a transport", f"set {field} on the transport itself")
+        self._transport: TransportT = transport
+        self._resolver = resolver if resolver is not None else _defaults.resolver()
+        self._tokens: TokensT = token_store if token_store is not None else self._default_token_store()
+        self._observer = observer
+        self._reports: ReportStore = report_store if report_store is not None else ReportBook()
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **kwargs: object) -> S:
+        """Credentials from FLOWMAILER_ACCOUNT_ID, FLOWMAILER_CLIENT_ID and FLOWMAILER_CLIENT_SECRET; optional
+        FLOWMAILER_API_URL, FLOWMAILER_LOGIN_URL, FLOWMAILER_CA_BUNDLE and FLOWMAILER_RESOLVE; ``kwargs`` as for
+        the constructor."""
+        settings = _defaults.settings_from_env(environ)
+        return cls(**{**settings, **kwargs})  # type: ignore[arg-type]
+
+    #: What the engine holds while its shared state changes: a threaded shell's lock.
+    _guard: AbstractContextManager[object] | None = None
+
+    def _start_shell(self) -> None:
+        """The shell's own locks and events, first in construction."""
+
+    def _default_transport(self, ca_bundle: str | None, max_connections: int, max_connection_age: float) -> TransportT:
+        raise NotImplementedError
+
+    def _default_token_store(self) -> TokensT:
+        raise NotImplementedError
+
+    def _perform_now(self, effect: Effect) -> object:
+        """Perform an effect that needs no waiting; :data:`NOT_NOW` for the others, which the shell performs."""
+        if isinstance(effect, Emit):
+            self._emit(effect)
+
+        elif isinstance(effect, ForgetToken):
+            self._tokens.invalidate(effect.credentials, effect.token)  # type: ignore[attr-defined]
+        elif isinstance(effect, NewReference):
+            return secrets.token_hex(16)
+        elif not isinstance(effect, Tick):
+            return NOT_NOW
+        return None
+
+    def _retrying(self, effect: Sleep) -> float:
+        """Log a retry's wait; the seconds the shell is to sleep."""
+        _log.debug("%s: retrying in %.3f s, avoiding %s", effect.operation, effect.seconds, effect.avoid)
+        return effect.seconds
+
+    def _emit(self, effect: Emit) -> None:
+        """Tell the observer; a failing observer is logged, never raised: an accepted submit must return its id."""
+        event = effect.event
+        if isinstance(event, AttemptFinished):
+            what = "accepted" if isinstance(event.outcome, Accepted) else str(event.outcome)
+            _log.debug(
+                "%s attempt %d to %s: %s (%.3f s)", event.operation, event.attempt, event.address, what, event.duration
+            )
+        elif isinstance(event, RequestFinished):
+            where = (event.operation, event.attempt, event.address)
+            _log.debug("%s attempt %d to %s: answered %d (%.3f s)", *where, event.status, event.duration)
+        if self._observer is None:
+            return
+        try:
+            self._observer.on_event(effect.event)
+        except Exception:  # noqa: BLE001 - a metrics backend going down must not turn an accepted submit into an error
+            _log.exception("the observer failed on %s; the request goes on", type(effect.event).__name__)
+
+    def _bind(self, start: Callable[..., Loop[Any]], exclusive: bool) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _bind_listing(self, start: Callable[..., Listing[Any]]) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    # --- the operations, each declared once for both kinds of shell ----------------------------------------
+
+    submit = operation(Engine.submit)
+    check_credentials = operation(Engine.check_credentials)
+    simulate = operation(Engine.simulate)
+    message = operation(Engine.message)
+    message_stats = operation(Engine.message_stats, exclusive=True)
+    message_events = listing(Engine.message_events)
+    messages_by_tag = listing(Engine.messages_by_tag)
+
+
+class SyncShell(Shell[TransportT, TokensT]):
+    """A shell whose operations are plain calls."""
+
+
+class AsyncShell(Shell[TransportT, TokensT]):
+    """A shell whose operations are coroutines."""

@@ -1,0 +1,191 @@
+"""AnyioTransport: the conformance suite, the configuration it refuses, and pipelining over real TLS, under asyncio
+and trio (anyio's pytest plugin); connection ages under trio's MockClock."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowmailer.adapters.anyio_transport import AnyioTransport, _Lot
+from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
+from flowmailer.testing._async_transport_conformance import check_async_transport
+from tests.adapters.tls_server import TlsServer, tls_server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TlsServer]:
+    with tls_server(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("depth", [1, 3])
+async def test_the_anyio_transport_passes_the_conformance_suite(server: TlsServer, depth: int) -> None:
+    def factory() -> AnyioTransport:
+        return AnyioTransport(ca_bundle=server.ca_bundle, connect_timeout=0.5, pipeline_depth=depth)
+
+    await check_async_transport(factory, server)
+
+
+def _get() -> WireRequest:
+    return WireRequest("GET", Host.API, "/acct/messages/1")
+
+
+@pytest.mark.parametrize("n", [0, 11, 100])
+def test_more_than_ten_connections_or_none_is_refused(n: int) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        AnyioTransport(max_connections=n)
+    assert e.value.field == "max_connections"
+
+
+@pytest.mark.parametrize("depth", [0, 17])
+def test_a_pipeline_depth_outside_one_to_sixteen_is_refused(depth: int) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        AnyioTransport(pipeline_depth=depth)
+    assert e.value.field == "pipeline_depth"
+
+
+def test_a_context_that_does_not_verify_is_refused() -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ConfigurationError) as e:
+        AnyioTransport(ssl_context=context)
+    assert e.value.field == "ssl_context"
+
+
+@pytest.mark.anyio
+async def test_a_context_switched_off_after_construction_is_refused_and_nothing_is_sent(server: TlsServer) -> None:
+    context = ssl.create_default_context(cafile=server.ca_bundle)
+    transport = AnyioTransport(ssl_context=context)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ConfigurationError) as e:
+        await transport.send(_get(), server.origin, server.addresses[0])
+    assert e.value.field == "ssl_context"
+    await transport.aclose()
+    assert transport.stats().opened == 0
+    assert server.received() == ()
+
+
+@pytest.mark.anyio
+async def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:
+    transport = AnyioTransport()
+    result = await transport.send(_get(), server.origin, server.addresses[0])
+    await transport.aclose()
+    assert isinstance(result, NotSent)
+    assert "certificate verify failed" in result.reason
+    assert server.received() == ()
+
+
+def test_connections_older_than_the_maximum_age_are_replaced(server: TlsServer) -> None:
+    # A MockClock that never jumps by itself: time moves only when the test says, so no timeout fires early.
+    clock = trio.testing.MockClock()
+
+    async def main() -> None:
+        transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connection_age=60)
+        for _ in range(2):
+            assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        clock.jump(61)
+        assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert transport.stats().opened == 2
+        await transport.aclose()
+
+    trio.run(main, clock=clock)
+    assert server.handshakes() == 2
+
+
+@pytest.mark.anyio
+async def test_requests_on_one_connection_never_exceed_the_pipeline_depth(server: TlsServer) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=2, pipeline_depth=3)
+    async with anyio.create_task_group() as tasks:
+        for _ in range(40):
+            tasks.start_soon(transport.send, _get(), server.origin, server.addresses[0])
+    stats = transport.stats()
+    assert (stats.opened, stats.max_in_flight) == (2, 3)
+    await transport.aclose()
+    assert transport.stats().open == 0
+
+
+@pytest.mark.anyio
+async def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle)
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+    await transport.aclose()
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), NotSent)
+    assert len(server.received()) == 1
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    with tls_server(tmp_path_factory.mktemp("tls")) as s:
+        yield s
+
+
+@pytest.mark.anyio
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(1, 4), n=st.integers(1, 10), reset=st.booleans())
+async def test_under_pipelining_not_sent_means_never_read_and_every_answer_is_its_own(
+    shared_server: TlsServer, depth: int, n: int, reset: bool
+) -> None:
+    server = shared_server
+    results: dict[int, object] = {}
+
+    async def one(transport: AnyioTransport, i: int) -> None:
+        request = WireRequest("POST", Host.API, f"/acct/messages/submit/{i}", body=b"x")
+        results[i] = await transport.send(request, server.origin, server.addresses[0])
+
+    before = len(server.received())
+    if reset:
+        server.reset_next_request()
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=1, pipeline_depth=depth)
+    async with anyio.create_task_group() as tasks:
+        for i in range(n):
+            tasks.start_soon(one, transport, i)
+    await transport.aclose()
+    received = server.received()
+    read = {int(r.target.rsplit("/", 1)[1]) for r in received[before:]}
+    for i, result in results.items():
+        if isinstance(result, WireResponse):
+            position = int((result.header("location") or "").rsplit("/", 1)[1])
+            assert received[position - 1].target == f"/acct/messages/submit/{i}"
+        elif isinstance(result, NotSent):
+            assert i not in read, f"request {i} was read by the server but reported NotSent"
+        else:
+            assert isinstance(result, Ambiguous), result
+    if not reset:
+        assert all(isinstance(r, WireResponse) for r in results.values()), results
+
+
+@pytest.mark.anyio
+async def test_a_wake_up_whose_task_was_cancelled_passes_to_the_next_in_line() -> None:
+    # What the pool's wait line must never do: wake a task that is cancelled before it runs and so lose the wake-up,
+    # leaving the next task waiting for a place that is free (until its checkout timeout).
+    lot = _Lot()
+    scopes: dict[str, anyio.CancelScope] = {}
+    woke: list[str] = []
+
+    async def wait(name: str) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[name] = scope
+            await lot.park()
+            woke.append(name)
+
+    async with anyio.create_task_group() as tasks:
+        for name in ("first", "second"):
+            tasks.start_soon(wait, name)
+        await anyio.wait_all_tasks_blocked()
+        scopes["first"].cancel()  # delivered, but "first" has not run since: it is still first in line
+        assert lot.unpark(1) == 1  # so the wake-up goes to it
+        await anyio.wait_all_tasks_blocked()
+        assert woke == ["second"]
+        lot.unpark_all()
+    assert not lot
