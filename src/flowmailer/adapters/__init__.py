@@ -6,6 +6,7 @@ are imported from their own module, not from here, so that this package imports 
 """
 
 from flowmailer.adapters._clock import *
+from flowmailer.adapters._outbox_url import *
 from flowmailer.adapters._resolvers import *
 from flowmailer.adapters._token_store import *
 from flowmailer.adapters._urllib3 import *
