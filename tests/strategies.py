@@ -17,6 +17,7 @@ from flowmailer.core import (
     Header,
     Message,
     MessageEvent,
+    MessageHeader,
     MessageType,
     ObjectRef,
     Simulation,
@@ -120,6 +121,8 @@ error_details = st.builds(
 _KNOWN_EVENT_TYPES = {t.value for t in EventType}
 event_types = st.none() | st.sampled_from(EventType) | names.filter(lambda s: s not in _KNOWN_EVENT_TYPES)
 object_refs = st.builds(ObjectRef, id=optional_texts, description=optional_texts)
+#: Headers as Flowmailer reports them: any name (folded, empty), a value or none.
+message_headers = st.builds(MessageHeader, name=optional_texts, value=optional_texts)
 
 message_events = st.builds(
     MessageEvent,
@@ -128,8 +131,8 @@ message_events = st.builds(
     type=event_types,
     received=st.none() | datetimes,
     inserted=st.none() | datetimes,
-    data=st.none() | json_objects,
-    extra_data=st.none() | json_objects,
+    data=st.none() | texts | json_objects,
+    extra_data=st.none() | st.lists(json_values, max_size=3) | json_objects,
     snippet=optional_texts,
     mta=optional_texts,
     sub_type=optional_texts,
@@ -165,8 +168,8 @@ messages = st.builds(
     online_link=optional_texts,
     tags=st.lists(texts, max_size=3).map(tuple),
     events=st.lists(message_events, max_size=2).map(tuple),
-    headers_in=st.lists(headers, max_size=2).map(tuple),
-    headers_out=st.lists(headers, max_size=2).map(tuple),
+    headers_in=st.lists(message_headers, max_size=2).map(tuple),
+    headers_out=st.lists(message_headers, max_size=2).map(tuple),
 )
 
 simulations = st.builds(

@@ -30,6 +30,7 @@ EXPECTED = {
     "LeaseLostError",
     "Message",
     "MessageEvent",
+    "MessageHeader",
     "MessageType",
     "NotSent",
     "OutboxStatus",

@@ -371,6 +371,11 @@ def test_token_200_becomes_an_access_token_expiring_relative_to_now() -> None:
     assert interpret_token(response(200, body), now=1000.0) == AccessToken("abc", 1060.0)
 
 
+def test_token_with_expires_in_as_text_is_read_as_its_number() -> None:
+    body = {"access_token": "abc", "expires_in": "60", "token_type": "bearer"}
+    assert interpret_token(response(200, body), now=1000.0) == AccessToken("abc", 1060.0)
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -380,6 +385,8 @@ def test_token_200_becomes_an_access_token_expiring_relative_to_now() -> None:
         {"access_token": "abc"},
         {"access_token": "abc", "expires_in": True},
         {"access_token": "a", "expires_in": -1},
+        {"access_token": "a", "expires_in": "soon"},
+        {"access_token": "a", "expires_in": "9" * 400},
     ],
 )
 def test_malformed_token_200_is_transient(body: object) -> None:
@@ -447,7 +454,7 @@ def test_empty_page_ends_the_listing_even_with_next_range() -> None:
     "bad",
     [
         response(206, {"not": "a list"}),
-        response(206, [{"id": 1, "received": "yesterday"}]),
+        response(206, ["DELIVERED"]),
         response(206, [EVENT], Next_Range="garbage"),
     ],
 )
@@ -455,6 +462,13 @@ def test_unreadable_page_is_transient(bad: WireResponse) -> None:
     outcome = interpret_page(bad, MessageEvent)
     assert isinstance(outcome, Transient)
     assert "unreadable" in outcome.reason
+
+
+def test_a_page_with_fields_of_unexpected_kinds_is_read_and_keeps_them_raw() -> None:
+    page = interpret_page(response(206, [{"id": 1, "received": "yesterday", "data": "x"}]), MessageEvent)
+    assert isinstance(page, Page)
+    (event,) = page.items
+    assert (event.id, event.received, event.data, event.extra) == ("1", None, "x", {"received": "yesterday"})
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowmailer.adapters import SQLiteCursorStore
-from flowmailer.app import EventFollower
-from flowmailer.core import ConfigurationError, MessageEvent, Page, ReferenceRange, SortOrder
+from flowmailer.app import Client, EventFollower
+from flowmailer.core import ConfigurationError, Credentials, MessageEvent, Page, ReferenceRange, SortOrder
 from flowmailer.ports import CursorStore
 from flowmailer.testing import FakeClock, MemoryCursorStore
+from tests.client.scripted import API, LOGIN, ScriptedTransport, page, resolver
 
 
 class Events:
@@ -264,3 +266,32 @@ def test_restarted_followers_deliver_every_event_in_order_and_lose_none(
     assert firsts == sorted(firsts)
     redelivered = len(delivered) - len(set(delivered))
     assert redelivered <= (len(crashes) - len(crash_at)) * page_size
+
+
+def test_a_page_of_events_shaped_as_flowmailer_writes_them_is_handed_over_and_the_cursor_moves_on() -> None:
+    """Flowmailer types ``data`` as text and ``extraData`` as a list, and adds fields: none of it stalls a follower."""
+    events: list[dict[str, object]] = [
+        {"id": "E1", "messageId": "m1", "type": "DELIVERED", "data": "250 2.0.0 OK", "extraData": [{"k": 1}]},
+        {"id": "E2", "type": "CLICKED", "data": None, "extraData": [], "userAgentDisplayName": "Firefox", "new": 1},
+        {"id": "E3", "type": "SOMETHING_NEW", "received": "2026-01-31T12:00:00.000+0000", "inserted": "garbage"},
+    ]
+    transport = ScriptedTransport()
+    transport.queue("/message_events", page(events, next_ref="0000000000000000000E3"), page([]))
+    clock = FakeClock()
+    client = Client(
+        Credentials("acct", "id", "secret"),
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        transport=transport,
+        resolver=resolver(),
+        clock=clock,
+        rng=random.Random(7),
+    )
+    store = MemoryCursorStore()
+    follower = EventFollower(client, store, clock=clock)
+    got = follower.poll()
+    assert [e.id for e in got] == ["E1", "E2", "E3"]
+    assert (got[0].data, got[0].extra_data, got[1].user_agent_display_name) == ("250 2.0.0 OK", [{"k": 1}], "Firefox")
+    assert (got[1].extra, got[2].type, got[2].extra) == ({"new": 1}, "SOMETHING_NEW", {"inserted": "garbage"})
+    follower.commit()
+    assert store.load("default") == "0000000000000000000E3"

@@ -163,11 +163,16 @@ def test_submit_validation_names_the_bad_field(
     assert [e["field"] for e in answer.json()["allErrors"]] == [field]
 
 
-def test_submit_over_ten_mebibytes_is_413_message_toobig(fake: FakeFlowmailer, client: RawClient) -> None:
+def test_submit_over_ten_mebibytes_is_400_message_toobig_with_both_sizes(
+    fake: FakeFlowmailer, client: RawClient
+) -> None:
     auth = client.bearer(fake.credential())
-    answer = client.request("POST", SUBMIT, headers=auth, body=message(text="x" * 10_485_760))
-    assert answer.status == 413
-    assert answer.json()["allErrors"][0]["code"] == "message.toobig"
+    body = message(text="x" * 10_485_760)
+    answer = client.request("POST", SUBMIT, headers=auth, body=body)
+    assert answer.status == 400
+    (error,) = answer.json()["allErrors"]
+    assert (error["code"], error["arguments"]) == ("message.toobig", [len(body), 10_485_760])
+    assert error["defaultMessage"] == f"Message too big {len(body)} > 10485760"
 
 
 def test_submit_of_invalid_json_is_400(fake: FakeFlowmailer, client: RawClient) -> None:
@@ -378,3 +383,101 @@ def test_validation_answers_any_json_with_errors_or_acceptance_never_a_crash(bod
     assert errors or parsed == document
     for error in errors:
         assert set(error) == {"code", "defaultMessage", "field", "objectName", "rejectedValue", "arguments"}
+
+
+@pytest.mark.parametrize(
+    "daterange",
+    [
+        "2026-01-01T00:00:00Z,2026-01-01T01:00:00Z",
+        "2026-01-01T00:00:00.000Z,2026-01-01T01:00:00.000Z",
+        "2026-01-01T00:00:00%2B00:00,2026-01-01T01:00:00%2B00:00",
+        "2026-01-01T00:00:00%2B0000,2026-01-01T01:00:00%2B0000",
+        "2026-01-01T01:00:00%2B01:00,2026-01-01T02:00:00%2B01:00",
+    ],
+)
+def test_every_iso_8601_form_of_a_daterange_is_read(
+    fake: FakeFlowmailer, client: RawClient, clock: FakeClock, daterange: str
+) -> None:
+    auth = client.bearer(fake.credential())
+    inside = _submit(client, auth)
+    clock.advance(3600)
+    auth = client.bearer(fake.credential())  # the first token has expired
+    _submit(client, auth)
+    answer = client.request("GET", f"/{ACCOUNT}/messages;daterange={daterange}", headers={**auth, "Range": "items=:10"})
+    assert answer.status == 206, answer
+    assert [m["id"] for m in answer.json()] == [inside]
+
+
+@pytest.mark.parametrize(("value", "tagged"), [("true", True), ("1", True), ("TRUE", True), ("0", False)])
+def test_boolean_parameters_read_true_and_1_as_on(
+    fake: FakeFlowmailer, client: RawClient, value: str, tagged: bool
+) -> None:
+    auth = client.bearer(fake.credential())
+    _submit(client, auth, tags=["t"])
+    answer = client.request(
+        "GET", f"/{ACCOUNT}/message_events?addmessagetags={value}", headers={**auth, "Range": "items=:1"}
+    )
+    assert ("messageTags" in answer.json()[0]) is tagged
+
+
+def test_message_events_are_filtered_by_flow_source_and_daterange(
+    fake: FakeFlowmailer, client: RawClient, clock: FakeClock
+) -> None:
+    auth = client.bearer(fake.credential())
+    first = _submit(client, auth)
+    clock.advance(3600)
+    auth = client.bearer(fake.credential())  # the first token has expired
+    _submit(client, auth)
+
+    def events(matrix: str) -> list[str]:
+        answer = client.request("GET", f"/{ACCOUNT}/message_events;{matrix}", headers={**auth, "Range": "items=:10"})
+        assert answer.status == 206, answer
+        return [e["messageId"] for e in answer.json()]
+
+    assert len(events("flow_ids=1")) == 4
+    assert events("flow_ids=999") == []
+    assert len(events("source_ids=1,2")) == 4
+    assert events("source_ids=999") == []
+    assert events("daterange=2026-01-01T00:00:00Z,2026-01-01T01:00:00Z") == [first, first]
+
+
+def test_a_body_that_is_not_json_is_415(fake: FakeFlowmailer, client: RawClient) -> None:
+    auth = client.bearer(fake.credential())
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        answer = client.request("POST", SUBMIT, headers={**auth, "Content-Type": content_type}, body=message())
+        assert answer.status == 415, content_type
+    for content_type in ("application/json", "application/vnd.flowmailer.v1.12+json;charset=UTF-8"):
+        answer = client.request("POST", SUBMIT, headers={**auth, "Content-Type": content_type}, body=message())
+        assert answer.status == 201, content_type
+
+
+def test_references_are_upper_case_base32hex_and_read_back(fake: FakeFlowmailer, client: RawClient) -> None:
+    auth = client.bearer(fake.credential())
+    for _ in range(40):
+        _submit(client, auth)
+    first = client.request("GET", f"/{ACCOUNT}/message_events?sortorder=ASC", headers={**auth, "Range": "items=:35"})
+    next_range = first.headers["next-range"]
+    assert re.fullmatch(r"items=[0-9A-V]{13}:35", next_range), next_range
+    assert next_range == "items=0000000000012:35"  # the 35th event, position 34: "12" in base32hex
+    rest = client.request("GET", f"/{ACCOUNT}/message_events?sortorder=ASC", headers={**auth, "Range": next_range})
+    assert (rest.status, len(rest.json())) == (206, 35)
+    lettered = "items=000000000000A:2"  # position 10: the page starts after it
+    page = client.request("GET", f"/{ACCOUNT}/message_events?sortorder=ASC", headers={**auth, "Range": lettered})
+    assert [int(e["id"], 16) for e in page.json()] == [11, 12]
+
+
+def test_undelivered_messages_are_the_bounced_ones_filtered_by_receivedrange(
+    fake: FakeFlowmailer, client: RawClient, clock: FakeClock
+) -> None:
+    auth = client.bearer(fake.credential())
+    _submit(client, auth)
+    bounced = _submit(client, auth, recipientAddress="bounce@example.test")
+
+    def undelivered(matrix: str = "") -> list[str]:
+        answer = client.request("GET", f"/{ACCOUNT}/undeliveredmessages{matrix}", headers={**auth, "Range": "items=:9"})
+        assert answer.status == 206, answer
+        return [m["id"] for m in answer.json()]
+
+    assert undelivered() == [bounced]
+    assert undelivered(";receivedrange=2026-01-01T00:00:00Z,2026-01-01T01:00:00Z") == [bounced]
+    assert undelivered(";receivedrange=2026-01-02T00:00:00%2B01:00,2026-01-03T00:00:00Z") == []

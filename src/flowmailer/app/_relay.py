@@ -486,7 +486,8 @@ class Relay:
                 return e
         if isinstance(effect, SearchByTag):
             try:
-                return tuple(m.id for m in self._reconciler.messages_by_tag(effect.tag))
+                # A message listed without its id is still one Flowmailer has: it counts, as its id or "".
+                return tuple(m.id or "" for m in self._reconciler.messages_by_tag(effect.tag))
             except FlowmailerError as e:
                 return e
         if isinstance(effect, TakeBack):

@@ -8,6 +8,7 @@ from flowmailer.core._addresses import *
 from flowmailer.core._claims import *
 from flowmailer.core._cursor import *
 from flowmailer.core._dns import *
+from flowmailer.core._endpoints import *
 from flowmailer.core._errors import *
 from flowmailer.core._events import *
 from flowmailer.core._http import *
@@ -20,6 +21,7 @@ from flowmailer.core._protocol import *
 from flowmailer.core._ranges import *
 from flowmailer.core._relay import *
 from flowmailer.core._reports import *
+from flowmailer.core._resources import *
 from flowmailer.core._retry import *
 from flowmailer.core._tokens import *
 from flowmailer.core._wire import *

@@ -19,6 +19,8 @@ from flowmailer.core._errors import ConfigurationError
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "AccessToken",
+    "Address",
+    "ArchivedAttachment",
     "Attachment",
     "Credentials",
     "DeliveryNotificationType",
@@ -28,6 +30,7 @@ __all__ = [
     "Header",
     "Message",
     "MessageEvent",
+    "MessageHeader",
     "MessageType",
     "ObjectRef",
     "Secret",
@@ -475,25 +478,46 @@ class SubmitMessage:
 _FIELDS = tuple(a.name for a in attrs.fields(SubmitMessage) if a.name not in ("tags", "_bound"))
 
 
+#: What a response model keeps of the answer that none of its fields holds: keys it does not know (Flowmailer
+#: adds fields) and values of a kind its field cannot hold, each under its JSON key, as Flowmailer sent it.
+def _extra() -> Any:
+    return attrs.field(factory=dict, hash=False, kw_only=True, repr=lambda v: repr(v) if v else "{}")
+
+
 @attrs.frozen
 class ObjectRef:
-    """A flow or source as a message names it."""
+    """A flow, source or account as another resource names it (Flowmailer's ObjectDescription)."""
 
     id: str | None = None
     description: str | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class MessageHeader:
+    """A header as Flowmailer reports it on a message: it saw the mail, so name and value may be anything (a folded
+    name, no value); :class:`Header` is the one a submitted message carries, and is checked."""
+
+    name: str | None = None
+    value: str | None = None
+    extra: Mapping[str, Any] = _extra()
 
 
 @attrs.frozen(kw_only=True)
 class MessageEvent:
-    """One entry of ``message_events``; tolerant, because Flowmailer adds fields and event types."""
+    """One entry of ``message_events``; tolerant, because Flowmailer adds fields and event types.
+
+    ``data`` and ``extra_data`` are typed ``object``: Flowmailer describes ``data`` as text and ``extraData`` as a
+    list, and answers objects in both, so each is kept as the JSON value it is.
+    """
 
     id: str | None = None
     message_id: str | None = None
     type: EventType | str | None = None
     received: datetime | None = None
     inserted: datetime | None = None
-    data: dict[str, Any] | None = attrs.field(default=None, hash=False)
-    extra_data: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    data: object = attrs.field(default=None, hash=False)
+    extra_data: object = attrs.field(default=None, hash=False)
     snippet: str | None = None
     mta: str | None = None
     sub_type: str | None = None
@@ -502,17 +526,32 @@ class MessageEvent:
     link_name: str | None = None
     link_target: str | None = None
     user_agent: str | None = None
+    user_agent_display_name: str | None = None
+    user_agent_string: str | None = None
+    user_agent_type: str | None = None
+    user_agent_version: str | None = None
     device_category: str | None = None
     operating_system: str | None = None
+    operating_system_version: str | None = None
     remote_addr: str | None = None
     referer: str | None = None
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class Address:
+    """An address with its display name, as a message's ``fromAddress`` and ``toAddressList`` carry them."""
+
+    address: str | None = None
+    name: str | None = None
+    extra: Mapping[str, Any] = _extra()
 
 
 @attrs.frozen(kw_only=True)
 class Message:
-    """A message as ``GET messages/{id}`` and the message listings return it; most fields may be absent."""
+    """A message as ``GET messages/{id}`` and the message listings return it; every field may be absent."""
 
-    id: str
+    id: str | None = None
     transaction_id: str | None = None
     message_id_header: str | None = None
     message_type: MessageType | str | None = None
@@ -520,16 +559,34 @@ class Message:
     flow: ObjectRef | None = None
     sender_address: str | None = None
     recipient_address: str | None = None
+    #: The header From as Flowmailer read it (``from``, a keyword in Python).
+    from_: str | None = None
+    from_address: Address | None = None
+    to_address_list: tuple[Address, ...] = ()
     subject: str | None = None
     status: str | None = None
     submitted: datetime | None = None
     backend_start: datetime | None = None
     backend_done: datetime | None = None
     online_link: str | None = None
+    message_details_link: str | None = None
     tags: tuple[str, ...] = ()
     events: tuple[MessageEvent, ...] = ()
-    headers_in: tuple[Header, ...] = ()
-    headers_out: tuple[Header, ...] = ()
+    headers_in: tuple[MessageHeader, ...] = ()
+    headers_out: tuple[MessageHeader, ...] = ()
+    extra: Mapping[str, Any] = _extra()
+
+
+@attrs.frozen(kw_only=True)
+class ArchivedAttachment:
+    """An attachment as Flowmailer shows it back (an archive, a simulation): ``content`` may be left out."""
+
+    content: bytes | None = None
+    content_type: str | None = None
+    filename: str | None = None
+    disposition: str | None = None
+    content_id: str | None = None
+    extra: Mapping[str, Any] = _extra()
 
 
 @attrs.frozen(kw_only=True)
@@ -543,7 +600,9 @@ class Simulation:
     html: str | None = None
     text: str | None = None
     flow: ObjectRef | None = None
-    data: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    data: object = attrs.field(default=None, hash=False)
+    attachments: tuple[ArchivedAttachment, ...] = ()
+    extra: Mapping[str, Any] = _extra()
 
 
 @typing.final

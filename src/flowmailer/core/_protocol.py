@@ -420,9 +420,11 @@ def interpret_token(result: TransportResult, now: float) -> AccessToken | Outcom
     if result.status == 200:
         body = _json_object(result.body)
         value, expires_in = body.get("access_token"), body.get("expires_in")
+        if isinstance(expires_in, str) and _SECONDS.fullmatch(expires_in.strip()):
+            expires_in = float(expires_in)  # a number sent as text, as some OAuth servers do
         if not isinstance(value, str) or not value or isinstance(expires_in, bool):
             return Transient(200, None, "token response without an access_token")
-        if not isinstance(expires_in, int | float) or expires_in <= 0:
+        if not isinstance(expires_in, int | float) or not 0 < expires_in < math.inf:
             return Transient(200, None, "token response without a positive expires_in")
         return AccessToken.issued(value, float(expires_in), now)
     error = _oauth_error(result)
@@ -496,9 +498,13 @@ def interpret_one(result: TransportResult, item_type: type[T], *, now: float | N
 
 @attrs.frozen
 class _DataSets:
-    """``messagestats``' answer as Flowmailer spells it: ``{"list": [DataSet, ...]}``."""
+    """``messagestats``' answer as Flowmailer spells it: ``{"list": [DataSet, ...]}``.
 
-    list: tuple[DataSet, ...] = ()
+    ``list`` has no default: a report read as empty would be kept as counts of zero, so an answer without a
+    readable list is refused (and asked again), never taken for "no messages".
+    """
+
+    list: tuple[DataSet, ...]
 
 
 def interpret_stats(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -50,10 +51,12 @@ _WEEK = 7 * 86400.0
 
 @attrs.frozen
 class Sample:
-    """One interval's count; ``timestamp`` is where the interval starts."""
+    """One interval's count; ``timestamp`` is where the interval starts. Flowmailer may leave ``value`` null for an
+    interval without messages: it reads as 0, and a value that is no count at all is kept in ``extra``."""
 
     timestamp: datetime
-    value: int
+    value: int = attrs.field(default=0, metadata={"strict": True})
+    extra: Mapping[str, Any] = attrs.field(factory=dict, hash=False, kw_only=True)
 
 
 @attrs.frozen
@@ -61,7 +64,9 @@ class DataSet:
     """One counter (``processed``, ``delivered``, ...) over time, a sample per interval Flowmailer reported."""
 
     name: str
-    samples: tuple[Sample, ...] = ()
+    #: Strict: a sample that cannot be read must refuse the report, never leave a count out of it.
+    samples: tuple[Sample, ...] = attrs.field(default=(), metadata={"strict": True})
+    extra: Mapping[str, Any] = attrs.field(factory=dict, hash=False, kw_only=True)
 
     @property
     def total(self) -> int:

@@ -2,8 +2,12 @@
 
 Text is read strictly only where it is input: a SubmitMessage (``send --json``, a stored outbox row) with a
 non-string where a string belongs is refused, naming the camelCase key, since cattrs' default ``str()`` would
-send ``5`` as "5" and an object as its Python repr. Flowmailer's responses are read tolerantly: a number where
-text belongs is kept as its text, so a type Flowmailer changes does not break reading events or messages.
+send ``5`` as "5" and an object as its Python repr. Flowmailer's responses are read tolerantly, field by field:
+a number where text belongs is kept as its text; any other value that does not fit its field (a string where
+an object belongs, ``null`` for a header's value) leaves the field at its default and is kept raw in the
+model's ``extra`` mapping, with every key the model does not know. Flowmailer's published types and its
+answers disagree in places, so one odd field must never make a page of events unreadable: an event follower
+would ask for the same page for ever.
 """
 
 from __future__ import annotations
@@ -114,9 +118,112 @@ def _unstructure_attrs(cls: type[Any]) -> Any:
         a.name: override(rename=_camel(a.name), unstruct_hook=_field_hook(hints[a.name], a.default))
         for a in attrs.fields(cls)
     }
+    if "extra" in overrides:
+        overrides["extra"] = override(omit=True)  # merged back in by _unstructure_response
     if cls is SubmitMessage:
         overrides["message_type"] = override(rename="messageType", omit_if_default=False)
     return make_dict_unstructure_fn(cls, wire_converter, _cattrs_omit_if_default=True, **overrides)
+
+
+#: What a response's field may fail with; the field then keeps its default and its raw value goes to ``extra``.
+_FIELD_ERRORS = (ValueError, TypeError, KeyError, ConfigurationError, cattrs.BaseValidationError)
+
+
+def _structure_response(cls: type[Any]) -> Any:
+    """Field by field: an unknown key, or a value its field cannot hold, goes to ``extra`` (when the model has it).
+
+    A field without a default (a report sample's ``timestamp``) is one the client cannot do without, and a field
+    marked ``metadata={"strict": True}`` one it must not misread (a report's counts): a value that does not fit
+    either refuses the object, naming the key.
+    """
+    hints = typing.get_type_hints(cls)
+    by_key = {_camel(a.name): a for a in attrs.fields(cls) if a.init and a.name != "extra"}
+    keeps_extra = "extra" in attrs.fields_dict(cls)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _WrongShapeError
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, raw in value.items():
+            field = by_key.get(key)
+            if field is None:
+                extra[key] = raw
+                continue
+            required = field.default is attrs.NOTHING
+            if raw is None and not required:
+                continue
+            try:
+                kwargs[field.name] = wire_converter.structure(raw, hints[field.name])
+            except _FIELD_ERRORS as e:
+                if required or field.metadata.get("strict"):
+                    raise _MissingFieldError(key, raw, hints[field.name]) from e
+                extra[key] = raw
+        for key, field in by_key.items():
+            if field.default is attrs.NOTHING and field.name not in kwargs:
+                raise _MissingFieldError(key, _MISSING, hints[field.name])
+        if keeps_extra:
+            kwargs["extra"] = extra
+        return cls(**kwargs)
+
+    return structure
+
+
+def _unstructure_response(cls: type[Any]) -> Any:
+    """The model's fields, then what ``extra`` kept, so that a response read and written again is the same JSON."""
+    fields = _unstructure_attrs(cls)
+
+    def unstructure(value: Any) -> Any:
+        return {**value.extra, **fields(value)}
+
+    return unstructure
+
+
+class _MissingFieldError(TypeError):
+    """A field a response model cannot do without is missing or holds a value of the wrong kind."""
+
+    def __init__(self, key: str, value: Any, tp: Any) -> None:
+        self.key, self.value, self.tp = key, value, tp
+        super().__init__(key)
+
+
+def _response_text(value: Any, _: Any) -> str:
+    """Text, or a number as its JSON text; anything else (``null``, an object) does not fit a string field."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return json.dumps(value)
+    raise TypeError("not text")
+
+
+def _response_int(value: Any, _: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise TypeError("not a whole number")
+
+
+def _response_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return bool(value == "true")
+    raise TypeError("not a boolean")
+
+
+def _response_tuple(tp: Any) -> Any:
+    """A JSON array only: cattrs would read text one character at a time and an object as its keys."""
+    elements = homogenous_tuple_structure_factory(tp, wire_converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, list):
+            raise _WrongShapeError
+        return elements(value, tp)
+
+    return structure
 
 
 def _structure_attrs(cls: type[Any], converter: cattrs.Converter) -> Any:
@@ -171,15 +278,26 @@ def _strict_str(value: Any, _: Any) -> str:
 
 wire_converter.register_unstructure_hook(datetime, format_date)
 wire_converter.register_unstructure_hook(bytes, lambda v: base64.b64encode(v).decode("ascii"))
+
+
+def _keeps_extra(cls: Any) -> bool:
+    return attrs.has(cls) and "extra" in attrs.fields_dict(cls)
+
+
 wire_converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
+wire_converter.register_unstructure_hook_factory(_keeps_extra, _unstructure_response)
 for _converter in (wire_converter, _input_converter):
     _converter.register_structure_hook(datetime, lambda v, _: parse_date(v))
     _converter.register_structure_hook(bytes, lambda v, _: _b64decode(v))
     _converter.register_structure_hook_func(lambda t: t is object, lambda v, _: v)
     _converter.register_structure_hook_func(_is_tolerant_enum, _structure_tolerant_enum)
-    _converter.register_structure_hook_factory(attrs.has, _structure_attrs)
+    _converter.register_structure_hook_func(lambda t: t == dict[str, Any], _input_object)
+_input_converter.register_structure_hook_factory(attrs.has, lambda cls: _structure_attrs(cls, _input_converter))
 _input_converter.register_structure_hook(str, _strict_str)
-_input_converter.register_structure_hook_func(lambda t: t == dict[str, Any], _input_object)
+wire_converter.register_structure_hook_factory(attrs.has, _structure_response)
+wire_converter.register_structure_hook(str, _response_text)
+wire_converter.register_structure_hook(int, _response_int)
+wire_converter.register_structure_hook(bool, _response_bool)
 
 
 def _is_tuple(tp: Any) -> bool:
@@ -187,6 +305,7 @@ def _is_tuple(tp: Any) -> bool:
 
 
 _input_converter.register_structure_hook_factory(_is_tuple, lambda t: _input_tuple(t, _input_converter))
+wire_converter.register_structure_hook_factory(_is_tuple, _response_tuple)
 
 _EXAMPLE_DATE = "2026-01-31T12:00:00Z"
 _MISSING = object()
@@ -270,6 +389,8 @@ def from_json(data: bytes, cls: type[T], *, what: str, fix: str) -> T:
         return converter.structure(parsed, cls)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as e:
         path, value, tp, leaf = next(_leaves(e, parsed, cls))
+        if isinstance(leaf, _MissingFieldError):
+            path, value, tp = (f"{path}.{leaf.key}" if path else leaf.key), leaf.value, leaf.tp
         if isinstance(leaf, ConfigurationError):
             own = ConfigurationError(_own_field(path, leaf.field), leaf.problem, leaf.fix)
             raise (own if cls is SubmitMessage else leaf) from e

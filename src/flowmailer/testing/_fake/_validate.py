@@ -57,7 +57,9 @@ def _is_base64(value: str) -> bool:
 def validate_submit(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The parsed SubmitMessage and Flowmailer's ``allErrors`` for it, empty when it would be accepted."""
     if len(body) > MAX_MESSAGE_BYTES:
-        return {}, [error_detail("message.toobig", f"Message too big {len(body)} > {MAX_MESSAGE_BYTES}", None)]
+        # A validation error like any other (400 with allErrors), not an HTTP 413: the sizes ride in arguments.
+        too_big = error_detail("message.toobig", f"Message too big {len(body)} > {MAX_MESSAGE_BYTES}", None)
+        return {}, [{**too_big, "arguments": [len(body), MAX_MESSAGE_BYTES]}]
     try:
         msg = json.loads(body)
     except ValueError:
