@@ -1,17 +1,18 @@
-"""Every endpoint of Flowmailer's API as a method, written once for both clients.
+"""Every method of both clients, written once: the engine's own operations (``submit``, ``message_events``, ...,
+each ``engine_operation(Engine.<name>)``) and every endpoint of Flowmailer's API.
 
-Each method is one line: it names its row of the core's table (``flowmailer.core.ENDPOINTS``) and passes its
-arguments. The ``operation`` and ``listing`` descriptors give it its type per client: on :class:`Client` a
+Each endpoint method is one line: it names its row of the core's table (``flowmailer.core.ENDPOINTS``) and passes
+its arguments. The ``operation`` and ``listing`` descriptors give it its type per client: on :class:`Client` a
 method returns its result (a listing an ``Iterator``), on ``AsyncClient`` an awaitable (a listing an
 ``AsyncIterator``). Each method runs the core's :func:`~flowmailer.core.perform` (or ``perform_listing``) through
-the shell's ``_bind`` (``_bind_listing``), as the shell's own operations do.
+the shell's ``_bind`` (``_bind_listing``), as the engine's own operations do.
 """
 
 from __future__ import annotations
 
 import functools
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 from flowmailer.core import (
@@ -22,6 +23,7 @@ from flowmailer.core import (
     BouncedMessage,
     DateRange,
     Endpoint,
+    Engine,
     EventFlow,
     EventFlowRuleSimple,
     Filter,
@@ -49,10 +51,11 @@ from flowmailer.core import (
     perform_listing,
 )
 
-__all__ = ["Api", "AsyncApi", "SyncApi", "listing", "operation"]
+__all__ = ["Api", "AsyncApi", "SyncApi", "engine_listing", "engine_operation", "listing", "operation"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 class operation(Generic[P, T]):  # noqa: N801 - used as a decorator, named like one
@@ -65,7 +68,7 @@ class operation(Generic[P, T]):  # noqa: N801 - used as a decorator, named like 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, obj: AsyncApi, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: AsyncApi, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
     @overload
     def __get__(self, obj: SyncApi, owner: type[Any]) -> Callable[P, T]: ...
     def __get__(self, obj: Api | None, owner: type[Any]) -> Any:
@@ -87,6 +90,27 @@ class listing(Generic[P, T]):  # noqa: N801 - used as a decorator, named like on
     def __get__(self, obj: SyncApi, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
     def __get__(self, obj: Api | None, owner: type[Any]) -> Any:
         return self if obj is None else types.MethodType(self._method, obj)
+
+
+def engine_operation(start: Callable[Concatenate[Engine, P], Loop[T]], *, exclusive: bool = False) -> operation[P, T]:
+    """An ``Engine`` call (``submit``, ``message_stats``, ...) as a method of both clients; ``exclusive`` calls run
+    one at a time per client (reports: Flowmailer asks for no overlapping ones)."""
+
+    def method(self: Api, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return cast("T", self._bind(start, exclusive)(*args, **kwargs))
+
+    functools.update_wrapper(method, start)
+    return operation(method)
+
+
+def engine_listing(start: Callable[Concatenate[Engine, P], Listing[X]]) -> listing[P, X]:
+    """An ``Engine`` listing (``message_events``, ``messages_by_tag``) as a method of both clients."""
+
+    def method(self: Api, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[X]:
+        return cast("Iterator[X]", self._bind_listing(start)(*args, **kwargs))
+
+    functools.update_wrapper(method, start)
+    return listing(method)
 
 
 def _wraps(descriptor: object, method: Callable[..., Any]) -> None:
@@ -120,9 +144,17 @@ class Api:
     def _each(self, name: str, _: type[T], args: Mapping[str, object]) -> Iterator[T]:
         return cast("Iterator[T]", self._endpoint_pages(endpoint(name), args))
 
-    # The methods are in the table's order (flowmailer-endpoints.md); ``submit``, ``simulate``, ``message``,
-    # ``message_events``, ``messages_by_tag``, ``message_stats`` and ``check_credentials`` (the token request)
-    # are each client's own, with their own reliability rules.
+    # --- the engine's own operations, with their own reliability rules (core/_loop.py) ----------------------
+
+    submit = engine_operation(Engine.submit)
+    check_credentials = engine_operation(Engine.check_credentials)
+    simulate = engine_operation(Engine.simulate)
+    message = engine_operation(Engine.message)
+    message_stats = engine_operation(Engine.message_stats, exclusive=True)
+    message_events = engine_listing(Engine.message_events)
+    messages_by_tag = engine_listing(Engine.messages_by_tag)
+
+    # The endpoint methods are in the table's order (flowmailer-endpoints.md).
 
     # --- accounts and credentials ----------------------------------------------------------------------------
 

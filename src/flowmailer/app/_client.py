@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from flowmailer.app import _defaults
 from flowmailer.app._api import SyncApi
-from flowmailer.app._shell import DEFAULT_API_URL, DEFAULT_LOGIN_URL, NOT_NOW, SyncShell
+from flowmailer.app._shell import DEFAULT_API_URL, DEFAULT_LOGIN_URL, NOT_NOW, Shell
 from flowmailer.core import (
     AccessToken,
     AskReports,
@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Client"]
 T = TypeVar("T")
 
 
-class Client(SyncShell[Transport, TokenStore], SyncApi):
+class Client(Shell[Transport, TokenStore], SyncApi):
     """Flowmailer's REST API, reliably: ``submit`` returns the message id only after a 201 and otherwise raises an
     error that says what happened and whether the message may have been accepted.
 

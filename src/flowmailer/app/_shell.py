@@ -1,9 +1,7 @@
-"""What the sync and the async client share: their construction, the effects that need no waiting, and their
-operations, each written once as a call of the core's :class:`~flowmailer.core.Engine`.
+"""What the sync and the async client share: their construction and the effects that need no waiting.
 
-A shell only performs effects. :class:`operation` and :class:`listing` turn an ``Engine`` method into a method of
-both clients: on :class:`flowmailer.app.Client` a plain call (or an iterator), on ``AsyncClient`` a coroutine (or
-an async iterator). The request loop, the retry policy and every other decision are the core's.
+A shell only performs the effects of the core's request loop (:class:`~flowmailer.core.Engine`); the methods both
+clients offer are declared once, in ``app/_api.py``. The retry policy and every other decision are the core's.
 """
 
 from __future__ import annotations
@@ -11,9 +9,9 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
@@ -26,8 +24,6 @@ from flowmailer.core import (
     Engine,
     ForgetToken,
     Host,
-    Listing,
-    Loop,
     NewReference,
     Origin,
     ReportBook,
@@ -41,11 +37,9 @@ from flowmailer.core import (
 from flowmailer.ports import Clock, Observer, ReportStore, Resolver
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Iterator
-
     from flowmailer.core import Effect
 
-__all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Shell", "listing", "operation"]
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOGIN_URL", "Shell"]
 
 DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
@@ -60,47 +54,6 @@ S = TypeVar("S", bound="Shell[Any, Any]")
 
 #: What :meth:`Shell._perform_now` returns for an effect that needs the shell's own waiting.
 NOT_NOW: Any = object()
-
-
-class operation(Generic[P, T]):  # noqa: N801 - used like a decorator, as ``property`` is
-    """An ``Engine`` call as a method of both clients: a plain call on the sync client, a coroutine on the async
-    one. ``exclusive`` calls run one at a time per client (reports: Flowmailer asks for no overlapping ones)."""
-
-    def __init__(self, start: Callable[Concatenate[Engine, P], Loop[T]], *, exclusive: bool = False) -> None:
-        self._start = start
-        self._exclusive = exclusive
-        self.__doc__ = start.__doc__
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
-    @overload
-    def __get__(self, obj: SyncShell[Any, Any], owner: type[Any]) -> Callable[P, T]: ...
-    @overload
-    def __get__(self, obj: AsyncShell[Any, Any], owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-    def __get__(self, obj: Shell[Any, Any] | None, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        return obj._bind(self._start, self._exclusive)
-
-
-class listing(Generic[P, X]):  # noqa: N801 - used like a decorator, as ``property`` is
-    """An ``Engine`` listing as a method of both clients: an iterator on the sync client, an async iterator on the
-    async one; pages are fetched as the caller iterates."""
-
-    def __init__(self, start: Callable[Concatenate[Engine, P], Listing[X]]) -> None:
-        self._start = start
-        self.__doc__ = start.__doc__
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
-    @overload
-    def __get__(self, obj: SyncShell[Any, Any], owner: type[Any]) -> Callable[P, Iterator[X]]: ...
-    @overload
-    def __get__(self, obj: AsyncShell[Any, Any], owner: type[Any]) -> Callable[P, AsyncIterator[X]]: ...
-    def __get__(self, obj: Shell[Any, Any] | None, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        return obj._bind_listing(self._start)
 
 
 class Shell(Generic[TransportT, TokensT]):
@@ -223,27 +176,3 @@ class Shell(Generic[TransportT, TokensT]):
             self._observer.on_event(effect.event)
         except Exception:  # noqa: BLE001 - a metrics backend going down must not turn an accepted submit into an error
             _log.exception("the observer failed on %s; the request goes on", type(effect.event).__name__)
-
-    def _bind(self, start: Callable[..., Loop[Any]], exclusive: bool) -> Callable[..., Any]:
-        raise NotImplementedError
-
-    def _bind_listing(self, start: Callable[..., Listing[Any]]) -> Callable[..., Any]:
-        raise NotImplementedError
-
-    # --- the operations, each declared once for both kinds of shell ----------------------------------------
-
-    submit = operation(Engine.submit)
-    check_credentials = operation(Engine.check_credentials)
-    simulate = operation(Engine.simulate)
-    message = operation(Engine.message)
-    message_stats = operation(Engine.message_stats, exclusive=True)
-    message_events = listing(Engine.message_events)
-    messages_by_tag = listing(Engine.messages_by_tag)
-
-
-class SyncShell(Shell[TransportT, TokensT]):
-    """A shell whose operations are plain calls."""
-
-
-class AsyncShell(Shell[TransportT, TokensT]):
-    """A shell whose operations are coroutines."""

@@ -16,7 +16,7 @@ import anyio
 
 from flowmailer.app import _defaults
 from flowmailer.app._api import AsyncApi
-from flowmailer.app._shell import NOT_NOW, AsyncShell
+from flowmailer.app._shell import NOT_NOW, Shell
 from flowmailer.core import (
     AccessToken,
     AskReports,
@@ -38,7 +38,7 @@ __all__ = ["AsyncClient"]
 T = TypeVar("T")
 
 
-class AsyncClient(AsyncShell[AsyncTransport, AsyncTokenStore], AsyncApi):
+class AsyncClient(Shell[AsyncTransport, AsyncTokenStore], AsyncApi):
     """Flowmailer's REST API from async tasks, reliably: ``await submit`` returns the message id only after a 201
     and otherwise raises the same errors as :class:`flowmailer.app.Client`, from the same core loop.
 
