@@ -156,3 +156,46 @@ def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight(
     later.join(timeout=10)  # a deadline, not a wait: the fetch returns at once unless the store hangs
     assert not later.is_alive()
     assert [t.value for t in got] == ["token-1"]
+
+
+class AskedClock(FakeClock):
+    """Says when a given thread first read the time: the store reads it, holding its lock, before it waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiter: threading.Thread | None = None
+        self.waiter_asked = threading.Event()
+
+    def now(self) -> float:
+        if threading.current_thread() is self.waiter:
+            self.waiter_asked.set()
+        return super().now()
+
+
+def test_a_thread_that_waited_for_a_failed_refresh_gets_its_error_without_fetching_again() -> None:
+    """One fetch per wait, apart from the failure's back-off: here there is none, so only the rule holds it."""
+    clock = AskedClock()
+    store = MemoryTokenStore(clock, TokenPolicy(failure_backoff=0.0, failure_backoff_cap=0.0))
+    calls = 0
+    failures: list[BaseException] = []
+
+    def failing_fetch() -> AccessToken:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            clock.waiter = threading.Thread(target=waiter)
+            clock.waiter.start()
+            assert clock.waiter_asked.wait(timeout=30)  # the waiter holds the store's lock until it waits
+        raise TransientError("login host down")
+
+    def waiter() -> None:
+        try:
+            store.token(CREDENTIALS, failing_fetch)
+        except TransientError as e:
+            failures.append(e)
+
+    with pytest.raises(TransientError):
+        store.token(CREDENTIALS, failing_fetch)
+    assert clock.waiter is not None
+    clock.waiter.join(timeout=30)
+    assert (calls, len(failures)) == (1, 1)

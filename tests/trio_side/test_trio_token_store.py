@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from flowmailer.adapters.trio_token_store import TrioTokenStore
-from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
+from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
 
 CREDENTIALS = Credentials("acct", "client-1", "secret")
 
@@ -116,3 +116,25 @@ def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight(
             assert (await store.token(CREDENTIALS, Fetcher())).value == "tok-1"
 
     run(body)
+
+
+def test_one_fetch_per_wait_holds_without_a_failure_back_off() -> None:
+    """With no back-off after a failure, only the one-fetch-per-wait rule keeps the waiters from fetching."""
+    fetch = Fetcher(TransientError("login host down"))
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        store = TrioTokenStore(trio.current_time, TokenPolicy(failure_backoff=0.0, failure_backoff_cap=0.0))
+
+        async def one() -> None:
+            try:
+                await store.token(CREDENTIALS, fetch)
+            except TransientError as e:
+                errors.append(e)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (fetch.calls, len(errors)) == (1, 5)
