@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+import attrs
 import pytest
 
 from flowmailer.adapters import MemoryTokenStore
 from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
 from flowmailer.ports import TokenStore
-from flowmailer.testing import FakeClock
+from flowmailer.testing import FakeClock, check_token_store
 
 CREDENTIALS = Credentials("acct", "client-1", "s3cret")
 
@@ -199,3 +201,29 @@ def test_a_thread_that_waited_for_a_failed_refresh_gets_its_error_without_fetchi
     assert clock.waiter is not None
     clock.waiter.join(timeout=30)
     assert (calls, len(failures)) == (1, 1)
+
+
+def test_the_memory_token_store_passes_the_conformance_check() -> None:
+    check_token_store(MemoryTokenStore)
+
+
+class Forgetful(MemoryTokenStore):
+    """Fetches on every call: what a store without a memory would do."""
+
+    def token(self, credentials: Credentials, fetch: Callable[[], AccessToken]) -> AccessToken:
+        return fetch()
+
+
+class Impatient(MemoryTokenStore):
+    """Ignores the failure back-off: every call after a failure asks the login host again."""
+
+    def __init__(self, clock: FakeClock, policy: TokenPolicy) -> None:
+        super().__init__(clock, attrs.evolve(policy, failure_backoff=0.0, failure_backoff_cap=0.0))
+
+
+@pytest.mark.parametrize(
+    ("store", "complaint"), [(Forgetful, "a fresh token was not reused"), (Impatient, "during the back-off")]
+)
+def test_the_conformance_check_fails_a_broken_store(store: type[MemoryTokenStore], complaint: str) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        check_token_store(store)

@@ -10,6 +10,7 @@ import trio.testing
 
 from flowmailer.adapters.trio_token_store import TrioTokenStore
 from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
+from flowmailer.testing import check_async_token_store
 
 CREDENTIALS = Credentials("acct", "client-1", "secret")
 
@@ -138,3 +139,7 @@ def test_one_fetch_per_wait_holds_without_a_failure_back_off() -> None:
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert (fetch.calls, len(errors)) == (1, 5)
+
+
+def test_the_trio_token_store_passes_the_conformance_check() -> None:
+    trio.run(check_async_token_store, lambda clock, policy: TrioTokenStore(clock.now, policy))
