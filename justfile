@@ -32,6 +32,11 @@ test *args: venv
 test-thorough: venv
     FLOWMAILER_HYPOTHESIS=thorough {{bin}}/pytest tests/core -q
 
+# Mutation testing (cosmic-ray) of the core's decision modules, one at a time, printing each kill rate; survivors
+# not argued equivalent in tests/core/mutants.md are listed. Slow: about 4 s a mutant. `just mutate _retry` for one.
+mutate *modules: venv
+    {{bin}}/python tests/mutate.py {{modules}}
+
 # Lint, format check, strict types over src, tests and bench, and the import contracts.
 check: venv
     {{bin}}/ruff check src tests bench
