@@ -282,3 +282,8 @@ def test_re_resolution_to_fewer_addresses_wraps_the_rotation_into_the_new_book()
     fewer = book.updated(Resolution(("127.0.0.5", "127.0.0.3"), 60.0), 1.0)
     assert fewer.cursor == 0
     assert [fewer.pick(1.0)[0], fewer.pick(1.0)[1].pick(1.0)[0]] == ["127.0.0.5", "127.0.0.3"]
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    """A failing address rests 1 s, doubling up to a minute; DNS is trusted 5 s at least; connections live 5 min."""
+    assert attrs.astuple(AddressPolicy()) == (1.0, 60.0, 5.0, 300.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
@@ -480,3 +481,32 @@ def test_next_delay_accepts_the_edges_of_its_domain(attempt: int, u: float) -> N
 def test_decide_accepts_a_single_address_and_no_time_elapsed() -> None:
     decision, _ = RetryPolicy(base_delay=1.0).decide(NotSent("x"), RetryState(), elapsed=0.0, u=0.5, addresses=1)
     assert decision == Retry(0.5, NotSent("x"))
+
+
+@given(policies(), st.integers(min_value=0, max_value=20), st.sampled_from([Transient(503), NotSent("refused")]))
+def test_a_state_at_or_past_the_last_attempt_gives_up_as_exhausted(
+    policy: RetryPolicy, extra: int, outcome: Outcome
+) -> None:
+    """Also a state already past ``max_attempts`` (a policy lowered between attempts): never one attempt more."""
+    state = RetryState(attempts=policy.max_attempts - 1 + extra)
+    decision, _ = policy.decide(outcome, state, elapsed=0.0, u=0.0, addresses=2)
+    assert decision == GiveUp(GiveUpReason.ATTEMPTS_EXHAUSTED, outcome)
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    """Five attempts within a minute, 0.5 s doubling up to 10 s, Retry-After honoured up to 30 s; a budget of ten
+    retries refilled at one every five seconds and a tenth of one per success."""
+    assert attrs.astuple(RetryPolicy()) == (5, 60.0, 0.5, 10.0, 2.0, 30.0)
+    assert attrs.astuple(RetryBudget()) == (10.0, 0.2, 0.1, 10.0, None)
+
+
+@pytest.mark.parametrize(("elapsed", "left"), [(0.0, 10.0), (4.0, 6.0), (9.5, 0.5), (10.0, 0.0), (12.0, 0.0)])
+def test_an_attempt_may_take_what_the_deadline_leaves(elapsed: float, left: float) -> None:
+    assert RetryPolicy(deadline=10.0).attempt_timeout(elapsed) == left
+
+
+def test_an_unreadable_answer_to_an_idempotent_request_counts_as_an_attempt() -> None:
+    unreadable = Ambiguous("answer over 64 KiB", unreadable=True)
+    decision, state = RetryPolicy().decide(unreadable, RetryState(attempts=2), elapsed=0.0, u=0.0, idempotent=True)
+    assert decision == GiveUp(GiveUpReason.ANSWER_UNREADABLE, unreadable)
+    assert state.attempts == 3
