@@ -287,3 +287,21 @@ def test_re_resolution_to_fewer_addresses_wraps_the_rotation_into_the_new_book()
 def test_the_defaults_are_the_documented_ones() -> None:
     """A failing address rests 1 s, doubling up to a minute; DNS is trusted 5 s at least; connections live 5 min."""
     assert attrs.astuple(AddressPolicy()) == (1.0, 60.0, 5.0, 300.0)
+
+
+def test_the_avoided_address_is_compared_by_value_not_identity() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    avoid = ".".join(["127", "0", "0", "2"])  # equal to the book's first address, but another object
+    assert book.pick(0.0, avoid=avoid)[0] == "127.0.0.3"
+
+
+def test_resolve_failed_with_no_minimum_ttl_asks_dns_again_at_once() -> None:
+    book = AddressBook.from_resolution(Resolution(("127.0.0.2",), 60.0), 0.0, AddressPolicy(min_ttl=0.0))
+    assert book.resolve_failed(30.0).needs_resolve(30.0)
+
+
+def test_the_cool_down_doubles_until_the_cap_however_small_it_starts() -> None:
+    """Not only 64 doublings: a tiny cool-down keeps doubling, and a huge failure count reaches the cap."""
+    policy = AddressPolicy(cool_down=1e-300, cool_down_cap=1.0)
+    assert policy.rest(100) == 1e-300 * 2.0**99
+    assert policy.rest(10**6) == 1.0
