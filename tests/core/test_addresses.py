@@ -305,3 +305,11 @@ def test_the_cool_down_doubles_until_the_cap_however_small_it_starts() -> None:
     policy = AddressPolicy(cool_down=1e-300, cool_down_cap=1.0)
     assert policy.rest(100) == 1e-300 * 2.0**99
     assert policy.rest(10**6) == 1.0
+
+
+def test_addresses_reported_are_compared_by_value_not_identity() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    reported = ".".join(["127", "0", "0", "3"])  # equal to the book's second address, but another object
+    failed = book.mark_failed(reported, 10.0)
+    assert failed.entries[1].failures == 1
+    assert failed.mark_ok(".".join(["127", "0", "0", "3"])) == book

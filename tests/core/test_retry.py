@@ -510,3 +510,17 @@ def test_an_unreadable_answer_to_an_idempotent_request_counts_as_an_attempt() ->
     decision, state = RetryPolicy().decide(unreadable, RetryState(attempts=2), elapsed=0.0, u=0.0, idempotent=True)
     assert decision == GiveUp(GiveUpReason.ANSWER_UNREADABLE, unreadable)
     assert state.attempts == 3
+
+
+def test_a_delay_that_together_with_the_time_spent_reaches_the_deadline_gives_up() -> None:
+    """The sum, not the product: 0.5 s spent and 9.6 s to wait reach a 10 s deadline."""
+    decision, _ = RetryPolicy(deadline=10.0).decide(Transient(503, 9.6), RetryState(), elapsed=0.5, u=0.0)
+    assert decision == GiveUp(GiveUpReason.DEADLINE, Transient(503, 9.6))
+
+
+def test_an_untrusted_certificate_on_each_of_many_addresses_gives_up() -> None:
+    """Counts compared by value: 300 addresses (past the integers Python keeps one object for)."""
+    outcome = NotSent("certificate verify failed", untrusted=True)
+    policy = RetryPolicy(max_attempts=1000, deadline=1e9)
+    decision, _ = policy.decide(outcome, RetryState(untrusted_streak=299), elapsed=0.0, u=0.0, addresses=300)
+    assert decision == GiveUp(GiveUpReason.CERTIFICATE_UNTRUSTED, outcome)
