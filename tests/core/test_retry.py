@@ -507,9 +507,9 @@ def test_an_attempt_may_take_what_the_deadline_leaves(elapsed: float, left: floa
 
 def test_an_unreadable_answer_to_an_idempotent_request_counts_as_an_attempt() -> None:
     unreadable = Ambiguous("answer over 64 KiB", unreadable=True)
-    decision, state = RetryPolicy().decide(unreadable, RetryState(attempts=2), elapsed=0.0, u=0.0, idempotent=True)
+    decision, state = RetryPolicy().decide(unreadable, RetryState(attempts=3), elapsed=0.0, u=0.0, idempotent=True)
     assert decision == GiveUp(GiveUpReason.ANSWER_UNREADABLE, unreadable)
-    assert state.attempts == 3
+    assert state.attempts == 4  # 3 | 1 and 3 ^ 1 are not 4, as 2 | 1 and 2 ^ 1 would be 3
 
 
 def test_a_delay_that_together_with_the_time_spent_reaches_the_deadline_gives_up() -> None:
