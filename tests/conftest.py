@@ -1,4 +1,4 @@
-"""Shared test configuration: Hypothesis profiles (fast by default, thorough with FLOWMAILER_HYPOTHESIS=thorough)."""
+"""Shared test configuration: Hypothesis profiles (fast by default; FLOWMAILER_HYPOTHESIS=thorough or mutation)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from tests.outbox.postgres_server import PostgresServer, PostgresUnavailableError, running_postgres
 
 settings.register_profile("fast", max_examples=60, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `just mutate`: the fast profile's examples, the same each run, and no shrinking (a killed mutant needs no minimal
+# counterexample, and shrinking one takes longer than finding it).
+settings.register_profile(
+    "mutation", max_examples=60, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate]
+)
 settings.load_profile(os.environ.get("FLOWMAILER_HYPOTHESIS", "fast"))
 
 

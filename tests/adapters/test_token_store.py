@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+import attrs
 import pytest
 
 from flowmailer.adapters import MemoryTokenStore
 from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
 from flowmailer.ports import TokenStore
-from flowmailer.testing import FakeClock
+from flowmailer.testing import FakeClock, check_token_store
 
 CREDENTIALS = Credentials("acct", "client-1", "s3cret")
 
@@ -156,3 +158,72 @@ def test_a_fetch_raising_a_non_flowmailer_exception_leaves_no_refresh_in_flight(
     later.join(timeout=10)  # a deadline, not a wait: the fetch returns at once unless the store hangs
     assert not later.is_alive()
     assert [t.value for t in got] == ["token-1"]
+
+
+class AskedClock(FakeClock):
+    """Says when a given thread first read the time: the store reads it, holding its lock, before it waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiter: threading.Thread | None = None
+        self.waiter_asked = threading.Event()
+
+    def now(self) -> float:
+        if threading.current_thread() is self.waiter:
+            self.waiter_asked.set()
+        return super().now()
+
+
+def test_a_thread_that_waited_for_a_failed_refresh_gets_its_error_without_fetching_again() -> None:
+    """One fetch per wait, apart from the failure's back-off: here there is none, so only the rule holds it."""
+    clock = AskedClock()
+    store = MemoryTokenStore(clock, TokenPolicy(failure_backoff=0.0, failure_backoff_cap=0.0))
+    calls = 0
+    failures: list[BaseException] = []
+
+    def failing_fetch() -> AccessToken:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            clock.waiter = threading.Thread(target=waiter)
+            clock.waiter.start()
+            assert clock.waiter_asked.wait(timeout=30)  # the waiter holds the store's lock until it waits
+        raise TransientError("login host down")
+
+    def waiter() -> None:
+        try:
+            store.token(CREDENTIALS, failing_fetch)
+        except TransientError as e:
+            failures.append(e)
+
+    with pytest.raises(TransientError):
+        store.token(CREDENTIALS, failing_fetch)
+    assert clock.waiter is not None
+    clock.waiter.join(timeout=30)
+    assert (calls, len(failures)) == (1, 1)
+
+
+def test_the_memory_token_store_passes_the_conformance_check() -> None:
+    check_token_store(MemoryTokenStore)
+
+
+class Forgetful(MemoryTokenStore):
+    """Fetches on every call: what a store without a memory would do."""
+
+    def token(self, credentials: Credentials, fetch: Callable[[], AccessToken]) -> AccessToken:
+        return fetch()
+
+
+class Impatient(MemoryTokenStore):
+    """Ignores the failure back-off: every call after a failure asks the login host again."""
+
+    def __init__(self, clock: FakeClock, policy: TokenPolicy) -> None:
+        super().__init__(clock, attrs.evolve(policy, failure_backoff=0.0, failure_backoff_cap=0.0))
+
+
+@pytest.mark.parametrize(
+    ("store", "complaint"), [(Forgetful, "a fresh token was not reused"), (Impatient, "during the back-off")]
+)
+def test_the_conformance_check_fails_a_broken_store(store: type[MemoryTokenStore], complaint: str) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        check_token_store(store)

@@ -11,7 +11,8 @@ import trio
 import trio.testing
 
 from flowmailer.adapters.anyio_token_store import AnyioTokenStore
-from flowmailer.core import AccessToken, AuthenticationError, Credentials, TransientError
+from flowmailer.core import AccessToken, AuthenticationError, Credentials, TokenPolicy, TransientError
+from flowmailer.testing import check_async_token_store
 
 CREDENTIALS = Credentials("acct", "client-1", "secret")
 
@@ -141,3 +142,29 @@ async def test_many_tasks_share_one_fetch_on_either_backend() -> None:
         await anyio.wait_all_tasks_blocked()
         gate.set()
     assert (len(calls), got) == (1, ["tok-1"] * 20)
+
+
+def test_one_fetch_per_wait_holds_without_a_failure_back_off() -> None:
+    """With no back-off after a failure, only the one-fetch-per-wait rule keeps the waiters from fetching."""
+    fetch = Fetcher(TransientError("login host down"))
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        store = AnyioTokenStore(trio.current_time, TokenPolicy(failure_backoff=0.0, failure_backoff_cap=0.0))
+
+        async def one() -> None:
+            try:
+                await store.token(CREDENTIALS, fetch)
+            except TransientError as e:
+                errors.append(e)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (fetch.calls, len(errors)) == (1, 5)
+
+
+def test_the_anyio_token_store_passes_the_conformance_check() -> None:
+    trio.run(check_async_token_store, lambda clock, policy: AnyioTokenStore(clock.now, policy))

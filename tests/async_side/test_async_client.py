@@ -27,6 +27,7 @@ from flowmailer.core import (
     NotSent,
     Origin,
     Resolution,
+    RetryBudget,
     SubmitMessage,
     TransientError,
     TransportResult,
@@ -287,3 +288,25 @@ def test_transport_settings_beside_a_given_transport_are_refused(setting: dict[s
     with pytest.raises(ConfigurationError) as e:
         AsyncClient(CREDENTIALS, transport=AsyncScripted(), **setting)  # type: ignore[arg-type]
     assert e.value.field in setting
+
+
+def test_a_success_refills_the_retry_budget() -> None:
+    """The budget starts empty and time refills nothing: only the successes' deposits let a retry through."""
+    transport = AsyncScripted()
+    budget = RetryBudget(capacity=1.0, refill_per_second=0.0, deposit_per_success=0.5, tokens=0.0)
+
+    async def main() -> None:
+        async with AsyncClient(
+            CREDENTIALS, transport=transport, token_store=AnyioTokenStore(wall), api_url=f"https://{API}",
+            login_url=f"https://{LOGIN}", resolver=scripted_resolver(), clock=WallClock(wall), rng=random.Random(7),
+            budget=budget,
+        ) as client:  # fmt: skip
+            transport.inner.queue("/messages/submit", status(503))
+            with pytest.raises(TransientError, match="retry budget empty"):
+                await client.submit(MESSAGE)  # the token's success put back 0.5: not a whole retry
+            await client.submit(MESSAGE)  # a second success: 1.0
+            transport.inner.queue("/messages/submit", status(503))
+            await client.submit(MESSAGE)  # retried once, then accepted
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(transport.inner.to("/messages/submit")) == 4

@@ -21,6 +21,7 @@ from flowmailer.core import (
     NotSent,
     RejectedError,
     RequestFinished,
+    RetryBudget,
     RetryPolicy,
     SubmitMessage,
     TransientError,
@@ -392,3 +393,19 @@ def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(
     assert len(transport.to("/messages/submit")) == 2
     assert "metrics backend unreachable" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_a_success_refills_the_retry_budget(transport: ScriptedTransport, clock: FakeClock) -> None:
+    """The budget starts empty and time refills nothing: only the successes' deposits let a retry through."""
+    client = Client(
+        CREDENTIALS, api_url=f"https://{API}", login_url=f"https://{LOGIN}", transport=transport,
+        resolver=resolver(), clock=clock, rng=random.Random(7),
+        budget=RetryBudget(capacity=1.0, refill_per_second=0.0, deposit_per_success=0.5, tokens=0.0),
+    )  # fmt: skip
+    transport.queue("/messages/submit", status(503))
+    with pytest.raises(TransientError, match="retry budget empty"):
+        client.submit(message())  # the token's success put back 0.5: not a whole retry
+    client.submit(message())  # a second success: 1.0
+    transport.queue("/messages/submit", status(503))
+    client.submit(message())  # retried once, then accepted
+    assert len(transport.to("/messages/submit")) == 4

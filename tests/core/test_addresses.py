@@ -204,6 +204,7 @@ def test_record_ignores_a_local_not_sent() -> None:
         ({"cool_down": 2.0, "cool_down_cap": 1.0}, "AddressPolicy.cool_down_cap"),
         ({"min_ttl": -1.0}, "AddressPolicy.min_ttl"),
         ({"max_connection_age": math.inf}, "AddressPolicy.max_connection_age"),
+        ({"max_connection_age": 0.0}, "AddressPolicy.max_connection_age"),
     ],
 )
 def test_a_bad_address_policy_is_refused_naming_the_field(kwargs: dict[str, float], field: str) -> None:
@@ -230,3 +231,85 @@ def test_an_empty_book_cannot_be_built() -> None:
     with pytest.raises(ConfigurationError) as caught:
         AddressBook((), 0.0, 60.0)
     assert caught.value.field == "AddressBook.entries"
+
+
+def test_an_address_policy_at_its_boundaries_is_accepted() -> None:
+    policy = AddressPolicy(cool_down=2.0, cool_down_cap=2.0, min_ttl=0.0, max_connection_age=5e-324)
+    assert (policy.cool_down_cap, policy.min_ttl) == (2.0, 0.0)
+
+
+@given(books(), st.data())
+def test_mark_ok_heals_exactly_that_address_whatever_its_health(book: AddressBook, data: st.DataObject) -> None:
+    """Also an address that has cooled down but still counts failures: its next failure rests the shortest."""
+    address = data.draw(st.sampled_from(book.addresses))
+    healed = book.mark_ok(address)
+    for before, after in zip(book.entries, healed.entries, strict=True):
+        assert after == (AddressHealth(address) if before.address == address else before)
+    assert healed.cursor == book.cursor
+
+
+def test_mark_ok_resets_the_failures_of_an_address_whose_cool_down_is_over() -> None:
+    book = attrs.evolve(book_of("127.0.0.2", "127.0.0.3"), entries=(
+        AddressHealth("127.0.0.2"), AddressHealth("127.0.0.3", failures=4),
+    ))  # fmt: skip
+    assert book.mark_ok("127.0.0.3").entries[1] == AddressHealth("127.0.0.3")
+    assert book.mark_ok("127.0.0.3").mark_failed("127.0.0.3", 10.0).entries[1].cooling_until == 11.0
+
+
+@given(books(), times, st.sampled_from([NotSent("refused"), Ambiguous("reset"), WireResponse(201)]))
+def test_an_address_not_in_the_book_changes_nothing_not_even_the_rotation(
+    book: AddressBook, now: float, result: NotSent | Ambiguous | WireResponse
+) -> None:
+    unknown = "192.0.2.1"
+    assert book.mark_failed(unknown, now) == book
+    assert book.mark_ok(unknown) == book
+    assert book.record(unknown, result, now) == book
+    assert book.pick(now, avoid=unknown) == book.pick(now)
+
+
+def test_re_resolution_keeps_the_rotation_where_it_was() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    _, book = book.pick(0.0)
+    same = book.updated(Resolution(("127.0.0.2", "127.0.0.3", "127.0.0.4"), 60.0), 1.0)
+    assert same.cursor == 1
+    assert same.pick(1.0)[0] == "127.0.0.3"
+
+
+def test_re_resolution_to_fewer_addresses_wraps_the_rotation_into_the_new_book() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    for _ in range(2):
+        _, book = book.pick(0.0)
+    fewer = book.updated(Resolution(("127.0.0.5", "127.0.0.3"), 60.0), 1.0)
+    assert fewer.cursor == 0
+    assert [fewer.pick(1.0)[0], fewer.pick(1.0)[1].pick(1.0)[0]] == ["127.0.0.5", "127.0.0.3"]
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    """A failing address rests 1 s, doubling up to a minute; DNS is trusted 5 s at least; connections live 5 min."""
+    assert attrs.astuple(AddressPolicy()) == (1.0, 60.0, 5.0, 300.0)
+
+
+def test_the_avoided_address_is_compared_by_value_not_identity() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    avoid = ".".join(["127", "0", "0", "2"])  # equal to the book's first address, but another object
+    assert book.pick(0.0, avoid=avoid)[0] == "127.0.0.3"
+
+
+def test_resolve_failed_with_no_minimum_ttl_asks_dns_again_at_once() -> None:
+    book = AddressBook.from_resolution(Resolution(("127.0.0.2",), 60.0), 0.0, AddressPolicy(min_ttl=0.0))
+    assert book.resolve_failed(30.0).needs_resolve(30.0)
+
+
+def test_the_cool_down_doubles_until_the_cap_however_small_it_starts() -> None:
+    """Not only 64 doublings: a tiny cool-down keeps doubling, and a huge failure count reaches the cap."""
+    policy = AddressPolicy(cool_down=1e-300, cool_down_cap=1.0)
+    assert policy.rest(100) == 1e-300 * 2.0**99
+    assert policy.rest(10**6) == 1.0
+
+
+def test_addresses_reported_are_compared_by_value_not_identity() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3")
+    reported = ".".join(["127", "0", "0", "3"])  # equal to the book's second address, but another object
+    failed = book.mark_failed(reported, 10.0)
+    assert failed.entries[1].failures == 1
+    assert failed.mark_ok(".".join(["127", "0", "0", "3"])) == book

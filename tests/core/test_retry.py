@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from flowmailer.core import (
@@ -116,6 +117,9 @@ def test_never_more_attempts_than_configured(
 
 
 @given(policies(), outcomes, states, st.floats(min_value=0.0, max_value=700.0), draws, addresses)
+# Found only by the thorough profile: a token refresh allowed at or past the deadline.
+@example(RetryPolicy(deadline=1.0), TokenInvalid(), RetryState(), 1.0, 0.0, 1)
+@example(RetryPolicy(deadline=1.0), TokenInvalid(), RetryState(attempts=1), 2.5, 0.0, 1)
 def test_nothing_is_scheduled_past_the_deadline(
     policy: RetryPolicy, outcome: Outcome, state: RetryState, elapsed: float, u: float, n: int
 ) -> None:
@@ -404,3 +408,119 @@ def test_error_for_a_token_request_that_gave_up_names_the_login_host() -> None:
     assert type(error) is TransientError
     assert "the token request to login.flowmailer.net" in str(error)
     assert "Flowmailer did not accept" not in str(error)
+
+
+@given(policies(), st.integers(min_value=1, max_value=200), draws)
+@example(RetryPolicy(base_delay=1.0, multiplier=2.0, cap=100.0), 3, 0.5)
+def test_the_backoff_grows_by_the_multiplier_per_attempt_until_the_cap(
+    policy: RetryPolicy, attempt: int, u: float
+) -> None:
+    """Growth, not only bounds: the first delay draws from base_delay, each next one from ``multiplier`` times the
+    one before, until the cap. (The bounds alone let ``attempt >> 1`` pass for ``attempt - 1``.)"""
+    assert policy.next_delay(1, u) == u * policy.base_delay
+    grown = min(policy.cap, policy.base_delay * policy.multiplier**attempt)
+    assert policy.next_delay(attempt + 1, u) == pytest.approx(u * grown, rel=1e-9)
+
+
+def test_the_backoff_doubles_from_the_base_delay() -> None:
+    policy = RetryPolicy(base_delay=1.0, multiplier=2.0, cap=10.0)
+    assert [policy.next_delay(attempt, 0.5) for attempt in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize("retry_after", [-5.0, -0.001])
+def test_a_negative_retry_after_is_waited_as_zero(retry_after: float) -> None:
+    decision, _ = RetryPolicy().decide(Transient(503, retry_after), RetryState(), elapsed=0.0, u=0.9)
+    assert decision == Retry(0.0, Transient(503, retry_after))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_attempts": 1},
+        {"base_delay": 2.0, "cap": 2.0},
+        {"multiplier": 1.0},
+        {"max_retry_after": 0.0},
+        {"deadline": 5e-324, "base_delay": 5e-324, "cap": 5e-324},
+    ],
+)
+def test_a_policy_setting_at_its_boundary_is_accepted(kwargs: dict[str, float]) -> None:
+    policy = RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert all(getattr(policy, name) == value for name, value in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"base_delay": 0.0}, "RetryPolicy.base_delay"), ({"multiplier": 0.999}, "RetryPolicy.multiplier")],
+)
+def test_a_policy_setting_just_past_its_boundary_is_refused(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"capacity": 1.0},
+        {"refill_per_second": 0.0},
+        {"deposit_per_success": 0.0},
+        {"capacity": 3.0, "tokens": 0.0},
+        {"capacity": 3.0, "tokens": 3.0},
+    ],
+)
+def test_a_budget_setting_at_its_boundary_is_accepted(kwargs: dict[str, float]) -> None:
+    budget = RetryBudget(**kwargs)
+    assert all(getattr(budget, name) == value for name, value in kwargs.items())
+
+
+@pytest.mark.parametrize(("attempt", "u"), [(1, 0.0), (1, 0.999999)])
+def test_next_delay_accepts_the_edges_of_its_domain(attempt: int, u: float) -> None:
+    assert RetryPolicy(base_delay=1.0).next_delay(attempt, u) == u
+
+
+def test_decide_accepts_a_single_address_and_no_time_elapsed() -> None:
+    decision, _ = RetryPolicy(base_delay=1.0).decide(NotSent("x"), RetryState(), elapsed=0.0, u=0.5, addresses=1)
+    assert decision == Retry(0.5, NotSent("x"))
+
+
+@given(policies(), st.integers(min_value=0, max_value=20), st.sampled_from([Transient(503), NotSent("refused")]))
+def test_a_state_at_or_past_the_last_attempt_gives_up_as_exhausted(
+    policy: RetryPolicy, extra: int, outcome: Outcome
+) -> None:
+    """Also a state already past ``max_attempts`` (a policy lowered between attempts): never one attempt more."""
+    state = RetryState(attempts=policy.max_attempts - 1 + extra)
+    decision, _ = policy.decide(outcome, state, elapsed=0.0, u=0.0, addresses=2)
+    assert decision == GiveUp(GiveUpReason.ATTEMPTS_EXHAUSTED, outcome)
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    """Five attempts within a minute, 0.5 s doubling up to 10 s, Retry-After honoured up to 30 s; a budget of ten
+    retries refilled at one every five seconds and a tenth of one per success."""
+    assert attrs.astuple(RetryPolicy()) == (5, 60.0, 0.5, 10.0, 2.0, 30.0)
+    assert attrs.astuple(RetryBudget()) == (10.0, 0.2, 0.1, 10.0, None)
+
+
+@pytest.mark.parametrize(("elapsed", "left"), [(0.0, 10.0), (4.0, 6.0), (9.5, 0.5), (10.0, 0.0), (12.0, 0.0)])
+def test_an_attempt_may_take_what_the_deadline_leaves(elapsed: float, left: float) -> None:
+    assert RetryPolicy(deadline=10.0).attempt_timeout(elapsed) == left
+
+
+def test_an_unreadable_answer_to_an_idempotent_request_counts_as_an_attempt() -> None:
+    unreadable = Ambiguous("answer over 64 KiB", unreadable=True)
+    decision, state = RetryPolicy().decide(unreadable, RetryState(attempts=3), elapsed=0.0, u=0.0, idempotent=True)
+    assert decision == GiveUp(GiveUpReason.ANSWER_UNREADABLE, unreadable)
+    assert state.attempts == 4  # 3 | 1 and 3 ^ 1 are not 4, as 2 | 1 and 2 ^ 1 would be 3
+
+
+def test_a_delay_that_together_with_the_time_spent_reaches_the_deadline_gives_up() -> None:
+    """The sum, not the product: 0.5 s spent and 9.6 s to wait reach a 10 s deadline."""
+    decision, _ = RetryPolicy(deadline=10.0).decide(Transient(503, 9.6), RetryState(), elapsed=0.5, u=0.0)
+    assert decision == GiveUp(GiveUpReason.DEADLINE, Transient(503, 9.6))
+
+
+def test_an_untrusted_certificate_on_each_of_many_addresses_gives_up() -> None:
+    """Counts compared by value: 300 addresses (past the integers Python keeps one object for)."""
+    outcome = NotSent("certificate verify failed", untrusted=True)
+    policy = RetryPolicy(max_attempts=1000, deadline=1e9)
+    decision, _ = policy.decide(outcome, RetryState(untrusted_streak=299), elapsed=0.0, u=0.0, addresses=300)
+    assert decision == GiveUp(GiveUpReason.CERTIFICATE_UNTRUSTED, outcome)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import h11
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flowmailer.testing._fake._wire import HttpError, Request, RequestReader
@@ -74,3 +75,66 @@ def test_keep_alive_follows_the_version_and_connection_header(version: str, conn
     request = reader.next_request()
     assert request is not None
     assert request.keep_alive is keep_alive
+
+
+_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_FRAMING = {"host", "content-length", "transfer-encoding", "connection", "expect"}
+_VCHAR = "".join(map(chr, [*range(0x21, 0x7F), *range(0x80, 0x100)]))
+tokens = st.text(_TCHAR, min_size=1, max_size=12)
+header_names = tokens.filter(lambda name: name.lower() not in _FRAMING)
+#: What h11 lets through as a field value: visible characters (obs-text too), spaces and tabs only inside.
+header_values = st.builds(
+    lambda first, middle, last: first + middle + last if middle else first,
+    st.text(_VCHAR, min_size=1, max_size=1),
+    st.text(_VCHAR + " \t", max_size=20),
+    st.text(_VCHAR, min_size=1, max_size=1),
+) | st.just("")
+targets = st.text("".join(map(chr, range(0x21, 0x7F))), max_size=40).map(lambda path: "/" + path)
+
+
+@st.composite
+def h11_requests(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"]) | tokens)
+    headers = draw(st.lists(st.tuples(header_names, header_values), max_size=6))
+    return method, draw(targets), headers, draw(st.binary(max_size=200))
+
+
+def _h11_render(method: str, target: str, headers: list[tuple[str, str]], body: bytes, *, close: bool) -> bytes:
+    """The request as h11 writes it: an independent implementation of HTTP/1.1 framing."""
+    connection = h11.Connection(h11.CLIENT)
+    framing = [("Host", "api.flowmailer.test"), ("Content-Length", str(len(body)))]
+    if close:
+        framing.append(("Connection", "close"))
+    latin = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in [*framing, *headers]]
+    head = h11.Request(method=method.encode(), target=target.encode("latin-1"), headers=latin)
+    return b"".join(connection.send(event) or b"" for event in (head, h11.Data(data=body), h11.EndOfMessage()))
+
+
+@given(st.lists(h11_requests(), min_size=1, max_size=4), st.booleans(), st.lists(st.integers(1, 300), max_size=30))
+@example([("GET", "/", [("X-A", ""), ("X-A", "00\x85")], b"")], False, [])  # str.strip() took the 0x85 off
+def test_requests_rendered_by_h11_are_read_back_whole_under_any_chunking(
+    requests: list[tuple[str, str, list[tuple[str, str]], bytes]], close_last: bool, cuts: list[int]
+) -> None:
+    """The fake's hand-written reader against h11's writer: the same method, target, headers (names lower-cased,
+    repeats joined), body and keep-alive, for pipelined requests cut into any pieces."""
+    last = len(requests) - 1
+    stream = b"".join(_h11_render(*r, close=close_last and i == last) for i, r in enumerate(requests))
+    reader = RequestReader(max_body=1000)
+    got: list[Request] = []
+    position = 0
+    for size in [*cuts, len(stream)]:
+        reader.feed(stream[position : position + size])
+        position += size
+        got += _drain(reader)
+    assert not reader.buffered
+    assert len(got) == len(requests)
+    for i, ((method, target, headers, body), request) in enumerate(zip(requests, got, strict=True)):
+        expected: dict[str, str] = {"host": "api.flowmailer.test", "content-length": str(len(body))}
+        if close_last and i == last:
+            expected["connection"] = "close"
+        for name, value in headers:
+            key = name.lower()
+            expected[key] = f"{expected[key]}, {value}" if key in expected else value
+        assert (request.method, request.target, request.body) == (method, target, body)
+        assert request.headers == expected
+        assert request.keep_alive is not (close_last and i == last)

@@ -34,7 +34,10 @@ class AddressPolicy:
 
     def rest(self, failures: int) -> float:
         """The cool-down after ``failures`` consecutive failures."""
-        return min(self.cool_down_cap, self.cool_down * 2.0 ** min(failures - 1, 64))
+        try:
+            return min(self.cool_down_cap, self.cool_down * 2.0 ** (failures - 1))
+        except OverflowError:  # far past any cap
+            return self.cool_down_cap
 
 
 @attrs.frozen

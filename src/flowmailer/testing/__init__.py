@@ -11,4 +11,5 @@ from flowmailer.testing._memory_outbox import *
 from flowmailer.testing._outbox_conformance import *
 from flowmailer.testing._report_store_conformance import *
 from flowmailer.testing._resolver import *
+from flowmailer.testing._token_store_conformance import *
 from flowmailer.testing._transport_conformance import *

@@ -13,6 +13,9 @@ from typing import NamedTuple
 __all__ = ["HttpError", "Request", "RequestReader", "Response", "json_response"]
 
 _MAX_HEAD = 65536
+#: The whitespace around a field value (RFC 9110's OWS): not str.strip()'s, which also takes obs-text such as
+#: 0x85 and 0xA0 off the value's ends.
+_OWS = " \t"
 
 
 class HttpError(Exception):
@@ -108,9 +111,9 @@ class RequestReader:
             if name in headers:
                 if name == "content-length":
                     raise HttpError(400, "repeated Content-Length")
-                headers[name] += ", " + value.strip()
+                headers[name] += ", " + value.strip(_OWS)
             else:
-                headers[name] = value.strip()
+                headers[name] = value.strip(_OWS)
         length = 0
         if "content-length" in headers:
             if not headers["content-length"].isdigit():
