@@ -15,6 +15,7 @@ EXPECTED = {
     "Attachment",
     "AuthenticationError",
     "CertificateError",
+    "CircuitBreaker",
     "Client",
     "ConfigurationError",
     "Credentials",
