@@ -16,6 +16,7 @@ EXPECTED = {
     "Attachment",
     "AuthenticationError",
     "CertificateError",
+    "CircuitBreaker",
     "Client",
     "ConfigurationError",
     "Credentials",

@@ -193,6 +193,28 @@ def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_ar
     assert fake.records().max_open_connections <= 10
 
 
+def test_the_relays_two_clients_share_one_token_store_so_a_credential_is_refreshed_once(fake: FakeFlowmailer) -> None:
+    """The same credential configured to submit and to reconcile: one token for the process, not one per client,
+    so a refresh (and a failed refresh's back-off) is single flight for the whole relay."""
+    credential = fake.credential()
+    url = f"https://{API_HOST}:{fake.port}"
+    flags = {"account_id": fake.account_id, "client_id": credential.client_id, "api_url": url, "login_url": url}
+    flags |= {"ca_bundle": str(fake.ca_bundle), "resolve": f"{API_HOST}=127.0.0.1"}
+    flags |= {"reconcile_client_id": credential.client_id}
+    environ = {"FLOWMAILER_CLIENT_SECRET": credential.client_secret}
+    environ |= {"FLOWMAILER_RECONCILE_CLIENT_SECRET": credential.client_secret}
+    client, reconciler = build_clients(load_config(flags, environ))
+    assert reconciler is not None
+    message = SubmitMessage(sender_address="shop@example.com", recipient_address="c@example.com", text="hi")
+    try:
+        assert client.submit(message)
+        assert list(reconciler.messages_by_tag("ref:x")) == []
+    finally:
+        client.close()
+        reconciler.close()
+    assert fake.records().token_requests == {credential.client_id: 1}
+
+
 def test_relay_with_a_wrong_ca_bundle_exits_2_at_start_naming_the_setting(fake: FakeFlowmailer, tmp_path: Path) -> None:
     fill_outbox(tmp_path / "outbox.db", 3)
     other = tmp_path / "other-ca.pem"

@@ -14,7 +14,7 @@ import flowmailer
 from flowmailer.app import Relay
 from flowmailer.cli import main
 from flowmailer.cli._logs import configure_logging
-from flowmailer.core import RelayRules, RetryPolicy, SubmissionState, SubmitMessage
+from flowmailer.core import CircuitBreaker, RelayRules, RetryPolicy, SubmissionState, SubmitMessage
 from flowmailer.testing import FakeClock, MemoryOutbox
 from flowmailer.testing._fake import FakeFlowmailer, Fault
 from tests.relay.test_relay_fake import make_client
@@ -45,7 +45,9 @@ def test_every_record_about_a_message_carries_its_outbox_id_reference_attempt_an
     rules = RelayRules(backoff=RetryPolicy(base_delay=1.0, cap=10.0), reconcile_delay=5.0)
     caplog.set_level(logging.DEBUG, logger="flowmailer")
     with FakeFlowmailer(faults=faults, seed=3).running() as fake, make_client(fake, clock) as client:
-        Relay(outbox, client, rules=rules, clock=clock, rng=random.Random(2), idle_wait=0.05).drain()
+        # A breaker that never opens: every failed first send is a retry of its own, each logged.
+        breaker = CircuitBreaker(threshold=1_000)
+        Relay(outbox, client, rules=rules, clock=clock, rng=random.Random(2), idle_wait=0.05, breaker=breaker).drain()
     assert outbox.counts()[SubmissionState.ACCEPTED] == 20
     refs = {s.client_reference: s for s in map(outbox.status, ids) if s is not None}
 

@@ -29,6 +29,7 @@ from flowmailer.core import (
     AuthenticationError,
     Cause,
     CertificateError,
+    CircuitBreaker,
     Claim,
     ClaimEffect,
     ConfigurationError,
@@ -42,6 +43,7 @@ from flowmailer.core import (
     LeaseLostError,
     OutboxError,
     OutboxId,
+    Permit,
     ReconcileAt,
     RecordAccepted,
     RejectedError,
@@ -58,8 +60,11 @@ from flowmailer.core import (
     SubmissionState,
     SubmitClaim,
     TakeBack,
+    Transient,
     handle_claim,
     lease_allows_send,
+    outcome_of,
+    says_down,
     settlement_for,
 )
 from flowmailer.core._checks import check_duration
@@ -100,7 +105,8 @@ class RelayStats:
     dead: int = 0
     #: Decisions that could not be recorded: the lease was lost to another relay, or the outbox failed.
     not_recorded: int = 0
-    #: Claims handed back unstarted at a graceful stop (or after the credentials were refused).
+    #: Claims handed back at a graceful stop (or after the credentials were refused), and while the circuit breaker
+    #: was open: those waiting for a worker, and sends that failed then (the breaker, not the row, says when next).
     released: int = 0
     #: Claims still in flight when the stop timeout ran out; their leases expire and they are reconciled.
     abandoned: int = 0
@@ -126,6 +132,12 @@ class Relay:
     outbox holds work), and a reconciler that may not search by tag is reported (``RelayCannotReconcile``, and a
     warning on the ``flowmailer.app._relay`` logger). Every record about a message carries its outbox id, client
     reference, send attempt and (once accepted) message id as extra attributes.
+
+    ``breaker`` (a ``CircuitBreaker``) stops the relay from sending while Flowmailer or the network is down: after
+    failures in a row it claims nothing and hands back what waits for a worker, so the rows stay queued and the
+    load stays at one probe per cool-down however large the backlog. A send that fails while it is open goes back
+    to the queue, due at once, its attempt not counted: when a probe succeeds the whole backlog is due, and drains
+    at full speed.
     """
 
     def __init__(
@@ -144,6 +156,7 @@ class Relay:
         rng: random.Random | None = None,
         idle_wait: float = 1.0,
         stop_timeout: float = 30.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigurationError(
@@ -167,6 +180,8 @@ class Relay:
         self._rng = rng if rng is not None else random.Random()
         self._idle_wait = check_duration(idle_wait, "idle_wait")
         self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
+        self._breaker = breaker if breaker is not None else CircuitBreaker()
+        self._probe: OutboxId | None = None  # the half-open breaker's one claim out
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
@@ -176,7 +191,7 @@ class Relay:
         self._recording = 0  # held, sent, and waiting for the recorder: no longer taking a worker's place
         self._lease_end: dict[OutboxId, float] = {}
         self._queue: collections.deque[Claim] = collections.deque()  # claimed, not yet started
-        self._outcomes: queue.SimpleQueue[tuple[Claim, RelayDecision] | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[tuple[Claim, RelayDecision | None] | None] = queue.SimpleQueue()
         self._running = False
         self._stopping = False  # workers take nothing more
         self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
@@ -328,18 +343,36 @@ class Relay:
         with self._cond:
             room = self._concurrency + self._batch_size - len(self._held) + self._recording
             busy = bool(self._held)
-        if room >= max(1, self._batch_size // 2):
+            permit, self._breaker = self._breaker.admit(self._clock.monotonic())
+            cooling = self._breaker.wait(self._clock.monotonic())
+        if permit is Permit.HOLD:  # Flowmailer looks down: claim nothing, so the rows stay queued
+            if cooling > 0:  # on the clock, which a test's fake clock moves on at once
+                self._clock.sleep(min(cooling, self._idle_wait, max(0.0, renew_at - self._clock.monotonic())))
+            else:
+                with self._cond:  # the probe is out: its worker finishing, or stop(), wakes us
+                    self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
+            return False
+        if room >= (1 if permit is Permit.PROBE else max(1, self._batch_size // 2)):
             with self._cond:
                 self._claiming = True
+            claims: list[Claim] = []
             try:
-                claims = self._outbox.claim(self._owner, min(room, self._batch_size), self._lease)
+                limit = 1 if permit is Permit.PROBE else min(room, self._batch_size)
+                claims = self._outbox.claim(self._owner, limit, self._lease)
             finally:
                 with self._cond:
                     self._claiming = False
+                    if permit is Permit.PROBE:
+                        self._probe = claims[0].id if claims else None
+                        if not claims:
+                            self._breaker = self._breaker.withdraw_probe()
                     self._cond.notify_all()
             if claims:
                 self._take(claims)
                 return False
+        elif permit is Permit.PROBE:
+            with self._cond:
+                self._breaker = self._breaker.withdraw_probe()
         if busy:
             with self._cond:  # a worker finishing, or stop(), wakes us
                 self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
@@ -435,13 +468,15 @@ class Relay:
                 claim = self._queue.popleft()
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
                 outcome = self._guarded(claim, self._handle)
-            if outcome is None:
-                with self._cond:
+            with self._cond:
+                if self._probe == claim.id:  # it ended without asking Flowmailer anything: the next claim probes
+                    self._probe, self._breaker = None, self._breaker.withdraw_probe()
+                if outcome is None:
                     self._forget(claim)
-            else:
-                with self._cond:
-                    self._recording += 1
+                else:
+                    self._recording += outcome[1] is not None  # a release is not counted in _settle either
                     self._cond.notify()
+            if outcome is not None:
                 self._outcomes.put(outcome)
 
     def _record_outcomes(self) -> None:
@@ -468,15 +503,55 @@ class Relay:
             self._not_recorded(claim, e)
         return None
 
-    def _handle(self, claim: Claim) -> tuple[Claim, RelayDecision] | None:
-        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any."""
+    def _handle(self, claim: Claim) -> tuple[Claim, RelayDecision | None] | None:
+        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any
+        (None: release the claim, since the breaker is open and says when it goes again)."""
         steps = handle_claim(claim, self._rules, self._rng.random)
         effect = next(steps)
+        held = False
         try:
             while True:
-                effect = steps.send(Fed(self._perform(effect), self._clock.monotonic(), self._clock.now()))
+                started = self._clock.monotonic()
+                value = self._perform(effect)
+                if isinstance(effect, SubmitClaim | SearchByTag):
+                    held = self._observe(claim, value, started)
+                effect = steps.send(Fed(value, self._clock.monotonic(), self._clock.now()))
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            result: tuple[Claim, RelayDecision] | None = done.value
+        if result is not None and held and _paced_by_breaker(result[1]):
+            return result[0], None
+        return result
+
+    def _observe(self, claim: Claim, value: object, started: float) -> bool:
+        """Tell the breaker how a request begun at ``started`` ended (``value``: what was fed back for it); True if
+        it is open and this was a failure. On opening, the claims still waiting for a worker are handed back unsent.
+        """
+        result = outcome_of(value) if isinstance(value, FlowmailerError) else value
+        down = says_down(result)
+        now = self._clock.monotonic()
+        with self._cond:
+            was_open = self._breaker.open_until is not None
+            if self._probe == claim.id:
+                self._probe = None
+            if down:
+                after = result.retry_after if isinstance(result, Transient) else None
+                self._breaker = self._breaker.failed(now, started_at=started, retry_after=after)
+            else:
+                self._breaker = self._breaker.succeeded(now)
+            is_open = self._breaker.open_until is not None
+            unstarted = list(self._queue) if is_open and not was_open else []
+            if unstarted:
+                self._queue.clear()
+        for waiting in unstarted:
+            self._outcomes.put((waiting, None))
+        if is_open and not was_open:
+            _log.warning(
+                "relay %s: Flowmailer looks down (%s); claiming nothing, one probe every %.0f s at most",
+                self._owner, _short(result), self._breaker.max_cooldown,
+            )  # fmt: skip
+        elif was_open and not is_open:
+            _log.warning("relay %s: Flowmailer answers again; relaying at full speed", self._owner)
+        return down and is_open
 
     def _perform(self, effect: ClaimEffect) -> object:
         if isinstance(effect, SubmitClaim):
@@ -588,3 +663,16 @@ def _log_decision(claim: Claim, decision: RelayDecision) -> None:
         _log.warning("dead letter: %s", decision.reason, extra=_logs.about_claim(claim))
     else:
         _log.info("released, the relay halting: %s", decision.reason, extra=_logs.about_claim(claim))
+
+
+def _paced_by_breaker(decision: RelayDecision) -> bool:
+    """A retry after a failure, or another search after a failed one: while the breaker is open it, not the row's
+    own backoff, says when. An ambiguous send still waits its reconcile delay."""
+    return isinstance(decision, RetryAt) or (
+        isinstance(decision, ReconcileAt) and decision.cause is Cause.RECONCILE_FAILED
+    )
+
+
+def _short(result: object) -> str:
+    reason = getattr(result, "reason", "")
+    return reason if isinstance(reason, str) and reason else type(result).__name__

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from flowmailer.adapters import Urllib3Transport
     from flowmailer.app import Client
     from flowmailer.core import Credentials
-    from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, Transport
+    from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, TokenStore, Transport
 
 __all__ = ["build_client", "build_clients", "open_outbox", "resolver", "store_path"]
 
@@ -82,9 +82,10 @@ def build_client(
     credentials: Credentials | None = None,
     transport: Transport | None = None,
     report_store: ReportStore | None = None,
+    token_store: TokenStore | None = None,
 ) -> Client:
     """A Client for the configured account, with ``credentials`` or else the main ones (which must all be there),
-    over ``transport`` or a new one."""
+    over ``transport`` or a new one, keeping its tokens in ``token_store`` or its own."""
     from flowmailer.app import Client
 
     return Client(
@@ -95,6 +96,7 @@ def build_client(
         resolver=resolver(config),
         observer=observer,
         report_store=report_store,
+        token_store=token_store,
     )
 
 
@@ -103,15 +105,20 @@ def build_clients(
 ) -> tuple[Client, Client | None]:
     """The submitting client and the reconciling one (None: the submitting one reconciles) of a relay.
 
-    Both share one transport (``transport``, or a new one), so that the process never holds more than
-    ``max_connections`` (at most 10) connections to Flowmailer.
+    Both share one transport, so that the process never holds more than ``max_connections`` (at most 10)
+    connections to Flowmailer, and one token store, so that a credential configured for both is refreshed once
+    for the whole process, and a failed refresh backed off for both.
     """
+    from flowmailer.adapters import MemoryTokenStore, SystemClock
+
     reconcile = config.reconcile_credentials()
     transport = transport if transport is not None else build_transport(config, max_connections)
-    submitter = build_client(config, observer=observer, transport=transport)
+    tokens = MemoryTokenStore(SystemClock())
+    submitter = build_client(config, observer=observer, transport=transport, token_store=tokens)
     if reconcile is None:
         return submitter, None
-    return submitter, build_client(config, observer=observer, credentials=reconcile, transport=transport)
+    second = build_client(config, observer=observer, credentials=reconcile, transport=transport, token_store=tokens)
+    return submitter, second
 
 
 def build_transport(config: Config, max_connections: int = 10) -> Urllib3Transport:

@@ -64,7 +64,8 @@ class RelayRules:
 
     ``max_attempts`` counts sends of one message (searches by tag do not count); ``max_age`` is seconds after
     enqueue, or after an operator's last requeue, past which no send starts. The defaults keep a message through
-    about five hours of Flowmailer being unreachable (50 sends, waits capped at 15 minutes) and never past a day.
+    about five hours of its sends failing (50 sends, waits capped at 15 minutes; the relay does not count those
+    that fail while its circuit breaker is open) and never past a day.
     Only ``backoff.next_delay`` is used: the client's own in-process policy handles the quick retries, these are
     the long waits between claims.
     ``reconcile_delay`` is how long after an ambiguous send the relay first asks Flowmailer by tag: Flowmailer's

@@ -73,7 +73,7 @@ class TokenPolicy:
     #: After a failed refresh the next waits this long, doubling with each failure in a row up to the cap: while
     #: the login host is down, every request of the process must not ask it again at once.
     failure_backoff: float = 1.0
-    failure_backoff_cap: float = 30.0
+    failure_backoff_cap: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         require_number(self.min_remaining, "TokenPolicy.min_remaining")
