@@ -306,6 +306,28 @@ def test_neither_secret_nor_token_is_logged(
     assert "tok-" not in caplog.text
 
 
+def test_with_no_observer_each_attempt_is_still_logged_at_debug_level(
+    transport: ScriptedTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine yields no Emit when nobody observes; the debug log counts as someone (``--verbose``)."""
+    client = Client(
+        CREDENTIALS,
+        api_url=f"https://{API}",
+        login_url=f"https://{LOGIN}",
+        transport=transport,
+        resolver=resolver(),
+        clock=clock,
+        rng=random.Random(7),
+    )
+    transport.queue("/messages/submit", NotSent("refused"))
+    with caplog.at_level(logging.DEBUG, "flowmailer"):
+        client.submit(message())
+    attempts = [r.getMessage() for r in caplog.records if " attempt " in r.getMessage()]
+    assert any(m.startswith("submit attempt 1 to ") and "refused" in m for m in attempts), attempts
+    assert any(m.startswith("submit attempt 2 to ") and "accepted" in m for m in attempts), attempts
+    assert any(m.startswith("token attempt 1 to ") and "answered 200" in m for m in attempts), attempts
+
+
 def test_message_events_fetches_pages_only_as_they_are_iterated(client: Client, transport: ScriptedTransport) -> None:
     event = {"id": "e1", "messageId": "m1", "type": "DELIVERED"}
     transport.queue("/message_events", page([event], next_ref="aa"), page([event, event], next_ref="bb"), page([]))

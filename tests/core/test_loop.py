@@ -268,3 +268,17 @@ def test_an_engine_needs_a_reference_prefix_and_both_origins() -> None:
     with pytest.raises(ConfigurationError, match="origins"):
         Engine(CREDENTIALS, {Host.API: ORIGINS[Host.API]}, draw=lambda: 0.0)
     assert math.isfinite(RetryPolicy().deadline)
+
+
+def test_an_engine_that_nobody_observes_yields_no_emit_and_decides_the_same() -> None:
+    """A shell with no observer and no debug log says so through ``observed``: no Emit step per attempt, and the
+    same attempts, sends and answer as an observed engine."""
+    script = [WireResponse(503, ()), CREATED]
+    watched, unwatched = World(iter(script)), World(iter(script))
+    e = engine(RetryPolicy())
+    quiet = engine(RetryPolicy(), observed=lambda: False)
+    assert watched.run(e, e.submit(MESSAGE)) == unwatched.run(quiet, quiet.submit(MESSAGE))
+    emitted = [x.event for x in watched.effects if isinstance(x, Emit)]
+    assert [type(x).__name__ for x in emitted] == ["RequestFinished", "AttemptFinished", "AttemptFinished"]
+    assert not any(isinstance(x, Emit) for x in unwatched.effects)
+    assert [x for x in watched.effects if not isinstance(x, Emit)] == unwatched.effects

@@ -9,12 +9,14 @@ silently resent, so depth 3 (what Flowmailer's own Magento connector used) costs
 
 from __future__ import annotations
 
+import functools
 import math
 import select
+import socket
 import ssl
 from collections import deque
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from types import TracebackType
 
 import anyio
 import attrs
@@ -102,6 +104,8 @@ class _Conn:
     key: _Key
     stream: TLSStream
     born: float
+    #: The raw socket, for the idle-close poll (looked up once: anyio builds its typed attributes on every call).
+    sock: socket.socket
     reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
     #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
     in_flight: int = 0
@@ -176,8 +180,9 @@ class AnyioTransport:
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)
-        ends = anyio.current_time() + (math.inf if request.timeout is None else request.timeout)
-        got = await self._checkout((origin.host, origin.port, address), origin, ends)
+        now = anyio.current_time()
+        ends = now + (math.inf if request.timeout is None else request.timeout)
+        got = await self._checkout((origin.host, origin.port, address), origin, ends, now)
         if not isinstance(got, _Conn):
             return got
         try:
@@ -196,18 +201,22 @@ class AnyioTransport:
 
     # --- the pool --------------------------------------------------------------------------------------------
 
-    async def _checkout(self, key: _Key, origin: Origin, ends: float = math.inf) -> _Conn | NotSent:
+    async def _checkout(
+        self, key: _Key, origin: Origin, ends: float = math.inf, now: float | None = None
+    ) -> _Conn | NotSent:
         """A place on a live connection to ``key``: an idle one, else a new one under the cap, else a pipeline;
         waiting no later than ``ends`` (the request's own timeout).
 
         At the cap, a key with no connection of its own takes the slot of the oldest idle connection elsewhere.
         """
-        waited = min(self._checkout_timeout, ends - anyio.current_time())
-        with anyio.move_on_after(max(0.0, waited)):
+        if now is None:
+            now = anyio.current_time()
+        waited = max(0.0, min(self._checkout_timeout, ends - now))
+        with anyio.CancelScope(deadline=now + waited):
             while True:
                 if self._closed:
                     return NotSent("the transport is closed", local=True)
-                conn = await self._usable(key)
+                conn = await self._usable(key, now)
                 if conn is None and self._open >= self._max and not self._conns.get(key):
                     victim = self._oldest_idle()
                     if victim is not None:
@@ -215,17 +224,18 @@ class AnyioTransport:
                 if conn is None and self._open < self._max:
                     return await self._connect(key, origin, ends)
                 if conn is None:
-                    conn = self._least_loaded(key)
+                    conn = self._least_loaded(key, now)
                 if conn is not None:
                     conn.in_flight += 1
                     self._max_in_flight = max(self._max_in_flight, conn.in_flight)
                     return conn
                 await self._waiting.setdefault(key, _Lot()).park()
-        return NotSent(f"all {self._max} connections stayed busy for {max(0.0, waited):g} s", local=True)
+                now = anyio.current_time()
+        return NotSent(f"all {self._max} connections stayed busy for {waited:g} s", local=True)
 
-    async def _usable(self, key: _Key) -> _Conn | None:
-        """An idle connection to ``key`` that is young and still open; stale ones found on the way are closed."""
-        now = anyio.current_time()
+    async def _usable(self, key: _Key, now: float) -> _Conn | None:
+        """An idle connection to ``key`` that is young (at ``now``) and still open; stale ones found on the way are
+        closed."""
         for conn in list(self._conns.get(key, ())):
             if conn.in_flight or conn.retired or conn.broken is not None:
                 continue
@@ -237,8 +247,7 @@ class AnyioTransport:
                 return conn
         return None
 
-    def _least_loaded(self, key: _Key) -> _Conn | None:
-        now = anyio.current_time()
+    def _least_loaded(self, key: _Key, now: float) -> _Conn | None:
         open_ = [
             c
             for c in self._conns.get(key, ())
@@ -276,7 +285,8 @@ class AnyioTransport:
             self._open -= 1
             self._wake_any()
             raise
-        conn = _Conn(key, stream, anyio.current_time(), in_flight=1)
+        sock = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 - anyio's typed attributes, not Django
+        conn = _Conn(key, stream, anyio.current_time(), sock, in_flight=1)
         self._conns.setdefault(key, []).append(conn)
         self._max_in_flight = max(self._max_in_flight, 1)
         self._wake(key, self._depth - 1)  # tasks waiting at the cap may pipeline onto it
@@ -330,8 +340,9 @@ class AnyioTransport:
         self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float
     ) -> TransportResult:
         address = conn.key[2]
-        limit = min(self._read_timeout, ends - anyio.current_time())
-        deadline = anyio.current_time() + limit  # one deadline for writing and the whole answer
+        now = anyio.current_time()
+        limit = min(self._read_timeout, ends - now)
+        deadline = now + limit  # one deadline for writing and the whole answer
         async with conn.write_lock:  # FIFO: answers come back in the order requests were written
             if conn.broken is not None:
                 return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
@@ -374,7 +385,7 @@ class AnyioTransport:
     async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
         reader = conn.reader
         # The reader learns of the request's method, which is all h11 needs to frame the answer (HEAD has no body).
-        reader.send(h11.Request(method=request.method, target="/", headers=[("Host", origin.host)]))
+        reader.send(_framing(request.method, origin.host))
         reader.send(h11.EndOfMessage())
         status, body = 0, bytearray()
         headers: tuple[tuple[str, str], ...] = ()
@@ -412,9 +423,16 @@ class AnyioTransport:
         return WireResponse(status, headers, data)
 
 
+@functools.lru_cache(maxsize=64)
+def _framing(method: str, host: str) -> h11.Request:
+    """The request h11 is told of, made once per method and host (h11 validates an event as it is made; its
+    events are immutable, so one serves every request)."""
+    return h11.Request(method=method, target="/", headers=[("Host", host)])
+
+
 def _closed_by_peer(conn: _Conn) -> bool:
     """An idle keep-alive connection is unusable once the server closed it (it became readable: EOF or junk)."""
-    fd = conn.stream.extra(SocketAttribute.raw_socket).fileno()  # noqa: S610 - anyio's typed attributes, not Django
+    fd = conn.sock.fileno()
     if fd < 0:
         return True
     if hasattr(select, "poll"):
@@ -425,9 +443,28 @@ def _closed_by_peer(conn: _Conn) -> bool:
     return bool(readable)
 
 
-def _fail_at(deadline: float) -> AbstractContextManager[anyio.CancelScope]:
-    """``trio.fail_at`` in anyio terms: TimeoutError once ``deadline`` (on the loop's clock) has passed."""
-    return anyio.fail_after(max(0.0, deadline - anyio.current_time()))
+class _fail_at:  # noqa: N801 - used like a function, as anyio.fail_at is
+    """``trio.fail_at`` in anyio terms: TimeoutError once ``deadline`` (on the loop's clock) has passed.
+
+    A cancel scope with the deadline, as anyio's ``fail_after`` is, without its two generator context managers and
+    three clock reads: two of these are entered for every request.
+    """
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, deadline: float) -> None:
+        self._scope = anyio.CancelScope(deadline=deadline)
+
+    def __enter__(self) -> anyio.CancelScope:
+        return self._scope.__enter__()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        suppressed = self._scope.__exit__(exc_type, exc, tb)
+        if self._scope.cancelled_caught and anyio.current_time() >= self._scope.deadline:
+            raise TimeoutError
+        return bool(suppressed)
 
 
 def _describe(e: BaseException) -> str:

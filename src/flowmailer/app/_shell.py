@@ -99,6 +99,7 @@ class Shell(Generic[TransportT, TokensT]):
             reference_prefix=reference_prefix,
             draw=(rng if rng is not None else random.Random()).random,
             guard=self._guard,
+            observed=self._observed,
         )
         self._clock = clock if clock is not None else _defaults.clock()
         if transport is None:
@@ -145,6 +146,11 @@ class Shell(Generic[TransportT, TokensT]):
         elif not isinstance(effect, Tick):
             return NOT_NOW
         return None
+
+    def _observed(self) -> bool:
+        """Whether an attempt's :class:`Emit` has anywhere to go: the observer, or the debug log :meth:`_emit`
+        writes. Neither (the usual case) spares every attempt a step."""
+        return self._observer is not None or _log.isEnabledFor(logging.DEBUG)
 
     def _retrying(self, effect: Sleep) -> float:
         """Log a retry's wait; the seconds the shell is to sleep."""

@@ -245,6 +245,7 @@ class Engine:
         reference_prefix: str = "ref:",
         draw: Callable[[], float],
         guard: AbstractContextManager[object] | None = None,
+        observed: Callable[[], bool] | None = None,
     ) -> None:
         if not reference_prefix:
             raise ConfigurationError("reference_prefix", "is empty", 'use a tag prefix such as "ref:"')
@@ -259,6 +260,9 @@ class Engine:
         self._draw = draw
         #: Held while the shared state changes (never across a yield): a threaded shell's lock; none by default.
         self._guard = guard if guard is not None else contextlib.nullcontext()
+        #: Whether anyone takes :class:`Emit` effects now (an observer, a debug log), asked once per attempt; a shell
+        #: that says no is spared a step per attempt that would only be thrown away. None: always emit.
+        self._observed = observed if observed is not None else _always
         self.books: dict[Host, AddressBook] = {}
         self._resolving: set[Host] = set()
         #: Counts resolutions finished (or abandoned): a call waiting in :class:`AwaitResolution` waits for a change.
@@ -465,14 +469,15 @@ class Engine:
                 if self.budget.tokens < self.budget.capacity:  # a full bucket stays full: no guard, no copy
                     with self._guard:
                         self.budget = self.budget.deposit(fed.monotonic)
-                if isinstance(got, Accepted):
+                if isinstance(got, Accepted) and self._observed():
                     yield Emit(AttemptFinished(operation, address, got, duration, attempt))
-                else:
+                elif not isinstance(got, Accepted) and self._observed():
                     status = result.status if isinstance(result, WireResponse) else 0
                     yield Emit(RequestFinished(operation, address, status, duration, attempt))
                 return cast("T", got)  # Accepted is the T of submit
             outcome: Outcome = got
-            yield Emit(AttemptFinished(operation, address, outcome, duration, attempt))
+            if self._observed():
+                yield Emit(AttemptFinished(operation, address, outcome, duration, attempt))
             book = self.books.get(host)
             decision, state = self.policy.decide(
                 outcome,
@@ -565,3 +570,7 @@ class Engine:
     def _resolved(self, host: Host) -> None:
         self._resolving.discard(host)
         self.resolutions += 1
+
+
+def _always() -> bool:
+    return True
