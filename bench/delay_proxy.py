@@ -2,6 +2,8 @@
 
 It forwards TLS opaquely, so SNI and the certificate check still reach the server behind it. Each chunk read on
 one side is written to the other ``delay`` seconds after it arrived, in order: latency, not a bandwidth limit.
+A new connection's first bytes from the client wait one more round trip (``2 * delay``): the TCP handshake a real
+network charges before anything can be sent, which loopback does not.
 Run: python bench/delay_proxy.py DELAY LISTEN_IP:PORT=TARGET_IP:PORT ...  (prints "ready" once listening).
 """
 
@@ -12,7 +14,10 @@ import contextlib
 import sys
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, handshake: float = 0.0
+) -> None:
+    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds late; the first one ``handshake`` more."""
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -33,7 +38,8 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
     try:
         while True:
             data = await reader.read(65536)
-            chunks.put_nowait((loop.time() + delay, data))
+            chunks.put_nowait((loop.time() + delay + handshake, data))
+            handshake = 0.0
             if not data:
                 break
         await delivering
@@ -50,7 +56,10 @@ async def _serve(listen: tuple[str, int], target: tuple[str, int], delay: float)
             client_writer.transport.abort()
             return
         try:
-            await asyncio.gather(_pump(client_reader, server_writer, delay), _pump(server_reader, client_writer, delay))
+            await asyncio.gather(
+                _pump(client_reader, server_writer, delay, handshake=2 * delay),
+                _pump(server_reader, client_writer, delay),
+            )
         except asyncio.CancelledError:
             pass  # the proxy is stopping: its connections just end
         finally:
