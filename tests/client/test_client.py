@@ -26,6 +26,7 @@ from flowmailer.core import (
     SubmitMessage,
     TransientError,
 )
+from flowmailer.ports import Observer
 from flowmailer.testing import FakeClock
 
 from .scripted import API, LOGIN, ScriptedTransport, page, resolver, status, token_answer
@@ -62,8 +63,9 @@ def events() -> Events:
     return Events()
 
 
-@pytest.fixture
-def client(transport: ScriptedTransport, clock: FakeClock, events: Events) -> Client:
+def make_client(
+    transport: ScriptedTransport, clock: FakeClock, observer: Observer | None = None, budget: RetryBudget | None = None
+) -> Client:
     return Client(
         CREDENTIALS,
         api_url=f"https://{API}",
@@ -72,8 +74,14 @@ def client(transport: ScriptedTransport, clock: FakeClock, events: Events) -> Cl
         resolver=resolver(),
         clock=clock,
         rng=random.Random(7),
-        observer=events,
+        observer=observer,
+        budget=budget,
     )
+
+
+@pytest.fixture
+def client(transport: ScriptedTransport, clock: FakeClock, events: Events) -> Client:
+    return make_client(transport, clock, events)
 
 
 def test_submit_returns_the_id_from_the_201_location(client: Client, transport: ScriptedTransport) -> None:
@@ -310,15 +318,7 @@ def test_with_no_observer_each_attempt_is_still_logged_at_debug_level(
     transport: ScriptedTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The engine yields no Emit when nobody observes; the debug log counts as someone (``--verbose``)."""
-    client = Client(
-        CREDENTIALS,
-        api_url=f"https://{API}",
-        login_url=f"https://{LOGIN}",
-        transport=transport,
-        resolver=resolver(),
-        clock=clock,
-        rng=random.Random(7),
-    )
+    client = make_client(transport, clock)
     transport.queue("/messages/submit", NotSent("refused"))
     with caplog.at_level(logging.DEBUG, "flowmailer"):
         client.submit(message())
@@ -399,16 +399,7 @@ class RaisingObserver:
 def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(
     transport: ScriptedTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = Client(
-        CREDENTIALS,
-        api_url=f"https://{API}",
-        login_url=f"https://{LOGIN}",
-        transport=transport,
-        resolver=resolver(),
-        clock=clock,
-        rng=random.Random(7),
-        observer=RaisingObserver(),
-    )
+    client = make_client(transport, clock, observer=RaisingObserver())
     transport.queue("/messages/submit", NotSent("refused"))
     with caplog.at_level(logging.ERROR, "flowmailer"):
         assert client.submit(message()) == "20211230130407e3b36e2e92fdbefc86"
@@ -419,11 +410,8 @@ def test_a_raising_observer_neither_hides_the_message_id_nor_stops_retries(
 
 def test_a_success_refills_the_retry_budget(transport: ScriptedTransport, clock: FakeClock) -> None:
     """The budget starts empty and time refills nothing: only the successes' deposits let a retry through."""
-    client = Client(
-        CREDENTIALS, api_url=f"https://{API}", login_url=f"https://{LOGIN}", transport=transport,
-        resolver=resolver(), clock=clock, rng=random.Random(7),
-        budget=RetryBudget(capacity=1.0, refill_per_second=0.0, deposit_per_success=0.5, tokens=0.0),
-    )  # fmt: skip
+    budget = RetryBudget(capacity=1.0, refill_per_second=0.0, deposit_per_success=0.5, tokens=0.0)
+    client = make_client(transport, clock, budget=budget)
     transport.queue("/messages/submit", status(503))
     with pytest.raises(TransientError, match="retry budget empty"):
         client.submit(message())  # the token's success put back 0.5: not a whole retry

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from flowmailer.app import _defaults
 from flowmailer.app._api import SyncApi
-from flowmailer.app._shell import DEFAULT_API_URL, DEFAULT_LOGIN_URL, NOT_NOW, Shell
+from flowmailer.app._shell import DEFAULT_API_URL, DEFAULT_LOGIN_URL, Shell
 from flowmailer.core import (
     AccessToken,
     AskReports,
@@ -146,9 +146,7 @@ class Client(Shell[Transport, TokenStore], SyncApi):
             return None
         if isinstance(effect, AskReports):
             return getattr(self._reports, effect.method)(*effect.args)
-        done = self._perform_now(effect)
-        assert done is not NOT_NOW, effect
-        return done
+        return self._perform_now(effect)
 
     def _fetch_token(self) -> AccessToken:
         token: AccessToken = self._run(self._engine.fetch_token())

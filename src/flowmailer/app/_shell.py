@@ -11,7 +11,7 @@ import random
 import secrets
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
@@ -45,23 +45,15 @@ DEFAULT_API_URL = "https://api.flowmailer.net"
 DEFAULT_LOGIN_URL = "https://login.flowmailer.net"
 
 _log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
-X = TypeVar("X")
 TransportT = TypeVar("TransportT")
 TokensT = TypeVar("TokensT")
 S = TypeVar("S", bound="Shell[Any, Any]")
-
-#: What :meth:`Shell._perform_now` returns for an effect that needs the shell's own waiting.
-NOT_NOW: Any = object()
 
 
 class Shell(Generic[TransportT, TokensT]):
     """A client: an :class:`Engine` and the adapters that perform its effects. Adapters left out are built by
     default: the transport over the system trust store (or ``ca_bundle``), the system resolver, an in-memory token
     store, the real clock."""
-
-    _sync: bool  # which kind of method an operation becomes on this shell
 
     def __init__(
         self,
@@ -135,16 +127,15 @@ class Shell(Generic[TransportT, TokensT]):
         raise NotImplementedError
 
     def _perform_now(self, effect: Effect) -> object:
-        """Perform an effect that needs no waiting; :data:`NOT_NOW` for the others, which the shell performs."""
+        """Perform an effect that needs no waiting: what is left once a shell performed those it waits for."""
         if isinstance(effect, Emit):
             self._emit(effect)
-
         elif isinstance(effect, ForgetToken):
             self._tokens.invalidate(effect.credentials, effect.token)  # type: ignore[attr-defined]
         elif isinstance(effect, NewReference):
             return secrets.token_hex(16)
-        elif not isinstance(effect, Tick):
-            return NOT_NOW
+        else:
+            assert isinstance(effect, Tick), f"{effect!r} is for the shell to perform"
         return None
 
     def _observed(self) -> bool:

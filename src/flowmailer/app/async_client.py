@@ -16,7 +16,7 @@ import anyio
 
 from flowmailer.app import _defaults
 from flowmailer.app._api import AsyncApi
-from flowmailer.app._shell import NOT_NOW, Shell
+from flowmailer.app._shell import Shell
 from flowmailer.core import (
     AccessToken,
     AskReports,
@@ -139,9 +139,7 @@ class AsyncClient(Shell[AsyncTransport, AsyncTokenStore], AsyncApi):
         if isinstance(effect, AskReports):
             # The store may block (SQLite waits for locks and syncs to disk): its calls run in a worker thread.
             return await anyio.to_thread.run_sync(getattr(self._reports, effect.method), *effect.args)
-        done = self._perform_now(effect)
-        assert done is not NOT_NOW, effect
-        return done
+        return self._perform_now(effect)
 
     async def _fetch_token(self) -> AccessToken:
         return await self._run(self._engine.fetch_token())

@@ -469,11 +469,14 @@ class Engine:
                 if self.budget.tokens < self.budget.capacity:  # a full bucket stays full: no guard, no copy
                     with self._guard:
                         self.budget = self.budget.deposit(fed.monotonic)
-                if isinstance(got, Accepted) and self._observed():
-                    yield Emit(AttemptFinished(operation, address, got, duration, attempt))
-                elif not isinstance(got, Accepted) and self._observed():
+                if self._observed():
                     status = result.status if isinstance(result, WireResponse) else 0
-                    yield Emit(RequestFinished(operation, address, status, duration, attempt))
+                    done = (
+                        AttemptFinished(operation, address, got, duration, attempt)
+                        if isinstance(got, Accepted)
+                        else RequestFinished(operation, address, status, duration, attempt)
+                    )
+                    yield Emit(done)
                 return cast("T", got)  # Accepted is the T of submit
             outcome: Outcome = got
             if self._observed():
