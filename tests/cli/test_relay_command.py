@@ -14,10 +14,12 @@ import pytest
 import trustme
 
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
+from flowmailer.app import Client
 from flowmailer.cli._config import load_config
 from flowmailer.cli._wiring import build_clients
 from flowmailer.core import SubmissionState, SubmitMessage
 from flowmailer.testing import API_HOST, SUBMIT_ROLE, FakeFlowmailer, Fault
+from flowmailer.testing._fake import Credential
 
 SUBMIT = "messages/submit"
 
@@ -169,9 +171,8 @@ def test_relay_with_only_a_submit_only_credential_warns_at_start_naming_the_fix(
     assert "reconciliation REFUSED: ambiguous submissions go dead" in out
 
 
-def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_are_open(fake: FakeFlowmailer) -> None:
-    fake.set_faults([Fault.delay(0.2)])  # every request holds its connection a while, so both clients want many
-    submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
+def relay_clients(fake: FakeFlowmailer, submitter: Credential, reader: Credential) -> tuple[Client, Client]:
+    """The relay command's two clients, as its flags and environment would build them against ``fake``."""
     url = f"https://{API_HOST}:{fake.port}"
     flags = {"account_id": fake.account_id, "client_id": submitter.client_id, "api_url": url, "login_url": url}
     flags |= {"ca_bundle": str(fake.ca_bundle), "resolve": f"{API_HOST}=127.0.0.1"}
@@ -180,6 +181,12 @@ def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_ar
     environ |= {"FLOWMAILER_RECONCILE_CLIENT_SECRET": reader.client_secret}
     client, reconciler = build_clients(load_config(flags, environ))
     assert reconciler is not None
+    return client, reconciler
+
+
+def test_the_relays_two_clients_share_one_transport_so_at_most_10_connections_are_open(fake: FakeFlowmailer) -> None:
+    fake.set_faults([Fault.delay(0.2)])  # every request holds its connection a while, so both clients want many
+    client, reconciler = relay_clients(fake, fake.credential(SUBMIT_ROLE), fake.credential())
     message = SubmitMessage(sender_address="shop@example.com", recipient_address="c@example.com", text="hi")
     try:
         with ThreadPoolExecutor(max_workers=30) as pool:
@@ -197,14 +204,7 @@ def test_the_relays_two_clients_share_one_token_store_so_a_credential_is_refresh
     """The same credential configured to submit and to reconcile: one token for the process, not one per client,
     so a refresh (and a failed refresh's back-off) is single flight for the whole relay."""
     credential = fake.credential()
-    url = f"https://{API_HOST}:{fake.port}"
-    flags = {"account_id": fake.account_id, "client_id": credential.client_id, "api_url": url, "login_url": url}
-    flags |= {"ca_bundle": str(fake.ca_bundle), "resolve": f"{API_HOST}=127.0.0.1"}
-    flags |= {"reconcile_client_id": credential.client_id}
-    environ = {"FLOWMAILER_CLIENT_SECRET": credential.client_secret}
-    environ |= {"FLOWMAILER_RECONCILE_CLIENT_SECRET": credential.client_secret}
-    client, reconciler = build_clients(load_config(flags, environ))
-    assert reconciler is not None
+    client, reconciler = relay_clients(fake, credential, credential)
     message = SubmitMessage(sender_address="shop@example.com", recipient_address="c@example.com", text="hi")
     try:
         assert client.submit(message)
