@@ -1,16 +1,16 @@
 """The relay: drains the outbox through a client, reconciling every ambiguity before any resend.
 
-A thin shell over ``flowmailer.core._relay``: one claimer loop (which also renews leases) and a pool of worker
-threads, each of which sends or reconciles one claim and records what the core decided.
+A thin shell over the core: ``Claimer`` decides when to claim and how many, the leases, the breaker and the counts;
+``handle_claim`` the steps for one claim; ``core._relay`` what to record. Here: one claimer loop (which also renews
+leases), a pool of worker threads that each send or reconcile one claim, and one recorder thread. ``RelayShell`` is
+what the async relay (``flowmailer.app.async_relay``) shares with it.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import logging
-import math
 import os
 import queue
 import random
@@ -18,32 +18,31 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
-
-import attrs
 
 from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
     AuthenticationError,
-    Cause,
     CertificateError,
     CircuitBreaker,
     Claim,
     ClaimEffect,
+    Claimer,
+    ClaimUpTo,
     ConfigurationError,
     Dead,
     Event,
     Fed,
     FlowmailerError,
-    Halt,
     HaltRelay,
+    Handled,
+    HoldOff,
     KeepLease,
     LeaseLostError,
     OutboxError,
     OutboxId,
-    Permit,
     ReconcileAt,
     RecordAccepted,
     RejectedError,
@@ -54,17 +53,17 @@ from flowmailer.core import (
     RelayOutboxFailed,
     RelayRecorded,
     RelayRules,
+    RelayStats,
     RelayStopped,
     RetryAt,
     SearchByTag,
+    SendCheck,
+    Settlement,
     SubmissionState,
     SubmitClaim,
     TakeBack,
-    Transient,
     handle_claim,
-    lease_allows_send,
     outcome_of,
-    says_down,
     settlement_for,
 )
 from flowmailer.core._checks import check_duration
@@ -89,35 +88,203 @@ _PENDING = (
 )
 
 
-@attrs.frozen
-class RelayStats:
-    """What one relay did since it started; the observer receives the same as events."""
+class RelayShell:
+    """What the threaded and the async relay share: their settings, the core's ``Claimer`` (every claiming and
+    accounting decision) and ``handle_claim`` (every step for one claim), and the parts of the shell that neither
+    wait nor do IO: the breaker's log lines, which decisions go to the outbox, the counts and the observer.
 
-    claimed: int = 0
-    #: Accepted messages, reconciled ones included.
-    accepted: int = 0
-    #: Accepted because a search by tag found them after an ambiguous send or a lost relay.
-    reconciled: int = 0
-    #: Extra copies a search found at Flowmailer (0 unless a reconciliation came too late).
-    duplicates: int = 0
-    #: Later sends and searches scheduled, by cause.
-    retries: Mapping[Cause, int] = attrs.field(factory=dict)
-    dead: int = 0
-    #: Decisions that could not be recorded: the lease was lost to another relay, or the outbox failed.
-    not_recorded: int = 0
-    #: Claims handed back at a graceful stop (or after the credentials were refused), and while the circuit breaker
-    #: was open: those waiting for a worker, and sends that failed then (the breaker, not the row, says when next).
-    released: int = 0
-    #: Claims still in flight when the stop timeout ran out; their leases expire and they are reconciled.
-    abandoned: int = 0
-    #: Claims, counts or waits that failed in the outbox; the relay kept going.
-    outbox_errors: int = 0
-    #: Now, not a total: claims held (sending, waiting for a worker, or being recorded) and those being sent.
-    holding: int = 0
-    sending: int = 0
+    ``_lock`` guards the claimer: a threaded relay's threads and a reader of ``stats()`` on another thread share it;
+    nothing holds it across a wait or a call out.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        rules: RelayRules | None,
+        concurrency: int,
+        batch_size: int,
+        lease: float,
+        clock: Clock | None,
+        observer: Observer | None,
+        owner: str | None,
+        rng: random.Random | None,
+        idle_wait: float,
+        stop_timeout: float,
+        breaker: CircuitBreaker | None,
+        max_concurrency: int = MAX_CONCURRENCY,
+        how: str = "Flowmailer's guidelines allow at most 10 concurrent submissions; give 1 to 10",
+    ) -> None:
+        if not 1 <= concurrency <= max_concurrency:
+            raise ConfigurationError("concurrency", f"{concurrency!r} is not between 1 and {max_concurrency}", how)
+        if batch_size < 1:
+            raise ConfigurationError("batch_size", f"{batch_size!r} is not a positive whole number", "give 1 or more")
+        self._outbox = outbox
+        self._rules = rules if rules is not None else RelayRules()
+        self._concurrency = concurrency
+        self._lease = check_duration(lease, "lease")
+        self._clock = clock if clock is not None else _defaults.clock()
+        self._observer = observer
+        self._owner = owner if owner is not None else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._rng = rng if rng is not None else random.Random()
+        self._idle_wait = check_duration(idle_wait, "idle_wait")
+        self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
+        self._claimer = Claimer(
+            limit=concurrency,
+            batch_size=batch_size,
+            lease=self._lease,
+            breaker=breaker if breaker is not None else CircuitBreaker(),
+        )
+        self._lock = threading.Lock()
+        self._running = False
+        self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
+        self._halted: AuthenticationError | CertificateError | None = None
+        self._crashed: BaseException | None = None  # a relay task or thread died: run() raises it after stopping
+        self._turned: float | None = None  # the claimer loop's last turn, for a liveness check
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    def last_turn(self) -> float | None:
+        """When the claimer loop last went round (the clock's ``monotonic()``); None unless it is running.
+
+        It turns at least every ``idle_wait`` seconds while the outbox answers: a value far older means it is
+        stuck, which is what a liveness probe or a systemd watchdog wants to know.
+        """
+        return self._turned
+
+    def stats(self) -> RelayStats:
+        with self._lock:
+            return self._claimer.stats()
+
+    def _begin(self) -> None:
+        with self._lock:
+            if self._running:
+                raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
+            self._running = True
+            self._claimer.start(self._clock.monotonic())
+
+    def _cannot_reconcile(self, e: RejectedError) -> None:
+        reason = (
+            f"searching Flowmailer by tag was refused ({e}), so an ambiguous submission cannot be reconciled and "
+            "will become a dead letter; give the relay a reconciler whose credential may read messages "
+            "(Relay(..., reconciler=Client(...)); for `flowmailer relay`, set FLOWMAILER_RECONCILE_CLIENT_ID and "
+            "FLOWMAILER_RECONCILE_CLIENT_SECRET or FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE)"
+        )
+        _log.warning("relay %s: %s", self._owner, reason)
+        self._emit(RelayCannotReconcile(self._owner, reason))
+
+    def _observe(self, claim: Claim, value: object, started: float) -> tuple[bool, list[Claim]]:
+        """Tell the breaker how a request begun at ``started`` ended (``value``: what was fed back for it): whether
+        it is open and this was a failure, and the claims waiting for a sender that it hands back on opening."""
+        with self._lock:
+            seen = self._claimer.observed(claim, value, started=started, now=self._clock.monotonic())
+            cooldown = self._claimer.breaker.max_cooldown
+        if seen.opened:
+            result = outcome_of(value) if isinstance(value, FlowmailerError) else value
+            _log.warning(
+                "relay %s: Flowmailer looks down (%s); claiming nothing, one probe every %.0f s at most",
+                self._owner, _short(result), cooldown,
+            )  # fmt: skip
+        elif seen.closed:
+            _log.warning("relay %s: Flowmailer answers again; relaying at full speed", self._owner)
+        return seen.failed_while_open, list(seen.unstarted)
+
+    def _claimed(self, claims: list[Claim], probe: bool) -> None:
+        with self._lock:
+            self._claimer.claimed(claims, probe=probe)
+        if claims:
+            self._emit(RelayClaimed(self._owner, len(claims)))
+
+    def _lost(self, claims: list[Claim], kept: frozenset[OutboxId], until: float) -> None:
+        """A renewal kept only ``kept``: a claim lost while still waiting for a sender is dropped unsent."""
+        with self._lock:
+            lost = self._claimer.renewed(claims, kept, until)
+        for claim in lost:
+            self._emit(RelayNotRecorded(self._owner, claim.id, "lease lost before it was sent"))
+
+    def _settlements(
+        self, outcomes: list[tuple[Claim, RelayDecision | None]]
+    ) -> tuple[list[Settlement], list[tuple[Claim, RelayDecision | None]]]:
+        """How the outbox records these decisions (None: release the claim unstarted), and the ones it can."""
+        settlements, decided = [], []
+        for claim, decision in outcomes:
+            settlement = self._guarded(claim, functools.partial(settlement_for, decision=decision))
+            if settlement is not None:
+                settlements.append(settlement)
+                decided.append((claim, decision))
+        return settlements, decided
+
+    def _settled(
+        self,
+        outcomes: list[tuple[Claim, RelayDecision | None]],
+        decided: list[tuple[Claim, RelayDecision | None]],
+        lost: set[tuple[OutboxId, int]],
+        failure: Exception | None,
+    ) -> None:
+        """The outbox answered ``Outbox.settle`` (``lost``: the claims it refused; ``failure``: it failed, so none
+        was recorded): count and tell, and let every claim of the batch go."""
+        try:
+            for claim, decision in decided:
+                if (claim.id, claim.token) in lost:
+                    self._not_recorded(claim, failure or LeaseLostError(claim.id, claim.owner))
+                else:
+                    self._recorded(claim, decision)
+        finally:
+            with self._lock:
+                self._claimer.settled(outcomes)
+
+    def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
+        try:
+            return step(claim)
+        except FlowmailerError as e:  # LeaseLostError, or the outbox failing: the lease runs out, a relay reconciles
+            self._not_recorded(claim, e)
+        except Exception as e:  # noqa: BLE001 - a worker outlives a bug in one claim; its lease runs out, it is reconciled
+            self._not_recorded(claim, e)
+        return None
+
+    def _recorded(self, claim: Claim, decision: RelayDecision | None) -> None:
+        with self._lock:
+            self._claimer.recorded(decision)
+        if decision is not None:
+            _log_decision(claim, decision)
+            self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
+
+    def _not_recorded(self, claim: Claim, error: Exception) -> None:
+        with self._lock:
+            self._claimer.not_recorded()
+        reason = f"{type(error).__name__}: {error}"
+        _log.warning("not recorded (the row will be reconciled): %s", reason, extra=_logs.about_claim(claim))
+        self._emit(RelayNotRecorded(self._owner, claim.id, reason))
+
+    def _outbox_failed(self, e: OutboxError) -> None:
+        with self._lock:
+            self._claimer.outbox_failed()
+        self._emit(RelayOutboxFailed(self._owner, str(e)))
+
+    def _stopped(self, released: int, abandoned: int) -> None:
+        with self._lock:
+            self._running = False
+        self._emit(RelayStopped(self._owner, released, abandoned))
+
+    def _emit(self, event: Event) -> None:
+        """Tell the observer; one that raises is logged, never allowed to stop a relay thread."""
+        if self._observer is None:
+            return
+        try:
+            self._observer.on_event(event)
+        except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
+            _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
+
+    def _raise_if_ended_badly(self) -> None:
+        if self._crashed is not None:
+            raise self._crashed
+        if self._halted is not None:
+            raise self._halted
 
 
-class Relay:
+class Relay(RelayShell):
     """Drains ``outbox`` through ``client`` with at most ``concurrency`` submissions at once.
 
     ``run()`` claims, submits, records and renews until ``stop()`` (or a signal, after
@@ -138,6 +305,10 @@ class Relay:
     load stays at one probe per cool-down however large the backlog. A send that fails while it is open goes back
     to the queue, due at once, its attempt not counted: when a probe succeeds the whole backlog is due, and drains
     at full speed.
+
+    A thin shell: one claimer loop (which also renews leases), ``concurrency`` worker threads that each perform
+    ``handle_claim`` for one claim at a time, and one recorder thread; the core's ``Claimer`` decides the rest.
+    ``AsyncRelay`` is the same over the async client.
     """
 
     def __init__(
@@ -158,71 +329,16 @@ class Relay:
         stop_timeout: float = 30.0,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        if not 1 <= concurrency <= MAX_CONCURRENCY:
-            raise ConfigurationError(
-                "concurrency",
-                f"{concurrency!r} is not between 1 and {MAX_CONCURRENCY}",
-                "Flowmailer's guidelines allow at most 10 concurrent submissions; give 1 to 10",
-            )
-        if batch_size < 1:
-            raise ConfigurationError("batch_size", f"{batch_size!r} is not a positive whole number", "give 1 or more")
-        self._outbox = outbox
+        super().__init__(
+            outbox, rules=rules, concurrency=concurrency, batch_size=batch_size, lease=lease, clock=clock,
+            observer=observer, owner=owner, rng=rng, idle_wait=idle_wait, stop_timeout=stop_timeout, breaker=breaker,
+        )  # fmt: skip
         self._client = client
         self._reconciler: Reconciler = reconciler if reconciler is not None else client
-        self._rules = rules if rules is not None else RelayRules()
-        self._concurrency = concurrency
-        self._batch_size = batch_size
-        self._lease = check_duration(lease, "lease")
-        self._renew_every = self._lease / 3
-        self._clock = clock if clock is not None else _defaults.clock()
-        self._observer = observer
-        self._owner = owner if owner is not None else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._rng = rng if rng is not None else random.Random()
-        self._idle_wait = check_duration(idle_wait, "idle_wait")
-        self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
-        self._breaker = breaker if breaker is not None else CircuitBreaker()
-        self._probe: OutboxId | None = None  # the half-open breaker's one claim out
-
-        self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
         self._ready = threading.Condition(self._lock)  # the workers wait on it: a claim to take, or stop
-        self._held: dict[OutboxId, Claim] = {}  # claimed and not yet recorded
         self._claiming = False  # the claimer is in the outbox: the recorder lets it go first
-        self._recording = 0  # held, sent, and waiting for the recorder: no longer taking a worker's place
-        self._lease_end: dict[OutboxId, float] = {}
-        self._queue: collections.deque[Claim] = collections.deque()  # claimed, not yet started
         self._outcomes: queue.SimpleQueue[tuple[Claim, RelayDecision | None] | None] = queue.SimpleQueue()
-        self._running = False
-        self._stopping = False  # workers take nothing more
-        self._stop_requested = False  # a plain flag: stop() may run inside a signal handler
-        self._halted: AuthenticationError | CertificateError | None = None
-        self._crashed: BaseException | None = None  # a relay thread died: run() raises it after stopping
-        self._counts: collections.Counter[str] = collections.Counter()
-        self._retries: collections.Counter[Cause] = collections.Counter()
-        self._turned: float | None = None  # the claimer loop's last turn, for a liveness check
-
-    @property
-    def owner(self) -> str:
-        return self._owner
-
-    def last_turn(self) -> float | None:
-        """When the claimer loop last went round (the clock's ``monotonic()``); None unless it is running.
-
-        It turns at least every ``idle_wait`` seconds while the outbox answers: a value far older means it is
-        stuck, which is what a liveness probe or a systemd watchdog wants to know.
-        """
-        return self._turned
-
-    def stats(self) -> RelayStats:
-        with self._cond:
-            c = self._counts
-            return RelayStats(
-                claimed=c["claimed"], accepted=c["accepted"], reconciled=c["reconciled"],
-                duplicates=c["duplicates"], retries=dict(self._retries), dead=c["dead"],
-                not_recorded=c["not_recorded"], released=c["released"], abandoned=c["abandoned"],
-                outbox_errors=c["outbox_errors"], holding=len(self._held),
-                sending=max(0, len(self._held) - len(self._queue) - self._recording),
-            )  # fmt: skip
 
     def stop(self) -> None:
         """Stop claiming, finish what is in flight, release the rest. Safe from a signal handler or any thread."""
@@ -250,14 +366,11 @@ class Relay:
         """Relay until stopped (or, with ``until_empty``, until nothing is left to send); raises
         ``AuthenticationError`` after a graceful stop if Flowmailer refused the credentials, and ``CertificateError``
         if Flowmailer's certificate did not verify on any of its addresses."""
-        with self._cond:
-            if self._running:
-                raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
-            self._running, self._stopping = True, False
+        self._begin()
         try:
             self._check_credentials()
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._running = False
             raise
         targets = {f"flowmailer-relay-{i}": self._work for i in range(self._concurrency)}
@@ -273,10 +386,7 @@ class Relay:
         finally:
             self._turned = None
             self._shutdown(workers)
-        if self._crashed is not None:
-            raise self._crashed
-        if self._halted is not None:
-            raise self._halted
+        self._raise_if_ended_badly()
         return self.stats()
 
     def _or_stop(self, target: Callable[[], None]) -> None:
@@ -287,7 +397,7 @@ class Relay:
             _log.critical(
                 "relay %s: thread %s died; stopping", self._owner, threading.current_thread().name, exc_info=e
             )
-            with self._cond:
+            with self._lock:
                 self._crashed = self._crashed or e
             self.stop()
 
@@ -308,98 +418,73 @@ class Relay:
             _log.error("relay %s: %s", self._owner, e)
             raise
         except RejectedError as e:
-            reason = (
-                f"searching Flowmailer by tag was refused ({e}), so an ambiguous submission cannot be reconciled and "
-                "will become a dead letter; give the relay a reconciler whose credential may read messages "
-                "(Relay(..., reconciler=Client(...)); for `flowmailer relay`, set FLOWMAILER_RECONCILE_CLIENT_ID and "
-                "FLOWMAILER_RECONCILE_CLIENT_SECRET or FLOWMAILER_RECONCILE_CLIENT_SECRET_FILE)"
-            )
-            _log.warning("relay %s: %s", self._owner, reason)
-            self._emit(RelayCannotReconcile(self._owner, reason))
+            self._cannot_reconcile(e)
         except FlowmailerError:
             return  # Flowmailer is unreachable for now: the submissions and searches themselves will tell
 
     # -- the claimer loop --------------------------------------------------------------------------------------
 
     def _loop(self, until_empty: bool) -> None:
-        renew_at = self._clock.monotonic() + self._renew_every
         while not self._stop_requested:
             self._turned = self._clock.monotonic()
-            if self._clock.monotonic() >= renew_at:
-                self._renew()
-                renew_at = self._clock.monotonic() + self._renew_every
+            self._renew()
             try:
-                if self._step(until_empty, renew_at):
+                if self._step(until_empty):
                     return
             except OutboxError as e:  # a database restart, a full disk: keep what is held, try again shortly
-                with self._cond:
-                    self._counts["outbox_errors"] += 1
-                self._emit(RelayOutboxFailed(self._owner, str(e)))
+                self._outbox_failed(e)
                 with self._cond:
                     self._cond.wait(self._idle_wait)
 
-    def _step(self, until_empty: bool, renew_at: float) -> bool:
+    def _step(self, until_empty: bool) -> bool:
         """Claim if there is room, else wait for a worker, for work, or for the next renewal; True once drained."""
         with self._cond:
-            room = self._concurrency + self._batch_size - len(self._held) + self._recording
-            busy = bool(self._held)
-            permit, self._breaker = self._breaker.admit(self._clock.monotonic())
-            cooling = self._breaker.wait(self._clock.monotonic())
-        if permit is Permit.HOLD:  # Flowmailer looks down: claim nothing, so the rows stay queued
-            if cooling > 0:  # on the clock, which a test's fake clock moves on at once
-                self._clock.sleep(min(cooling, self._idle_wait, max(0.0, renew_at - self._clock.monotonic())))
+            plan = self._claimer.plan(self._clock.monotonic())
+        if isinstance(plan, HoldOff):  # Flowmailer looks down: claim nothing, so the rows stay queued
+            if plan.cooling > 0:  # on the clock, which a test's fake clock moves on at once
+                self._clock.sleep(min(plan.cooling, self._until_renewal()))
             else:
-                with self._cond:  # the probe is out: its worker finishing, or stop(), wakes us
-                    self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
+                self._wait_on_claims()  # the probe is out: its worker finishing, or stop(), wakes us
             return False
-        if room >= (1 if permit is Permit.PROBE else max(1, self._batch_size // 2)):
+        if isinstance(plan, ClaimUpTo):
             with self._cond:
                 self._claiming = True
             claims: list[Claim] = []
             try:
-                limit = 1 if permit is Permit.PROBE else min(room, self._batch_size)
-                claims = self._outbox.claim(self._owner, limit, self._lease)
+                claims = self._outbox.claim(self._owner, plan.limit, self._lease)
             finally:
                 with self._cond:
                     self._claiming = False
-                    if permit is Permit.PROBE:
-                        self._probe = claims[0].id if claims else None
-                        if not claims:
-                            self._breaker = self._breaker.withdraw_probe()
                     self._cond.notify_all()
+                self._claimed(claims, plan.probe)
+                with self._cond:
+                    self._ready.notify(len(claims))
             if claims:
-                self._take(claims)
                 return False
-        elif permit is Permit.PROBE:
-            with self._cond:
-                self._breaker = self._breaker.withdraw_probe()
-        if busy:
-            with self._cond:  # a worker finishing, or stop(), wakes us
-                self._cond.wait(max(0.0, min(self._idle_wait, renew_at - self._clock.monotonic())))
+        if self._claimer.busy:
+            self._wait_on_claims()  # a worker finishing, or stop(), wakes us
         elif until_empty and self._drained():
             return True
         else:
             self._outbox.wait_for_work(self._idle_wait)
         return False
 
+    def _until_renewal(self) -> float:
+        with self._cond:
+            return self._claimer.until_renewal(self._clock.monotonic(), self._idle_wait)
+
+    def _wait_on_claims(self) -> None:
+        with self._cond:
+            self._cond.wait(self._claimer.until_renewal(self._clock.monotonic(), self._idle_wait))
+
     def _drained(self) -> bool:
         counts = self._outbox.counts()
         return not any(counts.get(state, 0) for state in _PENDING)
 
-    def _take(self, claims: list[Claim]) -> None:
-        with self._cond:
-            for claim in claims:
-                self._held[claim.id] = claim
-                self._lease_end[claim.id] = claim.lease_until
-                self._queue.append(claim)
-            self._counts["claimed"] += len(claims)
-            self._ready.notify(len(claims))
-        self._emit(RelayClaimed(self._owner, len(claims)))
-
     def _renew(self, claims: list[Claim] | None = None) -> frozenset[OutboxId]:
-        """Extend the leases held; a claim lost while still waiting for a worker is dropped unsent."""
+        """Extend the leases held when a renewal is due (or those of ``claims`` now)."""
         with self._cond:
-            claims = list(self._held.values()) if claims is None else claims
+            claims = self._claimer.renewal(self._clock.monotonic()) if claims is None else claims
         if not claims:
             return frozenset()
         until = self._clock.now() + self._lease
@@ -407,75 +492,48 @@ class Relay:
             kept = self._outbox.renew(claims, self._lease)
         except FlowmailerError:
             return frozenset()  # the outbox is failing; leases may run out and the rows will be reconciled
-        lost = []
+        self._lost(claims, kept, until)
         with self._cond:
-            for claim in claims:
-                if claim.id in kept:
-                    self._lease_end[claim.id] = until
-                elif claim in self._queue:
-                    self._queue.remove(claim)
-                    self._forget(claim)
-                    lost.append(claim)
-                elif self._held.get(claim.id) is claim:  # a worker took it meanwhile: it must not start a send
-                    self._lease_end[claim.id] = -math.inf
-            self._counts["not_recorded"] += len(lost)
-        for claim in lost:
-            self._emit(RelayNotRecorded(self._owner, claim.id, "lease lost before it was sent"))
+            self._cond.notify_all()
         return kept
-
-    def _forget(self, claim: Claim) -> None:
-        self._held.pop(claim.id, None)
-        self._lease_end.pop(claim.id, None)
-        self._cond.notify()
 
     def _shutdown(self, workers: list[threading.Thread]) -> None:
         with self._cond:
-            self._stopping = True
-            unstarted = list(self._queue)
-            self._queue.clear()
+            unstarted = self._claimer.stop()
             self._ready.notify_all()
         self._settle([(claim, None) for claim in unstarted])
         deadline = self._clock.monotonic() + self._stop_timeout
-        renew_at = self._clock.monotonic() + self._renew_every
         while True:
             with self._cond:
                 left = deadline - self._clock.monotonic()
-                if not self._held or left <= 0:
-                    abandoned = len(self._held)
+                if not self._claimer.busy or left <= 0:
+                    abandoned = self._claimer.abandon()
                     break
-                self._cond.wait(max(0.0, min(left, renew_at - self._clock.monotonic(), self._idle_wait)))
-            if self._clock.monotonic() >= renew_at:
-                self._renew()
-                renew_at = self._clock.monotonic() + self._renew_every
-        with self._cond:
-            self._counts["abandoned"] += abandoned
-            self._running = False
+                self._cond.wait(min(left, self._claimer.until_renewal(self._clock.monotonic(), self._idle_wait)))
+            self._renew()
         self._outcomes.put(None)
         if not abandoned:
             for worker in workers:
                 worker.join()
-        self._emit(RelayStopped(self._owner, len(unstarted), abandoned))
+        self._stopped(len(unstarted), abandoned)
 
     # -- the workers -------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping and not self._stop_requested:
+                claim = None
+                while not (self._stop_requested or self._claimer.stopping):
+                    if (claim := self._claimer.take()) is not None:
+                        break
                     self._ready.wait()
-                if self._stopping or self._stop_requested:
+                if claim is None:
                     return  # what is still queued is released by the shutdown
-                claim = self._queue.popleft()
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
-                outcome = self._guarded(claim, self._handle)
+                handled, failed_while_open = self._guarded(claim, self._handle) or (None, False)
             with self._cond:
-                if self._probe == claim.id:  # it ended without asking Flowmailer anything: the next claim probes
-                    self._probe, self._breaker = None, self._breaker.withdraw_probe()
-                if outcome is None:
-                    self._forget(claim)
-                else:
-                    self._recording += outcome[1] is not None  # a release is not counted in _settle either
-                    self._cond.notify()
+                outcome = self._claimer.handled(claim, handled, failed_while_open=failed_while_open)
+                self._cond.notify()
             if outcome is not None:
                 self._outcomes.put(outcome)
 
@@ -494,64 +552,23 @@ class Relay:
                     self._cond.wait()
             self._settle([outcome for outcome in batch if outcome is not None])
 
-    def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
-        try:
-            return step(claim)
-        except FlowmailerError as e:  # LeaseLostError, or the outbox failing: the lease runs out, a relay reconciles
-            self._not_recorded(claim, e)
-        except Exception as e:  # noqa: BLE001 - a worker outlives a bug in one claim; its lease runs out, it is reconciled
-            self._not_recorded(claim, e)
-        return None
-
-    def _handle(self, claim: Claim) -> tuple[Claim, RelayDecision | None] | None:
-        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any
-        (None: release the claim, since the breaker is open and says when it goes again)."""
+    def _handle(self, claim: Claim) -> tuple[Handled, bool]:
+        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any, and
+        whether its request failed while the breaker is open."""
         steps = handle_claim(claim, self._rules, self._rng.random)
         effect = next(steps)
-        held = False
+        failed_while_open = False
         try:
             while True:
                 started = self._clock.monotonic()
                 value = self._perform(effect)
                 if isinstance(effect, SubmitClaim | SearchByTag):
-                    held = self._observe(claim, value, started)
+                    failed_while_open, unstarted = self._observe(claim, value, started)
+                    for waiting in unstarted:
+                        self._outcomes.put((waiting, None))
                 effect = steps.send(Fed(value, self._clock.monotonic(), self._clock.now()))
         except StopIteration as done:
-            result: tuple[Claim, RelayDecision] | None = done.value
-        if result is not None and held and _paced_by_breaker(result[1]):
-            return result[0], None
-        return result
-
-    def _observe(self, claim: Claim, value: object, started: float) -> bool:
-        """Tell the breaker how a request begun at ``started`` ended (``value``: what was fed back for it); True if
-        it is open and this was a failure. On opening, the claims still waiting for a worker are handed back unsent.
-        """
-        result = outcome_of(value) if isinstance(value, FlowmailerError) else value
-        down = says_down(result)
-        now = self._clock.monotonic()
-        with self._cond:
-            was_open = self._breaker.open_until is not None
-            if self._probe == claim.id:
-                self._probe = None
-            if down:
-                after = result.retry_after if isinstance(result, Transient) else None
-                self._breaker = self._breaker.failed(now, started_at=started, retry_after=after)
-            else:
-                self._breaker = self._breaker.succeeded(now)
-            is_open = self._breaker.open_until is not None
-            unstarted = list(self._queue) if is_open and not was_open else []
-            if unstarted:
-                self._queue.clear()
-        for waiting in unstarted:
-            self._outcomes.put((waiting, None))
-        if is_open and not was_open:
-            _log.warning(
-                "relay %s: Flowmailer looks down (%s); claiming nothing, one probe every %.0f s at most",
-                self._owner, _short(result), self._breaker.max_cooldown,
-            )  # fmt: skip
-        elif was_open and not is_open:
-            _log.warning("relay %s: Flowmailer answers again; relaying at full speed", self._owner)
-        return down and is_open
+            return done.value, failed_while_open
 
     def _perform(self, effect: ClaimEffect) -> object:
         if isinstance(effect, SubmitClaim):
@@ -566,7 +583,10 @@ class Relay:
             except FlowmailerError as e:
                 return e
         if isinstance(effect, TakeBack):
-            return self._resend(effect.claim)
+            fresh = self._outbox.resend(effect.claim, self._lease)
+            with self._cond:
+                self._claimer.resent(fresh)
+            return fresh
         if isinstance(effect, KeepLease):
             return self._still_ours(effect.claim)
         if isinstance(effect, HaltRelay):
@@ -574,81 +594,28 @@ class Relay:
             self.stop()
         return None
 
-    def _resend(self, claim: Claim) -> Claim:
-        """Not found at Flowmailer: take the row back in flight under a new claim (fenced like any outcome)."""
-        fresh = self._outbox.resend(claim, self._lease)
-        with self._cond:
-            self._held[fresh.id] = fresh
-            self._lease_end[fresh.id] = fresh.lease_until
-        return fresh
-
     def _still_ours(self, claim: Claim) -> bool:
         """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""
         with self._cond:
-            end = self._lease_end.get(claim.id, claim.lease_until)
-        if lease_allows_send(end - self._clock.now(), self._lease):
-            return True
-        if end > -math.inf and claim.id in self._renew([claim]):
+            check = self._claimer.send_check(claim, self._clock.now())
+        if check is SendCheck.SEND or (check is SendCheck.RENEW and claim.id in self._renew([claim])):
             return True
         self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
         return False
 
     def _settle(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> None:
         """Record these decisions (None: release the claim unstarted) in one transaction, and let the claims go."""
-        settlements, decided = [], []
-        for claim, decision in outcomes:
-            settlement = self._guarded(claim, functools.partial(settlement_for, decision=decision))
-            if settlement is not None:
-                settlements.append(settlement)
-                decided.append((claim, decision))
+        settlements, decided = self._settlements(outcomes)
         failure: Exception | None = None
         try:
             lost = {(c.id, c.token) for c in self._outbox.settle(settlements)} if settlements else set()
         except Exception as e:  # noqa: BLE001 - nothing was recorded: the leases run out and the rows are reconciled
             failure, lost = e, {(c.id, c.token) for c, _ in decided}
         try:
-            for claim, decision in decided:
-                if (claim.id, claim.token) in lost:
-                    self._not_recorded(claim, failure or LeaseLostError(claim.id, claim.owner))
-                else:
-                    self._recorded(claim, decision)
+            self._settled(outcomes, decided, lost, failure)
         finally:
             with self._cond:
-                for claim, decision in outcomes:
-                    self._forget(claim)
-                    self._recording -= decision is not None
-
-    def _recorded(self, claim: Claim, decision: RelayDecision | None) -> None:
-        with self._cond:
-            if decision is None or isinstance(decision, Halt):
-                self._counts["released"] += 1
-            elif isinstance(decision, RecordAccepted):
-                self._counts["accepted"] += 1
-                self._counts["reconciled"] += decision.reconciled
-                self._counts["duplicates"] += decision.copies - 1
-            elif isinstance(decision, RetryAt | ReconcileAt):
-                self._retries[decision.cause] += 1
-            else:
-                self._counts["dead"] += 1
-        if decision is not None:
-            _log_decision(claim, decision)
-            self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
-
-    def _not_recorded(self, claim: Claim, error: Exception) -> None:
-        with self._cond:
-            self._counts["not_recorded"] += 1
-        reason = f"{type(error).__name__}: {error}"
-        _log.warning("not recorded (the row will be reconciled): %s", reason, extra=_logs.about_claim(claim))
-        self._emit(RelayNotRecorded(self._owner, claim.id, reason))
-
-    def _emit(self, event: Event) -> None:
-        """Tell the observer; one that raises is logged, never allowed to stop a relay thread."""
-        if self._observer is None:
-            return
-        try:
-            self._observer.on_event(event)
-        except Exception:  # noqa: BLE001 - a metrics backend going down must not stop the mail
-            _log.exception("relay %s: the observer raised on %s", self._owner, type(event).__name__)
+                self._cond.notify_all()
 
 
 def _log_decision(claim: Claim, decision: RelayDecision) -> None:
@@ -663,14 +630,6 @@ def _log_decision(claim: Claim, decision: RelayDecision) -> None:
         _log.warning("dead letter: %s", decision.reason, extra=_logs.about_claim(claim))
     else:
         _log.info("released, the relay halting: %s", decision.reason, extra=_logs.about_claim(claim))
-
-
-def _paced_by_breaker(decision: RelayDecision) -> bool:
-    """A retry after a failure, or another search after a failed one: while the breaker is open it, not the row's
-    own backoff, says when. An ambiguous send still waits its reconcile delay."""
-    return isinstance(decision, RetryAt) or (
-        isinstance(decision, ReconcileAt) and decision.cause is Cause.RECONCILE_FAILED
-    )
 
 
 def _short(result: object) -> str:

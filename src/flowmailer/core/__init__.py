@@ -6,6 +6,7 @@ imports from ``flowmailer.core`` alone.
 
 from flowmailer.core._addresses import *
 from flowmailer.core._breaker import *
+from flowmailer.core._claimer import *
 from flowmailer.core._claims import *
 from flowmailer.core._cursor import *
 from flowmailer.core._dns import *
