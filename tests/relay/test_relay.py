@@ -1,4 +1,8 @@
-"""The relay shell over the in-memory outbox, a fake clock and a scripted client: no network, no waiting."""
+"""The relay shells over the in-memory outbox, a fake clock and a scripted client: no network, no waiting.
+
+Every test runs against each relay (the threaded ``Relay``, ``AsyncRelay`` on asyncio and on trio: ``relay_kind``);
+the few about one shell's own threads say so.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.app import Relay, RelayStats
+from flowmailer.app import RelayStats
 from flowmailer.core import (
     AmbiguousError,
     AuthenticationError,
@@ -41,6 +45,9 @@ from flowmailer.core import (
     TransientError,
 )
 from flowmailer.testing import FakeClock, MemoryOutbox
+from tests.relay.kinds import AnyRelay, make_relay
+
+pytestmark = pytest.mark.usefixtures("relay_kind")  # every test, against each relay
 
 WAIT = 10.0  # seconds a test waits for another thread before it fails; never slept
 S = SubmissionState
@@ -154,10 +161,10 @@ def ref_of(outbox: MemoryOutbox, outbox_id: OutboxId) -> str:
     return status.client_reference
 
 
-def relay(outbox: MemoryOutbox, client: FakeClient, clock: FakeClock, **kwargs: object) -> Relay:
+def relay(outbox: MemoryOutbox, client: FakeClient, clock: FakeClock, **kwargs: object) -> AnyRelay:
     options: dict[str, object] = {"rules": RULES, "clock": clock, "owner": "relay-1", "lease": 30.0}
     options.update(kwargs)
-    return Relay(outbox, client, **options)  # type: ignore[arg-type]
+    return make_relay(outbox, client, **options)
 
 
 def test_drain_sends_every_message_once(outbox: MemoryOutbox, clock: FakeClock) -> None:
@@ -754,7 +761,8 @@ def test_a_worker_thread_that_dies_stops_the_relay_and_run_raises(outbox: Memory
     assert outbox.counts()[S.IN_FLIGHT] == 1  # abandoned to its lease, to be reconciled
 
 
-def test_a_claim_a_worker_took_just_before_its_lease_was_reported_lost_is_never_sent() -> None:
+@pytest.mark.parametrize("relay_kind", ["threaded"])  # it holds one worker thread by its name
+def test_a_claim_a_worker_took_just_before_its_lease_was_reported_lost_is_never_sent(relay_kind: str) -> None:
     worker_waiting, renewal_done = threading.Event(), threading.Event()
     renewed = threading.Event()
 

@@ -18,9 +18,9 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from types import FrameType
-from typing import TypeVar
+from typing import TypeAlias, TypeVar, cast
 
 from flowmailer.app import _defaults, _logs
 from flowmailer.core import (
@@ -28,7 +28,6 @@ from flowmailer.core import (
     CertificateError,
     CircuitBreaker,
     Claim,
-    ClaimEffect,
     Claimer,
     ClaimUpTo,
     ConfigurationError,
@@ -58,7 +57,6 @@ from flowmailer.core import (
     RetryAt,
     SearchByTag,
     SendCheck,
-    Settlement,
     SubmissionState,
     SubmitClaim,
     TakeBack,
@@ -72,6 +70,10 @@ from flowmailer.ports import Clock, Observer, Outbox, Reconciler, Submitter
 __all__ = ["MAX_CONCURRENCY", "Relay", "RelayStats"]
 
 _T = TypeVar("_T")
+#: The steps both relays take, as a generator: it yields a request to Flowmailer (performed with the shell's client)
+#: or an outbox call (a callable, performed in the shell's way: in a thread), is sent what came back, and a failed
+#: outbox call is thrown into it.
+Io: TypeAlias = Generator["SubmitClaim | SearchByTag | Callable[[], object]", object, _T]
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; the relay never submits more at once.
 MAX_CONCURRENCY = 10
@@ -197,34 +199,77 @@ class RelayShell:
         if claims:
             self._emit(RelayClaimed(self._owner, len(claims)))
 
-    def _lost(self, claims: list[Claim], kept: frozenset[OutboxId], until: float) -> None:
-        """A renewal kept only ``kept``: a claim lost while still waiting for a sender is dropped unsent."""
+    # -- the steps both shells drive: each yields a client request or an outbox call (a callable) to perform ----
+
+    def _handling(self, claim: Claim) -> Io[tuple[Handled, bool]]:
+        """The core's steps for one claim (search, take back, send): the decision to record, if any, and whether
+        its request failed while the breaker is open."""
+        steps = handle_claim(claim, self._rules, self._rng.random)
+        effect = next(steps)
+        failed_while_open = False
+        try:
+            while True:
+                started = self._clock.monotonic()
+                value: object = None
+                if isinstance(effect, SubmitClaim | SearchByTag):
+                    value = yield effect
+                    failed_while_open, unstarted = self._observe(claim, value, started)
+                    self._release(unstarted)
+                elif isinstance(effect, TakeBack):  # not found at Flowmailer: the row back in flight, fenced anew
+                    value = yield functools.partial(self._outbox.resend, effect.claim, self._lease)
+                    with self._lock:
+                        self._claimer.resent(cast("Claim", value))
+                elif isinstance(effect, KeepLease):
+                    value = yield from self._keeping(effect.claim)
+                elif isinstance(effect, HaltRelay):
+                    self._halted = effect.error
+                    self.stop()
+                effect = steps.send(Fed(value, self._clock.monotonic(), self._clock.now()))
+        except StopIteration as done:
+            return done.value, failed_while_open
+
+    def _keeping(self, claim: Claim) -> Io[bool]:
+        """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""
+        with self._lock:
+            check = self._claimer.send_check(claim, self._clock.now())
+        if check is SendCheck.SEND or (check is SendCheck.RENEW and claim.id in (yield from self._renewing([claim]))):
+            return True
+        self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
+        return False
+
+    def _renewing(self, claims: list[Claim] | None = None) -> Io[frozenset[OutboxId]]:
+        """Extend the leases held when a renewal is due (or those of ``claims`` now); a claim lost while still
+        waiting for a sender is dropped unsent."""
+        with self._lock:
+            claims = self._claimer.renewal(self._clock.monotonic()) if claims is None else claims
+        if not claims:
+            return frozenset()
+        until = self._clock.now() + self._lease
+        try:
+            kept = cast("frozenset[OutboxId]", (yield functools.partial(self._outbox.renew, claims, self._lease)))
+        except FlowmailerError:
+            return frozenset()  # the outbox is failing; leases may run out and the rows will be reconciled
         with self._lock:
             lost = self._claimer.renewed(claims, kept, until)
         for claim in lost:
             self._emit(RelayNotRecorded(self._owner, claim.id, "lease lost before it was sent"))
+        self._notify()
+        return kept
 
-    def _settlements(
-        self, outcomes: list[tuple[Claim, RelayDecision | None]]
-    ) -> tuple[list[Settlement], list[tuple[Claim, RelayDecision | None]]]:
-        """How the outbox records these decisions (None: release the claim unstarted), and the ones it can."""
+    def _settling(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> Io[None]:
+        """Record these decisions (None: release the claim unstarted) in one transaction, and let the claims go."""
         settlements, decided = [], []
         for claim, decision in outcomes:
             settlement = self._guarded(claim, functools.partial(settlement_for, decision=decision))
             if settlement is not None:
                 settlements.append(settlement)
                 decided.append((claim, decision))
-        return settlements, decided
-
-    def _settled(
-        self,
-        outcomes: list[tuple[Claim, RelayDecision | None]],
-        decided: list[tuple[Claim, RelayDecision | None]],
-        lost: set[tuple[OutboxId, int]],
-        failure: Exception | None,
-    ) -> None:
-        """The outbox answered ``Outbox.settle`` (``lost``: the claims it refused; ``failure``: it failed, so none
-        was recorded): count and tell, and let every claim of the batch go."""
+        failure: Exception | None = None
+        try:
+            refused = (yield functools.partial(self._outbox.settle, settlements)) if settlements else []
+            lost = {(c.id, c.token) for c in cast("list[Claim]", refused)}
+        except Exception as e:  # noqa: BLE001 - nothing was recorded: the leases run out and the rows are reconciled
+            failure, lost = e, {(c.id, c.token) for c, _ in decided}
         try:
             for claim, decision in decided:
                 if (claim.id, claim.token) in lost:
@@ -234,6 +279,22 @@ class RelayShell:
         finally:
             with self._lock:
                 self._claimer.settled(outcomes)
+            self._notify()
+
+    # -- what each shell does its own way ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _notify(self) -> None:
+        """Wake the claimer loop: a claim ended, or leases were lost. Called without the lock held."""
+        raise NotImplementedError
+
+    def _release(self, unstarted: list[Claim]) -> None:
+        """Queue these for the recorder, to be released unsent (the breaker opened while they waited)."""
+        raise NotImplementedError
+
+    # -- telling ---------------------------------------------------------------------------------------------------
 
     def _guarded(self, claim: Claim, step: Callable[[Claim], _T]) -> _T | None:
         try:
@@ -481,21 +542,8 @@ class Relay(RelayShell):
         counts = self._outbox.counts()
         return not any(counts.get(state, 0) for state in _PENDING)
 
-    def _renew(self, claims: list[Claim] | None = None) -> frozenset[OutboxId]:
-        """Extend the leases held when a renewal is due (or those of ``claims`` now)."""
-        with self._cond:
-            claims = self._claimer.renewal(self._clock.monotonic()) if claims is None else claims
-        if not claims:
-            return frozenset()
-        until = self._clock.now() + self._lease
-        try:
-            kept = self._outbox.renew(claims, self._lease)
-        except FlowmailerError:
-            return frozenset()  # the outbox is failing; leases may run out and the rows will be reconciled
-        self._lost(claims, kept, until)
-        with self._cond:
-            self._cond.notify_all()
-        return kept
+    def _renew(self) -> None:
+        self._drive(self._renewing())
 
     def _shutdown(self, workers: list[threading.Thread]) -> None:
         with self._cond:
@@ -553,24 +601,26 @@ class Relay(RelayShell):
             self._settle([outcome for outcome in batch if outcome is not None])
 
     def _handle(self, claim: Claim) -> tuple[Handled, bool]:
-        """The core's steps for one claim (search, take back, send), performed: the decision to record, if any, and
-        whether its request failed while the breaker is open."""
-        steps = handle_claim(claim, self._rules, self._rng.random)
-        effect = next(steps)
-        failed_while_open = False
-        try:
-            while True:
-                started = self._clock.monotonic()
-                value = self._perform(effect)
-                if isinstance(effect, SubmitClaim | SearchByTag):
-                    failed_while_open, unstarted = self._observe(claim, value, started)
-                    for waiting in unstarted:
-                        self._outcomes.put((waiting, None))
-                effect = steps.send(Fed(value, self._clock.monotonic(), self._clock.now()))
-        except StopIteration as done:
-            return done.value, failed_while_open
+        return self._drive(self._handling(claim))
 
-    def _perform(self, effect: ClaimEffect) -> object:
+    def _settle(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> None:
+        self._drive(self._settling(outcomes))
+
+    def _drive(self, io: Io[_T]) -> _T:
+        """Perform each request and outbox call ``io`` yields, in this thread, to its end."""
+        try:
+            effect = next(io)
+            while True:
+                try:
+                    value = self._perform(effect)
+                except Exception as e:  # noqa: BLE001 - the steps decide what an outbox failure means
+                    effect = io.throw(e)
+                else:
+                    effect = io.send(value)
+        except StopIteration as done:
+            return cast("_T", done.value)
+
+    def _perform(self, effect: SubmitClaim | SearchByTag | Callable[[], object]) -> object:
         if isinstance(effect, SubmitClaim):
             try:
                 return self._client.submit(effect.claim.message)
@@ -582,40 +632,15 @@ class Relay(RelayShell):
                 return tuple(m.id or "" for m in self._reconciler.messages_by_tag(effect.tag))
             except FlowmailerError as e:
                 return e
-        if isinstance(effect, TakeBack):
-            fresh = self._outbox.resend(effect.claim, self._lease)
-            with self._cond:
-                self._claimer.resent(fresh)
-            return fresh
-        if isinstance(effect, KeepLease):
-            return self._still_ours(effect.claim)
-        if isinstance(effect, HaltRelay):
-            self._halted = effect.error
-            self.stop()
-        return None
+        return effect()
 
-    def _still_ours(self, claim: Claim) -> bool:
-        """Never send on a lease about to run out (a stalled relay): renew it first, or drop the claim unsent."""
+    def _notify(self) -> None:
         with self._cond:
-            check = self._claimer.send_check(claim, self._clock.now())
-        if check is SendCheck.SEND or (check is SendCheck.RENEW and claim.id in self._renew([claim])):
-            return True
-        self._not_recorded(claim, LeaseLostError(claim.id, claim.owner))
-        return False
+            self._cond.notify_all()
 
-    def _settle(self, outcomes: list[tuple[Claim, RelayDecision | None]]) -> None:
-        """Record these decisions (None: release the claim unstarted) in one transaction, and let the claims go."""
-        settlements, decided = self._settlements(outcomes)
-        failure: Exception | None = None
-        try:
-            lost = {(c.id, c.token) for c in self._outbox.settle(settlements)} if settlements else set()
-        except Exception as e:  # noqa: BLE001 - nothing was recorded: the leases run out and the rows are reconciled
-            failure, lost = e, {(c.id, c.token) for c, _ in decided}
-        try:
-            self._settled(outcomes, decided, lost, failure)
-        finally:
-            with self._cond:
-                self._cond.notify_all()
+    def _release(self, unstarted: list[Claim]) -> None:
+        for waiting in unstarted:
+            self._outcomes.put((waiting, None))
 
 
 def _log_decision(claim: Claim, decision: RelayDecision) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any, Protocol
 
 from flowmailer.core import Message, SubmitMessage
 
-__all__ = ["Reconciler", "Submitter"]
+__all__ = ["AsyncReconciler", "AsyncSubmitter", "Reconciler", "Submitter"]
 
 
 class Submitter(Protocol):
@@ -37,3 +37,21 @@ class Reconciler(Protocol):
     def check_credentials(self) -> float: ...
 
     def messages_by_tag(self, tag: str) -> Iterable[Message]: ...
+
+
+class AsyncSubmitter(Protocol):
+    """:class:`Submitter` for the async relay: the calls of ``AsyncClient`` it makes, each awaited."""
+
+    def check_credentials(self) -> Coroutine[Any, Any, float]: ...
+
+    def submit(self, message: SubmitMessage) -> Coroutine[Any, Any, str]: ...
+
+    def messages_by_tag(self, tag: str) -> AsyncIterator[Message]: ...
+
+
+class AsyncReconciler(Protocol):
+    """:class:`Reconciler` for the async relay: an ``AsyncClient`` whose credential may read messages."""
+
+    def check_credentials(self) -> Coroutine[Any, Any, float]: ...
+
+    def messages_by_tag(self, tag: str) -> AsyncIterator[Message]: ...
