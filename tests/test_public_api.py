@@ -13,6 +13,7 @@ EXPECTED = {
     "Ambiguous",
     "AmbiguousError",
     "AsyncClient",
+    "AsyncRelay",
     "Attachment",
     "AuthenticationError",
     "CertificateError",
@@ -70,7 +71,10 @@ def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
 
 
 def test_import_loads_neither_anyio_trio_nor_psycopg_nor_testing() -> None:
-    modules = ("anyio", "trio", "psycopg", "h11", "flowmailer.testing", "rich", "flowmailer.app.async_client")
+    modules = (
+        "anyio", "trio", "psycopg", "h11", "flowmailer.testing", "rich", "flowmailer.app.async_client",
+        "flowmailer.app.async_relay",
+    )  # fmt: skip
     assert _loaded_after("import flowmailer", modules) == []
 
 
@@ -78,6 +82,12 @@ def test_async_client_is_importable_from_flowmailer_without_trio_or_asyncio_only
     modules = ("trio", "anyio._backends._trio", "anyio._backends._asyncio", "h11", "flowmailer.testing")
     assert _loaded_after("import flowmailer; flowmailer.AsyncClient", modules) == []
     assert flowmailer.AsyncClient.__module__ == "flowmailer.app.async_client"
+
+
+def test_async_relay_is_importable_from_flowmailer_without_trio_or_asyncio_only_code() -> None:
+    modules = ("trio", "anyio._backends._trio", "anyio._backends._asyncio", "h11", "flowmailer.testing")
+    assert _loaded_after("import flowmailer; flowmailer.AsyncRelay", modules) == []
+    assert flowmailer.AsyncRelay.__module__ == "flowmailer.app.async_relay"
 
 
 def test_a_missing_name_is_an_attribute_error() -> None:

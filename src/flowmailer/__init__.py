@@ -5,6 +5,7 @@ is imported on first use, and ``flowmailer.testing`` (the fake Flowmailer and fa
 ``flowmailer.adapters.postgres_outbox`` are imported on their own.
 """
 
+import importlib as _importlib
 import logging as _logging
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ from flowmailer.core import (
 
 if TYPE_CHECKING:
     from flowmailer.app.async_client import AsyncClient
+    from flowmailer.app.async_relay import AsyncRelay
 
 __all__ = [
     "Accepted",
@@ -60,6 +62,7 @@ __all__ = [
     "Ambiguous",
     "AmbiguousError",
     "AsyncClient",
+    "AsyncRelay",
     "Attachment",
     "AuthenticationError",
     "CertificateError",
@@ -103,17 +106,21 @@ __all__ = [
 ]
 
 
+_LAZY = {"AsyncClient": "flowmailer.app.async_client", "AsyncRelay": "flowmailer.app.async_relay"}
+
+
 def __getattr__(name: str) -> object:
-    """``AsyncClient`` on first use: it needs anyio (the ``async`` extra), which a sync program need not install."""
-    if name == "AsyncClient":
+    """``AsyncClient`` and ``AsyncRelay`` on first use: they need anyio (the ``async`` extra), which a sync program
+    need not install."""
+    if name in _LAZY:
         try:
-            from flowmailer.app.async_client import AsyncClient
+            value = getattr(_importlib.import_module(_LAZY[name]), name)
         except ModuleNotFoundError as e:
             if e.name != "anyio":
                 raise
-            raise ImportError("flowmailer.AsyncClient needs anyio: pip install 'flowmailer[async]'") from e
-        globals()[name] = AsyncClient
-        return AsyncClient
+            raise ImportError(f"flowmailer.{name} needs anyio: pip install 'flowmailer[async]'") from e
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'flowmailer' has no attribute {name!r}")
 
 
