@@ -47,7 +47,9 @@ def start_relay(
     forever: bool = False,
     refresh_ahead: float | None = None,
     log_records: Path | None = None,
+    relay: str = "threaded",
 ) -> subprocess.Popen[bytes]:
+    """One relay child (``relay``: "threaded", or the async relay on "asyncio" or "trio") draining ``outbox_url``."""
     credential = fake.credential("ADMIN")
     command = [
         sys.executable,
@@ -63,6 +65,7 @@ def start_relay(
         f"--lease={lease}",
         f"--batch-size={batch_size}",
         f"--table={table}",
+        f"--relay={relay}",
         *(["--forever"] if forever else []),
         *([f"--refresh-ahead={refresh_ahead}"] if refresh_ahead is not None else []),
         *([f"--log-file={log_records}"] if log_records is not None else []),

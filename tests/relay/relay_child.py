@@ -1,7 +1,9 @@
 """One relay process for the chaos and multi-relay tests (and the bench): drains an outbox through a Client.
 
 Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgres:CONNINFO --api-url ...``; the
-client secret comes from FLOWMAILER_CLIENT_SECRET. It prints one JSON line per figure its parent adds up
+client secret comes from FLOWMAILER_CLIENT_SECRET. ``--relay threaded`` (the default) runs ``Relay`` over
+``Client``; ``--relay asyncio`` or ``--relay trio`` runs ``AsyncRelay`` over ``AsyncClient`` on that backend, with
+the same settings. It prints one JSON line per figure its parent adds up
 (``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so lines survive a SIGKILL, and
 a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT. With ``--log-file``, every
 record of the ``flowmailer`` loggers, debug ones too, goes there as a JSON line (as ``--log-format json`` writes).
@@ -15,10 +17,17 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
+import anyio
+
 from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
-from flowmailer.app import Client, Relay
+from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+from flowmailer.adapters.anyio_transport import AnyioTransport
+from flowmailer.app import Client, Relay, RelayStats
+from flowmailer.app.async_client import AsyncClient
+from flowmailer.app.async_relay import AsyncRelay
 from flowmailer.cli._logs import JsonFormatter
 from flowmailer.core import (
     Credentials,
@@ -79,6 +88,25 @@ def open_outbox(url: str, table: str, clock: SystemClock) -> Outbox:
     return PostgresOutbox(url.removeprefix("postgres:"), table=table, clock=clock, poll_interval=0.2)
 
 
+async def run_async(
+    credentials: Credentials,
+    options: dict[str, object],
+    tokens: TokenPolicy | None,
+    outbox: Outbox,
+    settings: dict[str, object],
+    args: argparse.Namespace,
+) -> RelayStats:
+    async with AsyncClient(
+        credentials,
+        transport=AnyioTransport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0),
+        token_store=None if tokens is None else AnyioTokenStore(time.time, tokens),
+        **options,  # type: ignore[arg-type]
+    ) as client:
+        relay = AsyncRelay(outbox, client, **settings)  # type: ignore[arg-type]
+        relay.install_signal_handlers()
+        return await relay.run(until_empty=not args.forever)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--outbox", required=True, help="sqlite:PATH or postgres:CONNINFO")
@@ -101,6 +129,7 @@ def main() -> int:
         help="seconds before expiry to refresh a token (for short-lived ones)",
     )
     parser.add_argument("--log-file", default=None, help="every flowmailer log record here, one JSON line each")
+    parser.add_argument("--relay", choices=("threaded", "asyncio", "trio"), default="threaded")
     args = parser.parse_args()
     if args.log_file is not None:
         handler = logging.FileHandler(args.log_file)
@@ -109,44 +138,47 @@ def main() -> int:
         logging.getLogger("flowmailer").setLevel(logging.DEBUG)
 
     clock = SystemClock()
-    addresses = args.addresses.split(",")
-    client = Client(
-        Credentials(args.account_id, args.client_id, os.environ["FLOWMAILER_CLIENT_SECRET"]),
-        api_url=args.api_url,
-        login_url=args.login_url,
+    credentials = Credentials(args.account_id, args.client_id, os.environ["FLOWMAILER_CLIENT_SECRET"])
+    options = {
+        "api_url": args.api_url,
+        "login_url": args.login_url,
         # A couple of quick attempts on other addresses; the outbox holds the longer waits.
-        policy=RetryPolicy(max_attempts=3, deadline=10.0, base_delay=0.02, cap=0.2, max_retry_after=1.0),
-        transport=Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock),
-        resolver=StaticResolver({API_HOST: addresses, LOGIN_HOST: addresses}),
-        clock=clock,
-        token_store=None
-        if args.refresh_ahead is None
-        else MemoryTokenStore(
-            clock, TokenPolicy(refresh_ahead=args.refresh_ahead, min_remaining=args.refresh_ahead / 2)
-        ),
-    )
+        "policy": RetryPolicy(max_attempts=3, deadline=10.0, base_delay=0.02, cap=0.2, max_retry_after=1.0),
+        "resolver": StaticResolver({API_HOST: args.addresses.split(","), LOGIN_HOST: args.addresses.split(",")}),
+        "clock": clock,
+    }
+    tokens = None if args.refresh_ahead is None else TokenPolicy(args.refresh_ahead, args.refresh_ahead / 2)
     outbox = open_outbox(args.outbox, args.table, clock)
     printer = JsonLines()
-    relay = Relay(
-        outbox,
-        client,
-        rules=RelayRules(
+    settings = {
+        "rules": RelayRules(
             max_attempts=25, max_age=3600.0, backoff=RetryPolicy(base_delay=0.05, cap=0.5), reconcile_delay=0.1
         ),
-        concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        lease=args.lease,
-        clock=clock,
-        observer=printer,
-        owner=args.owner,
-        idle_wait=0.1,
-        stop_timeout=10.0,
-    )
-    relay.install_signal_handlers()
+        "concurrency": args.concurrency,
+        "batch_size": args.batch_size,
+        "lease": args.lease,
+        "clock": clock,
+        "observer": printer,
+        "owner": args.owner,
+        "idle_wait": 0.1,
+        "stop_timeout": 10.0,
+    }
     try:
-        stats = relay.run(until_empty=not args.forever)
+        if args.relay == "threaded":
+            with Client(
+                credentials,
+                transport=Urllib3Transport(
+                    ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock
+                ),
+                token_store=None if tokens is None else MemoryTokenStore(clock, tokens),
+                **options,
+            ) as client:
+                relay = Relay(outbox, client, **settings)
+                relay.install_signal_handlers()
+                stats = relay.run(until_empty=not args.forever)
+        else:
+            stats = anyio.run(run_async, credentials, options, tokens, outbox, settings, args, backend=args.relay)
     finally:
-        client.close()
         outbox.close()
     printer.write(
         stats={

@@ -36,7 +36,8 @@ def accepted_at_least(n: int, records: Records) -> bool:
 
 
 @pytest.mark.slow
-def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["threaded", "asyncio"])  # the async relay on the backend `flowmailer relay` uses
+def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path, kind: str) -> None:
     faults = [
         Fault.status(500, path="messages/submit", probability=0.05),
         Fault.status(503, path="messages/submit", probability=0.05),
@@ -65,6 +66,7 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
                 batch_size=20,
                 refresh_ahead=REFRESH_AHEAD,
                 log_records=logs[-1].with_suffix(".records"),
+                relay=kind,
             )
 
         for threshold in KILL_AT:
@@ -92,7 +94,7 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path) -> N
     outbox.close()
     tally = Tally(logs)
     print(
-        f"\nchaos: {MESSAGES} messages, {kills} SIGKILLs, {elapsed:.1f} s\n"
+        f"\nchaos ({kind} relay): {MESSAGES} messages, {kills} SIGKILLs, {elapsed:.1f} s\n"
         f"  accepted (outbox) {counts[SubmissionState.ACCEPTED]}, dead {counts[SubmissionState.DEAD]}\n"
         f"  copies at the fake {len(records.accepted)}, duplicates {len(records.duplicates)}\n"
         f"  sent and accepted {sum(tally.sent.values())}, reconciled {tally.reconciled}\n"

@@ -22,8 +22,9 @@ DEADLINE = 300.0
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["threaded", "trio"])  # the async relay on trio here, on asyncio in the chaos test
 def test_three_relays_on_one_postgres_outbox_send_each_message_once(
-    tmp_path: Path, postgres_server: PostgresServer
+    tmp_path: Path, postgres_server: PostgresServer, kind: str
 ) -> None:
     table = f"relay_{uuid.uuid4().hex[:12]}"
     outbox = PostgresOutbox(postgres_server.conninfo, table=table, clock=SystemClock())
@@ -34,7 +35,14 @@ def test_three_relays_on_one_postgres_outbox_send_each_message_once(
     with FakeFlowmailer().running() as fake:
         children = [
             start_relay(
-                fake, f"postgres:{postgres_server.conninfo}", log, f"relay-{i}", lease=10.0, batch_size=50, table=table
+                fake,
+                f"postgres:{postgres_server.conninfo}",
+                log,
+                f"relay-{i}",
+                lease=10.0,
+                batch_size=50,
+                table=table,
+                relay=kind,
             )
             for i, log in enumerate(logs)
         ]
@@ -51,7 +59,7 @@ def test_three_relays_on_one_postgres_outbox_send_each_message_once(
     tally = Tally(logs)
     shares = {name: len(refs) for name, refs in tally.sent_by.items()}
     print(
-        f"\nmulti-relay: {MESSAGES} messages, {RELAYS} relays on PostgreSQL, {elapsed:.1f} s "
+        f"\nmulti-relay ({kind}): {MESSAGES} messages, {RELAYS} relays on PostgreSQL, {elapsed:.1f} s "
         f"({MESSAGES / elapsed:.0f} messages/s)\n  sent per relay {shares}, copies at the fake {len(records.accepted)}"
     )
     assert counts[SubmissionState.ACCEPTED] == MESSAGES

@@ -22,14 +22,15 @@ def accepted_at_least(n: int, records: Records) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["threaded", "asyncio", "trio"])
+def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(tmp_path: Path, kind: str) -> None:
     outbox = SQLiteOutbox(tmp_path / "outbox.db", clock=SystemClock())
     enqueue(outbox, 1000)
     # Slow answers keep about ten sends in flight when the signal comes.
     with FakeFlowmailer(faults=[Fault.delay(0.2, path="messages/submit")]).running() as fake:
         log = tmp_path / "relay.jsonl"
         child = start_relay(
-            fake, f"sqlite:{tmp_path / 'outbox.db'}", log, "relay", lease=30.0, batch_size=20, forever=True
+            fake, f"sqlite:{tmp_path / 'outbox.db'}", log, "relay", lease=30.0, batch_size=20, forever=True, relay=kind
         )
         try:
             fake.wait_until(functools.partial(accepted_at_least, 50), timeout=60.0)
