@@ -22,6 +22,8 @@ from flowmailer.testing import API_HOST, SUBMIT_ROLE, FakeFlowmailer, Fault
 from flowmailer.testing._fake import Credential
 
 SUBMIT = "messages/submit"
+#: The threaded relay (the default), and the async relay pipelining 4 per connection.
+RELAYS = pytest.mark.parametrize("relay_flags", [(), ("--pipeline-depth", "4")], ids=["threaded", "pipelined"])
 
 
 @pytest.fixture
@@ -74,12 +76,13 @@ def counts(path: Path) -> dict[SubmissionState, int]:
         outbox.close()
 
 
+@RELAYS
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_relay_drains_the_outbox_and_exits_0_on_a_signal(
-    fake: FakeFlowmailer, tmp_path: Path, signum: signal.Signals
+    fake: FakeFlowmailer, tmp_path: Path, signum: signal.Signals, relay_flags: tuple[str, ...]
 ) -> None:
     fill_outbox(tmp_path / "outbox.db", 40)
-    relay = start_relay(fake, tmp_path)
+    relay = start_relay(fake, tmp_path, extra=relay_flags)
     try:
         fake.wait_until(lambda r: len(r.accepted) == 40, timeout=30)
     finally:
@@ -91,12 +94,13 @@ def test_relay_drains_the_outbox_and_exits_0_on_a_signal(
     assert fake.credential().client_secret not in out + err
 
 
+@RELAYS
 def test_relay_stopped_mid_run_leaves_nothing_in_flight_and_records_every_acceptance(
-    fake: FakeFlowmailer, tmp_path: Path
+    fake: FakeFlowmailer, tmp_path: Path, relay_flags: tuple[str, ...]
 ) -> None:
     fake.set_faults([Fault.delay(0.05, path=SUBMIT)])
     fill_outbox(tmp_path / "outbox.db", 500)
-    relay = start_relay(fake, tmp_path)
+    relay = start_relay(fake, tmp_path, extra=relay_flags)
     try:
         fake.wait_until(lambda r: len(r.accepted) >= 20, timeout=30)
     finally:
@@ -111,7 +115,10 @@ def test_relay_stopped_mid_run_leaves_nothing_in_flight_and_records_every_accept
     assert records.duplicates == {}
 
 
-def test_relay_with_refused_credentials_exits_1_and_says_why(fake: FakeFlowmailer, tmp_path: Path) -> None:
+@RELAYS
+def test_relay_with_refused_credentials_exits_1_and_says_why(
+    fake: FakeFlowmailer, tmp_path: Path, relay_flags: tuple[str, ...]
+) -> None:
     fill_outbox(tmp_path / "outbox.db", 3)
     credential = fake.credential()
     url = f"https://localhost:{fake.port}"
@@ -125,7 +132,7 @@ def test_relay_with_refused_credentials_exits_1_and_says_why(fake: FakeFlowmaile
         f"sqlite://{tmp_path}/outbox.db",
     ]
     command += ["--account-id", fake.account_id, "--client-id", credential.client_id, "--api-url", url]
-    command += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle)]
+    command += ["--login-url", url, "--ca-bundle", str(fake.ca_bundle), *relay_flags]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": "wrong-secret"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
@@ -228,9 +235,12 @@ def test_relay_with_a_wrong_ca_bundle_exits_2_at_start_naming_the_setting(fake: 
     assert fake.records().requests == 0
 
 
-def test_relay_once_drains_the_outbox_and_exits_0_by_itself(fake: FakeFlowmailer, tmp_path: Path) -> None:
+@RELAYS
+def test_relay_once_drains_the_outbox_and_exits_0_by_itself(
+    fake: FakeFlowmailer, tmp_path: Path, relay_flags: tuple[str, ...]
+) -> None:
     fill_outbox(tmp_path / "outbox.db", 25)
-    relay = start_relay(fake, tmp_path, extra=("--once",))
+    relay = start_relay(fake, tmp_path, extra=("--once", *relay_flags))
     out, err = relay.communicate(timeout=60)  # no signal: before, the flag did not exist (exit 2)
     assert relay.returncode == 0, err
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 25

@@ -29,7 +29,6 @@ from flowmailer.testing import API_HOST, LOGIN_HOST, FakeClock, FakeFlowmailer, 
 
 if TYPE_CHECKING:
     from flowmailer.app import Relay
-    from flowmailer.ports import Submitter
 
 SUBMIT = "messages/submit"
 MESSAGES = 300
@@ -221,7 +220,7 @@ class Credential:
 def test_health_is_the_loop_turning_and_readiness_the_outbox_and_a_token_reused_for_a_while() -> None:
     clock = FakeClock()
     loop, credential = Loop(), Credential()
-    health = Health(cast("Relay", loop), MemoryOutbox(clock), cast("Submitter", credential), clock)
+    health = Health(cast("Relay", loop), MemoryOutbox(clock), credential.check_credentials, clock)
     assert health.alive() == "the relay loop is not running"
     assert health.ready() == "the relay loop is not running"
     loop.turned = clock.monotonic()

@@ -30,6 +30,7 @@ from flowmailer.core import (
     CircuitBreaker,
     Claim,
     ClaimUpTo,
+    ConfigurationError,
     FlowmailerError,
     Handled,
     HoldOff,
@@ -50,13 +51,21 @@ _Outcome = tuple[Claim, RelayDecision | None]
 
 
 class AsyncRelay(RelayShell):
-    """Drains ``outbox`` through an ``AsyncClient`` with at most ``concurrency`` submissions at once.
+    """Drains ``outbox`` through an ``AsyncClient`` with at most ``concurrency`` x ``pipeline_depth`` submissions
+    at once.
 
     Every setting, guarantee and event is :class:`flowmailer.app.Relay`'s: ``await run()`` claims, submits, records
     and renews until ``stop()``; ``await drain()`` also returns once nothing is left to send; a stop lets
     in-flight submissions finish for up to ``stop_timeout`` seconds and releases the rest (a send still running
     then is cancelled and left to its lease, to be reconciled). ``stop()`` is safe from any thread or task; call
     ``install_signal_handlers()`` before ``run()`` (in the main thread) to stop on SIGTERM and SIGINT.
+
+    ``pipeline_depth``: give the depth the client's transport pipelines to (``AnyioTransport(pipeline_depth=N)``),
+    so that ``concurrency`` connections (at most 10) each carry up to N submissions: the relay then claims and
+    settles in batches of ``20 x N`` by default (one outbox transaction each), and still reconciles every written,
+    unanswered submission before any resend (a broken pipeline's are Ambiguous, searched by tag, never resent
+    blindly). Its transport, not the relay, holds the connections: a deeper relay over a shallower transport only
+    waits for a connection.
 
     ``clock`` times leases, renewals and the breaker, as for ``Relay`` (its ``sleep`` runs in a worker thread, so
     a test's ``FakeClock`` moves on at once); the client keeps its own retry waits on the event loop's clock.
@@ -70,7 +79,8 @@ class AsyncRelay(RelayShell):
         reconciler: AsyncReconciler | None = None,
         rules: RelayRules | None = None,
         concurrency: int = MAX_CONCURRENCY,
-        batch_size: int = 20,
+        pipeline_depth: int = 1,
+        batch_size: int | None = None,
         lease: float = 30.0,
         clock: Clock | None = None,
         observer: Observer | None = None,
@@ -80,10 +90,19 @@ class AsyncRelay(RelayShell):
         stop_timeout: float = 30.0,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        if pipeline_depth < 1:
+            raise ConfigurationError(
+                "pipeline_depth",
+                f"{pipeline_depth!r} is not a positive whole number",
+                "give 1 (no pipelining) or the client's transport's depth, e.g. AnyioTransport(pipeline_depth=8)",
+            )
         super().__init__(
-            outbox, rules=rules, concurrency=concurrency, batch_size=batch_size, lease=lease, clock=clock,
-            observer=observer, owner=owner, rng=rng, idle_wait=idle_wait, stop_timeout=stop_timeout, breaker=breaker,
+            outbox, rules=rules, concurrency=concurrency, lease=lease, clock=clock, observer=observer, owner=owner,
+            rng=rng, idle_wait=idle_wait, stop_timeout=stop_timeout, breaker=breaker,
+            batch_size=20 * pipeline_depth if batch_size is None else batch_size,
         )  # fmt: skip
+        self._senders = concurrency * pipeline_depth
+        self._claimer.limit = self._senders
         self._client = client
         self._reconciler: AsyncReconciler = reconciler if reconciler is not None else client
         self._signals = False
@@ -135,7 +154,7 @@ class AsyncRelay(RelayShell):
             async with anyio.create_task_group() as tasks:
                 if self._signals:
                     tasks.start_soon(self._on_signals)
-                for _ in range(self._concurrency):
+                for _ in range(self._senders):
                     tasks.start_soon(self._or_stop, self._work)
                 recorder = anyio.Event()
                 tasks.start_soon(self._or_stop, self._record_outcomes, recorder)

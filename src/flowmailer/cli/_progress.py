@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import attrs
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from flowmailer.app import Relay, RelayStats
+    from flowmailer.app._relay import RelayShell
 
 __all__ = ["Rows", "Tally", "TallySnapshot", "plain_line", "run_relay", "show_progress", "summary", "table"]
 
@@ -180,24 +182,29 @@ def table(title: str, rows: Rows) -> Table:
 
 
 def run_relay(
-    relay: Relay,
+    relay: RelayShell,
     rows: Callable[[], Rows],
     *,
     until_empty: bool,
     title: str,
     live: bool | None,
     interval: float,
+    run: Callable[[bool], RelayStats] | None = None,
 ) -> RelayStats:
     """Run ``relay`` in a thread while this thread shows progress; in the main thread, SIGTERM and SIGINT stop it.
 
-    The previous signal handlers come back afterwards; an error the relay raised is raised here.
+    ``run(until_empty)`` runs it to its end, blocking (default: ``relay.run``; the async relay's goes through a
+    portal to its event loop). The previous signal handlers come back afterwards; an error the relay raised is
+    raised here.
     """
+    if run is None:
+        run = functools.partial(_run_threaded, cast("Relay", relay))
     done = threading.Event()
     outcome: list[RelayStats | BaseException] = []
 
-    def run() -> None:
+    def main() -> None:
         try:
-            outcome.append(relay.run(until_empty=until_empty))
+            outcome.append(run(until_empty))
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
             outcome.append(e)
         finally:
@@ -208,7 +215,7 @@ def run_relay(
     for signum in previous:
         signal.signal(signum, lambda _signum, _frame: relay.stop())
     try:
-        worker = threading.Thread(target=run, name="flowmailer-relay-loop")
+        worker = threading.Thread(target=main, name="flowmailer-relay-loop")
         worker.start()
         try:
             show_progress(rows, done, title=title, live=live, interval=interval)
@@ -224,6 +231,10 @@ def run_relay(
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def _run_threaded(relay: Relay, until_empty: bool) -> RelayStats:
+    return relay.run(until_empty=until_empty)
 
 
 def summary(rows: Rows, *, title: str, live: bool | None = None, out: TextIO | None = None) -> None:

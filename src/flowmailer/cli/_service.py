@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from flowmailer.core import ConfigurationError, Event, FlowmailerError
 
 if TYPE_CHECKING:
-    from flowmailer.app import Relay
-    from flowmailer.ports import Clock, Observer, Outbox, Submitter
+    from flowmailer.app._relay import RelayShell
+    from flowmailer.ports import Clock, Observer, Outbox
 
 __all__ = ["Health", "Observers", "notify", "serving", "watchdog", "watchdog_interval"]
 
@@ -46,8 +46,9 @@ class Observers:
 class Health:
     """Whether the relay loop is alive, and whether it could do its work now."""
 
-    def __init__(self, relay: Relay, outbox: Outbox, client: Submitter, clock: Clock) -> None:
-        self._relay, self._outbox, self._client, self._clock = relay, outbox, client, clock
+    def __init__(self, relay: RelayShell, outbox: Outbox, check: Callable[[], object], clock: Clock) -> None:
+        """``check``: the submitting client's ``check_credentials``, called from a server thread."""
+        self._relay, self._outbox, self._check_credentials, self._clock = relay, outbox, check, clock
         self._lock = threading.Lock()
         self._ready: tuple[float, str | None] | None = None  # when asked, and what was wrong (None: ready)
 
@@ -77,7 +78,7 @@ class Health:
         except FlowmailerError as e:
             return f"the outbox cannot be read: {e}"
         try:
-            self._client.check_credentials()  # the cached token, unless it is about to expire
+            self._check_credentials()  # the cached token, unless it is about to expire
         except FlowmailerError as e:
             return f"no token: {e}"
         return None

@@ -10,11 +10,21 @@ from flowmailer.core import ConfigurationError
 
 if TYPE_CHECKING:
     from flowmailer.adapters import Urllib3Transport
+    from flowmailer.adapters.anyio_transport import AnyioTransport
     from flowmailer.app import Client
+    from flowmailer.app.async_client import AsyncClient
     from flowmailer.core import Credentials
     from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, TokenStore, Transport
 
-__all__ = ["build_client", "build_clients", "open_outbox", "resolver", "store_path"]
+__all__ = [
+    "build_async_clients",
+    "build_async_transport",
+    "build_client",
+    "build_clients",
+    "open_outbox",
+    "resolver",
+    "store_path",
+]
 
 
 def resolver(config: Config) -> Resolver:
@@ -130,3 +140,47 @@ def build_transport(config: Config, max_connections: int = 10) -> Urllib3Transpo
         max_connections=max_connections,
         max_connection_age=AddressPolicy().max_connection_age,
     )
+
+
+def build_async_transport(config: Config, max_connections: int, pipeline_depth: int) -> AnyioTransport:
+    """The async relay's transport: ``max_connections`` connections, each pipelining up to ``pipeline_depth``."""
+    try:
+        from flowmailer.adapters.anyio_transport import AnyioTransport
+    except ModuleNotFoundError as e:
+        if e.name not in ("anyio", "h11"):
+            raise
+        raise ConfigurationError(
+            "--pipeline-depth", f"needs {e.name}, which is not installed", "pip install 'flowmailer[async]'"
+        ) from e
+    from flowmailer.core import AddressPolicy
+
+    return AnyioTransport(
+        ca_bundle=None if config.ca_bundle is None else str(config.ca_bundle),
+        max_connections=max_connections,
+        pipeline_depth=pipeline_depth,
+        max_connection_age=AddressPolicy().max_connection_age,
+    )
+
+
+def build_async_clients(
+    config: Config, *, transport: AnyioTransport, observer: Observer | None = None
+) -> tuple[AsyncClient, AsyncClient | None]:
+    """``build_clients`` for the async relay: the same credentials, one transport and one token store for both."""
+    from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+    from flowmailer.app.async_client import AsyncClient
+
+    tokens = AnyioTokenStore()
+    clients = [
+        AsyncClient(
+            credentials,
+            api_url=config.api_url,
+            login_url=config.login_url,
+            transport=transport,
+            resolver=resolver(config),
+            observer=observer,
+            token_store=tokens,
+        )
+        for credentials in (config.require_credentials(), config.reconcile_credentials())
+        if credentials is not None
+    ]
+    return clients[0], clients[1] if len(clients) > 1 else None

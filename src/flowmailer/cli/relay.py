@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowmailer.cli._args import host_port, number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
 from flowmailer.cli._service import Health, Observers, serving, watchdog
-from flowmailer.cli._wiring import build_clients, build_transport, open_outbox
+from flowmailer.cli._wiring import (
+    build_async_clients,
+    build_async_transport,
+    build_clients,
+    build_transport,
+    open_outbox,
+)
 from flowmailer.core import ConfigurationError, SubmissionState
 
 if TYPE_CHECKING:
+    from flowmailer.adapters import Urllib3Transport
+    from flowmailer.adapters.anyio_transport import AnyioTransport
     from flowmailer.adapters.prometheus_observer import PrometheusObserver
-    from flowmailer.app import Relay
-    from flowmailer.ports import Observer, Outbox
+    from flowmailer.app import RelayStats
+    from flowmailer.app._relay import RelayShell
+    from flowmailer.cli._config import Config
+    from flowmailer.ports import Clock, Observer, Outbox
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -46,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="connections to Flowmailer at most, 1 to 10 (default: as many as --concurrency)",
     )
     parser.add_argument(
+        "--pipeline-depth",
+        type=number(int, low=1, high=16, example=8),
+        default=None,
+        metavar="N",
+        help="run the async relay (the async extra), pipelining up to N submissions on each connection, 1 to 16 "
+        "(default: the threaded relay, one at a time per connection)",
+    )
+    parser.add_argument(
         "--interval",
         type=number(float, low=0.0, above=True, example=10.0),
         default=10.0,
@@ -64,7 +84,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def relay(args: argparse.Namespace) -> int:
     from flowmailer.adapters import SystemClock
-    from flowmailer.app import Relay
 
     config = config_from_args(args)
     reconcile = config.reconcile_credentials()
@@ -73,7 +92,12 @@ def relay(args: argparse.Namespace) -> int:
     connections = args.concurrency if args.max_connections is None else args.max_connections
     clock = SystemClock()
     exporter = _prometheus() if args.metrics_addr is not None else None  # a missing extra: before any work
-    transport = build_transport(config, connections)
+    pipelined = args.pipeline_depth is not None
+    transport: Urllib3Transport | AnyioTransport = (
+        build_async_transport(config, connections, args.pipeline_depth)
+        if pipelined
+        else build_transport(config, connections)
+    )
     outbox = open_outbox(config)
     try:
         prometheus = None
@@ -81,40 +105,78 @@ def relay(args: argparse.Namespace) -> int:
         if exporter is not None:
             prometheus = exporter(outbox=outbox, clock=clock, connections=lambda: transport.stats().open)
             observer = Observers(tally, prometheus)
-        client, reconciler = build_clients(config, observer=observer, max_connections=connections, transport=transport)
-        try:
-            runner = Relay(
-                outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer
-            )
+        with contextlib.ExitStack() as stack:
+            build = _pipelined if pipelined else _threaded
+            runner, run, check = build(stack, args, config, observer, transport, outbox, clock)  # type: ignore[arg-type]
             searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
+            how = f", pipelining up to {args.pipeline_depth} per connection" if pipelined else ""
             print(
-                f"relay {runner.owner}: submitting from {config.require_outbox().describe()}, reconciling with "
+                f"relay {runner.owner}: submitting from {config.require_outbox().describe()}{how}, reconciling with "
                 f"{searcher}; stop with Ctrl-C or SIGTERM",
                 flush=True,
             )
-            health = Health(runner, outbox, client, clock)
-            with contextlib.ExitStack() as stack:
-                if prometheus is not None:
-                    host, port = stack.enter_context(serving(args.metrics_addr, prometheus.exposition, health))
-                    where = f"[{host}]" if ":" in host else host
-                    print(f"metrics: http://{where}:{port}/metrics, /healthz, /readyz", flush=True)
-                stack.enter_context(watchdog(health))
-                run_relay(
-                    runner,
-                    lambda: relay_rows(outbox, tally, runner),
-                    until_empty=args.once,
-                    title="flowmailer relay",
-                    live=False if args.no_progress else None,
-                    interval=args.interval,
-                )
-            print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
-            return 0
-        finally:
-            client.close()
-            if reconciler is not None:
-                reconciler.close()
+            health = Health(runner, outbox, check, clock)
+            if prometheus is not None:
+                host, port = stack.enter_context(serving(args.metrics_addr, prometheus.exposition, health))
+                where = f"[{host}]" if ":" in host else host
+                print(f"metrics: http://{where}:{port}/metrics, /healthz, /readyz", flush=True)
+            stack.enter_context(watchdog(health))
+            run_relay(
+                runner,
+                lambda: relay_rows(outbox, tally, runner),
+                until_empty=args.once,
+                title="flowmailer relay",
+                live=False if args.no_progress else None,
+                interval=args.interval,
+                run=run,
+            )
+        print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
+        return 0
     finally:
         outbox.close()
+
+
+#: The relay, how to run it to its end (blocking), and how to check the submitting credential (blocking).
+_Built = tuple["RelayShell", Callable[[bool], "RelayStats"], Callable[[], object]]
+
+
+def _threaded(
+    stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
+    transport: Urllib3Transport, outbox: Outbox, clock: Clock,
+) -> _Built:  # fmt: skip
+    """The threaded relay over two Clients: the default, and all a base install (no anyio) can run."""
+    from flowmailer.app import Relay
+
+    client, reconciler = build_clients(config, observer=observer, transport=transport)
+    stack.callback(client.close)
+    if reconciler is not None:
+        stack.callback(reconciler.close)
+    runner = Relay(outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer)
+    return runner, lambda until_empty: runner.run(until_empty=until_empty), client.check_credentials
+
+
+def _pipelined(
+    stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
+    transport: AnyioTransport, outbox: Outbox, clock: Clock,
+) -> _Built:  # fmt: skip
+    """The async relay over two AsyncClients, on an asyncio loop in a thread of its own (a blocking portal), so
+    that this thread shows progress and takes signals as for the threaded relay."""
+    import anyio.from_thread
+
+    from flowmailer.app.async_relay import AsyncRelay
+
+    portal = stack.enter_context(anyio.from_thread.start_blocking_portal("asyncio"))
+    stack.callback(portal.call, transport.aclose)  # both clients' connections
+    client, reconciler = build_async_clients(config, observer=observer, transport=transport)
+    runner = AsyncRelay(
+        outbox, client, reconciler=reconciler, concurrency=args.concurrency, pipeline_depth=args.pipeline_depth,
+        clock=clock, observer=observer,
+    )  # fmt: skip
+    return (
+        runner,
+        lambda until_empty: portal.call(functools.partial(runner.run, until_empty=until_empty)),
+        lambda: portal.call(client.check_credentials),
+    )
 
 
 def _prometheus() -> type[PrometheusObserver]:
@@ -127,7 +189,7 @@ def _prometheus() -> type[PrometheusObserver]:
     return PrometheusObserver
 
 
-def relay_rows(outbox: Outbox, tally: Tally, runner: Relay) -> Rows:
+def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell) -> Rows:
     """The outbox's rows by state (all relays', all time) apart from what this relay did since it started."""
     counts = outbox.counts()
     seen = tally.snapshot()
