@@ -48,8 +48,10 @@ def start_relay(
     refresh_ahead: float | None = None,
     log_records: Path | None = None,
     relay: str = "threaded",
+    pipeline_depth: int = 1,
 ) -> subprocess.Popen[bytes]:
-    """One relay child (``relay``: "threaded", or the async relay on "asyncio" or "trio") draining ``outbox_url``."""
+    """One relay child (``relay``: "threaded", or the async relay on "asyncio" or "trio", pipelining
+    ``pipeline_depth``) draining ``outbox_url``."""
     credential = fake.credential("ADMIN")
     command = [
         sys.executable,
@@ -66,6 +68,7 @@ def start_relay(
         f"--batch-size={batch_size}",
         f"--table={table}",
         f"--relay={relay}",
+        f"--pipeline-depth={pipeline_depth}",
         *(["--forever"] if forever else []),
         *([f"--refresh-ahead={refresh_ahead}"] if refresh_ahead is not None else []),
         *([f"--log-file={log_records}"] if log_records is not None else []),

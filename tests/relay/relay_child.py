@@ -3,10 +3,11 @@
 Run with ``sys.executable tests/relay/relay_child.py --outbox sqlite:PATH|postgres:CONNINFO --api-url ...``; the
 client secret comes from FLOWMAILER_CLIENT_SECRET. ``--relay threaded`` (the default) runs ``Relay`` over
 ``Client``; ``--relay asyncio`` or ``--relay trio`` runs ``AsyncRelay`` over ``AsyncClient`` on that backend, with
-the same settings. It prints one JSON line per figure its parent adds up
-(``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so lines survive a SIGKILL, and
-a final ``stats`` line; it exits 0 when the outbox is drained or after SIGTERM/SIGINT. With ``--log-file``, every
-record of the ``flowmailer`` loggers, debug ones too, goes there as a JSON line (as ``--log-format json`` writes).
+the same settings (and ``--pipeline-depth N`` for both the relay and its transport). It prints one JSON line per
+figure its parent adds up (``sent``, ``reconciled``, ``retry``, ``dead``, ``not_recorded``), flushed at once so
+lines survive a SIGKILL, and a final ``stats`` line; it exits 0 when the outbox is drained or after
+SIGTERM/SIGINT. With ``--log-file``, every record of the ``flowmailer`` loggers, debug ones too, goes there as a
+JSON line (as ``--log-format json`` writes).
 """
 
 from __future__ import annotations
@@ -98,11 +99,13 @@ async def run_async(
 ) -> RelayStats:
     async with AsyncClient(
         credentials,
-        transport=AnyioTransport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0),
+        transport=AnyioTransport(
+            ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, pipeline_depth=args.pipeline_depth
+        ),
         token_store=None if tokens is None else AnyioTokenStore(time.time, tokens),
         **options,  # type: ignore[arg-type]
     ) as client:
-        relay = AsyncRelay(outbox, client, **settings)  # type: ignore[arg-type]
+        relay = AsyncRelay(outbox, client, pipeline_depth=args.pipeline_depth, **settings)  # type: ignore[arg-type]
         relay.install_signal_handlers()
         return await relay.run(until_empty=not args.forever)
 
@@ -130,6 +133,7 @@ def main() -> int:
     )
     parser.add_argument("--log-file", default=None, help="every flowmailer log record here, one JSON line each")
     parser.add_argument("--relay", choices=("threaded", "asyncio", "trio"), default="threaded")
+    parser.add_argument("--pipeline-depth", type=int, default=1, help="the async relay's and its transport's")
     args = parser.parse_args()
     if args.log_file is not None:
         handler = logging.FileHandler(args.log_file)

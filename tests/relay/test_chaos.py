@@ -36,8 +36,14 @@ def accepted_at_least(n: int, records: Records) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["threaded", "asyncio"])  # the async relay on the backend `flowmailer relay` uses
-def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "depth"),
+    # The async relay on the backend `flowmailer relay` uses, and pipelined as `--pipeline-depth 8` runs it: then
+    # an accept-then-reset breaks a pipeline with other submits written behind the accepted one.
+    [("threaded", 1), ("asyncio", 1), ("asyncio", 8)],
+    ids=["threaded", "asyncio", "asyncio-depth-8"],
+)
+def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path, kind: str, depth: int) -> None:
     faults = [
         Fault.status(500, path="messages/submit", probability=0.05),
         Fault.status(503, path="messages/submit", probability=0.05),
@@ -67,6 +73,7 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path, kind
                 refresh_ahead=REFRESH_AHEAD,
                 log_records=logs[-1].with_suffix(".records"),
                 relay=kind,
+                pipeline_depth=depth,
             )
 
         for threshold in KILL_AT:
@@ -94,19 +101,22 @@ def test_chaos_every_message_accepted_once_through_sigkills(tmp_path: Path, kind
     outbox.close()
     tally = Tally(logs)
     print(
-        f"\nchaos ({kind} relay): {MESSAGES} messages, {kills} SIGKILLs, {elapsed:.1f} s\n"
+        f"\nchaos ({kind} relay, depth {depth}): {MESSAGES} messages, {kills} SIGKILLs, {elapsed:.1f} s\n"
         f"  accepted (outbox) {counts[SubmissionState.ACCEPTED]}, dead {counts[SubmissionState.DEAD]}\n"
         f"  copies at the fake {len(records.accepted)}, duplicates {len(records.duplicates)}\n"
         f"  sent and accepted {sum(tally.sent.values())}, reconciled {tally.reconciled}\n"
         f"  retries by cause {dict(tally.retries)}, not recorded {tally.not_recorded}\n"
         f"  faults injected {dict(records.faults)}, statuses {dict(records.statuses)}\n"
-        f"  tokens issued {sum(records.token_requests.values())} to {len(logs)} relay processes"
+        f"  tokens issued {sum(records.token_requests.values())} to {len(logs)} relay processes\n"
+        f"  requests pipelined {records.pipelined_requests}"
     )
     assert counts[SubmissionState.ACCEPTED] == MESSAGES
     assert counts[SubmissionState.DEAD] == 0, tally.dead[:5]
     assert records.copies_by_reference == {f"ref:{ref}": 1 for ref in refs}
     assert recorded == by_ref
     assert kills == 3
+    if depth > 1:
+        assert records.pipelined_requests > 0
     assert tally.reconciled >= 1
     assert_no_secret_in_log_records(logs, {secret, *tokens}, len(refs))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
@@ -20,6 +21,7 @@ from flowmailer.app.async_client import AsyncClient
 from flowmailer.app.async_relay import AsyncRelay
 from flowmailer.core import (
     Cause,
+    ConfigurationError,
     Credentials,
     OutboxId,
     RelayRules,
@@ -94,8 +96,9 @@ def test_every_message_reaches_the_fake_exactly_once_despite_faults(fake: FakeFl
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("depth", [1, 4])
 async def test_the_async_relay_over_the_async_client_sends_every_message_exactly_once_despite_faults(
-    fake: FakeFlowmailer,
+    fake: FakeFlowmailer, depth: int
 ) -> None:
     clock = FakeClock()  # the relay's; the client keeps its waits on the event loop's clock
     outbox = MemoryOutbox(clock)
@@ -106,10 +109,24 @@ async def test_the_async_relay_over_the_async_client_sends_every_message_exactly
         api_url=fake.api_url,
         login_url=fake.login_url,
         policy=RetryPolicy(max_attempts=2, deadline=10.0, base_delay=0.1, cap=1.0),
-        transport=AnyioTransport(ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5),
+        transport=AnyioTransport(
+            ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5, pipeline_depth=depth
+        ),
         resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
         rng=random.Random(1),
     ) as client:
-        relay = AsyncRelay(outbox, client, rules=RULES, clock=clock, rng=random.Random(2), idle_wait=0.05)
+        relay = AsyncRelay(
+            outbox, client, rules=RULES, clock=clock, rng=random.Random(2), idle_wait=0.05, pipeline_depth=depth
+        )
         stats = await relay.drain()
     assert_each_accepted_once(fake, outbox, ids, stats)
+    if depth > 1:
+        assert fake.records().pipelined_requests > 0
+
+
+@pytest.mark.parametrize("depth", [0, -1])
+def test_a_pipeline_depth_below_1_is_refused_naming_the_field(depth: int) -> None:
+    clock = FakeClock()
+    with pytest.raises(ConfigurationError) as e:
+        AsyncRelay(MemoryOutbox(clock), cast("AsyncClient", object()), pipeline_depth=depth)
+    assert e.value.field == "pipeline_depth"
