@@ -167,6 +167,15 @@ class RelayShell:
             self._running = True
             self._claimer.start(self._clock.monotonic())
 
+    def _check_failed(self, e: FlowmailerError) -> None:
+        """The credential check at start failed: a refused credential or certificate ends the run (raised); a
+        refused search is reported; Flowmailer being unreachable for now is for the sends and searches to meet."""
+        if isinstance(e, AuthenticationError | CertificateError):
+            _log.error("relay %s: %s", self._owner, e)
+            raise e
+        if isinstance(e, RejectedError):
+            self._cannot_reconcile(e)
+
     def _cannot_reconcile(self, e: RejectedError) -> None:
         reason = (
             f"searching Flowmailer by tag was refused ({e}), so an ambiguous submission cannot be reconciled and "
@@ -475,13 +484,8 @@ class Relay(RelayShell):
             for party in parties:
                 party.check_credentials()
             next(iter(self._reconciler.messages_by_tag(_PROBE_TAG)), None)
-        except (AuthenticationError, CertificateError) as e:
-            _log.error("relay %s: %s", self._owner, e)
-            raise
-        except RejectedError as e:
-            self._cannot_reconcile(e)
-        except FlowmailerError:
-            return  # Flowmailer is unreachable for now: the submissions and searches themselves will tell
+        except FlowmailerError as e:
+            self._check_failed(e)
 
     # -- the claimer loop --------------------------------------------------------------------------------------
 

@@ -25,8 +25,6 @@ import anyio.to_thread
 from flowmailer.app import _logs
 from flowmailer.app._relay import _PENDING, _PROBE_TAG, MAX_CONCURRENCY, Io, RelayShell, _log
 from flowmailer.core import (
-    AuthenticationError,
-    CertificateError,
     CircuitBreaker,
     Claim,
     ClaimUpTo,
@@ -35,7 +33,6 @@ from flowmailer.core import (
     Handled,
     HoldOff,
     OutboxError,
-    RejectedError,
     RelayDecision,
     RelayRules,
     RelayStats,
@@ -202,13 +199,8 @@ class AsyncRelay(RelayShell):
                 await party.check_credentials()
             async for _ in self._reconciler.messages_by_tag(_PROBE_TAG):
                 break
-        except (AuthenticationError, CertificateError) as e:
-            _log.error("relay %s: %s", self._owner, e)
-            raise
-        except RejectedError as e:
-            self._cannot_reconcile(e)
-        except FlowmailerError:
-            return  # Flowmailer is unreachable for now: the submissions and searches themselves will tell
+        except FlowmailerError as e:
+            self._check_failed(e)
 
     # -- the claimer loop --------------------------------------------------------------------------------------
 
