@@ -22,8 +22,10 @@ def figure(out: str, label: str) -> str:
 
 
 @pytest.mark.slow
-def test_demo_relays_every_message_once_through_the_faults_and_exits_0() -> None:
+@pytest.mark.parametrize("relay_flags", [(), ("--pipeline-depth", "8")], ids=["threaded", "pipelined"])
+def test_demo_relays_every_message_once_through_the_faults_and_exits_0(relay_flags: tuple[str, ...]) -> None:
     command = [sys.executable, "-m", "flowmailer.cli", "demo", "--messages", "300", "--no-progress", "--seed", "7"]
+    command += relay_flags
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

@@ -8,6 +8,8 @@ DNS name through a static resolver, verifying the fake's certificate. Waits are 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import math
 import sys
 import tempfile
@@ -24,8 +26,10 @@ from flowmailer.core import TERMINAL_STATES, SubmissionState
 
 if TYPE_CHECKING:
     from flowmailer.app import RelayStats
+    from flowmailer.app._relay import RelayShell
+    from flowmailer.core import Credentials, TokenPolicy
     from flowmailer.ports import Outbox
-    from flowmailer.testing import Records
+    from flowmailer.testing import Credential, FakeFlowmailer, Records
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 BLACKHOLED = "127.0.0.4"
@@ -61,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=10,
         help="the relay's concurrent submissions, 1-10 (10)",
     )
+    parser.add_argument(
+        "--pipeline-depth",
+        type=number(int, low=1, high=16, example=8),
+        default=None,
+        metavar="N",
+        help="relay with the async relay, pipelining up to N submissions per connection, 1-16 (default: the "
+        "threaded relay)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the fake's fault draws (1)")
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     parser.set_defaults(handler=demo)
@@ -70,12 +82,11 @@ def demo(args: argparse.Namespace) -> int:
     from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
     from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
     from flowmailer.app import Client, Relay
-    from flowmailer.core import Credentials, RelayRules, RetryPolicy, TokenPolicy
+    from flowmailer.core import RelayRules, RetryPolicy, TokenPolicy
     from flowmailer.testing import (
         API_HOST,
         LOGIN_HOST,
         SUBMIT_ROLE,
-        Credential,
         FakeFlowmailer,
         Fault,
         FaultPlan,
@@ -102,44 +113,55 @@ def demo(args: argparse.Namespace) -> int:
         submitter, reader = fake.credential(SUBMIT_ROLE), fake.credential()
         # One transport for both clients, so that the process holds at most 10 connections, as the guidelines ask.
         # Short timeouts, so the blackholed address costs half a second before it cools down.
-        transport = Urllib3Transport(
-            ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, clock=clock
-        )
-
-        def client_for(credential: Credential) -> Client:
-            return Client(
-                Credentials(fake.account_id, credential.client_id, credential.client_secret),
-                api_url=fake.api_url,
-                login_url=fake.login_url,
-                transport=transport,
-                # Refresh 2 s ahead rather than 10: the demo's tokens live only ~10 s.
-                token_store=MemoryTokenStore(clock, TokenPolicy(refresh_ahead=2.0)),
-                resolver=StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
-                policy=RetryPolicy(max_attempts=4, deadline=10.0, base_delay=0.05, cap=0.5, max_retry_after=5.0),
-                clock=clock,
-                observer=tally,
-            )
-
-        client, reconciler = client_for(submitter), client_for(reader)
-        outbox = SQLiteOutbox(Path(folder) / "outbox.db", clock=clock)
-        try:
+        settings: dict[str, Any] = {
+            "api_url": fake.api_url,
+            "login_url": fake.login_url,
+            "resolver": StaticResolver({API_HOST: fake.addresses, LOGIN_HOST: fake.addresses}),
+            "policy": RetryPolicy(max_attempts=4, deadline=10.0, base_delay=0.05, cap=0.5, max_retry_after=5.0),
+            "clock": clock,
+            "observer": tally,
+        }
+        # Refresh 2 s ahead rather than 10: the demo's tokens live only ~10 s.
+        tokens = TokenPolicy(refresh_ahead=2.0)
+        relaying: dict[str, Any] = {
+            "rules": RelayRules(backoff=RetryPolicy(base_delay=0.1, cap=1.0), reconcile_delay=0.2),
+            "concurrency": args.concurrency,
+            "clock": clock,
+            "observer": tally,
+        }
+        with contextlib.ExitStack() as stack:
+            outbox = SQLiteOutbox(Path(folder) / "outbox.db", clock=clock)
+            stack.callback(outbox.close)
+            if args.pipeline_depth is None:
+                transport = Urllib3Transport(
+                    ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, clock=clock
+                )
+                client, reconciler = (
+                    Client(
+                        _credentials(fake, c),
+                        transport=transport,
+                        token_store=MemoryTokenStore(clock, tokens),
+                        **settings,
+                    )
+                    for c in (submitter, reader)
+                )
+                stack.callback(client.close)
+                stack.callback(reconciler.close)
+                relay: RelayShell = Relay(outbox, client, reconciler=reconciler, **relaying)
+                run = None
+            else:
+                relay, run = _pipelined(
+                    stack, fake, args.pipeline_depth, submitter, reader, tokens, settings, relaying, outbox
+                )
+            how = f"; pipelining up to {args.pipeline_depth} per connection" if args.pipeline_depth else ""
             print(
                 f"flowmailer demo: {args.messages} messages; fake Flowmailer on {', '.join(ADDRESSES)} "
                 f"({BLACKHOLED} blackholed); faults per submit: {args.error_rate:.0%} 503, "
                 f"{args.throttle_rate:.0%} 429, {args.reset_rate:.0%} accept-then-reset; "
-                f"tokens live {args.token_lifetime} s",
+                f"tokens live {args.token_lifetime} s{how}",
                 flush=True,
             )
             _enqueue(outbox, args.messages)
-            relay = Relay(
-                outbox,
-                client,
-                reconciler=reconciler,
-                rules=RelayRules(backoff=RetryPolicy(base_delay=0.1, cap=1.0), reconcile_delay=0.2),
-                concurrency=args.concurrency,
-                clock=clock,
-                observer=tally,
-            )
             started = time.monotonic()
             stats = run_relay(
                 relay,
@@ -148,13 +170,10 @@ def demo(args: argparse.Namespace) -> int:
                 title="flowmailer demo",
                 live=live,
                 interval=1.0,
+                run=run,
             )
             elapsed = time.monotonic() - started
             counts = outbox.counts()
-        finally:
-            client.close()
-            reconciler.close()
-            outbox.close()
         records = fake.records()
     credentials = f"{submitter.client_id} ({submitter.role}) submits, {reader.client_id} ({reader.role}) reconciles"
     figures = Figures(args.messages, counts, records, stats, tally.snapshot(), elapsed, credentials)
@@ -163,6 +182,38 @@ def demo(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _credentials(fake: FakeFlowmailer, credential: Credential) -> Credentials:
+    from flowmailer.core import Credentials
+
+    return Credentials(fake.account_id, credential.client_id, credential.client_secret)
+
+
+def _pipelined(
+    stack: contextlib.ExitStack, fake: FakeFlowmailer, depth: int, submitter: Credential, reader: Credential,
+    tokens: TokenPolicy, settings: dict[str, Any], relaying: dict[str, Any], outbox: Outbox,
+) -> tuple[RelayShell, Callable[[bool], RelayStats]]:  # fmt: skip
+    """The async relay over two AsyncClients on one pipelining transport, on an asyncio loop in its own thread."""
+    import anyio.from_thread
+
+    from flowmailer.adapters.anyio_token_store import AnyioTokenStore
+    from flowmailer.adapters.anyio_transport import AnyioTransport
+    from flowmailer.app.async_client import AsyncClient
+    from flowmailer.app.async_relay import AsyncRelay
+
+    portal = stack.enter_context(anyio.from_thread.start_blocking_portal("asyncio"))
+    transport = AnyioTransport(
+        ssl_context=fake.client_ssl_context(), connect_timeout=0.5, read_timeout=5.0, pipeline_depth=depth
+    )
+    stack.callback(portal.call, transport.aclose)
+    store = AnyioTokenStore(settings["clock"].now, tokens)
+    client, reconciler = (
+        AsyncClient(_credentials(fake, c), transport=transport, token_store=store, **settings)
+        for c in (submitter, reader)
+    )
+    relay = AsyncRelay(outbox, client, reconciler=reconciler, pipeline_depth=depth, **relaying)
+    return relay, lambda until_empty: portal.call(functools.partial(relay.run, until_empty=until_empty))
 
 
 def _enqueue(outbox: Outbox, count: int) -> None:
