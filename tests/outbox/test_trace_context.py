@@ -19,7 +19,7 @@ from psycopg import sql
 
 from flowmailer.adapters.postgres_outbox import PostgresOutbox
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
-from flowmailer.core import SubmissionState, SubmitMessage, TraceContext
+from flowmailer.core import ConfigurationError, SubmissionState, SubmitMessage, TraceContext
 from flowmailer.ports import Outbox
 from flowmailer.testing import FakeClock, MemoryOutbox
 from tests.outbox.postgres_server import PostgresServer
@@ -221,3 +221,62 @@ def test_a_postgres_outbox_made_by_the_old_schema_gains_the_column(
         assert [c.trace_context for c in claims.values() if c.id == new] == [GIVEN]
     finally:
         outbox.close()
+
+
+@pytest.mark.postgres
+def test_a_user_that_may_not_alter_the_old_table_is_told_to_run_outbox_init(postgres_server: PostgresServer) -> None:
+    table, role = f"old_{uuid.uuid4().hex}", f"app_{uuid.uuid4().hex[:8]}"
+    names = {
+        "table": sql.Identifier("public", table),
+        "due_index": sql.Identifier(f"{table}_due"),
+        "state_index": sql.Identifier(f"{table}_state"),
+    }
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as conn:
+        for statement in OLD_POSTGRES_DDL:
+            conn.execute(sql.SQL(statement).format(**names))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(names["table"], sql.Identifier(role))
+        )
+    outbox = PostgresOutbox(postgres_server.conninfo.replace("user=postgres", f"user={role}"), table=table)
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            outbox.enqueue(MESSAGE)
+        assert raised.value.field == "table"
+        assert "trace_context" in raised.value.problem
+        assert "flowmailer outbox init" in raised.value.fix
+    finally:
+        outbox.close()
+        with psycopg.connect(postgres_server.conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "tracestate", "field"),
+    [
+        ("not a traceparent", "", "trace_context.traceparent"),
+        ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "", "trace_context.traceparent"),  # upper case
+        ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "", "trace_context.traceparent"),  # version ff
+        ("00-00000000000000000000000000000000-b7ad6b7169203331-01", "", "trace_context.traceparent"),  # no trace id
+        ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", "", "trace_context.traceparent"),  # no span id
+        (GIVEN.traceparent, "a=1\r\nX-Injected: 1", "trace_context.tracestate"),
+        (GIVEN.traceparent, "a=" + "1" * 600, "trace_context.tracestate"),
+    ],
+)
+def test_a_trace_context_that_is_not_w3cs_is_refused_by_field(traceparent: str, tracestate: str, field: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        TraceContext(traceparent, tracestate)
+    assert raised.value.field == field
+
+
+def test_a_stored_context_that_does_not_read_back_never_holds_the_message_up(tmp_path: Path) -> None:
+    outbox = SQLiteOutbox(tmp_path / "outbox.db")
+    outbox.enqueue(MESSAGE, trace_context=GIVEN)
+    conn = sqlite3.connect(tmp_path / "outbox.db")
+    with conn:
+        conn.execute("""UPDATE outbox SET trace_context = '{"traceparent": "garbled"}'""")
+    conn.close()
+    [claim] = outbox.claim("relay", 1, LEASE)
+    assert claim.trace_context is None
+    outbox.close()
