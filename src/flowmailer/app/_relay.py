@@ -50,6 +50,8 @@ from flowmailer.core import (
     RelayCannotReconcile,
     RelayClaimed,
     RelayDecision,
+    RelayHandled,
+    RelayHandling,
     RelayNotRecorded,
     RelayOutboxFailed,
     RelayRecorded,
@@ -467,7 +469,14 @@ class Relay:
                     return  # what is still queued is released by the shutdown
                 claim = self._queue.popleft()
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+                self._emit(
+                    RelayHandling(
+                        self._owner, claim.id, claim.client_reference, claim.attempts, claim.must_reconcile,
+                        claim.trace_context,
+                    )
+                )  # fmt: skip
                 outcome = self._guarded(claim, self._handle)
+                self._emit(RelayHandled(self._owner, claim.id, None if outcome is None else outcome[1]))
             with self._cond:
                 if self._probe == claim.id:  # it ended without asking Flowmailer anything: the next claim probes
                     self._probe, self._breaker = None, self._breaker.withdraw_probe()
