@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from flowmailer.adapters.otel_observer import OpenTelemetryObserver
 from flowmailer.adapters.prometheus_observer import PrometheusObserver
@@ -19,12 +24,16 @@ from flowmailer.core import (
     Event,
     OutboxError,
     RecordAccepted,
+    Rejected,
+    RelayHandled,
+    RelayHandling,
     RelayNotRecorded,
     RelayRecorded,
     RequestFinished,
     RetryAt,
     SubmissionState,
     SubmitMessage,
+    TraceContext,
     Transient,
 )
 from flowmailer.testing import FakeClock, MemoryOutbox
@@ -126,3 +135,24 @@ def test_opentelemetry_records_http_client_request_duration_by_the_semantic_conv
     assert total("flowmailer.tokens.fetched") == 1
     rows = {a["flowmailer.outbox.state"]: v for a, v in points("flowmailer.outbox.rows")}
     assert rows["queued"] == 0
+
+
+def test_a_dead_letters_claim_span_is_an_error_and_an_unannounced_end_is_ignored() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OpenTelemetryObserver(tracer_provider=provider, clock=FakeClock())
+    stored = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    observer.on_event(RelayHandled("r", 9, None))  # no span was opened for it: nothing to end
+    observer.on_event(RelayHandling("r", 1, "ref-1", 1, reconcile=False, trace_context=stored))
+    observer.on_event(AttemptFinished("submit", "127.0.0.2", Rejected(422, ()), 0.02))
+    observer.on_event(RelayHandled("r", 1, Dead("HTTP 422: invalid address")))
+    post, claim = exporter.get_finished_spans()
+    assert claim.parent is not None
+    assert f"{claim.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert (claim.status.status_code, claim.status.description) == (StatusCode.ERROR, "HTTP 422: invalid address")
+    assert dict(claim.attributes or {})["flowmailer.decision"] == "dead"
+    assert post.parent is not None
+    assert post.parent.span_id == claim.context.span_id
+    assert dict(post.attributes or {})["server.address"] == "127.0.0.2"  # no URL: the address
+    assert trace.get_current_span() is trace.INVALID_SPAN  # the claim's span is no longer current

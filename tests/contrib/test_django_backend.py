@@ -16,6 +16,7 @@ from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
 from django.db import transaction
 from django.test import override_settings
+from opentelemetry.sdk.trace import TracerProvider
 
 import tests.contrib.django_setup  # noqa: F401 - configures Django (its modules read settings lazily)
 from flowmailer import ConfigurationError, SQLiteOutbox, SubmissionState
@@ -28,7 +29,7 @@ from flowmailer.contrib.django import (
     tracking,
     tracking_event,
 )
-from flowmailer.core import EventType, MessageEvent
+from flowmailer.core import EventType, MessageEvent, TraceContext
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -205,6 +206,19 @@ def test_a_rolled_back_transaction_enqueues_nothing(outbox_path: Path) -> None:
         send_mail("s", "b", None, ["ann@example.com"])
         assert not outbox_path.exists() or queued(outbox_path) == 0  # written on commit, not before
     assert queued(outbox_path) == 1
+
+
+def test_the_senders_trace_context_is_kept_though_its_span_ended_before_the_commit(outbox_path: Path) -> None:
+    tracer = TracerProvider().get_tracer("app")
+    with transaction.atomic():
+        with tracer.start_as_current_span("place order") as span:
+            send_mail("s", "b", None, ["ann@example.com"])
+        context = span.get_span_context()
+    outbox = SQLiteOutbox(outbox_path)
+    with contextlib.closing(outbox):
+        [claim] = outbox.claim("relay", 10, 30.0)
+    flags = int(context.trace_flags)
+    assert claim.trace_context == TraceContext(f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}")
 
 
 def test_the_outbox_setting_is_required() -> None:

@@ -63,6 +63,7 @@ class Request:
     status: int | None
     duration: float
     attempt: int
+    url: str = ""
 
 
 def outcome_name(outcome: Outcome) -> str:
@@ -85,14 +86,16 @@ def facts(event: Event) -> Iterator[Count | Request]:
     if isinstance(event, AttemptFinished):
         name = outcome_name(event.outcome)
         yield Request(
-            event.operation, event.address, name, status_of(event.outcome), event.duration, event.attempt
+            event.operation, event.address, name, status_of(event.outcome), event.duration, event.attempt, event.url
         )  # fmt: skip
         if event.operation == "submit" and isinstance(event.outcome, Accepted):
             yield Count("submits_accepted")
         if event.operation == "submit" and isinstance(event.outcome, Ambiguous):
             yield Count("ambiguous")
     elif isinstance(event, RequestFinished):
-        yield Request(event.operation, event.address, "answered", event.status, event.duration, event.attempt)
+        yield Request(
+            event.operation, event.address, "answered", event.status, event.duration, event.attempt, event.url
+        )  # fmt: skip
         if event.operation == "token":
             yield Count("tokens_fetched")
     elif isinstance(event, RelayRecorded):

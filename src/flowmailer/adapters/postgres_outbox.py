@@ -18,6 +18,7 @@ import attrs
 import psycopg
 from psycopg import sql
 
+from flowmailer._trace import or_current
 from flowmailer.adapters._clock import SystemClock
 from flowmailer.core import (
     Claim,
@@ -30,6 +31,7 @@ from flowmailer.core import (
     SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
+    TraceContext,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -42,6 +44,8 @@ from flowmailer.core import (
     requeue_state,
     send_count,
     tag_message,
+    trace_from_json,
+    trace_to_json,
     unreadable,
 )
 from flowmailer.core._checks import (
@@ -62,6 +66,9 @@ _S = SubmissionState
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _INIT = "run `flowmailer outbox init` (or PostgresOutbox.create_schema()) once before the first message"
 
+#: Columns added since the first release, with their types: added to a table an older version made when the
+#: outbox first connects (``create_schema`` included).
+_ADDED = {"trace_context": "TEXT"}
 # Rows in a final state have no due_at, so the partial index holds only the live queue and a claim reads it in
 # order without touching the accepted history.
 _SCHEMA = (
@@ -81,7 +88,8 @@ _SCHEMA = (
         message_id TEXT,
         last_reason TEXT,
         errors TEXT,
-        may_be_accepted BOOLEAN NOT NULL DEFAULT FALSE
+        may_be_accepted BOOLEAN NOT NULL DEFAULT FALSE,
+        trace_context TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS {due_index} ON {table} (due_at, id) WHERE due_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS {state_index} ON {table} (state, updated_at)",
@@ -97,7 +105,7 @@ _SETTLE = (
     " WHERE t.id = v.id AND t.lease_token = v.token AND t.owner IS NOT NULL RETURNING t.id, t.lease_token"
 )
 _CLAIM_COLUMNS = sql.SQL(
-    "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token"
+    "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token, trace_context"
 )
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
@@ -140,10 +148,12 @@ class PostgresOutbox(SingleClaimOutcomes):
         }
         self._schema = sql.Identifier(schema)
         self._channel = f"{schema}.{table}"
+        self._regclass = f'"{schema}"."{table}"'  # plain lower-case names, checked above
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
+        self._upgraded = False  # the table has every column of this version's schema
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
@@ -167,6 +177,9 @@ class PostgresOutbox(SingleClaimOutcomes):
     def _tx(self, what: str, connection: psycopg.Connection[Any] | None = None) -> Iterator[psycopg.Cursor[Any]]:
         """One transaction on our connection (reconnecting if it broke), or a savepoint in the caller's."""
         if connection is not None:
+            if not self._upgraded and not self._closed:  # the table's columns are looked at on our connection
+                with self._lock, self._translate("add its newer columns"):
+                    self._own()
             with self._translate(what):
                 if (
                     not connection.autocommit
@@ -182,10 +195,40 @@ class PostgresOutbox(SingleClaimOutcomes):
             if self._closed:
                 raise ConfigurationError("outbox", f"{self._channel} is closed", "create a new PostgresOutbox")
             with self._translate(what):
-                if self._conn is None or self._conn.broken:
-                    self._conn = self._connect()
-                with self._conn.transaction(), self._conn.cursor() as cur:
+                conn = self._own()
+                with conn.transaction(), conn.cursor() as cur:
                     yield cur
+
+    def _own(self) -> psycopg.Connection[Any]:
+        """Our connection (made again if it broke), to a table with every column; called under the lock."""
+        if self._conn is None or self._conn.broken:
+            self._conn = self._connect()
+        if not self._upgraded:
+            self._upgraded = self._add_columns(self._conn)
+        return self._conn
+
+    def _add_columns(self, conn: psycopg.Connection[Any]) -> bool:
+        """Give a table an older version made the columns added since; False while there is no table at all."""
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                (self._regclass,),
+            )
+            have = {row[0] for row in cur.fetchall()}
+            missing = [column for column in _ADDED if have and column not in have]
+            if missing:
+                cur.execute("SET LOCAL lock_timeout = '10s'")  # never queue every query behind a long transaction
+            try:
+                for column in missing:
+                    cur.execute(self._q(f"ALTER TABLE {{table}} ADD COLUMN IF NOT EXISTS {column} {_ADDED[column]}"))
+            except psycopg.errors.InsufficientPrivilege as e:
+                raise ConfigurationError(
+                    "table",
+                    f"{self._channel} was made by an older flowmailer and lacks {', '.join(missing)}, which this "
+                    "database user may not add",
+                    "run `flowmailer outbox init` (or create_schema()) once as the table's owner",
+                ) from e
+        return bool(have)
 
     def create_schema(self) -> None:
         """Create the schema, table and indexes if missing: `flowmailer outbox init`, safe to run again."""
@@ -202,34 +245,43 @@ class PostgresOutbox(SingleClaimOutcomes):
         message: SubmitMessage,
         *,
         dedupe_key: str | None = None,
+        trace_context: TraceContext | None = None,
         connection: psycopg.Connection[Any] | None = None,
     ) -> OutboxId:
         """Durable on return; with ``connection``, part of the caller's transaction: the row exists iff it commits."""
         [checked] = check_messages([message])
         key = check_dedupe_key(dedupe_key)
+        trace = trace_to_json(or_current(trace_context))
         with self._tx("enqueue", connection) as cur:
             if key is not None:
                 cur.execute(self._q("SELECT id FROM {table} WHERE dedupe_key = %s"), (key,))
                 row = cur.fetchone()
                 if row is not None:
                     return int(row[0])
-            ids = self._insert(cur, [checked], key)
+            ids = self._insert(cur, [checked], key, trace)
             if not ids:  # a concurrent enqueue with the same key committed first
                 cur.execute(self._q("SELECT id FROM {table} WHERE dedupe_key = %s"), (key,))
                 return int(cur.fetchone()[0])  # type: ignore[index]
             return ids[0]
 
     def enqueue_many(
-        self, messages: Iterable[SubmitMessage], *, connection: psycopg.Connection[Any] | None = None
+        self,
+        messages: Iterable[SubmitMessage],
+        *,
+        trace_context: TraceContext | None = None,
+        connection: psycopg.Connection[Any] | None = None,
     ) -> list[OutboxId]:
         """All or nothing, in one transaction (a savepoint in the caller's, with ``connection``)."""
         checked = check_messages(messages, "messages")
+        trace = trace_to_json(or_current(trace_context))
         if not checked:
             return []
         with self._tx("enqueue", connection) as cur:
-            return self._insert(cur, checked, None)
+            return self._insert(cur, checked, None, trace)
 
-    def _insert(self, cur: psycopg.Cursor[Any], messages: list[SubmitMessage], key: str | None) -> list[OutboxId]:
+    def _insert(
+        self, cur: psycopg.Cursor[Any], messages: list[SubmitMessage], key: str | None, trace: str | None
+    ) -> list[OutboxId]:
         tagged = [tag_message(m, uuid.uuid4().hex) for m in messages]
         refs = [ref for _, ref in tagged]
         bodies = [message_to_json(m) for m, _ in tagged]
@@ -238,12 +290,12 @@ class PostgresOutbox(SingleClaimOutcomes):
             cur.execute(
                 self._q(
                     "INSERT INTO {table}"
-                    " (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at)"
-                    " SELECT %s, %s, ref, %s, body, %s, %s"
+                    " (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at, trace_context)"
+                    " SELECT %s, %s, ref, %s, body, %s, %s, %s"
                     " FROM unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS m(ref, body, n) ORDER BY n"
                     " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, client_reference"
                 ),
-                (_S.QUEUED.name, now, key, now, now, refs, bodies),
+                (_S.QUEUED.name, now, key, now, now, trace, refs, bodies),
             )
         except psycopg.errors.UniqueViolation as e:
             clash = next((r for r in refs if r in str(e.diag.message_detail)), refs[0])
@@ -320,6 +372,7 @@ class PostgresOutbox(SingleClaimOutcomes):
                 owner=owner,
                 lease_until=now + lease,
                 token=row[8] + 1,
+                trace_context=trace_from_json(row[9]),
             )
             for (row, message), state in zip(readable, claimed_from, strict=True)
         ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from flowmailer._trace import or_current
 from flowmailer.adapters._clock import SystemClock
 from flowmailer.adapters._sqlite_file import open_sqlite
 from flowmailer.core import (
@@ -27,6 +28,7 @@ from flowmailer.core import (
     SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
+    TraceContext,
     claimed_state,
     duplicate_reference,
     errors_from_json,
@@ -39,6 +41,8 @@ from flowmailer.core import (
     requeue_state,
     send_count,
     tag_message,
+    trace_from_json,
+    trace_to_json,
     unreadable,
 )
 from flowmailer.core._checks import (
@@ -76,7 +80,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     message_id TEXT,
     last_reason TEXT,
     errors TEXT,
-    may_be_accepted INTEGER NOT NULL DEFAULT 0
+    may_be_accepted INTEGER NOT NULL DEFAULT 0,
+    trace_context TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at, id) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
@@ -113,14 +118,18 @@ _LEASE = (
     " json_extract(value, '$[1]') AS state, json_extract(value, '$[2]') AS sends FROM json_each(?)) AS v"
     " WHERE outbox.id = v.id"
 )
-#: The outbox table's columns: a table of that name without them is another program's.
+#: Columns added since the first release, with their types: added at open to a table an older version made.
+_ADDED = {"trace_context": "TEXT"}
+#: The outbox table's first columns: a table of that name without them is another program's.
 _COLUMNS = frozenset(
     {
         "id", "state", "due_at", "client_reference", "dedupe_key", "message", "attempts", "enqueued_at",
         "requeued_at", "updated_at", "owner", "lease_token", "message_id", "last_reason", "errors", "may_be_accepted",
     }
 )  # fmt: skip
-_CLAIM_COLUMNS = "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token"
+_CLAIM_COLUMNS = (
+    "id, state, message, client_reference, attempts, enqueued_at, requeued_at, last_reason, lease_token, trace_context"
+)
 #: The columns are named after OutboxStatus's fields, in its order.
 _STATUS_FIELDS = tuple(field.name for field in attrs.fields(OutboxStatus))
 _STATUS_COLUMNS = ", ".join(_STATUS_FIELDS)
@@ -174,6 +183,8 @@ class SQLiteOutbox(SingleClaimOutcomes):
             create=create,
             read_only=read_only,
         )
+        if not read_only:
+            _add_columns(self._conn, self.path)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
@@ -199,22 +210,30 @@ class SQLiteOutbox(SingleClaimOutcomes):
 
     # -- enqueue -----------------------------------------------------------------------------------------------
 
-    def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
+    def enqueue(
+        self, message: SubmitMessage, *, dedupe_key: str | None = None, trace_context: TraceContext | None = None
+    ) -> OutboxId:
         [checked] = check_messages([message])
         key = check_dedupe_key(dedupe_key)
+        trace = trace_to_json(or_current(trace_context))
         with self._db("enqueue") as conn:
             if key is not None:
                 row = conn.execute("SELECT id FROM outbox WHERE dedupe_key = ?", (key,)).fetchone()
                 if row is not None:
                     return int(row[0])
-            return self._insert(conn, [checked], key)[0]
+            return self._insert(conn, [checked], key, trace)[0]
 
-    def enqueue_many(self, messages: Iterable[SubmitMessage]) -> list[OutboxId]:
+    def enqueue_many(
+        self, messages: Iterable[SubmitMessage], *, trace_context: TraceContext | None = None
+    ) -> list[OutboxId]:
         checked = check_messages(messages, "messages")
+        trace = trace_to_json(or_current(trace_context))
         with self._db("enqueue") as conn:
-            return self._insert(conn, checked, None)
+            return self._insert(conn, checked, None, trace)
 
-    def _insert(self, conn: sqlite3.Connection, messages: list[SubmitMessage], key: str | None) -> list[OutboxId]:
+    def _insert(
+        self, conn: sqlite3.Connection, messages: list[SubmitMessage], key: str | None, trace: str | None
+    ) -> list[OutboxId]:
         rows = []
         for message in messages:
             tagged, ref = tag_message(message, uuid.uuid4().hex)
@@ -224,9 +243,9 @@ class SQLiteOutbox(SingleClaimOutcomes):
         for ref, body in rows:
             try:
                 cur = conn.execute(
-                    "INSERT INTO outbox (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (_S.QUEUED.name, now, ref, key, body, now, now),
+                    "INSERT INTO outbox (state, due_at, client_reference, dedupe_key, message, enqueued_at, updated_at,"
+                    " trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (_S.QUEUED.name, now, ref, key, body, now, now, trace),
                 )
             except sqlite3.IntegrityError as e:
                 raise duplicate_reference(ref) from e
@@ -288,6 +307,7 @@ class SQLiteOutbox(SingleClaimOutcomes):
                 owner=owner,
                 lease_until=now + lease,
                 token=row[8] + 1,
+                trace_context=trace_from_json(row[9]),
             )
             for (row, message), state in zip(readable, claimed_from, strict=True)
         ]
@@ -446,6 +466,29 @@ class SQLiteOutbox(SingleClaimOutcomes):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _add_columns(conn: sqlite3.Connection, path: Path) -> None:
+    """Give an outbox table made by an older version the columns added since (there is nothing else to migrate)."""
+
+    def missing() -> list[str]:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        return [column for column in _ADDED if have and column not in have]
+
+    try:
+        if not missing():
+            return
+        conn.execute("BEGIN IMMEDIATE")  # looked at again under the write lock: two processes opening it add once
+        try:
+            for column in missing():
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {_ADDED[column]}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.Error as e:
+        conn.close()
+        raise OutboxError(f"the SQLite outbox at {path} could not add its newer columns: {e}") from e
 
 
 def _status(row: tuple[Any, ...]) -> OutboxStatus:

@@ -48,6 +48,8 @@ from flowmailer.core import (
     RelayCannotReconcile,
     RelayClaimed,
     RelayDecision,
+    RelayHandled,
+    RelayHandling,
     RelayNotRecorded,
     RelayOutboxFailed,
     RelayRecorded,
@@ -201,6 +203,19 @@ class RelayShell:
         elif seen.closed:
             _log.warning("relay %s: Flowmailer answers again; relaying at full speed", self._owner)
         return seen.failed_while_open, list(seen.unstarted)
+
+    def _announce(self, claim: Claim) -> None:
+        """A sender starts on ``claim``: the requests it makes until ``_handed`` are for this message (an observer
+        makes its span current in the sender's context: its thread, or its task)."""
+        self._emit(
+            RelayHandling(
+                self._owner, claim.id, claim.client_reference, claim.attempts, claim.must_reconcile,
+                claim.trace_context,
+            )
+        )  # fmt: skip
+
+    def _handed(self, claim: Claim, handled: Handled) -> None:
+        self._emit(RelayHandled(self._owner, claim.id, None if handled is None else handled[1]))
 
     def _claimed(self, claims: list[Claim], probe: bool) -> None:
         with self._lock:
@@ -582,7 +597,9 @@ class Relay(RelayShell):
                 if claim is None:
                     return  # what is still queued is released by the shutdown
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+                self._announce(claim)
                 handled, failed_while_open = self._guarded(claim, self._handle) or (None, False)
+                self._handed(claim, handled)
             with self._cond:
                 outcome = self._claimer.handled(claim, handled, failed_while_open=failed_while_open)
                 self._cond.notify()

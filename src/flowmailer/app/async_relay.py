@@ -293,10 +293,12 @@ class AsyncRelay(RelayShell):
             handled: Handled = None
             failed_while_open = False
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+                self._announce(claim)
                 try:
                     handled, failed_while_open = await self._drive(self._handling(claim))
                 except Exception as e:  # noqa: BLE001 - as Relay's workers: the lease runs out, it is reconciled
                     self._not_recorded(claim, e)
+                self._handed(claim, handled)
             with self._lock:
                 outcome = self._claimer.handled(claim, handled, failed_while_open=failed_while_open)
             self._wake()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from flowmailer.core._outbox import TraceContext
 from flowmailer.core._outcomes import Outcome
 from flowmailer.core._relay import RelayDecision
 
@@ -12,6 +13,8 @@ __all__ = [
     "Event",
     "RelayCannotReconcile",
     "RelayClaimed",
+    "RelayHandled",
+    "RelayHandling",
     "RelayNotRecorded",
     "RelayOutboxFailed",
     "RelayRecorded",
@@ -29,6 +32,8 @@ class AttemptFinished:
     outcome: Outcome
     duration: float
     attempt: int = 1
+    #: The request's URL: the origin's host name and port, the path and query (which never hold a secret).
+    url: str = ""
 
 
 @attrs.frozen
@@ -37,6 +42,30 @@ class RelayClaimed:
 
     owner: str
     count: int
+
+
+@attrs.frozen
+class RelayHandling:
+    """A relay worker starts on one claim: the requests its thread makes until :class:`RelayHandled` (a search by
+    tag, a send) are for this message. ``trace_context`` is the enqueuing code's, if it had one."""
+
+    owner: str
+    outbox_id: int
+    client_reference: str
+    attempts: int
+    #: It searches Flowmailer by tag first (the last send may have been accepted).
+    reconcile: bool
+    trace_context: TraceContext | None = None
+
+
+@attrs.frozen
+class RelayHandled:
+    """The worker is done with the claim ``RelayHandling`` announced: the decision it hands over to be recorded, or
+    None when it dropped or released the claim (or failed on it)."""
+
+    owner: str
+    outbox_id: int
+    decision: RelayDecision | None
 
 
 @attrs.frozen
@@ -94,12 +123,15 @@ class RequestFinished:
     status: int
     duration: float
     attempt: int = 1
+    url: str = ""
 
 
 Event = (
     AttemptFinished
     | RelayCannotReconcile
     | RelayClaimed
+    | RelayHandled
+    | RelayHandling
     | RelayRecorded
     | RelayNotRecorded
     | RelayOutboxFailed

@@ -465,6 +465,7 @@ class Engine:
             got = interpret(result, fed.wall)
             duration = fed.monotonic - sent_at
             attempt = state.attempts + 1
+            url = self.origins[host].url() + request.target  # for the observer: no secret is ever in one
             if isinstance(got, Accepted) or not isinstance(got, _OUTCOMES):
                 if self.budget.tokens < self.budget.capacity:  # a full bucket stays full: no guard, no copy
                     with self._guard:
@@ -472,15 +473,15 @@ class Engine:
                 if self._observed():
                     status = result.status if isinstance(result, WireResponse) else 0
                     done = (
-                        AttemptFinished(operation, address, got, duration, attempt)
+                        AttemptFinished(operation, address, got, duration, attempt, url)
                         if isinstance(got, Accepted)
-                        else RequestFinished(operation, address, status, duration, attempt)
+                        else RequestFinished(operation, address, status, duration, attempt, url)
                     )
                     yield Emit(done)
                 return cast("T", got)  # Accepted is the T of submit
             outcome: Outcome = got
             if self._observed():
-                yield Emit(AttemptFinished(operation, address, outcome, duration, attempt))
+                yield Emit(AttemptFinished(operation, address, outcome, duration, attempt, url))
             book = self.books.get(host)
             decision, state = self.policy.decide(
                 outcome,

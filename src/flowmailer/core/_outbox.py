@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import attrs
 
@@ -23,6 +24,7 @@ __all__ = [
     "SettleKind",
     "Settlement",
     "SingleClaimOutcomes",
+    "TraceContext",
     "claimed_state",
     "duplicate_reference",
     "errors_from_json",
@@ -34,6 +36,8 @@ __all__ = [
     "requeue_state",
     "send_count",
     "tag_message",
+    "trace_from_json",
+    "trace_to_json",
     "unreadable",
 ]
 
@@ -62,6 +66,57 @@ class LeaseLostError(FlowmailerError):
         )
 
 
+#: W3C Trace Context's traceparent: version, trace id, parent span id, flags (lower-case hex).
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+#: W3C's limit on what a tracestate must be propagated with; a longer one may be cut by any party.
+_MAX_TRACESTATE = 512
+
+
+def _check_traceparent(_: object, __: object, value: Any) -> None:
+    if not isinstance(value, str) or not _TRACEPARENT.fullmatch(value):
+        raise ConfigurationError(
+            "trace_context.traceparent",
+            f"{value!r} is not a W3C traceparent",
+            "give the header's value, like '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'",
+        )
+
+
+def _check_tracestate(_: object, __: object, value: Any) -> None:
+    if not isinstance(value, str) or len(value) > _MAX_TRACESTATE or any(c in value for c in "\r\n"):
+        raise ConfigurationError(
+            "trace_context.tracestate",
+            f"is not one line of at most {_MAX_TRACESTATE} characters",
+            "give the tracestate header's value, or '' for none",
+        )
+
+
+@attrs.frozen
+class TraceContext:
+    """The W3C trace context of the code that enqueued a message, stored with its row: its submit spans' parent."""
+
+    traceparent: str = attrs.field(validator=_check_traceparent)
+    tracestate: str = attrs.field(default="", validator=_check_tracestate)
+
+
+def trace_to_json(trace: TraceContext | None) -> str | None:
+    """The trace context as stored in its row: the W3C carrier, as JSON; None for none."""
+    if trace is None:
+        return None
+    carrier = {"traceparent": trace.traceparent, "tracestate": trace.tracestate}
+    return json.dumps({k: v for k, v in carrier.items() if v})
+
+
+def trace_from_json(text: str | None) -> TraceContext | None:
+    """The stored trace context; one that does not read back is dropped, never a reason to hold the message up."""
+    if not text:
+        return None
+    try:
+        carrier = json.loads(text)
+        return TraceContext(carrier["traceparent"], carrier.get("tracestate", ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 @attrs.frozen
 class Claim:
     """A row leased to one owner until ``lease_until``; only this claim may record the row's outcome."""
@@ -82,6 +137,8 @@ class Claim:
     lease_until: float
     #: Fencing token: bumped by every claim, so an outcome from a lost lease cannot overwrite the new owner's.
     token: int
+    #: The enqueuing code's trace context, if it had one: the parent of the relay's spans for this claim.
+    trace_context: TraceContext | None = None
 
     @property
     def state(self) -> SubmissionState:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from flowmailer.core import Claim, OutboxId, OutboxStatus, Settlement, SubmissionState, SubmitMessage
+from flowmailer.core import Claim, OutboxId, OutboxStatus, Settlement, SubmissionState, SubmitMessage, TraceContext
 
 __all__ = ["Outbox"]
 
@@ -20,12 +20,20 @@ class Outbox(Protocol):
     each one ``settle``, to an outbox class that wants them.
     """
 
-    def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
-        """Durable when it returns. The same ``dedupe_key`` again returns the first id and stores nothing."""
+    def enqueue(
+        self, message: SubmitMessage, *, dedupe_key: str | None = None, trace_context: TraceContext | None = None
+    ) -> OutboxId:
+        """Durable when it returns. The same ``dedupe_key`` again returns the first id and stores nothing.
+
+        The row keeps ``trace_context`` (by default the caller's current OpenTelemetry span's, if any), and its
+        claims carry it, so that the relay's spans for the message join the enqueuing code's trace.
+        """
         ...
 
-    def enqueue_many(self, messages: Iterable[SubmitMessage]) -> list[OutboxId]:
-        """All or nothing, in one transaction: the fast path for batches."""
+    def enqueue_many(
+        self, messages: Iterable[SubmitMessage], *, trace_context: TraceContext | None = None
+    ) -> list[OutboxId]:
+        """All or nothing, in one transaction: the fast path for batches. Every row keeps ``trace_context``."""
         ...
 
     def claim(self, owner: str, limit: int, lease: float) -> list[Claim]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from flowmailer._trace import or_current
 from flowmailer.core import (
     Claim,
     ErrorDetail,
@@ -18,6 +19,7 @@ from flowmailer.core import (
     SingleClaimOutcomes,
     SubmissionState,
     SubmitMessage,
+    TraceContext,
     claimed_state,
     duplicate_reference,
     idle_wait,
@@ -62,6 +64,7 @@ class _Row:
     last_reason: str | None = None
     errors: tuple[ErrorDetail, ...] = ()
     may_be_accepted: bool = False
+    trace_context: TraceContext | None = None
 
 
 class MemoryOutbox(SingleClaimOutcomes):
@@ -76,20 +79,26 @@ class MemoryOutbox(SingleClaimOutcomes):
         self._refs: set[str] = set()
         self._next_id = 1
 
-    def enqueue(self, message: SubmitMessage, *, dedupe_key: str | None = None) -> OutboxId:
+    def enqueue(
+        self, message: SubmitMessage, *, dedupe_key: str | None = None, trace_context: TraceContext | None = None
+    ) -> OutboxId:
         [checked] = check_messages([message])
         key = check_dedupe_key(dedupe_key)
+        trace = or_current(trace_context)
         with self._lock:
             if key is not None and key in self._by_key:
                 return self._by_key[key]
-            return self._insert([checked], key)[0]
+            return self._insert([checked], key, trace)[0]
 
-    def enqueue_many(self, messages: Iterable[SubmitMessage]) -> list[OutboxId]:
+    def enqueue_many(
+        self, messages: Iterable[SubmitMessage], *, trace_context: TraceContext | None = None
+    ) -> list[OutboxId]:
         checked = check_messages(messages, "messages")
+        trace = or_current(trace_context)
         with self._lock:
-            return self._insert(checked, None)
+            return self._insert(checked, None, trace)
 
-    def _insert(self, messages: list[SubmitMessage], key: str | None) -> list[OutboxId]:
+    def _insert(self, messages: list[SubmitMessage], key: str | None, trace: TraceContext | None) -> list[OutboxId]:
         tagged = [tag_message(m, uuid.uuid4().hex) for m in messages]
         refs = [ref for _, ref in tagged]
         clash = next((r for r in refs if r in self._refs), None)
@@ -98,7 +107,7 @@ class MemoryOutbox(SingleClaimOutcomes):
         now = self._clock.now()
         ids = []
         for message, ref in tagged:
-            row = _Row(self._next_id, message, ref, key, now, due_at=now, updated_at=now)
+            row = _Row(self._next_id, message, ref, key, now, due_at=now, updated_at=now, trace_context=trace)
             self._next_id += 1
             self._rows[row.id] = row
             self._refs.add(ref)
@@ -136,6 +145,7 @@ class MemoryOutbox(SingleClaimOutcomes):
             owner=owner,
             lease_until=now + lease,
             token=row.token,
+            trace_context=row.trace_context,
         )
 
     def renew(self, claims: Sequence[Claim], lease: float) -> frozenset[OutboxId]:

@@ -16,6 +16,7 @@ from flowmailer.core import (
     Settlement,
     SubmissionState,
     SubmitMessage,
+    TraceContext,
 )
 from flowmailer.ports import Outbox
 from flowmailer.testing._clock import FakeClock
@@ -558,7 +559,27 @@ def check_wait_for_work_returns_at_once_when_a_row_is_due(outbox: Outbox, clock:
 
 
 #: Every check, in the order check_outbox runs them; a test suite may parametrize over them.
+def check_trace_context_travels_with_every_claim_of_its_row(outbox: Outbox, clock: FakeClock) -> None:
+    one = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=a,other=b")
+    many = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+    traced = outbox.enqueue(_message(1), trace_context=one)
+    plain = outbox.enqueue(_message(2))
+    batch = outbox.enqueue_many([_message(3), _message(4)], trace_context=many)
+    _raises(ConfigurationError, lambda: outbox.enqueue(_message(5), trace_context="00-1-2-01"))  # type: ignore[arg-type]
+    expected = {traced: one, plain: None, batch[0]: many, batch[1]: many}
+    claims = outbox.claim("a", 10, LEASE)
+    assert {c.id: c.trace_context for c in claims} == expected
+    for claim in claims:
+        assert _settle(outbox, Settlement.reconcile(claim, clock.now(), "read timeout"))
+    searches = outbox.claim("a", 10, LEASE)
+    resent = outbox.resend(next(c for c in searches if c.id == traced), LEASE)
+    assert resent.trace_context == one
+    clock.advance(LEASE)
+    assert {c.id: c.trace_context for c in outbox.claim("b", 10, LEASE)} == expected  # the lapsed leases too
+
+
 OUTBOX_CHECKS: tuple[Callable[[Outbox, FakeClock], None], ...] = (
+    check_trace_context_travels_with_every_claim_of_its_row,
     check_enqueue_assigns_a_client_reference_and_queues,
     check_enqueue_keeps_the_messages_own_reference_and_refuses_a_duplicate,
     check_dedupe_key_returns_the_first_id_and_stores_one_row,

@@ -16,8 +16,9 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections, transaction
 from django.utils import timezone
 
+from flowmailer._trace import current_trace_context
 from flowmailer.adapters import PostgresLocation, open_outbox_url, parse_outbox
-from flowmailer.core import REFERENCE_PREFIX, ConfigurationError, OutboxError, OutboxId, SubmitMessage
+from flowmailer.core import REFERENCE_PREFIX, ConfigurationError, OutboxError, OutboxId, SubmitMessage, TraceContext
 from flowmailer.ports import Outbox
 
 __all__ = ["EmailBackend", "FlowmailerStatus", "TestEmailBackend", "close_outboxes", "submit_messages"]
@@ -193,14 +194,15 @@ class EmailBackend(_Converting):
             return 0
         url = outbox_url()
         alias = getattr(settings, "FLOWMAILER_OUTBOX_DATABASE", None)
+        trace = current_trace_context()  # now: on commit, the span that sent the mail may have ended
         if alias is not None:
-            self._write(url, converted, self._joined(url, alias))
+            self._write(url, converted, trace, self._joined(url, alias))
         else:
-            transaction.on_commit(lambda: self._write(url, converted, None))
+            transaction.on_commit(lambda: self._write(url, converted, trace, None))
         return len(converted)
 
     @staticmethod
-    def _joined(url: str, alias: str) -> Callable[[Outbox, list[SubmitMessage]], list[OutboxId]]:
+    def _joined(url: str, alias: str) -> Callable[[Outbox, list[SubmitMessage], TraceContext | None], list[OutboxId]]:
         if not isinstance(parse_outbox(url), PostgresLocation):
             raise ConfigurationError(
                 "FLOWMAILER_OUTBOX_DATABASE",
@@ -223,8 +225,8 @@ class EmailBackend(_Converting):
                 "install psycopg 3 (Django's PostgreSQL backend uses it when present), or unset the setting",
             )
 
-        def enqueue(outbox: Outbox, messages: list[SubmitMessage]) -> list[OutboxId]:
-            return outbox.enqueue_many(messages, connection=connection)  # type: ignore[call-arg]
+        def enqueue(outbox: Outbox, messages: list[SubmitMessage], trace: TraceContext | None) -> list[OutboxId]:
+            return outbox.enqueue_many(messages, trace_context=trace, connection=connection)  # type: ignore[call-arg]
 
         return enqueue
 
@@ -232,13 +234,17 @@ class EmailBackend(_Converting):
         self,
         url: str,
         converted: list[tuple[EmailMessage, FlowmailerStatus]],
-        enqueue: Callable[[Outbox, list[SubmitMessage]], list[OutboxId]] | None,
+        trace: TraceContext | None,
+        enqueue: Callable[[Outbox, list[SubmitMessage], TraceContext | None], list[OutboxId]] | None,
     ) -> None:
-        """All of the batch's copies in one transaction, and each status told its rows."""
+        """All of the batch's copies in one transaction, with the sender's trace context, each status told its rows."""
         messages = [m for _, status in converted for m in status.messages]
         try:
             outbox = _outbox(url)
-            ids = enqueue(outbox, messages) if enqueue is not None else outbox.enqueue_many(messages)
+            if enqueue is not None:
+                ids = enqueue(outbox, messages, trace)
+            else:
+                ids = outbox.enqueue_many(messages, trace_context=trace)
         except OutboxError:
             if not self.fail_silently:
                 raise
