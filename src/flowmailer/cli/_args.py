@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["duration", "host_port", "number"]
+__all__ = ["add_pipeline_depth", "duration", "host_port", "number"]
 
 N = TypeVar("N", bound=float)
 _NOUNS: dict[object, str] = {int: "a whole number"}
@@ -62,3 +62,15 @@ def host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError("not HOST:PORT; give e.g. 127.0.0.1:9100")
     return host, int(port)
+
+
+def add_pipeline_depth(parser: argparse.ArgumentParser) -> None:
+    """``--pipeline-depth N``, which ``relay`` and ``demo`` share: given, they run the async relay."""
+    parser.add_argument(
+        "--pipeline-depth",
+        type=number(int, low=1, high=16, example=8),
+        default=None,
+        metavar="N",
+        help="run the async relay (the async extra), pipelining up to N submissions on each connection, 1 to 16 "
+        "(default: the threaded relay, one at a time per connection)",
+    )

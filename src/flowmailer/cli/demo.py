@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowmailer.cli._args import number
+from flowmailer.cli._args import add_pipeline_depth, number
 from flowmailer.cli._progress import Rows, Tally, TallySnapshot, run_relay, summary
 from flowmailer.core import TERMINAL_STATES, SubmissionState
 
@@ -65,14 +65,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=10,
         help="the relay's concurrent submissions, 1-10 (10)",
     )
-    parser.add_argument(
-        "--pipeline-depth",
-        type=number(int, low=1, high=16, example=8),
-        default=None,
-        metavar="N",
-        help="relay with the async relay, pipelining up to N submissions per connection, 1-16 (default: the "
-        "threaded relay)",
-    )
+    add_pipeline_depth(parser)
     parser.add_argument("--seed", type=int, default=1, help="seed of the fake's fault draws (1)")
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     parser.set_defaults(handler=demo)

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flowmailer.cli._args import host_port, number
+from flowmailer.cli._args import add_pipeline_depth, host_port, number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
 from flowmailer.cli._service import Health, Observers, serving, watchdog
@@ -57,14 +57,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="connections to Flowmailer at most, 1 to 10 (default: as many as --concurrency)",
     )
-    parser.add_argument(
-        "--pipeline-depth",
-        type=number(int, low=1, high=16, example=8),
-        default=None,
-        metavar="N",
-        help="run the async relay (the async extra), pipelining up to N submissions on each connection, 1 to 16 "
-        "(default: the threaded relay, one at a time per connection)",
-    )
+    add_pipeline_depth(parser)
     parser.add_argument(
         "--interval",
         type=number(float, low=0.0, above=True, example=10.0),
