@@ -190,14 +190,21 @@ class AnyioTransport:
         pieces = render_request(request, origin, self._user_agent)
         now = anyio.current_time()
         ends = now + (math.inf if request.timeout is None else request.timeout)
-        got = await self._checkout((origin.host, origin.port, address), origin, ends, now)
-        if not isinstance(got, _Conn):
-            return got
+        key = (origin.host, origin.port, address)
+        conn = self._ready(key, now) if now < ends else None
+        if conn is not None:  # the usual case: no cancel scope, nothing awaited, so ``now`` is still now
+            conn.in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, conn.in_flight)
+        else:
+            got = await self._checkout(key, origin, ends, now)
+            if not isinstance(got, _Conn):
+                return got
+            conn, now = got, anyio.current_time()
         try:
-            return await self._exchange(got, request, origin, pieces, ends)
+            return await self._exchange(conn, request, origin, pieces, ends, now)
         finally:
-            got.in_flight -= 1
-            await self._checkin(got)
+            conn.in_flight -= 1
+            await self._checkin(conn)
 
     async def aclose(self) -> None:
         """Close every connection now; requests still on them end ``Ambiguous`` or ``NotSent``."""
@@ -220,12 +227,6 @@ class AnyioTransport:
         if now is None:
             now = anyio.current_time()
         waited = max(0.0, min(self._checkout_timeout, ends - now))
-        if waited > 0:
-            conn = self._ready(key, now)
-            if conn is not None:  # the usual case: no cancel scope, nothing to await
-                conn.in_flight += 1
-                self._max_in_flight = max(self._max_in_flight, conn.in_flight)
-                return conn
         with anyio.CancelScope(deadline=now + waited):
             while True:
                 if self._closed:
@@ -248,7 +249,8 @@ class AnyioTransport:
         return NotSent(f"all {self._max} connections stayed busy for {waited:g} s", local=True)
 
     def _ready(self, key: _Key, now: float) -> _Conn | None:
-        """What the first turn of :meth:`_checkout`'s loop would take without awaiting anything, or None: an idle
+        """What the first turn of :meth:`_checkout`'s loop would take without awaiting anything (and so without
+        its cancel scope, which :meth:`send` spares the usual request), or None: an idle
         connection (the first one :meth:`_usable` would keep, when there is no stale one before it to close), or
         else, at the cap, a place on a pipeline."""
         if self._closed:
@@ -367,10 +369,9 @@ class AnyioTransport:
     # --- one exchange ----------------------------------------------------------------------------------------
 
     async def _exchange(
-        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float
+        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float, now: float
     ) -> TransportResult:
         address = conn.key[2]
-        now = anyio.current_time()
         limit = min(self._read_timeout, ends - now)
         # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``writing``.
         lock = conn.write_lock
