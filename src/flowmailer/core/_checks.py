@@ -40,9 +40,10 @@ def require(ok: bool, field: str, problem: str, fix: str) -> None:
 
 def require_number(value: float, field: str, *, minimum: float = 0.0, strict: bool = False) -> None:
     """Refuse NaN, infinities and values below ``minimum`` (or equal to it when ``strict``)."""
+    if math.isfinite(value) and (value > minimum if strict else value >= minimum):
+        return  # the usual case, on every attempt: no message formatted to be thrown away
     bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-    ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    require(ok, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
+    require(False, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
 
 
 def _number(value: object, field: str, problem: str, fix: str) -> float:
