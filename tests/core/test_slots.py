@@ -65,8 +65,9 @@ def test_the_cap_falls_to_zero_a_margin_before_the_lease_could_be_handed_on() ->
     share = SlotShare(want=4, lease=30.0, margin=6.0).answered(100.0, SlotHolding(4, 2))
     share = share.failed(108.0).failed(116.0).failed(123.0)
     assert share.cap(123.9) == 4
-    assert share.wake_at() == 124.0
+    assert share.wake_at(123.0) == 124.0
     assert share.cap(124.0) == 0
+    assert share.wake_at(124.0) == share.next_at == 124.0  # and then the next request only: no spinning
     # A later answer (to a request sent after the lease ran out) gives fresh slots, leased from when it was asked.
     share = share.answered(131.0, SlotHolding(3, 2))
     assert share.cap(131.0) == 3
@@ -89,7 +90,7 @@ def test_a_relay_above_its_share_gives_back_only_what_its_connections_no_longer_
 def test_a_starved_relay_keeps_asking_for_its_share() -> None:
     share = SlotShare(want=10, lease=30.0, margin=6.0).answered(0.0, SlotHolding(0, 2))
     assert share.cap(0.0) == 0
-    assert share.wake_at() == share.next_at
+    assert share.wake_at(0.0) == share.next_at
     assert share.request(0) == AcquireSlots(5)
 
 

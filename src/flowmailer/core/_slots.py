@@ -103,6 +103,11 @@ class SlotShare:
         """This relay's fair share: the limit split over the owners, rounded up, at most ``want``."""
         return min(self.want, -(-self.limit // max(1, self.owners)))
 
+    def settled(self) -> bool:
+        """Holding no more than the fair share and at least the limit split over the owners rounded down: nothing
+        to give back, and nothing owed to it that another relay would give back on its next round."""
+        return min(self.want, self.limit // max(1, self.owners)) <= self.held <= self.fair()
+
     def usable(self, now: float) -> int:
         """The slots the relay may use at ``now``: none once the lease is within ``margin`` of its end."""
         return self.held if now < self.valid_until - self.margin else 0
@@ -114,31 +119,31 @@ class SlotShare:
     def due(self, now: float) -> bool:
         return now >= self.next_at
 
-    def wake_at(self) -> float:
+    def wake_at(self, now: float) -> float:
         """When something changes without an answer from the store: the next request, or the cap falling to 0."""
-        return min(self.next_at, self.valid_until - self.margin) if self.held else self.next_at
+        stop_using = self.valid_until - self.margin
+        return min(self.next_at, stop_using) if self.held and stop_using > now else self.next_at
 
-    def request(self, open_connections: int) -> SlotRequest:
-        """What to ask the store, with ``open_connections`` open now (after capping the transport to :meth:`cap`):
-        up to the fair share, or down to it, but never below a connection still open."""
-        count = max(self.fair(), min(self.held, open_connections))
+    def request(self, in_use: int) -> SlotRequest:
+        """What to ask the store, with ``in_use`` connections open or sends running now (after capping the
+        transport and the sends to :meth:`cap`): up to the fair share, or down to it, never below what is in use."""
+        count = max(self.fair(), min(self.held, in_use))
         return RenewSlots() if count == self.held else AcquireSlots(count)
 
     def answered(self, asked_at: float, holding: SlotHolding) -> SlotShare:
-        """The store answered a request sent at ``asked_at`` (a renewal of a lease that ran out holds 0)."""
+        """The store answered a request sent at ``asked_at`` (a renewal of a lease that ran out holds 0).
+
+        Renewed every third of what the margin leaves; unsettled (slots to give back, or owed), asked again within
+        a second, so that a relay joining or leaving moves the shares along in a few rounds."""
         require(
             0 <= holding.held <= self.limit,
             "SlotHolding.held",
             f"{holding.held!r} slots is not between 0 and the limit of {self.limit}",
             "the slot store must never hand out more than the limit",
         )
-        return attrs.evolve(
-            self,
-            held=holding.held,
-            owners=max(1, holding.owners),
-            valid_until=asked_at + self.lease,
-            next_at=asked_at + self.renew_every,
-        )
+        share = attrs.evolve(self, held=holding.held, owners=max(1, holding.owners), valid_until=asked_at + self.lease)
+        soon = self.renew_every if share.settled() else min(self.renew_every, 1.0)
+        return attrs.evolve(share, next_at=asked_at + soon)
 
     def failed(self, now: float) -> SlotShare:
         """The store did not answer: ask again soon; the slots serve until the lease is within ``margin`` of its

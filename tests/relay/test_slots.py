@@ -1,0 +1,100 @@
+"""A relay sharing its credential's connection slots: never more sends at once than the slots it holds, more as
+others give theirs back, and a dead relay's slots taken up once its lease runs out. In memory, on a fake clock,
+with the relay tests' client; the other relays are rows the test writes to the slot store itself."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flowmailer.app import Relay, SlotKeeper
+from flowmailer.core import SlotHolding, SubmissionState
+from flowmailer.testing import FakeClock, MemoryConnectionSlots, MemoryOutbox
+from tests.relay.test_relay import RULES, WAIT, FakeClient, enqueue
+
+KEY = "client-1"
+
+
+class FakeCap:
+    """The transport's side: every cap it was given, and no connection open (the fake client opens none)."""
+
+    def __init__(self) -> None:
+        self.limits: list[int] = []
+
+    def limit_connections(self, limit: int) -> int:
+        self.limits.append(limit)
+        return 0
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Wait for another thread with a deadline (never a sleep to let something happen)."""
+    tick = threading.Event()
+    for _ in range(2000):
+        if condition():
+            return
+        tick.wait(0.005)
+    raise AssertionError("the condition never held within 10 s")
+
+
+def relay(outbox: MemoryOutbox, client: FakeClient, clock: FakeClock, keeper: SlotKeeper) -> Relay:
+    return Relay(outbox, client, rules=RULES, clock=clock, owner="relay", lease=300.0, slots=keeper, batch_size=10)
+
+
+def test_a_relay_sends_no_more_at_once_than_the_slots_it_holds_and_more_as_they_come_free() -> None:
+    clock = FakeClock()
+    outbox = MemoryOutbox(clock)
+    enqueue(outbox, 40)
+    slots = MemoryConnectionSlots(clock)
+    assert slots.acquire(KEY, "other", 6, 90.0) == SlotHolding(6, 1)  # another relay on the credential
+    gate = threading.Event()
+    client = FakeClient(gate)  # every send waits at the gate: sends pile up as far as the relay lets them
+    cap = FakeCap()
+    keeper = SlotKeeper(slots, KEY, cap, clock=clock, lease=90.0)
+    r = relay(outbox, client, clock, keeper)
+    runner = threading.Thread(target=r.drain)
+    runner.start()
+    for _ in range(4):
+        assert client.started.acquire(timeout=WAIT)
+    until(lambda: r.stats().sending == 10)  # all ten workers took a claim; six wait for a slot
+    assert client.in_flight == 4
+    assert cap.limits[-1] == 4
+    slots.release(KEY, "other")
+    for _ in range(2):  # short of its fair share, it asks again within a second: for five (one of two owners),
+        clock.advance(1.0)  # then, told it is alone now, for ten
+        keeper.step()
+    for _ in range(6):
+        assert client.started.acquire(timeout=WAIT)
+    assert client.in_flight == 10
+    assert cap.limits[-1] == 10
+    gate.set()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert client.most_in_flight == 10
+    assert outbox.counts()[SubmissionState.ACCEPTED] == 40
+    assert cap.limits[-1] == 0  # stopped: nothing may stay open
+    assert slots.renew(KEY, "relay", 90.0) == SlotHolding(0, 0)  # and its slots were given back
+
+
+def test_a_dead_relays_slots_come_back_when_its_lease_runs_out() -> None:
+    clock = FakeClock()
+    outbox = MemoryOutbox(clock)
+    enqueue(outbox, 20)
+    slots = MemoryConnectionSlots(clock)
+    assert slots.acquire(KEY, "killed", 10, 90.0) == SlotHolding(10, 1)  # then it was SIGKILLed
+    client = FakeClient()
+    cap = FakeCap()
+    keeper = SlotKeeper(slots, KEY, cap, clock=clock, lease=90.0)
+    r = relay(outbox, client, clock, keeper)
+    runner = threading.Thread(target=r.drain)
+    runner.start()
+    until(lambda: r.stats().sending == 10)  # all ten workers took a claim, and wait for a slot
+    assert keeper.share is not None
+    assert (keeper.share.held, keeper.share.owners) == (0, 2)
+    assert cap.limits[-1] == 0
+    assert sum(client.sends.values()) == 0
+    clock.advance(90.0)  # the killed relay's lease runs out; the survivor's next round takes its slots
+    keeper.step()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert max(cap.limits) >= 5  # five at first (one of two owners, as far as it knew), then maybe all ten
+    assert outbox.counts()[SubmissionState.ACCEPTED] == 20
