@@ -232,7 +232,8 @@ def _open_idle(transport: Urllib3Transport, server: TlsServer, n: int) -> None:
 
 def test_a_cap_lowered_at_run_time_closes_idle_connections_at_once(server: TlsServer) -> None:
     """Idle keep-alive connections count at Flowmailer: a lower cap closes them, it does not only stop new ones."""
-    with closing(Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=6)) as transport:
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=6, checkout_timeout=0.05)
+    with closing(transport):
         _open_idle(transport, server, 4)
         assert transport.stats() == PoolStats(open=4, idle=4, opened=4)
         assert transport.limit_connections(2) == 2

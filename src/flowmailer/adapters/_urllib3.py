@@ -23,7 +23,8 @@ from flowmailer.adapters._tls import (
     untrusted,
     verifying_context,
 )
-from flowmailer.core import Ambiguous, ConfigurationError, NotSent, Origin, TransportResult, WireRequest, WireResponse
+from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
+from flowmailer.core._checks import require
 from flowmailer.ports import Clock
 
 __all__ = ["MAX_CONNECTIONS", "PoolStats", "Urllib3Transport"]
@@ -112,8 +113,8 @@ class Urllib3Transport:
         """A :class:`flowmailer.ports.ConnectionCap`: at most ``limit`` connections from now on (never more than
         ``max_connections``); idle ones over it close now, since an idle keep-alive connection still counts at
         Flowmailer, and those in use close when they come back. How many are open once the idle ones closed."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ConfigurationError("limit", f"{limit!r} is not a whole number of connections", "give 0 to 10")
+        whole = type(limit) is int and limit >= 0  # an int, not a bool
+        require(whole, "limit", f"{limit!r} is not a whole number of connections", "give 0 to 10")
         with self._lock:
             self._max = min(limit, self._built_max)
             surplus: list[_Conn] = []

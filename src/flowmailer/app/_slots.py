@@ -164,11 +164,8 @@ class SlotKeeper:
             self._cond.notify_all()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             wake_at = self.step()
             with self._cond:
-                if self._stopping:
-                    return
-                self._cond.wait(max(0.0, wake_at - self._clock.monotonic()))
-                if self._stopping:
-                    return
+                if not self._stopping:
+                    self._cond.wait(max(0.0, wake_at - self._clock.monotonic()))
