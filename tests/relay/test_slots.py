@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from flowmailer.app import Relay, SlotKeeper
-from flowmailer.core import SlotHolding, SubmissionState
+from flowmailer.core import OutboxError, SlotHolding, SubmissionState
 from flowmailer.testing import FakeClock, MemoryConnectionSlots, MemoryOutbox
 from tests.relay.test_relay import RULES, WAIT, FakeClient, enqueue
 
@@ -98,3 +100,22 @@ def test_a_dead_relays_slots_come_back_when_its_lease_runs_out() -> None:
     assert not runner.is_alive()
     assert max(cap.limits) >= 5  # five at first (one of two owners, as far as it knew), then maybe all ten
     assert outbox.counts()[SubmissionState.ACCEPTED] == 20
+
+
+class BrokenSlots(MemoryConnectionSlots):
+    """A slot store whose database refuses this relay (a missing permission, say)."""
+
+    def acquire(self, key: str, owner: str, count: int, lease: float) -> SlotHolding:
+        raise OutboxError("permission denied for table flowmailer_connection_slots")
+
+
+def test_a_slot_store_that_cannot_answer_at_start_stops_the_relay_before_any_send() -> None:
+    clock = FakeClock()
+    outbox = MemoryOutbox(clock)
+    enqueue(outbox, 3)
+    client = FakeClient()
+    keeper = SlotKeeper(BrokenSlots(clock), KEY, FakeCap(), clock=clock)
+    with pytest.raises(OutboxError, match="permission denied"):
+        relay(outbox, client, clock, keeper).run()
+    assert client.credential_checks == 0
+    assert outbox.counts()[SubmissionState.QUEUED] == 3

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Iterator
 
 from flowmailer.app import _defaults
-from flowmailer.core import MAX_SLOTS, AcquireSlots, FlowmailerError, SlotShare
+from flowmailer.core import MAX_SLOTS, AcquireSlots, FlowmailerError, OutboxError, SlotShare
 from flowmailer.core._checks import check_duration
 from flowmailer.ports import Clock, ConnectionCap, ConnectionSlots
 
@@ -59,6 +60,7 @@ class SlotKeeper:
         self._active = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._failure: FlowmailerError | None = None  # the store's last refusal
 
     @property
     def share(self) -> SlotShare | None:
@@ -66,12 +68,14 @@ class SlotKeeper:
         return self._share
 
     def start(self, owner: str, want: int) -> None:
-        """Ask for a share of up to ``want`` slots once now (so the relay starts with what it can get), then keep
-        it in a thread until :meth:`stop`."""
+        """Ask for a share of up to ``want`` slots once now (so the relay starts with what it can get; the store's
+        error if it cannot answer at all, a missing permission say), then keep it in a thread until :meth:`stop`."""
         self._owner = owner
         self._share = SlotShare(want=want, lease=self._lease, margin=self._margin, limit=self._limit)
         self._stopping = False
         self.step()
+        if self._share.valid_until == -math.inf:  # the store did not answer: fail now, as a bad outbox would
+            raise self._failure or OutboxError("the connection slot store did not answer")
         self._thread = threading.Thread(target=self._run, name="flowmailer-relay-slots", daemon=True)
         self._thread.start()
 
@@ -138,6 +142,7 @@ class SlotKeeper:
                 else:
                     holding = self._slots.renew(self._key, self._owner, self._lease)
             except FlowmailerError as e:
+                self._failure = e
                 share = share.failed(self._clock.monotonic())
                 _log.warning(
                     "relay %s: could not renew its connection slots (%s); it stops using them %.0f s before they "
