@@ -36,7 +36,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
 
 
 class PostgresConnectionSlots:
-    """A :class:`flowmailer.ports.ConnectionSlots` in a PostgreSQL table (``schema.table``), created on first use.
+    """A :class:`flowmailer.ports.ConnectionSlots` in a PostgreSQL table (``schema.table``), created on first use
+    if missing (or by :meth:`create_schema`, which `flowmailer outbox init` calls).
 
     One row per (credential, owner): the slots held and the lease's end on ``clock`` (so the machines' clocks must
     agree, as for the outbox). Each call is one transaction that first takes a transaction-scoped advisory lock
@@ -82,14 +83,33 @@ class PostgresConnectionSlots:
             options=f"-c statement_timeout={round(self._statement_timeout * 1000)}",
         )
         try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._name,))
-                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
-                cur.execute(sql.SQL(_SCHEMA).format(table=self._table))
+            self._create(conn, only_if_missing=True)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _create(self, conn: psycopg.Connection[Any], *, only_if_missing: bool) -> None:
+        """The table, made if missing; a relay whose role may not create tables in the schema only looks."""
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (self._name,))
+            found = cur.fetchone()
+            if only_if_missing and found is not None and found[0] is not None:
+                return
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._name,))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
+            cur.execute(sql.SQL(_SCHEMA).format(table=self._table))
+
+    def create_schema(self) -> None:
+        """Create the table now (`flowmailer outbox init`), so that relays need no right to create tables."""
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.broken:
+                    self._conn = self._connect()
+                else:
+                    self._create(self._conn, only_if_missing=True)
+            except psycopg.Error as e:
+                raise OutboxError(f"the connection slots table {self._name} could not be created: {e}") from e
 
     @contextlib.contextmanager
     def _tx(self, what: str, key: str) -> Iterator[tuple[psycopg.Cursor[Any], float]]:

@@ -60,9 +60,9 @@ def open_outbox(config: Config, *, create: bool = False, read_only: bool = False
     return outbox
 
 
-def open_slots(config: Config) -> ConnectionSlots:
+def open_slots(config: Config, *, create: bool = False) -> ConnectionSlots:
     """The connection slots the relays on the configured outbox share: a table in its SQLite file, or one table
-    (``public.flowmailer_connection_slots``) for every outbox in its PostgreSQL database."""
+    (``public.flowmailer_connection_slots``) for every outbox in its PostgreSQL database, made now if ``create``."""
     location = config.require_outbox()
     if isinstance(location, SqliteLocation):
         from flowmailer.adapters.sqlite_connection_slots import SQLiteConnectionSlots
@@ -71,7 +71,14 @@ def open_slots(config: Config) -> ConnectionSlots:
     assert isinstance(location, PostgresLocation)
     from flowmailer.adapters.postgres_connection_slots import PostgresConnectionSlots
 
-    return PostgresConnectionSlots(location.dsn)
+    slots = PostgresConnectionSlots(location.dsn)
+    if create:
+        try:
+            slots.create_schema()
+        except BaseException:
+            slots.close()
+            raise
+    return slots
 
 
 def store_path(config: Config, given: str | None, flag: str) -> Path:
