@@ -119,3 +119,44 @@ def test_a_slot_store_that_cannot_answer_at_start_stops_the_relay_before_any_sen
         relay(outbox, client, clock, keeper).run()
     assert client.credential_checks == 0
     assert outbox.counts()[SubmissionState.QUEUED] == 3
+
+
+class FlakySlots(MemoryConnectionSlots):
+    """A slot store whose database stops answering while ``failing``."""
+
+    failing = False
+
+    def acquire(self, key: str, owner: str, count: int, lease: float) -> SlotHolding:
+        if self.failing:
+            raise OutboxError("the database does not answer")
+        return super().acquire(key, owner, count, lease)
+
+    def renew(self, key: str, owner: str, lease: float) -> SlotHolding:
+        if self.failing:
+            raise OutboxError("the database does not answer")
+        return super().renew(key, owner, lease)
+
+
+def test_a_relay_whose_slot_store_stops_answering_closes_its_connections_a_margin_before_its_lease_ends() -> None:
+    """Nobody else may take the slots before the lease ends; by then none of this relay's connections is open."""
+    clock = FakeClock()
+    slots = FlakySlots(clock)
+    cap = FakeCap()
+    keeper = SlotKeeper(slots, KEY, cap, clock=clock, lease=90.0, margin=30.0)
+    keeper.start("relay", 10)
+    try:
+        assert cap.limits[-1] == 10
+        slots.failing = True
+        clock.advance(59.0)
+        keeper.step()  # renewals fail: the slots still serve
+        assert cap.limits[-1] == 10
+        clock.advance(1.0)  # 30 s before the lease ends
+        keeper.step()
+        assert cap.limits[-1] == 0
+        slots.failing = False
+        clock.advance(1.0)
+        keeper.step()
+        assert cap.limits[-1] == 10
+    finally:
+        keeper.stop()
+    assert cap.limits[-1] == 0
