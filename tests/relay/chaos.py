@@ -47,6 +47,7 @@ def start_relay(
     forever: bool = False,
     refresh_ahead: float | None = None,
     log_records: Path | None = None,
+    slots: str | None = None,
 ) -> subprocess.Popen[bytes]:
     credential = fake.credential("ADMIN")
     command = [
@@ -66,6 +67,7 @@ def start_relay(
         *(["--forever"] if forever else []),
         *([f"--refresh-ahead={refresh_ahead}"] if refresh_ahead is not None else []),
         *([f"--log-file={log_records}"] if log_records is not None else []),
+        *([f"--slots={slots}"] if slots is not None else []),
     ]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
     with log.open("ab") as out, log.with_suffix(".err").open("ab") as err:

@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
-from flowmailer.app import Client, Relay
+from flowmailer.app import Client, Relay, SlotKeeper
 from flowmailer.cli._logs import JsonFormatter
 from flowmailer.core import (
     Credentials,
@@ -36,7 +36,7 @@ from flowmailer.core import (
 from flowmailer.testing import StaticResolver
 
 if TYPE_CHECKING:
-    from flowmailer.ports import Outbox
+    from flowmailer.ports import ConnectionSlots, Outbox
 
 API_HOST, LOGIN_HOST = "api.flowmailer.test", "login.flowmailer.test"
 
@@ -79,6 +79,17 @@ def open_outbox(url: str, table: str, clock: SystemClock) -> Outbox:
     return PostgresOutbox(url.removeprefix("postgres:"), table=table, clock=clock, poll_interval=0.2)
 
 
+def open_slots(url: str, table: str, clock: SystemClock) -> ConnectionSlots:
+    """The connection slots beside the outbox: in its SQLite file, or in ``table`` of its PostgreSQL database."""
+    if url.startswith("sqlite:"):
+        from flowmailer.adapters.sqlite_connection_slots import SQLiteConnectionSlots
+
+        return SQLiteConnectionSlots(url.removeprefix("sqlite:"), clock=clock)
+    from flowmailer.adapters.postgres_connection_slots import PostgresConnectionSlots
+
+    return PostgresConnectionSlots(url.removeprefix("postgres:"), table=table, clock=clock)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--outbox", required=True, help="sqlite:PATH or postgres:CONNINFO")
@@ -101,6 +112,12 @@ def main() -> int:
         help="seconds before expiry to refresh a token (for short-lived ones)",
     )
     parser.add_argument("--log-file", default=None, help="every flowmailer log record here, one JSON line each")
+    parser.add_argument(
+        "--slots",
+        default=None,
+        help="share the credential's 10 connections with the relays on this outbox, in this slot table (PostgreSQL)",
+    )
+    parser.add_argument("--slot-lease", type=float, default=9.0)
     args = parser.parse_args()
     if args.log_file is not None:
         handler = logging.FileHandler(args.log_file)
@@ -110,13 +127,14 @@ def main() -> int:
 
     clock = SystemClock()
     addresses = args.addresses.split(",")
+    transport = Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock)
     client = Client(
         Credentials(args.account_id, args.client_id, os.environ["FLOWMAILER_CLIENT_SECRET"]),
         api_url=args.api_url,
         login_url=args.login_url,
         # A couple of quick attempts on other addresses; the outbox holds the longer waits.
         policy=RetryPolicy(max_attempts=3, deadline=10.0, base_delay=0.02, cap=0.2, max_retry_after=1.0),
-        transport=Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock),
+        transport=transport,
         resolver=StaticResolver({API_HOST: addresses, LOGIN_HOST: addresses}),
         clock=clock,
         token_store=None
@@ -126,6 +144,9 @@ def main() -> int:
         ),
     )
     outbox = open_outbox(args.outbox, args.table, clock)
+    slots = None if args.slots is None else open_slots(args.outbox, args.slots, clock)
+    # The margin covers one request: the transport's connect and read timeouts (0.5 s and 5 s).
+    keeper = None if slots is None else SlotKeeper(slots, args.client_id, transport, lease=args.slot_lease, margin=6.0)
     printer = JsonLines()
     relay = Relay(
         outbox,
@@ -141,6 +162,7 @@ def main() -> int:
         owner=args.owner,
         idle_wait=0.1,
         stop_timeout=10.0,
+        slots=keeper,
     )
     relay.install_signal_handlers()
     try:
@@ -148,6 +170,8 @@ def main() -> int:
     finally:
         client.close()
         outbox.close()
+        if slots is not None:
+            slots.close()
     printer.write(
         stats={
             "claimed": stats.claimed,

@@ -25,6 +25,7 @@ from typing import TypeVar
 import attrs
 
 from flowmailer.app import _defaults, _logs
+from flowmailer.app._slots import SlotKeeper
 from flowmailer.core import (
     AuthenticationError,
     Cause,
@@ -140,6 +141,10 @@ class Relay:
     load stays at one probe per cool-down however large the backlog. A send that fails while it is open goes back
     to the queue, due at once, its attempt not counted: when a probe succeeds the whole backlog is due, and drains
     at full speed.
+
+    ``slots`` (a ``SlotKeeper``) shares the credential's 10 connections with every relay on the same slot store
+    (the outbox's database): the relay handles at most as many claims at once as the slots it holds, and its
+    transport keeps no more connections open, so its concurrency follows its share while it runs.
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class Relay:
         idle_wait: float = 1.0,
         stop_timeout: float = 30.0,
         breaker: CircuitBreaker | None = None,
+        slots: SlotKeeper | None = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigurationError(
@@ -184,6 +190,7 @@ class Relay:
         self._stop_timeout = check_duration(stop_timeout, "stop_timeout", allow_zero=True)
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._probe: OutboxId | None = None  # the half-open breaker's one claim out
+        self._slots = slots
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
@@ -257,10 +264,14 @@ class Relay:
                 raise ConfigurationError("Relay.run", "is already running", "start one Relay per loop")
             self._running, self._stopping = True, False
         try:
+            if self._slots is not None:  # before the first request: the credential's connections are shared
+                self._slots.start(self._owner, self._concurrency)
             self._check_credentials()
         except BaseException:
             with self._cond:
                 self._running = False
+            if self._slots is not None:
+                self._slots.stop()
             raise
         targets = {f"flowmailer-relay-{i}": self._work for i in range(self._concurrency)}
         targets["flowmailer-relay-recorder"] = self._record_outcomes
@@ -275,6 +286,8 @@ class Relay:
         finally:
             self._turned = None
             self._shutdown(workers)
+            if self._slots is not None:
+                self._slots.stop()
         if self._crashed is not None:
             raise self._crashed
         if self._halted is not None:
@@ -330,6 +343,8 @@ class Relay:
             if self._clock.monotonic() >= renew_at:
                 self._renew()
                 renew_at = self._clock.monotonic() + self._renew_every
+            if self._slots is not None:
+                self._slots.poll()
             try:
                 if self._step(until_empty, renew_at):
                     return
@@ -468,7 +483,10 @@ class Relay:
                 if self._stopping or self._stop_requested:
                     return  # what is still queued is released by the shutdown
                 claim = self._queue.popleft()
-            with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+            with (
+                _logs.about(**_logs.about_claim(claim)),  # the client's records of this send carry it too
+                self._slots.turn() if self._slots is not None else contextlib.nullcontext(),  # one slot each
+            ):
                 self._emit(
                     RelayHandling(
                         self._owner, claim.id, claim.client_reference, claim.attempts, claim.must_reconcile,

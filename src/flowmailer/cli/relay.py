@@ -10,13 +10,18 @@ from flowmailer.cli._args import host_port, number
 from flowmailer.cli._config import add_config_arguments, config_from_args
 from flowmailer.cli._progress import Rows, Tally, plain_line, run_relay
 from flowmailer.cli._service import Health, Observers, serving, watchdog
-from flowmailer.cli._wiring import build_clients, build_transport, open_outbox
+from flowmailer.cli._wiring import build_clients, build_transport, open_outbox, open_slots
 from flowmailer.core import ConfigurationError, SubmissionState
 
 if TYPE_CHECKING:
     from flowmailer.adapters.prometheus_observer import PrometheusObserver
-    from flowmailer.app import Relay
+    from flowmailer.app import Relay, SlotKeeper
     from flowmailer.ports import Observer, Outbox
+
+
+#: The longest one request may hold a connection: the transport's connect (5 s) and read (30 s) timeouts. A relay
+#: stops using its connection slots this long before their lease could run out.
+_REQUEST_TIME = 35.0
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -24,10 +29,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "relay",
         help="submit the outbox's messages until SIGTERM or SIGINT",
         description="Submit what the outbox holds to Flowmailer, with at most 10 requests at once, until SIGTERM or "
-        "SIGINT (which finish what is in flight). Both credentials are checked first: a refused one stops the relay "
-        "at once. Every ambiguous submission is looked up by its client-reference tag before any resend; what "
-        "Flowmailer refuses becomes a dead letter (`flowmailer dead list`). With --once, it exits when nothing is "
-        "left to send.",
+        "SIGINT (which finish what is in flight). Relays on one outbox (one SQLite file, or one PostgreSQL database) "
+        "that share a client id share its 10 connections, through leased slots in that database. Both credentials "
+        "are checked first: a refused one stops the relay at once. Every ambiguous submission is looked up by its "
+        "client-reference tag before any resend; what Flowmailer refuses becomes a dead letter (`flowmailer dead "
+        "list`). With --once, it exits when nothing is left to send.",
         allow_abbrev=False,
     )
     parser.add_argument(
@@ -51,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=10.0,
         help="seconds between plain progress lines off a terminal (default 10)",
     )
+    parser.add_argument(
+        "--slot-lease",
+        type=number(float, low=_REQUEST_TIME * 2, example=120.0),
+        default=120.0,
+        help="seconds the relay's share of the credential's 10 connections is leased for, in the outbox's "
+        "database; a killed relay's share is free again within this (default 120)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     parser.add_argument(
         "--metrics-addr",
@@ -64,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def relay(args: argparse.Namespace) -> int:
     from flowmailer.adapters import SystemClock
-    from flowmailer.app import Relay
+    from flowmailer.app import Relay, SlotKeeper
 
     config = config_from_args(args)
     reconcile = config.reconcile_credentials()
@@ -75,7 +88,12 @@ def relay(args: argparse.Namespace) -> int:
     exporter = _prometheus() if args.metrics_addr is not None else None  # a missing extra: before any work
     transport = build_transport(config, connections)
     outbox = open_outbox(config)
+    slots = None
     try:
+        slots = open_slots(config)
+        keeper = SlotKeeper(
+            slots, config.require_credentials().client_id, transport, lease=args.slot_lease, margin=_REQUEST_TIME
+        )
         prometheus = None
         observer: Observer = tally
         if exporter is not None:
@@ -84,12 +102,19 @@ def relay(args: argparse.Namespace) -> int:
         client, reconciler = build_clients(config, observer=observer, max_connections=connections, transport=transport)
         try:
             runner = Relay(
-                outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer
+                outbox,
+                client,
+                reconciler=reconciler,
+                concurrency=args.concurrency,
+                clock=clock,
+                observer=observer,
+                slots=keeper,
             )
             searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
             print(
                 f"relay {runner.owner}: submitting from {config.require_outbox().describe()}, reconciling with "
-                f"{searcher}; stop with Ctrl-C or SIGTERM",
+                f"{searcher}; sharing the 10 connections of client id {config.client_id} with the relays on this "
+                "outbox; stop with Ctrl-C or SIGTERM",
                 flush=True,
             )
             health = Health(runner, outbox, client, clock)
@@ -101,19 +126,21 @@ def relay(args: argparse.Namespace) -> int:
                 stack.enter_context(watchdog(health))
                 run_relay(
                     runner,
-                    lambda: relay_rows(outbox, tally, runner),
+                    lambda: relay_rows(outbox, tally, runner, keeper),
                     until_empty=args.once,
                     title="flowmailer relay",
                     live=False if args.no_progress else None,
                     interval=args.interval,
                 )
-            print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
+            print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner, keeper))}")
             return 0
         finally:
             client.close()
             if reconciler is not None:
                 reconciler.close()
     finally:
+        if slots is not None:
+            slots.close()
         outbox.close()
 
 
@@ -127,8 +154,12 @@ def _prometheus() -> type[PrometheusObserver]:
     return PrometheusObserver
 
 
-def relay_rows(outbox: Outbox, tally: Tally, runner: Relay) -> Rows:
+def relay_rows(outbox: Outbox, tally: Tally, runner: Relay, keeper: SlotKeeper | None = None) -> Rows:
     """The outbox's rows by state (all relays', all time) apart from what this relay did since it started."""
+    share = None if keeper is None else keeper.share
+    slots: Rows = (
+        [] if share is None else [("connection slots", f"{share.held} of 10, shared by {share.owners} relays")]
+    )
     counts = outbox.counts()
     seen = tally.snapshot()
     mine = runner.stats()
@@ -150,6 +181,7 @@ def relay_rows(outbox: Outbox, tally: Tally, runner: Relay) -> Rows:
         ("retries", retries),
         ("traffic", seen.traffic()),
         ("tokens fetched", str(seen.answered.get("token", 0))),
+        *slots,
         (
             "outbox failures",
             f"{seen.outbox_failures} (last: {seen.last_outbox_failure})" if seen.outbox_failures else "0",

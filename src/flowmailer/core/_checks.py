@@ -23,6 +23,7 @@ __all__ = [
     "check_lookup",
     "check_messages",
     "check_owner",
+    "check_slot_request",
     "check_time",
     "require",
     "require_number",
@@ -100,6 +101,15 @@ def check_owner(owner: object) -> str:
     if not isinstance(owner, str) or not owner:
         raise ConfigurationError("owner", f"{owner!r} is not a non-empty string", "name the relay, e.g. 'host-1:pid'")
     return owner
+
+
+def check_slot_request(key: object, owner: object, count: object = 0, limit: int = 10) -> tuple[str, str, int]:
+    """A connection slot store's arguments: the credential's client id, the relay, and a count within the limit."""
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError("key", f"{key!r} is not a non-empty string", "key the slots by the client id")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= limit:
+        raise ConfigurationError("count", f"{count!r} is not a whole number from 0 to {limit}", f"ask for 0 to {limit}")
+    return key, check_owner(owner), count
 
 
 def check_limit(limit: object) -> int:
