@@ -54,8 +54,18 @@ docs: venv
     {{bin}}/python docs/gen_lifecycle.py
     NO_MKDOCS_2_WARNING=1 {{bin}}/mkdocs build --strict --site-dir .site
 
-# Benchmarks: each prints ratios measured side by side in one run.
+# Benchmarks: each prints ratios measured side by side in one run. `just bench latency --quick`: a smoke test.
+# bench_latency's aiohttp peer runs in its own venv (aiohttp is no dependency of flowmailer), made here once.
 bench *args: venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case " {{args}} " in
+        "  " | *" latency "*)
+            if [ ! -x bench/.venv-aiohttp/bin/python ]; then
+                {{python}} -m venv bench/.venv-aiohttp
+                bench/.venv-aiohttp/bin/python -m pip install -q --disable-pip-version-check 'aiohttp>=3.9'
+            fi;;
+    esac
     {{bin}}/python bench/run.py {{args}}
 
 # The demo: a few thousand messages through a faulty fake Flowmailer, nothing lost or duplicated.

@@ -84,9 +84,10 @@ def cpu() -> float:
 
 
 def run_async(
-    target: Target, addresses: tuple[str, ...], depth: int, messages: int, backend: str
+    target: Target, addresses: tuple[str, ...], depth: int, messages: int, backend: str, tasks: int = TASKS
 ) -> tuple[float, float]:
-    """Seconds and this process's CPU seconds for ``messages`` submits from TASKS tasks over one AsyncClient."""
+    """Seconds and this process's CPU seconds for ``messages`` submits from ``tasks`` tasks over one AsyncClient
+    (10 connections at depth d need 10 x d tasks to be full)."""
     credentials = Credentials(target.account_id, target.client_id, target.client_secret)
     bodies = [message(i) for i in range(messages)]
 
@@ -108,9 +109,9 @@ def run_async(
                     await client.submit(body)
 
             started, cpu0 = time.perf_counter(), cpu()
-            async with anyio.create_task_group() as tasks:
-                for _ in range(TASKS):
-                    tasks.start_soon(worker)
+            async with anyio.create_task_group() as group:
+                for _ in range(tasks):
+                    group.start_soon(worker)
             return time.perf_counter() - started, cpu() - cpu0
 
     return anyio.run(main, backend=backend)

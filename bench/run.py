@@ -1,4 +1,6 @@
-"""Run every benchmark in bench/ (or the ones named), each in a fresh process: `just bench [name ...]`."""
+"""Run every benchmark in bench/ (or the ones named), each in a fresh process: `just bench [name ...] [--option]`.
+
+Options (``--quick``) are passed to every benchmark run; a benchmark ignores those it does not know."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def main(names: list[str]) -> int:
+def main(args: list[str]) -> int:
+    names = [a for a in args if not a.startswith("--")]
+    options = [a for a in args if a.startswith("--")]
     scripts = sorted(HERE.glob("bench_*.py"))
     known = {p.stem.removeprefix("bench_") for p in scripts}
     unknown = sorted(set(names) - known)
@@ -21,7 +25,7 @@ def main(names: list[str]) -> int:
         if names and script.stem.removeprefix("bench_") not in names:
             continue
         print(f"\n== {script.stem} ==", flush=True)
-        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+        if subprocess.run([sys.executable, str(script), *options], check=False).returncode != 0:
             failed.append(script.stem)
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, encoding_refused, render_request
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, _header_line, encoding_refused, render_request
 from flowmailer.core import ConfigurationError, Host, Origin, WireRequest
 
 _TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -100,6 +100,24 @@ def test_anything_that_could_split_or_change_the_head_is_refused(request_: WireR
     with pytest.raises(ConfigurationError) as e:
         render_request(request_, Origin("api.example.test"), "ua")
     assert e.value.field == field
+
+
+def test_a_refused_header_is_refused_again_the_checks_cache_only_what_passed() -> None:
+    request = WireRequest("GET", Host.API, "/a", headers=(("X", "a\r\nEvil: 1"),))
+    for _ in range(2):
+        with pytest.raises(ConfigurationError):
+            render_request(request, Origin("api.example.test"), "ua")
+
+
+def test_no_token_is_kept_in_the_cache_of_checked_header_lines() -> None:
+    """The cache spares the regexes for headers every request repeats; a token's line is checked every time, so
+    no token outlives its use in it."""
+    origin = Origin("api.example.test")
+    render_request(WireRequest("GET", Host.API, "/a", headers=(("Authorization", "Bearer one"),)), origin, "ua")
+    before = _header_line.cache_info()
+    render_request(WireRequest("GET", Host.API, "/a", headers=(("Authorization", "Bearer two"),)), origin, "ua")
+    after = _header_line.cache_info()
+    assert (after.currsize, after.misses) == (before.currsize, before.misses)
 
 
 def test_a_user_agent_with_a_line_break_is_refused() -> None:

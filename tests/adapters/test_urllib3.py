@@ -219,6 +219,52 @@ def test_a_slot_is_freed_only_after_its_socket_is_closed(server: TlsServer, monk
         assert transport.stats() == PoolStats(open=0, idle=0, opened=1)
 
 
+def _open_idle(transport: Urllib3Transport, server: TlsServer, n: int) -> None:
+    """``n`` connected keep-alive connections to the first address, all idle."""
+    held = [transport._checkout(_key(server, server.addresses[0])) for _ in range(n)]
+    for got in held:
+        assert not isinstance(got, NotSent)
+        assert transport._connect(got[0], server.origin, server.addresses[0], 5.0) is None
+    for got in held:
+        assert not isinstance(got, NotSent)
+        transport._checkin(got[0], reusable=True)
+
+
+def test_a_cap_lowered_at_run_time_closes_idle_connections_at_once(server: TlsServer) -> None:
+    """Idle keep-alive connections count at Flowmailer: a lower cap closes them, it does not only stop new ones."""
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=6, checkout_timeout=0.05)
+    with closing(transport):
+        _open_idle(transport, server, 4)
+        assert transport.stats() == PoolStats(open=4, idle=4, opened=4)
+        assert transport.limit_connections(2) == 2
+        assert transport.stats() == PoolStats(open=2, idle=2, opened=4)
+        _until(lambda: server.open_connections() == 2)
+        assert transport.limit_connections(10) == 2  # raised back, but never past the 6 it was built with
+        _open_idle(transport, server, 6)
+        assert transport.stats().open == 6
+        assert transport.limit_connections(0) == 0
+        result = transport.send(_get(), server.origin, server.addresses[0])
+        assert isinstance(result, NotSent)
+        assert result.local
+        assert "no connection" in result.reason
+        _until(lambda: server.open_connections() == 0)
+        with pytest.raises(ConfigurationError, match="limit"):
+            transport.limit_connections(-1)
+
+
+def test_connections_in_use_over_a_lowered_cap_close_when_they_come_back(server: TlsServer) -> None:
+    with closing(Urllib3Transport(ca_bundle=server.ca_bundle, checkout_timeout=0.05)) as transport:
+        key = _key(server, server.addresses[0])
+        held = [transport._checkout(key) for _ in range(3)]
+        assert transport.limit_connections(1) == 3  # none idle: all three are in use
+        assert isinstance(transport.send(_get(), server.origin, server.addresses[1]), NotSent)  # at the cap
+        for n, got in enumerate(held):
+            assert not isinstance(got, NotSent)
+            transport._checkin(got[0], reusable=True)
+            assert transport.stats().open == max(1, 2 - n)
+        assert transport.stats() == PoolStats(open=1, idle=1, opened=3)
+
+
 # --- the exchange: one write, every answer framing http.client reads -----------------------------------------
 
 

@@ -31,7 +31,7 @@ def fake() -> Iterator[FakeFlowmailer]:
 
 
 def lines(out: str) -> dict[str, str]:
-    """Check name -> 'ok' or 'FAIL'."""
+    """Check name -> 'ok', 'warn' or 'FAIL'."""
     return {line[6:].split(":")[0]: line[:4].strip() for line in out.splitlines()}
 
 
@@ -46,11 +46,27 @@ def test_doctor_passes_a_complete_configuration_without_printing_the_secret(
     monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
     assert main(["doctor", *local_flags()]) == 0
     out = capsys.readouterr().out
-    assert set(lines(out).values()) == {"ok"}
+    assert {k: v for k, v in lines(out).items() if v != "ok"} == {"shared limit": "warn"}  # a warning passes
     assert "client_secret: set (from environment FLOWMAILER_CLIENT_SECRET)" in out
     assert "resolves to" in out
     assert "the default, does not exist yet; `flowmailer outbox init` creates it" in out
     assert SECRET not in out
+
+
+def test_doctor_warns_that_relays_on_another_outbox_cannot_share_the_ten_connections(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWMAILER_CLIENT_SECRET", SECRET)
+    assert main(["doctor", *local_flags()]) == 0
+    out = capsys.readouterr().out
+    assert "warn  shared limit: only relays on this machine that use SQLite " in out
+    assert "share the 10 connections of client id 'c'; a relay of this client id on another machine" in out
+    monkeypatch.setenv("FLOWMAILER_OUTBOX", "postgresql://relay@db.internal/mail")
+    main(["doctor", *local_flags()])
+    out = capsys.readouterr().out
+    assert lines(out)["shared limit"] == "ok"
+    assert "every relay on this PostgreSQL database shares the 10 connections of client id 'c'" in out
+    assert "on another database or a SQLite outbox cannot see them" in out
 
 
 def test_doctor_fails_on_a_missing_secret_and_says_how_to_set_it(capsys: Capsys) -> None:
@@ -125,7 +141,7 @@ def test_doctor_online_passes_a_submit_only_credential_with_a_second_one_that_ma
     flags = [*online_flags(fake, submitter.client_id), "--reconcile-client-id", reader.client_id]
     assert main(["doctor", "--online", *flags]) == 0
     out = capsys.readouterr().out
-    assert set(lines(out).values()) == {"ok"}
+    assert {k: v for k, v in lines(out).items() if v != "ok"} == {"shared limit": "warn"}  # a SQLite outbox
     assert f"reconciliation: possible: client id {reader.client_id!r} may search" in out
     assert "reconcile_client_secret: set (from environment FLOWMAILER_RECONCILE_CLIENT_SECRET)" in out
     assert reader.client_secret not in out

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import trustme
 
+from flowmailer.adapters.sqlite_connection_slots import SQLiteConnectionSlots
 from flowmailer.adapters.sqlite_outbox import SQLiteOutbox
 from flowmailer.app import Client
 from flowmailer.cli._config import load_config
 from flowmailer.cli._wiring import build_clients
-from flowmailer.core import SubmissionState, SubmitMessage
+from flowmailer.core import SlotHolding, SubmissionState, SubmitMessage
 from flowmailer.testing import API_HOST, SUBMIT_ROLE, FakeFlowmailer, Fault
 from flowmailer.testing._fake import Credential
 
@@ -245,3 +246,34 @@ def test_relay_once_drains_the_outbox_and_exits_0_by_itself(
     assert relay.returncode == 0, err
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 25
     assert "relay stopped" in out
+
+
+def test_relay_shares_the_credentials_ten_connections_with_the_relays_on_its_outbox(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    """Another relay on the file holds 7 of the credential's slots: this one opens at most the other 3."""
+    fill_outbox(tmp_path / "outbox.db", 60)
+    client_id = fake.credential("ADMIN").client_id
+    rival = SQLiteConnectionSlots(tmp_path / "outbox.db")
+    try:
+        assert rival.acquire(client_id, "another-relay", 7, 3600.0).held == 7
+        relay = start_relay(fake, tmp_path, extra=("--once",))
+        out, err = relay.communicate(timeout=60)
+        assert relay.returncode == 0, err
+        assert 1 <= fake.records().max_open_connections <= 3
+        assert "sharing the 10 connections of client id" in out
+        assert "connection slots 0 of 10" in out.splitlines()[-1]  # stopped: given back
+        assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 60
+        assert rival.renew(client_id, "another-relay", 3600.0) == SlotHolding(7, 1)  # the relay gave its 3 back
+    finally:
+        rival.close()
+
+
+def test_a_slot_lease_too_short_to_cover_a_request_is_refused_naming_the_flag(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    relay = start_relay(fake, tmp_path, extra=("--slot-lease", "30"))
+    _, err = relay.communicate(timeout=60)
+    assert relay.returncode == 2
+    assert "--slot-lease" in err
+    assert fake.records().requests == 0

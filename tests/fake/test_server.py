@@ -154,7 +154,7 @@ def test_mode_set_before_start_applies_when_it_starts() -> None:
         socket.create_connection(("127.0.0.2", fake.port), timeout=5).close()
 
 
-def test_records_the_most_connections_open_at_once(fake: FakeFlowmailer) -> None:
+def test_records_the_most_connections_open_at_once_and_when_each_opened_and_closed(fake: FakeFlowmailer) -> None:
     clients = [RawClient(fake, fake.addresses[i % 3]) for i in range(4)]
     for c in clients:
         c.close()
@@ -164,6 +164,11 @@ def test_records_the_most_connections_open_at_once(fake: FakeFlowmailer) -> None
     records = fake.records()
     assert records.max_open_connections == 4
     assert len(records.connections) == 5
+    counts = [n for _, n in records.open_timeline]
+    assert counts[:9] == [1, 2, 3, 4, 3, 2, 1, 0, 1]  # a timeline of every opening and closing, in order
+    assert max(counts) == records.max_open_connections
+    times = [t for t, _ in records.open_timeline]
+    assert times == sorted(times)
 
 
 def test_records_requests_per_status(fake: FakeFlowmailer) -> None:

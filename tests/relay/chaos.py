@@ -49,6 +49,7 @@ def start_relay(
     log_records: Path | None = None,
     relay: str = "threaded",
     pipeline_depth: int = 1,
+    slots: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """One relay child (``relay``: "threaded", or the async relay on "asyncio" or "trio", pipelining
     ``pipeline_depth``) draining ``outbox_url``."""
@@ -72,6 +73,7 @@ def start_relay(
         *(["--forever"] if forever else []),
         *([f"--refresh-ahead={refresh_ahead}"] if refresh_ahead is not None else []),
         *([f"--log-file={log_records}"] if log_records is not None else []),
+        *([f"--slots={slots}"] if slots is not None else []),
     ]
     env = {**os.environ, "FLOWMAILER_CLIENT_SECRET": credential.client_secret}
     with log.open("ab") as out, log.with_suffix(".err").open("ab") as err:

@@ -26,7 +26,7 @@ import anyio
 from flowmailer.adapters import MemoryTokenStore, SystemClock, Urllib3Transport
 from flowmailer.adapters.anyio_token_store import AnyioTokenStore
 from flowmailer.adapters.anyio_transport import AnyioTransport
-from flowmailer.app import Client, Relay, RelayStats
+from flowmailer.app import Client, Relay, RelayStats, SlotKeeper
 from flowmailer.app.async_client import AsyncClient
 from flowmailer.app.async_relay import AsyncRelay
 from flowmailer.cli._logs import JsonFormatter
@@ -46,7 +46,7 @@ from flowmailer.core import (
 from flowmailer.testing import StaticResolver
 
 if TYPE_CHECKING:
-    from flowmailer.ports import Outbox
+    from flowmailer.ports import ConnectionSlots, Outbox
 
 API_HOST, LOGIN_HOST = "api.flowmailer.test", "login.flowmailer.test"
 
@@ -110,6 +110,17 @@ async def run_async(
         return await relay.run(until_empty=not args.forever)
 
 
+def open_slots(url: str, table: str, clock: SystemClock) -> ConnectionSlots:
+    """The connection slots beside the outbox: in its SQLite file, or in ``table`` of its PostgreSQL database."""
+    if url.startswith("sqlite:"):
+        from flowmailer.adapters.sqlite_connection_slots import SQLiteConnectionSlots
+
+        return SQLiteConnectionSlots(url.removeprefix("sqlite:"), clock=clock)
+    from flowmailer.adapters.postgres_connection_slots import PostgresConnectionSlots
+
+    return PostgresConnectionSlots(url.removeprefix("postgres:"), table=table, clock=clock)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--outbox", required=True, help="sqlite:PATH or postgres:CONNINFO")
@@ -134,6 +145,12 @@ def main() -> int:
     parser.add_argument("--log-file", default=None, help="every flowmailer log record here, one JSON line each")
     parser.add_argument("--relay", choices=("threaded", "asyncio", "trio"), default="threaded")
     parser.add_argument("--pipeline-depth", type=int, default=1, help="the async relay's and its transport's")
+    parser.add_argument(
+        "--slots",
+        default=None,
+        help="share the credential's 10 connections with the relays on this outbox, in this slot table (PostgreSQL)",
+    )
+    parser.add_argument("--slot-lease", type=float, default=9.0)
     args = parser.parse_args()
     if args.log_file is not None:
         handler = logging.FileHandler(args.log_file)
@@ -152,7 +169,10 @@ def main() -> int:
         "clock": clock,
     }
     tokens = None if args.refresh_ahead is None else TokenPolicy(args.refresh_ahead, args.refresh_ahead / 2)
+    if args.slots is not None and args.relay != "threaded":
+        parser.error("--slots: only the threaded relay shares connection slots")
     outbox = open_outbox(args.outbox, args.table, clock)
+    slots = None if args.slots is None else open_slots(args.outbox, args.slots, clock)
     printer = JsonLines()
     settings = {
         "rules": RelayRules(
@@ -169,21 +189,28 @@ def main() -> int:
     }
     try:
         if args.relay == "threaded":
+            transport = Urllib3Transport(ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock)
+            # The margin covers one request: the transport's connect and read timeouts (0.5 s and 5 s).
+            keeper = (
+                None
+                if slots is None
+                else SlotKeeper(slots, args.client_id, transport, lease=args.slot_lease, margin=6.0)
+            )
             with Client(
                 credentials,
-                transport=Urllib3Transport(
-                    ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, clock=clock
-                ),
+                transport=transport,
                 token_store=None if tokens is None else MemoryTokenStore(clock, tokens),
                 **options,
             ) as client:
-                relay = Relay(outbox, client, **settings)
+                relay = Relay(outbox, client, slots=keeper, **settings)
                 relay.install_signal_handlers()
                 stats = relay.run(until_empty=not args.forever)
         else:
             stats = anyio.run(run_async, credentials, options, tokens, outbox, settings, args, backend=args.relay)
     finally:
         outbox.close()
+        if slots is not None:
+            slots.close()
     printer.write(
         stats={
             "claimed": stats.claimed,

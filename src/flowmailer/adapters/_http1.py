@@ -6,6 +6,7 @@ release of the GIL, which under load is most of what a request costs (see docs/b
 
 from __future__ import annotations
 
+import functools
 import re
 
 from flowmailer.core import ConfigurationError, Origin, WireRequest
@@ -53,9 +54,7 @@ def render_request(request: WireRequest, origin: Origin, user_agent: str) -> tup
     anything else the server could read differently; nothing is sent then.
     """
     host = origin.host if origin.port == 443 else f"{origin.host}:{origin.port}"
-    _check(_TOKEN, request.method, "request.method", "use an HTTP method such as GET or POST")
-    target = request.target
-    _check(_TARGET, target, "request.target", "percent-encode spaces and non-ASCII characters in the path")
+    lines = [_request_line(request.method, request.target)]
     for name, _ in request.headers:
         if name.lower() in _FRAMING:
             raise ConfigurationError(
@@ -64,11 +63,9 @@ def render_request(request: WireRequest, origin: Origin, user_agent: str) -> tup
     headers = [("Host", host), ("User-Agent", user_agent), ("Accept-Encoding", "identity"), *request.headers]
     if request.body or request.method not in _BODILESS:
         headers.append(("Content-Length", str(len(request.body))))
-    lines = [f"{request.method} {target} HTTP/1.1"]
     for name, value in headers:
-        _check(_TOKEN, name, "request.headers", f"header name {name!r} may hold only letters, digits and -")
-        _check(_VALUE, value, "request.headers", f"remove control characters and outer spaces from {name}'s value")
-        lines.append(f"{name}: {value}")
+        # The token's header is checked every time: a cache would keep tokens long after they were replaced.
+        lines.append(_header_line(name, value) if name != "Authorization" else _checked_header(name, value))
     lines.append("\r\n")
     head = "\r\n".join(lines).encode("latin-1")  # every part was checked to be Latin-1
     if len(request.body) > ONE_WRITE_LIMIT:
@@ -93,6 +90,25 @@ def too_long(limit: int) -> str:
 def limit_text(seconds: float) -> str:
     """The reason an exchange ran out of time."""
     return f"timed out after {seconds:g} s (the read timeout, or what the retry deadline left)"
+
+
+@functools.lru_cache(maxsize=64)
+def _request_line(method: str, target: str) -> str:
+    """The request line, its method and target checked (once for each: most requests repeat a few)."""
+    _check(_TOKEN, method, "request.method", "use an HTTP method such as GET or POST")
+    _check(_TARGET, target, "request.target", "percent-encode spaces and non-ASCII characters in the path")
+    return f"{method} {target} HTTP/1.1"
+
+
+def _checked_header(name: str, value: str) -> str:
+    """A header line, its name and value checked."""
+    _check(_TOKEN, name, "request.headers", f"header name {name!r} may hold only letters, digits and -")
+    _check(_VALUE, value, "request.headers", f"remove control characters and outer spaces from {name}'s value")
+    return f"{name}: {value}"
+
+
+#: Checked once for each: every request repeats most of its headers. A check that fails raises: nothing is cached.
+_header_line = functools.lru_cache(maxsize=256)(_checked_header)
 
 
 def _check(pattern: re.Pattern[str], text: str, field: str, fix: str) -> None:

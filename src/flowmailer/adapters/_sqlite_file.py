@@ -17,7 +17,7 @@ from flowmailer.core import ConfigurationError
 __all__ = ["PROJECT_TABLES", "open_sqlite"]
 
 #: Every table this project keeps in a SQLite file; a file holding tables but none of these is another program's.
-PROJECT_TABLES = frozenset({"outbox", "event_cursors", "report_stretches", "report_samples"})
+PROJECT_TABLES = frozenset({"outbox", "event_cursors", "report_stretches", "report_samples", "connection_slots"})
 #: Tables SQLite keeps for itself (AUTOINCREMENT, ANALYZE).
 _INTERNAL = frozenset({"sqlite_sequence", "sqlite_stat1", "sqlite_stat4"})
 

@@ -24,6 +24,7 @@ from flowmailer.adapters._tls import (
     verifying_context,
 )
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
+from flowmailer.core._checks import require
 from flowmailer.ports import Clock
 
 __all__ = ["MAX_CONNECTIONS", "PoolStats", "Urllib3Transport"]
@@ -87,7 +88,8 @@ class Urllib3Transport:
         self._ssl_context = verifying_context(ca_bundle, ssl_context)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._max = max_connections
+        self._max = max_connections  # lowered (and raised back, never past the built one) by limit_connections
+        self._built_max = max_connections
         self._checkout_timeout = checkout_timeout
         self._max_age = max_connection_age
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -106,6 +108,22 @@ class Urllib3Transport:
     def stats(self) -> PoolStats:
         with self._lock:
             return PoolStats(self._open, sum(len(q) for q in self._idle.values()), self._opened, self._waiting)
+
+    def limit_connections(self, limit: int) -> int:
+        """A :class:`flowmailer.ports.ConnectionCap`: at most ``limit`` connections from now on (never more than
+        ``max_connections``); idle ones over it close now, since an idle keep-alive connection still counts at
+        Flowmailer, and those in use close when they come back. How many are open once the idle ones closed."""
+        whole = type(limit) is int and limit >= 0  # an int, not a bool
+        require(whole, "limit", f"{limit!r} is not a whole number of connections", "give 0 to 10")
+        with self._lock:
+            self._max = min(limit, self._built_max)
+            surplus: list[_Conn] = []
+            while self._open - len(surplus) > self._max and (victim := self._oldest_idle()) is not None:
+                surplus.append(victim)
+            self._wake()  # a raised cap lets waiting threads connect
+        self._close_and_forget(surplus)
+        with self._lock:
+            return self._open
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
@@ -195,6 +213,8 @@ class Urllib3Transport:
                 return c, True
             remaining = deadline - now
             if remaining <= 0:
+                if not self._max:
+                    return NotSent(f"no connection may be open (the cap is 0) for {max(0.0, timeout):g} s", local=True)
                 return NotSent(f"all {self._max} connections stayed busy for {max(0.0, timeout):g} s", local=True)
             wakeup = self._wakeups.get(key)
             if wakeup is None:
@@ -306,7 +326,12 @@ class Urllib3Transport:
 
     def _checkin(self, c: _Conn, reusable: bool) -> None:
         with self._lock:
-            if reusable and not self._closed and self._clock.monotonic() - c.born < self._max_age:
+            if (
+                reusable
+                and not self._closed
+                and self._open <= self._max
+                and self._clock.monotonic() - c.born < self._max_age
+            ):
                 self._idle.setdefault(c.key, deque()).append(c)
                 self._wake()
                 return

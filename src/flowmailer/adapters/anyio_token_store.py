@@ -52,7 +52,10 @@ class AnyioTokenStore:
         self._slots: dict[tuple[str, str], _Slot] = {}
 
     async def token(self, credentials: Credentials, fetch: Callable[[], Awaitable[AccessToken]]) -> AccessToken:
-        slot = self._slots.setdefault((credentials.account_id, credentials.client_id), _Slot())
+        key = (credentials.account_id, credentials.client_id)
+        slot = self._slots.get(key)
+        if slot is None:  # not setdefault: a _Slot (and its Event) made for every call only to be thrown away
+            slot = self._slots[key] = _Slot()
         waited = False
         while True:
             if slot.refused is not None:

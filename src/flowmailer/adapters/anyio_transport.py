@@ -115,8 +115,16 @@ class _Conn:
     #: Takes no new request (too old, or the transport is closing); the ones on it are still answered.
     retired: bool = False
     broken: str | None = None
-    write_lock: anyio.Lock = attrs.Factory(anyio.Lock)
-    turn: _Lot = attrs.Factory(_Lot)
+    #: No checkpoint when nobody holds it (fast_acquire): the write that follows is one anyway.
+    write_lock: anyio.Lock = attrs.Factory(lambda: anyio.Lock(fast_acquire=True))
+    #: By the number of the answer each waits for: the task whose answer is next (woken alone, not every reader on
+    #: the connection for every answer).
+    turns: dict[int, anyio.Event] = attrs.Factory(dict)
+
+    def wake_all(self) -> None:
+        for turn in self.turns.values():
+            turn.set()
+        self.turns.clear()
 
 
 class AnyioTransport:
@@ -182,14 +190,21 @@ class AnyioTransport:
         pieces = render_request(request, origin, self._user_agent)
         now = anyio.current_time()
         ends = now + (math.inf if request.timeout is None else request.timeout)
-        got = await self._checkout((origin.host, origin.port, address), origin, ends, now)
-        if not isinstance(got, _Conn):
-            return got
+        key = (origin.host, origin.port, address)
+        conn = self._ready(key, now) if now < ends else None
+        if conn is not None:  # the usual case: no cancel scope, nothing awaited, so ``now`` is still now
+            conn.in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, conn.in_flight)
+        else:
+            got = await self._checkout(key, origin, ends, now)
+            if not isinstance(got, _Conn):
+                return got
+            conn, now = got, anyio.current_time()
         try:
-            return await self._exchange(got, request, origin, pieces, ends)
+            return await self._exchange(conn, request, origin, pieces, ends, now)
         finally:
-            got.in_flight -= 1
-            await self._checkin(got)
+            conn.in_flight -= 1
+            await self._checkin(conn)
 
     async def aclose(self) -> None:
         """Close every connection now; requests still on them end ``Ambiguous`` or ``NotSent``."""
@@ -232,6 +247,23 @@ class AnyioTransport:
                 await self._waiting.setdefault(key, _Lot()).park()
                 now = anyio.current_time()
         return NotSent(f"all {self._max} connections stayed busy for {waited:g} s", local=True)
+
+    def _ready(self, key: _Key, now: float) -> _Conn | None:
+        """What the first turn of :meth:`_checkout`'s loop would take without awaiting anything (and so without
+        its cancel scope, which :meth:`send` spares the usual request), or None: an idle
+        connection (the first one :meth:`_usable` would keep, when there is no stale one before it to close), or
+        else, at the cap, a place on a pipeline."""
+        if self._closed:
+            return None
+        for conn in self._conns.get(key, ()):
+            if conn.in_flight or conn.retired or conn.broken is not None:
+                continue
+            if now - conn.born >= self._max_age or (conn.used and _closed_by_peer(conn)):
+                return None  # to be closed first: the scoped loop does that
+            return conn
+        if self._open < self._max or not self._conns.get(key):
+            return None  # a connection to open, or a slot to take from another address: the loop's work
+        return self._least_loaded(key, now)
 
     async def _usable(self, key: _Key, now: float) -> _Conn | None:
         """An idle connection to ``key`` that is young (at ``now``) and still open; stale ones found on the way are
@@ -312,7 +344,7 @@ class AnyioTransport:
                 del self._conns[conn.key]
             self._open -= 1
             self._wake_any()
-        conn.turn.unpark_all()
+        conn.wake_all()
         await anyio.aclose_forcefully(conn.stream)
 
     def _wake(self, key: _Key, count: int) -> bool:
@@ -337,34 +369,29 @@ class AnyioTransport:
     # --- one exchange ----------------------------------------------------------------------------------------
 
     async def _exchange(
-        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float
+        self, conn: _Conn, request: WireRequest, origin: Origin, pieces: tuple[bytes, ...], ends: float, now: float
     ) -> TransportResult:
         address = conn.key[2]
-        now = anyio.current_time()
         limit = min(self._read_timeout, ends - now)
-        deadline = now + limit  # one deadline for writing and the whole answer
-        async with conn.write_lock:  # FIFO: answers come back in the order requests were written
+        # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``writing``.
+        lock = conn.write_lock
+        await lock.acquire()  # FIFO: answers come back in the order requests were written
+        locked, writing = True, True
+        try:
             if conn.broken is not None:
                 return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
             seq = conn.written
-            try:
-                with _fail_at(deadline):
-                    for piece in pieces:
-                        await conn.stream.send(piece)
-            except _NETWORK_ERRORS as e:
-                # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
-                reason = "timed out writing" if isinstance(e, TimeoutError) else _describe(e)
-                await self._drop(conn, f"writing failed: {reason}")
-                return NotSent(f"connection to {address} closed before the request was written: {reason}")
-            except BaseException:
-                await self._drop(conn, "a request was cancelled while it was written")
-                raise
-            conn.written += 1
-            conn.used = True
-        try:
-            with _fail_at(deadline):
+            with _fail_at(now + limit):
+                for piece in pieces:
+                    await conn.stream.send(piece)
+                conn.written += 1
+                conn.used = True
+                writing = False
+                lock.release()
+                locked = False
                 while conn.answered != seq and conn.broken is None:
-                    await conn.turn.park()
+                    turn = conn.turns[seq] = anyio.Event()
+                    await turn.wait()
                 if conn.broken is not None:
                     raise _BrokenError(conn.broken)
                 response = await self._read(conn, request, origin)
@@ -372,14 +399,25 @@ class AnyioTransport:
             await self._drop(conn, f"an answer was not read: {e}")
             return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
+            if writing:
+                # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
+                reason = "timed out writing" if isinstance(e, TimeoutError) else _describe(e)
+                await self._drop(conn, f"writing failed: {reason}")
+                return NotSent(f"connection to {address} closed before the request was written: {reason}")
             reason = limit_text(max(0.0, limit)) if isinstance(e, TimeoutError) else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
-            await self._drop(conn, "a request was cancelled while it waited for its answer")
+            why = "while it was written" if writing else "while it waited for its answer"
+            await self._drop(conn, f"a request was cancelled {why}")
             raise
+        finally:
+            if locked:
+                lock.release()
         conn.answered += 1
-        conn.turn.unpark_all()
+        following = conn.turns.pop(conn.answered, None)
+        if following is not None:
+            following.set()
         return response
 
     async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
@@ -447,7 +485,7 @@ class _fail_at:  # noqa: N801 - used like a function, as anyio.fail_at is
     """``trio.fail_at`` in anyio terms: TimeoutError once ``deadline`` (on the loop's clock) has passed.
 
     A cancel scope with the deadline, as anyio's ``fail_after`` is, without its two generator context managers and
-    three clock reads: two of these are entered for every request.
+    three clock reads: one is entered for every request (writing and reading its answer).
     """
 
     __slots__ = ("_scope",)

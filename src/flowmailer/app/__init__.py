@@ -4,3 +4,4 @@ the core's."""
 from flowmailer.app._client import *
 from flowmailer.app._event_follower import *
 from flowmailer.app._relay import *
+from flowmailer.app._slots import *

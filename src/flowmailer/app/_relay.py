@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TypeAlias, TypeVar, cast
 
 from flowmailer.app import _defaults, _logs
+from flowmailer.app._slots import SlotKeeper
 from flowmailer.core import (
     AuthenticationError,
     CertificateError,
@@ -394,6 +395,10 @@ class Relay(RelayShell):
     A thin shell: one claimer loop (which also renews leases), ``concurrency`` worker threads that each perform
     ``handle_claim`` for one claim at a time, and one recorder thread; the core's ``Claimer`` decides the rest.
     ``AsyncRelay`` is the same over the async client.
+
+    ``slots`` (a ``SlotKeeper``) shares the credential's 10 connections with every relay on the same slot store
+    (the outbox's database): the relay handles at most as many claims at once as the slots it holds, and its
+    transport keeps no more connections open, so its concurrency follows its share while it runs.
     """
 
     def __init__(
@@ -413,6 +418,7 @@ class Relay(RelayShell):
         idle_wait: float = 1.0,
         stop_timeout: float = 30.0,
         breaker: CircuitBreaker | None = None,
+        slots: SlotKeeper | None = None,
     ) -> None:
         super().__init__(
             outbox, rules=rules, concurrency=concurrency, batch_size=batch_size, lease=lease, clock=clock,
@@ -420,6 +426,7 @@ class Relay(RelayShell):
         )  # fmt: skip
         self._client = client
         self._reconciler: Reconciler = reconciler if reconciler is not None else client
+        self._slots = slots
         self._cond = threading.Condition(self._lock)  # the claimer waits on it: a claim finished, or stop
         self._ready = threading.Condition(self._lock)  # the workers wait on it: a claim to take, or stop
         self._claiming = False  # the claimer is in the outbox: the recorder lets it go first
@@ -453,10 +460,14 @@ class Relay(RelayShell):
         if Flowmailer's certificate did not verify on any of its addresses."""
         self._begin()
         try:
+            if self._slots is not None:  # before the first request: the credential's connections are shared
+                self._slots.start(self._owner, self._concurrency)
             self._check_credentials()
         except BaseException:
             with self._lock:
                 self._running = False
+            if self._slots is not None:
+                self._slots.stop()
             raise
         targets = {f"flowmailer-relay-{i}": self._work for i in range(self._concurrency)}
         targets["flowmailer-relay-recorder"] = self._record_outcomes
@@ -471,6 +482,8 @@ class Relay(RelayShell):
         finally:
             self._turned = None
             self._shutdown(workers)
+            if self._slots is not None:
+                self._slots.stop()
         self._raise_if_ended_badly()
         return self.stats()
 
@@ -508,6 +521,8 @@ class Relay(RelayShell):
         while not self._stop_requested:
             self._turned = self._clock.monotonic()
             self._renew()
+            if self._slots is not None:
+                self._slots.poll()
             try:
                 if self._step(until_empty):
                     return
@@ -596,7 +611,10 @@ class Relay(RelayShell):
                     self._ready.wait()
                 if claim is None:
                     return  # what is still queued is released by the shutdown
-            with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
+            with (
+                _logs.about(**_logs.about_claim(claim)),  # the client's records of this send carry it too
+                self._slots.turn() if self._slots is not None else contextlib.nullcontext(),  # one slot each
+            ):
                 self._announce(claim)
                 handled, failed_while_open = self._guarded(claim, self._handle) or (None, False)
                 self._handed(claim, handled)

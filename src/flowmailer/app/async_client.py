@@ -23,19 +23,25 @@ from flowmailer.core import (
     AwaitResolution,
     Deliver,
     Effect,
+    Emit,
     Fed,
+    ForgetToken,
     GetToken,
     Listing,
     Loop,
+    NewReference,
     Resolve,
     Send,
     Sleep,
+    Tick,
 )
 from flowmailer.ports import AsyncTokenStore, AsyncTransport
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
+#: The effects :meth:`Shell._perform_now` performs: nothing to wait for.
+_AT_ONCE = (Tick, NewReference, Emit, ForgetToken)
 
 
 class AsyncClient(Shell[AsyncTransport, AsyncTokenStore], AsyncApi):
@@ -88,11 +94,26 @@ class AsyncClient(Shell[AsyncTransport, AsyncTokenStore], AsyncApi):
         return lambda *args, **kwargs: self._iterate(start(self._engine, *args, **kwargs).loop)
 
     async def _run(self, loop: Loop[T]) -> T:
-        """Drive one call to its end."""
+        """Drive one call to its end. Effects that need no waiting are performed in line (no coroutine for them)
+        and fed the clocks' last reading: no time passed since."""
+        fed: Fed | None = None
         try:
             effect = next(loop)
             while True:
-                effect = loop.send(await self._fed(effect))
+                value: object
+                if isinstance(effect, _AT_ONCE):
+                    value = self._perform_now(effect)
+                    if fed is not None:
+                        effect = loop.send(Fed(value, fed.monotonic, fed.wall))
+                        continue
+                elif isinstance(effect, Send):
+                    value = await self._transport.send(effect.request, effect.origin, effect.address)
+                elif isinstance(effect, GetToken):
+                    value = await self._tokens.token(effect.credentials, self._fetch_token)
+                else:
+                    value = await self._perform(effect)
+                fed = Fed(value, anyio.current_time(), self._clock.now())
+                effect = loop.send(fed)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         finally:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from flowmailer.app import Client
     from flowmailer.app.async_client import AsyncClient
     from flowmailer.core import Credentials
-    from flowmailer.ports import Observer, Outbox, ReportStore, Resolver, TokenStore, Transport
+    from flowmailer.ports import ConnectionSlots, Observer, Outbox, ReportStore, Resolver, TokenStore, Transport
 
 __all__ = [
     "build_async_clients",
@@ -22,6 +22,7 @@ __all__ = [
     "build_client",
     "build_clients",
     "open_outbox",
+    "open_slots",
     "resolver",
     "store_path",
 ]
@@ -68,6 +69,27 @@ def open_outbox(config: Config, *, create: bool = False, read_only: bool = False
             outbox.close()
             raise
     return outbox
+
+
+def open_slots(config: Config, *, create: bool = False) -> ConnectionSlots:
+    """The connection slots the relays on the configured outbox share: a table in its SQLite file, or one table
+    (``public.flowmailer_connection_slots``) for every outbox in its PostgreSQL database, made now if ``create``."""
+    location = config.require_outbox()
+    if isinstance(location, SqliteLocation):
+        from flowmailer.adapters.sqlite_connection_slots import SQLiteConnectionSlots
+
+        return SQLiteConnectionSlots(location.path)
+    assert isinstance(location, PostgresLocation)
+    from flowmailer.adapters.postgres_connection_slots import PostgresConnectionSlots
+
+    slots = PostgresConnectionSlots(location.dsn)
+    if create:
+        try:
+            slots.create_schema()
+        except BaseException:
+            slots.close()
+            raise
+    return slots
 
 
 def store_path(config: Config, given: str | None, flag: str) -> Path:

@@ -55,6 +55,7 @@ def doctor(args: argparse.Namespace) -> int:
         *_hosts(config),
         _ca_bundle(config),
         _outbox(config),
+        _shared_limit(config),
     ]
     if args.online:
         code, can_search = _token(config)
@@ -82,10 +83,11 @@ _NOT_ASKED = (
 )
 
 
-def _report(ok: bool, what: str, detail: str, *, code: int = 2) -> int:
-    """Print one check; its exit code: 0 if it passed, else ``code`` (2: a setting to fix, 1: the check failed)."""
-    print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
-    return 0 if ok else code
+def _report(ok: bool, what: str, detail: str, *, code: int = 2, warn: bool = False) -> int:
+    """Print one check; its exit code: 0 if it passed, else ``code`` (2: a setting to fix, 1: the check failed).
+    A warning passes: it says what the setting cannot do, not that it is wrong."""
+    print(f"{'warn' if warn else 'ok  ' if ok else 'FAIL'}  {what}: {detail}")
+    return 0 if ok or warn else code
 
 
 def _credentials(config: Config, prefix: str = "") -> list[int]:
@@ -180,6 +182,29 @@ def _outbox(config: Config) -> int:
     except FlowmailerError as e:  # a PostgreSQL server that is down, a schema not created yet
         return _report(False, "outbox", f"{location.describe()}: {e}", code=1)
     return _report(True, "outbox", f"{location.describe()} (from {source}) holds {held} message(s)")
+
+
+def _shared_limit(config: Config) -> int:
+    """Who shares the credential's 10 connections: the relays that see the same slot table, and no others."""
+    who = repr(config.client_id) if config.client_id is not None else "this client id"
+    location = config.require_outbox()
+    if isinstance(location, SqliteLocation):
+        return _report(
+            True,
+            "shared limit",
+            f"only relays on this machine that use {location.describe()} share the 10 connections of client id {who}; "
+            "a relay of this client id on another machine, or on another outbox, cannot see them and may open 10 "
+            "more: run the relays that share a client id on one PostgreSQL outbox, or give each outbox a client id "
+            "of its own",
+            warn=True,
+        )
+    return _report(
+        True,
+        "shared limit",
+        f"every relay on this PostgreSQL database shares the 10 connections of client id {who} (through the table "
+        "public.flowmailer_connection_slots); a relay of this client id on another database or a SQLite outbox "
+        "cannot see them and may open 10 more: give it a client id of its own",
+    )
 
 
 def _token(config: Config) -> tuple[int, bool | None]:

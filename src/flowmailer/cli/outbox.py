@@ -8,7 +8,7 @@ from typing import Any
 
 from flowmailer.cli._args import duration
 from flowmailer.cli._config import OUTBOX_ONLY, add_config_arguments, config_from_args
-from flowmailer.cli._wiring import open_outbox
+from flowmailer.cli._wiring import open_outbox, open_slots
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -41,6 +41,7 @@ def init_outbox(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     outbox = open_outbox(config, create=True)
     outbox.close()
+    open_slots(config, create=True).close()  # the relays' shared connection slots, beside it
     print(f"outbox ready: {config.require_outbox().describe()}")
     return 0
 

@@ -18,6 +18,7 @@ from flowmailer.cli._wiring import (
     build_clients,
     build_transport,
     open_outbox,
+    open_slots,
 )
 from flowmailer.core import ConfigurationError, SubmissionState
 
@@ -25,10 +26,15 @@ if TYPE_CHECKING:
     from flowmailer.adapters import Urllib3Transport
     from flowmailer.adapters.anyio_transport import AnyioTransport
     from flowmailer.adapters.prometheus_observer import PrometheusObserver
-    from flowmailer.app import RelayStats
+    from flowmailer.app import RelayStats, SlotKeeper
     from flowmailer.app._relay import RelayShell
     from flowmailer.cli._config import Config
     from flowmailer.ports import Clock, Observer, Outbox
+
+
+#: The longest one request may hold a connection: the transport's connect (5 s) and read (30 s) timeouts. A relay
+#: stops using its connection slots this long before their lease could run out.
+_REQUEST_TIME = 35.0
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -36,10 +42,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "relay",
         help="submit the outbox's messages until SIGTERM or SIGINT",
         description="Submit what the outbox holds to Flowmailer, with at most 10 requests at once, until SIGTERM or "
-        "SIGINT (which finish what is in flight). Both credentials are checked first: a refused one stops the relay "
-        "at once. Every ambiguous submission is looked up by its client-reference tag before any resend; what "
-        "Flowmailer refuses becomes a dead letter (`flowmailer dead list`). With --once, it exits when nothing is "
-        "left to send.",
+        "SIGINT (which finish what is in flight). Relays on one outbox (one SQLite file, or one PostgreSQL database) "
+        "that share a client id share its 10 connections, through leased slots in that database. Both credentials "
+        "are checked first: a refused one stops the relay at once. Every ambiguous submission is looked up by its "
+        "client-reference tag before any resend; what Flowmailer refuses becomes a dead letter (`flowmailer dead "
+        "list`). With --once, it exits when nothing is left to send.",
         allow_abbrev=False,
     )
     parser.add_argument(
@@ -64,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=10.0,
         help="seconds between plain progress lines off a terminal (default 10)",
     )
+    parser.add_argument(
+        "--slot-lease",
+        type=number(float, low=_REQUEST_TIME * 2, example=120.0),
+        default=120.0,
+        help="seconds the relay's share of the credential's 10 connections is leased for, in the outbox's "
+        "database; a killed relay's share is free again within this (default 120)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display, even on a terminal")
     parser.add_argument(
         "--metrics-addr",
@@ -77,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def relay(args: argparse.Namespace) -> int:
     from flowmailer.adapters import SystemClock
+    from flowmailer.app import SlotKeeper
 
     config = config_from_args(args)
     reconcile = config.reconcile_credentials()
@@ -86,13 +101,22 @@ def relay(args: argparse.Namespace) -> int:
     clock = SystemClock()
     exporter = _prometheus() if args.metrics_addr is not None else None  # a missing extra: before any work
     pipelined = args.pipeline_depth is not None
+    threaded = None if pipelined else build_transport(config, connections)
     transport: Urllib3Transport | AnyioTransport = (
-        build_async_transport(config, connections, args.pipeline_depth)
-        if pipelined
-        else build_transport(config, connections)
+        build_async_transport(config, connections, args.pipeline_depth) if threaded is None else threaded
     )
     outbox = open_outbox(config)
+    slots = None
     try:
+        keeper: SlotKeeper | None = None
+        if threaded is None:  # the async relay does not share the limit yet: it holds its own connections
+            sharing = f"holding up to {connections} connections of client id {config.client_id} on its own"
+        else:
+            slots = open_slots(config)
+            keeper = SlotKeeper(
+                slots, config.require_credentials().client_id, threaded, lease=args.slot_lease, margin=_REQUEST_TIME
+            )
+            sharing = f"sharing the 10 connections of client id {config.client_id} with the relays on this outbox"
         prometheus = None
         observer: Observer = tally
         if exporter is not None:
@@ -100,12 +124,12 @@ def relay(args: argparse.Namespace) -> int:
             observer = Observers(tally, prometheus)
         with contextlib.ExitStack() as stack:
             build = _pipelined if pipelined else _threaded
-            runner, run, check = build(stack, args, config, observer, transport, outbox, clock)  # type: ignore[arg-type]
+            runner, run, check = build(stack, args, config, observer, transport, outbox, clock, keeper)  # type: ignore[arg-type]
             searcher = f"client id {config.client_id}" if reconcile is None else f"client id {reconcile.client_id}"
             how = f", pipelining up to {args.pipeline_depth} per connection" if pipelined else ""
             print(
                 f"relay {runner.owner}: submitting from {config.require_outbox().describe()}{how}, reconciling with "
-                f"{searcher}; stop with Ctrl-C or SIGTERM",
+                f"{searcher}; {sharing}; stop with Ctrl-C or SIGTERM",
                 flush=True,
             )
             health = Health(runner, outbox, check, clock)
@@ -116,16 +140,18 @@ def relay(args: argparse.Namespace) -> int:
             stack.enter_context(watchdog(health))
             run_relay(
                 runner,
-                lambda: relay_rows(outbox, tally, runner),
+                lambda: relay_rows(outbox, tally, runner, keeper),
                 until_empty=args.once,
                 title="flowmailer relay",
                 live=False if args.no_progress else None,
                 interval=args.interval,
                 run=run,
             )
-        print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner))}")
+        print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner, keeper))}")
         return 0
     finally:
+        if slots is not None:
+            slots.close()
         outbox.close()
 
 
@@ -135,7 +161,7 @@ _Built = tuple["RelayShell", Callable[[bool], "RelayStats"], Callable[[], object
 
 def _threaded(
     stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
-    transport: Urllib3Transport, outbox: Outbox, clock: Clock,
+    transport: Urllib3Transport, outbox: Outbox, clock: Clock, keeper: SlotKeeper | None,
 ) -> _Built:  # fmt: skip
     """The threaded relay over two Clients: the default, and all a base install (no anyio) can run."""
     from flowmailer.app import Relay
@@ -144,13 +170,16 @@ def _threaded(
     stack.callback(client.close)
     if reconciler is not None:
         stack.callback(reconciler.close)
-    runner = Relay(outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer)
+    runner = Relay(
+        outbox, client, reconciler=reconciler, concurrency=args.concurrency, clock=clock, observer=observer,
+        slots=keeper,
+    )  # fmt: skip
     return runner, lambda until_empty: runner.run(until_empty=until_empty), client.check_credentials
 
 
 def _pipelined(
     stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
-    transport: AnyioTransport, outbox: Outbox, clock: Clock,
+    transport: AnyioTransport, outbox: Outbox, clock: Clock, keeper: None,
 ) -> _Built:  # fmt: skip
     """The async relay over two AsyncClients, on an asyncio loop in a thread of its own (a blocking portal), so
     that this thread shows progress and takes signals as for the threaded relay."""
@@ -182,8 +211,12 @@ def _prometheus() -> type[PrometheusObserver]:
     return PrometheusObserver
 
 
-def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell) -> Rows:
+def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell, keeper: SlotKeeper | None = None) -> Rows:
     """The outbox's rows by state (all relays', all time) apart from what this relay did since it started."""
+    share = None if keeper is None else keeper.share
+    slots: Rows = (
+        [] if share is None else [("connection slots", f"{share.held} of 10, shared by {share.owners} relays")]
+    )
     counts = outbox.counts()
     seen = tally.snapshot()
     mine = runner.stats()
@@ -205,6 +238,7 @@ def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell) -> Rows:
         ("retries", retries),
         ("traffic", seen.traffic()),
         ("tokens fetched", str(seen.answered.get("token", 0))),
+        *slots,
         (
             "outbox failures",
             f"{seen.outbox_failures} (last: {seen.last_outbox_failure})" if seen.outbox_failures else "0",

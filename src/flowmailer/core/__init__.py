@@ -25,5 +25,6 @@ from flowmailer.core._relay import *
 from flowmailer.core._reports import *
 from flowmailer.core._resources import *
 from flowmailer.core._retry import *
+from flowmailer.core._slots import *
 from flowmailer.core._tokens import *
 from flowmailer.core._wire import *

@@ -23,6 +23,7 @@ __all__ = [
     "check_lookup",
     "check_messages",
     "check_owner",
+    "check_slot_request",
     "check_time",
     "require",
     "require_number",
@@ -40,9 +41,10 @@ def require(ok: bool, field: str, problem: str, fix: str) -> None:
 
 def require_number(value: float, field: str, *, minimum: float = 0.0, strict: bool = False) -> None:
     """Refuse NaN, infinities and values below ``minimum`` (or equal to it when ``strict``)."""
+    if math.isfinite(value) and (value > minimum if strict else value >= minimum):
+        return  # the usual case, on every attempt: no message formatted to be thrown away
     bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-    ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    require(ok, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
+    require(False, field, f"{value!r} is not a finite number {bound}", f"give a finite number {bound}")
 
 
 def _number(value: object, field: str, problem: str, fix: str) -> float:
@@ -99,6 +101,15 @@ def check_owner(owner: object) -> str:
     if not isinstance(owner, str) or not owner:
         raise ConfigurationError("owner", f"{owner!r} is not a non-empty string", "name the relay, e.g. 'host-1:pid'")
     return owner
+
+
+def check_slot_request(key: object, owner: object, count: object = 0, limit: int = 10) -> tuple[str, str, int]:
+    """A connection slot store's arguments: the credential's client id, the relay, and a count within the limit."""
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError("key", f"{key!r} is not a non-empty string", "key the slots by the client id")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= limit:
+        raise ConfigurationError("count", f"{count!r} is not a whole number from 0 to {limit}", f"ask for 0 to {limit}")
+    return key, check_owner(owner), count
 
 
 def check_limit(limit: object) -> int:

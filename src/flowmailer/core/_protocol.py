@@ -6,6 +6,7 @@ Both transports and the fake server's tests share these functions; nothing here 
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import re
@@ -109,10 +110,16 @@ class Page(Generic[T]):
 # --- building requests ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _quoted(value: str) -> str:
+    """``value`` percent-encoded as one path segment (kept: the account id is encoded for every request)."""
+    return quote(value, safe="")
+
+
 def _segment(field: str, value: str) -> str:
     if not value:
         raise ConfigurationError(field, "is empty", f"give a non-empty {field}")
-    return quote(value, safe="")
+    return _quoted(value)
 
 
 def _path(account_id: str, *segments: str, matrix: Iterable[tuple[str, str | None]] = ()) -> str:
@@ -380,7 +387,7 @@ def _location_id(location: str | None, origin: Origin, account_id: str) -> str |
         or (port or 443) != origin.port
     ):
         return None
-    prefix = f"/{quote(account_id, safe='')}/messages/"
+    prefix = f"/{_quoted(account_id)}/messages/"
     if parts.query or parts.fragment or not parts.path.startswith(prefix):
         return None
     message_id = parts.path.removeprefix(prefix)

@@ -7,6 +7,7 @@ from flowmailer.ports._observer import *
 from flowmailer.ports._outbox import *
 from flowmailer.ports._reports import *
 from flowmailer.ports._resolver import *
+from flowmailer.ports._slots import *
 from flowmailer.ports._submitter import *
 from flowmailer.ports._tokens import *
 from flowmailer.ports._transport import *

@@ -8,8 +8,10 @@ from flowmailer.testing._clock import *
 from flowmailer.testing._fake import *
 from flowmailer.testing._memory_cursor import *
 from flowmailer.testing._memory_outbox import *
+from flowmailer.testing._memory_slots import *
 from flowmailer.testing._outbox_conformance import *
 from flowmailer.testing._report_store_conformance import *
 from flowmailer.testing._resolver import *
+from flowmailer.testing._slots_conformance import *
 from flowmailer.testing._token_store_conformance import *
 from flowmailer.testing._transport_conformance import *

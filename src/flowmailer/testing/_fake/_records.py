@@ -52,6 +52,9 @@ class Records:
     reports: tuple[str, ...] = ()
     #: The most report requests the fake was ever answering at once: more than 1 means they overlapped.
     max_concurrent_reports: int = 0
+    #: (time.monotonic(), connections open) at every connection opened or closed, in order: what
+    #: ``max_open_connections`` is the peak of. An opening does not count connections the client already closed.
+    open_timeline: tuple[tuple[float, int], ...] = ()
 
     @property
     def copies_by_reference(self) -> Mapping[str, int]:
@@ -98,6 +101,7 @@ class Recorder:
         self._connections: list[list[Any]] = []  # [address, handshaken, requests, pipelined]
         self._open = 0
         self._max_open = 0
+        self._timeline: list[tuple[float, int]] = []
         self._tokens: collections.Counter[str] = collections.Counter()
         self._statuses: collections.Counter[int] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
@@ -116,12 +120,14 @@ class Recorder:
             self._connections.append([address, False, 0, 0])
             self._open += 1
             self._max_open = max(self._max_open, self._open - closing)
+            self._timeline.append((time.monotonic(), self._open - closing))
             self._notify()
             return len(self._connections) - 1
 
     def connection_closed(self, conn: int) -> None:
         with self._changed:
             self._open -= 1
+            self._timeline.append((time.monotonic(), self._open))
             self._notify()
 
     def handshaken(self, conn: int) -> None:
@@ -181,6 +187,7 @@ class Recorder:
             open_connections=self._open,
             reports=tuple(self._reports),
             max_concurrent_reports=self._max_reports_open,
+            open_timeline=tuple(self._timeline),
         )
 
     def wait_until(self, predicate: Callable[[Records], bool], timeout: float) -> Records:
