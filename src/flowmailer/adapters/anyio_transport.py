@@ -192,10 +192,11 @@ class AnyioTransport:
         than ``max_connections``). Idle ones over it close now, since an idle keep-alive connection still counts at
         Flowmailer; busy ones over it take no new request and close once their pipelines drain. How many are open
         once the idle ones closed."""
-        self._max = min(check_connection_limit(limit), self._built_max)
+        before, self._max = self._max, min(check_connection_limit(limit), self._built_max)
         await self._shed()
-        for lot in self._waiting.values():  # a raised cap lets waiting tasks connect (the rest wait again)
-            lot.unpark_all()
+        if self._max > before:  # a raised cap lets waiting tasks connect (the rest wait again)
+            for lot in self._waiting.values():
+                lot.unpark_all()
         return self._open
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
