@@ -7,6 +7,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -263,4 +264,33 @@ async def test_busy_connections_over_a_lowered_cap_take_no_new_request_and_close
     await _give_back(transport, kept[0])
     assert transport.stats().open == 1
     await anyio.to_thread.run_sync(_until, lambda: server.open_connections() == 1)
+    await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_connection_still_connecting_when_the_cap_is_lowered_closes_once_its_request_is_answered(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connecting, go = anyio.Event(), anyio.Event()
+    real_connect = anyio.connect_tcp
+
+    async def held_connect(*args: Any, **kwargs: Any) -> Any:
+        connecting.set()
+        await go.wait()
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "connect_tcp", held_connect)
+    transport = AnyioTransport(ca_bundle=server.ca_bundle)
+    results: list[object] = []
+
+    async def send() -> None:
+        results.append(await transport.send(_get(), server.origin, server.addresses[0]))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send)
+        await connecting.wait()
+        assert await transport.limit_connections(0) == 1  # counted, though not open yet: nothing to close
+        go.set()
+    assert isinstance(results[0], WireResponse)
+    assert transport.stats().open == 0
     await transport.aclose()
