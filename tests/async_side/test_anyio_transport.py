@@ -4,17 +4,20 @@ and trio (anyio's pytest plugin); connection ages under trio's MockClock."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.adapters.anyio_transport import AnyioTransport, _Lot
+from flowmailer.adapters.anyio_transport import AnyioTransport, _Conn, _Lot
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
@@ -189,3 +192,105 @@ async def test_a_wake_up_whose_task_was_cancelled_passes_to_the_next_in_line() -
         assert woke == ["second"]
         lot.unpark_all()
     assert not lot
+
+
+# --- a cap lowered at run time (connection slots shared between relays) -------------------------------------
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Poll another thread's state with a deadline (not a sleep to wait for something)."""
+    tick = threading.Event()
+    for _ in range(2000):
+        if condition():
+            return
+        tick.wait(0.005)
+    raise AssertionError("the condition never held within 10 s")
+
+
+async def _hold(transport: AnyioTransport, server: TlsServer, n: int) -> list[_Conn]:
+    """``n`` connected connections to the first address, each holding a place (as a request being sent does)."""
+    key = (server.origin.host, server.origin.port, server.addresses[0])
+    held = [await transport._checkout(key, server.origin) for _ in range(n)]
+    assert all(isinstance(conn, _Conn) for conn in held)
+    return [conn for conn in held if isinstance(conn, _Conn)]
+
+
+async def _give_back(transport: AnyioTransport, conn: _Conn) -> None:
+    conn.in_flight -= 1  # as send() does once its answer is read
+    await transport._checkin(conn)
+
+
+@pytest.mark.anyio
+async def test_a_cap_lowered_at_run_time_closes_idle_connections_at_once(server: TlsServer) -> None:
+    """Idle keep-alive connections count at Flowmailer: a lower cap closes them, it does not only stop new ones."""
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=6, checkout_timeout=0.05)
+    for conn in await _hold(transport, server, 4):
+        await _give_back(transport, conn)
+    assert transport.stats().open == 4
+    assert await transport.limit_connections(2) == 2
+    assert transport.stats().open == 2
+    await anyio.to_thread.run_sync(_until, lambda: server.open_connections() == 2)
+    assert await transport.limit_connections(10) == 2  # raised back, but never past the 6 it was built with
+    for conn in await _hold(transport, server, 6):  # two idle ones reused, four new
+        await _give_back(transport, conn)
+    assert transport.stats().open == 6
+    assert await transport.limit_connections(0) == 0
+    result = await transport.send(_get(), server.origin, server.addresses[0])
+    assert isinstance(result, NotSent)
+    assert result.local
+    assert "no connection" in result.reason
+    await anyio.to_thread.run_sync(_until, lambda: server.open_connections() == 0)
+    with pytest.raises(ConfigurationError, match="limit"):
+        await transport.limit_connections(-1)
+    await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_busy_connections_over_a_lowered_cap_take_no_new_request_and_close_once_drained(
+    server: TlsServer,
+) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, pipeline_depth=2, checkout_timeout=0.05)
+    held = await _hold(transport, server, 3)
+    assert await transport.limit_connections(1) == 3  # none idle: all three are in use
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)  # pipelined
+    kept = [conn for conn in held if not conn.retired]
+    assert len(kept) == 1
+    kept[0].in_flight += 1  # fill the kept one to its depth: the two draining ones take nothing meanwhile
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), NotSent)
+    kept[0].in_flight -= 1
+    for n, conn in enumerate(conn for conn in held if conn.retired):
+        await _give_back(transport, conn)
+        assert transport.stats().open == 2 - n
+    await _give_back(transport, kept[0])
+    assert transport.stats().open == 1
+    await anyio.to_thread.run_sync(_until, lambda: server.open_connections() == 1)
+    await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_connection_still_connecting_when_the_cap_is_lowered_closes_once_its_request_is_answered(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connecting, go = anyio.Event(), anyio.Event()
+    real_connect = anyio.connect_tcp
+
+    async def held_connect(*args: Any, **kwargs: Any) -> Any:
+        connecting.set()
+        await go.wait()
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "connect_tcp", held_connect)
+    transport = AnyioTransport(ca_bundle=server.ca_bundle)
+    results: list[object] = []
+
+    async def send() -> None:
+        results.append(await transport.send(_get(), server.origin, server.addresses[0]))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send)
+        await connecting.wait()
+        assert await transport.limit_connections(0) == 1  # counted, though not open yet: nothing to close
+        go.set()
+    assert isinstance(results[0], WireResponse)
+    assert transport.stats().open == 0
+    await transport.aclose()

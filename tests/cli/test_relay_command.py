@@ -248,16 +248,18 @@ def test_relay_once_drains_the_outbox_and_exits_0_by_itself(
     assert "relay stopped" in out
 
 
+@RELAYS
 def test_relay_shares_the_credentials_ten_connections_with_the_relays_on_its_outbox(
-    fake: FakeFlowmailer, tmp_path: Path
+    fake: FakeFlowmailer, tmp_path: Path, relay_flags: tuple[str, ...]
 ) -> None:
-    """Another relay on the file holds 7 of the credential's slots: this one opens at most the other 3."""
+    """Another relay on the file holds 7 of the credential's slots: this one opens at most the other 3 (pipelined,
+    each carrying up to 4 requests)."""
     fill_outbox(tmp_path / "outbox.db", 60)
     client_id = fake.credential("ADMIN").client_id
     rival = SQLiteConnectionSlots(tmp_path / "outbox.db")
     try:
         assert rival.acquire(client_id, "another-relay", 7, 3600.0).held == 7
-        relay = start_relay(fake, tmp_path, extra=("--once",))
+        relay = start_relay(fake, tmp_path, extra=("--once", *relay_flags))
         out, err = relay.communicate(timeout=60)
         assert relay.returncode == 0, err
         assert 1 <= fake.records().max_open_connections <= 3

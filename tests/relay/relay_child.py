@@ -28,7 +28,7 @@ from flowmailer.adapters.anyio_token_store import AnyioTokenStore
 from flowmailer.adapters.anyio_transport import AnyioTransport
 from flowmailer.app import Client, Relay, RelayStats, SlotKeeper
 from flowmailer.app.async_client import AsyncClient
-from flowmailer.app.async_relay import AsyncRelay
+from flowmailer.app.async_relay import AsyncRelay, AsyncSlotKeeper
 from flowmailer.cli._logs import JsonFormatter
 from flowmailer.core import (
     Credentials,
@@ -96,16 +96,22 @@ async def run_async(
     outbox: Outbox,
     settings: dict[str, object],
     args: argparse.Namespace,
+    slots: ConnectionSlots | None,
 ) -> RelayStats:
+    transport = AnyioTransport(
+        ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, pipeline_depth=args.pipeline_depth
+    )
+    # The margin covers one request: the transport's connect and read timeouts (0.5 s and 5 s).
+    keeper = (
+        None if slots is None else AsyncSlotKeeper(slots, args.client_id, transport, lease=args.slot_lease, margin=6.0)
+    )
     async with AsyncClient(
         credentials,
-        transport=AnyioTransport(
-            ca_bundle=args.ca_bundle, connect_timeout=0.5, read_timeout=5.0, pipeline_depth=args.pipeline_depth
-        ),
+        transport=transport,
         token_store=None if tokens is None else AnyioTokenStore(time.time, tokens),
         **options,  # type: ignore[arg-type]
     ) as client:
-        relay = AsyncRelay(outbox, client, pipeline_depth=args.pipeline_depth, **settings)  # type: ignore[arg-type]
+        relay = AsyncRelay(outbox, client, pipeline_depth=args.pipeline_depth, slots=keeper, **settings)  # type: ignore[arg-type]
         relay.install_signal_handlers()
         return await relay.run(until_empty=not args.forever)
 
@@ -148,7 +154,8 @@ def main() -> int:
     parser.add_argument(
         "--slots",
         default=None,
-        help="share the credential's 10 connections with the relays on this outbox, in this slot table (PostgreSQL)",
+        help="share the credential's 10 connections with the relays on this outbox, in this slot table (PostgreSQL); "
+        "any relay kind",
     )
     parser.add_argument("--slot-lease", type=float, default=9.0)
     args = parser.parse_args()
@@ -169,8 +176,6 @@ def main() -> int:
         "clock": clock,
     }
     tokens = None if args.refresh_ahead is None else TokenPolicy(args.refresh_ahead, args.refresh_ahead / 2)
-    if args.slots is not None and args.relay != "threaded":
-        parser.error("--slots: only the threaded relay shares connection slots")
     outbox = open_outbox(args.outbox, args.table, clock)
     slots = None if args.slots is None else open_slots(args.outbox, args.slots, clock)
     printer = JsonLines()
@@ -206,7 +211,9 @@ def main() -> int:
                 relay.install_signal_handlers()
                 stats = relay.run(until_empty=not args.forever)
         else:
-            stats = anyio.run(run_async, credentials, options, tokens, outbox, settings, args, backend=args.relay)
+            stats = anyio.run(
+                run_async, credentials, options, tokens, outbox, settings, args, slots, backend=args.relay
+            )
     finally:
         outbox.close()
         if slots is not None:

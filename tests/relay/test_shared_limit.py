@@ -1,4 +1,5 @@
-"""Three relay processes on one outbox share their credential's 10 connections, while one of them is SIGKILLed.
+"""Three relay processes on one outbox share their credential's 10 connections, while one of them is SIGKILLed;
+threaded relays, and async ones pipelining (a slot is one connection, carrying up to the depth of requests).
 
 The fake counts the connections open at once (a client's closed ones as soon as the kernel says so); the relays
 share leased slots in the outbox's database. The fake must never see more than 10, every message must be
@@ -66,7 +67,7 @@ class Shared:
     messages: int
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
+@pytest.fixture
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
     if request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -108,7 +109,19 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
 
 
 @pytest.mark.slow
-def test_three_relays_never_hold_more_than_ten_connections_while_one_is_killed(tmp_path: Path, shared: Shared) -> None:
+@pytest.mark.parametrize(
+    ("shared", "relay", "depth"),
+    [
+        ("postgres", "threaded", 1),
+        ("sqlite", "threaded", 1),
+        ("postgres", "asyncio", 8),  # each slot one connection carrying up to 8 requests
+    ],
+    indirect=["shared"],
+    ids=["postgres", "sqlite", "postgres-asyncio-depth-8"],
+)
+def test_three_relays_never_hold_more_than_ten_connections_while_one_is_killed(
+    tmp_path: Path, shared: Shared, relay: str, depth: int
+) -> None:
     outbox, url, messages = shared.outbox, shared.url, shared.messages
     enqueue(outbox, messages, batch=500)
     started = time.monotonic()
@@ -133,6 +146,8 @@ def test_three_relays_never_hold_more_than_ten_connections_while_one_is_killed(t
                 table=shared.table,
                 forever=True,
                 slots=shared.slot_table,
+                relay=relay,
+                pipeline_depth=depth,
             )
             for log in logs
         }
@@ -166,7 +181,8 @@ def test_three_relays_never_hold_more_than_ten_connections_while_one_is_killed(t
     assert codes == [0, 0], [stderr_of(log) for log in logs]
     peak = max(n for _, n in records.open_timeline)
     print(
-        f"\nshared limit ({url.split(':')[0]}): {messages} messages, {RELAYS} relays, one SIGKILLed, {elapsed:.1f} s\n"
+        f"\nshared limit ({url.split(':')[0]}, {relay} at depth {depth}): {messages} messages, {RELAYS} relays, one "
+        f"SIGKILLed, {elapsed:.1f} s\n"
         f"  slots before the kill {before}, after {after}\n"
         f"  connections opened {len(records.connections)}, most open at once {records.max_open_connections}"
     )

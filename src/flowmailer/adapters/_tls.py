@@ -7,8 +7,16 @@ import ssl
 import truststore
 
 from flowmailer.core import ConfigurationError
+from flowmailer.core._checks import require
 
-__all__ = ["MAX_CONNECTIONS", "check_pool_settings", "require_verifying", "untrusted", "verifying_context"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "check_connection_limit",
+    "check_pool_settings",
+    "require_verifying",
+    "untrusted",
+    "verifying_context",
+]
 
 #: Flowmailer's guidelines allow up to 10 concurrent connections; no transport opens more.
 MAX_CONNECTIONS = 10
@@ -37,6 +45,13 @@ def check_pool_settings(max_connections: int, **seconds: float) -> None:
     for name, value in seconds.items():
         if not value > 0:
             raise ConfigurationError(name, f"{value!r} is not a positive number of seconds", "use e.g. 5")
+
+
+def check_connection_limit(limit: int) -> int:
+    """A cap given at run time (``limit_connections``): a whole number of connections, 0 included (none open)."""
+    whole = type(limit) is int and limit >= 0  # an int, not a bool
+    require(whole, "limit", f"{limit!r} is not a whole number of connections", "give 0 to 10")
+    return limit
 
 
 def verifying_context(ca_bundle: str | None, ssl_context: ssl.SSLContext | None) -> ssl.SSLContext:

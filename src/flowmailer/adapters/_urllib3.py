@@ -18,13 +18,13 @@ from flowmailer.adapters._clock import SystemClock
 from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
+    check_connection_limit,
     check_pool_settings,
     require_verifying,
     untrusted,
     verifying_context,
 )
 from flowmailer.core import Ambiguous, NotSent, Origin, TransportResult, WireRequest, WireResponse
-from flowmailer.core._checks import require
 from flowmailer.ports import Clock
 
 __all__ = ["MAX_CONNECTIONS", "PoolStats", "Urllib3Transport"]
@@ -113,10 +113,8 @@ class Urllib3Transport:
         """A :class:`flowmailer.ports.ConnectionCap`: at most ``limit`` connections from now on (never more than
         ``max_connections``); idle ones over it close now, since an idle keep-alive connection still counts at
         Flowmailer, and those in use close when they come back. How many are open once the idle ones closed."""
-        whole = type(limit) is int and limit >= 0  # an int, not a bool
-        require(whole, "limit", f"{limit!r} is not a whole number of connections", "give 0 to 10")
         with self._lock:
-            self._max = min(limit, self._built_max)
+            self._max = min(check_connection_limit(limit), self._built_max)
             surplus: list[_Conn] = []
             while self._open - len(surplus) > self._max and (victim := self._oldest_idle()) is not None:
                 surplus.append(victim)

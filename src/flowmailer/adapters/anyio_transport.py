@@ -27,6 +27,7 @@ from anyio.streams.tls import TLSStream
 from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
+    check_connection_limit,
     check_pool_settings,
     require_verifying,
     untrusted,
@@ -169,7 +170,8 @@ class AnyioTransport:
         self._ssl_context = verifying_context(ca_bundle, ssl_context)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._max = max_connections
+        self._max = max_connections  # lowered (and raised back, never past the built one) by limit_connections
+        self._built_max = max_connections
         self._depth = pipeline_depth
         self._max_age = max_connection_age
         self._checkout_timeout = checkout_timeout
@@ -184,6 +186,18 @@ class AnyioTransport:
 
     def stats(self) -> AnyioPoolStats:
         return AnyioPoolStats(self._open, self._opened, self._max_in_flight)
+
+    async def limit_connections(self, limit: int) -> int:
+        """A :class:`flowmailer.ports.AsyncConnectionCap`: at most ``limit`` connections from now on (never more
+        than ``max_connections``). Idle ones over it close now, since an idle keep-alive connection still counts at
+        Flowmailer; busy ones over it take no new request and close once their pipelines drain. How many are open
+        once the idle ones closed."""
+        before, self._max = self._max, min(check_connection_limit(limit), self._built_max)
+        await self._shed()
+        if self._max > before:  # a raised cap lets waiting tasks connect (the rest wait again)
+            for lot in self._waiting.values():
+                lot.unpark_all()
+        return self._open
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
@@ -246,6 +260,8 @@ class AnyioTransport:
                     return conn
                 await self._waiting.setdefault(key, _Lot()).park()
                 now = anyio.current_time()
+        if not self._max:
+            return NotSent(f"no connection may be open (the cap is 0) for {waited:g} s", local=True)
         return NotSent(f"all {self._max} connections stayed busy for {waited:g} s", local=True)
 
     def _ready(self, key: _Key, now: float) -> _Conn | None:
@@ -327,11 +343,29 @@ class AnyioTransport:
     async def _checkin(self, conn: _Conn) -> None:
         if self._closed or anyio.current_time() - conn.born >= self._max_age:
             conn.retired = True
+        if self._open > self._max:  # the cap was lowered: this one may be the connection to close, or to retire
+            await self._shed()
         if conn.broken is not None or conn.retired:
             if not conn.in_flight:
                 await self._drop(conn, conn.broken or "it was retired")
         elif not self._wake(conn.key, 1) and not conn.in_flight:
             self._wake_evictor()
+
+    async def _shed(self) -> None:
+        """Bring the open connections down to the cap: close idle ones, oldest first, then retire the least loaded
+        busy ones (they take no new request and close once drained). One still connecting is shed at its checkin."""
+        while True:
+            conns = [c for cs in self._conns.values() for c in cs]
+            live = [c for c in conns if not c.retired and c.broken is None]
+            if self._open - (len(conns) - len(live)) <= self._max:
+                return
+            idle = [c for c in live if not c.in_flight]
+            if idle:
+                await self._drop(min(idle, key=lambda c: c.born), "the connection cap was lowered")
+            elif live:
+                min(live, key=lambda c: c.in_flight).retired = True
+            else:
+                return
 
     async def _drop(self, conn: _Conn, reason: str) -> None:
         """Forget ``conn`` and close it; requests still on it wake up and see ``reason``."""

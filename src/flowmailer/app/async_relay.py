@@ -23,6 +23,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from flowmailer.app import _logs
+from flowmailer.app._async_slots import AsyncSlotKeeper
 from flowmailer.app._relay import _PENDING, _PROBE_TAG, MAX_CONCURRENCY, Io, RelayShell, _log
 from flowmailer.core import (
     CircuitBreaker,
@@ -41,7 +42,7 @@ from flowmailer.core import (
 )
 from flowmailer.ports import AsyncReconciler, AsyncSubmitter, Clock, Observer, Outbox
 
-__all__ = ["AsyncRelay"]
+__all__ = ["AsyncRelay", "AsyncSlotKeeper"]
 
 _T = TypeVar("_T")
 _Outcome = tuple[Claim, RelayDecision | None]
@@ -63,6 +64,10 @@ class AsyncRelay(RelayShell):
     unanswered submission before any resend (a broken pipeline's are Ambiguous, searched by tag, never resent
     blindly). Its transport, not the relay, holds the connections: a deeper relay over a shallower transport only
     waits for a connection.
+
+    ``slots`` (an :class:`AsyncSlotKeeper` over the client's transport) shares the credential's 10 connections with
+    every relay, threaded or async, on the same slot store, as ``Relay``'s ``slots`` does: holding ``n`` slots, the
+    relay has at most ``n`` connections open and ``n`` x ``pipeline_depth`` submissions running.
 
     ``clock`` times leases, renewals and the breaker, as for ``Relay`` (its ``sleep`` runs in a worker thread, so
     a test's ``FakeClock`` moves on at once); the client keeps its own retry waits on the event loop's clock.
@@ -86,6 +91,7 @@ class AsyncRelay(RelayShell):
         idle_wait: float = 1.0,
         stop_timeout: float = 30.0,
         breaker: CircuitBreaker | None = None,
+        slots: AsyncSlotKeeper | None = None,
     ) -> None:
         if pipeline_depth < 1:
             raise ConfigurationError(
@@ -98,7 +104,9 @@ class AsyncRelay(RelayShell):
             rng=rng, idle_wait=idle_wait, stop_timeout=stop_timeout, breaker=breaker,
             batch_size=20 * pipeline_depth if batch_size is None else batch_size,
         )  # fmt: skip
+        self._depth = pipeline_depth
         self._senders = concurrency * pipeline_depth
+        self._slots = slots
         self._claimer.limit = self._senders
         self._client = client
         self._reconciler: AsyncReconciler = reconciler if reconciler is not None else client
@@ -140,10 +148,13 @@ class AsyncRelay(RelayShell):
         """Relay until stopped (or, with ``until_empty``, until nothing is left to send); raises as ``Relay.run``."""
         self._begin()
         try:
+            if self._slots is not None:  # before the first request: the credential's connections are shared
+                await self._slots.start(self._owner, self._concurrency, depth=self._depth)
             await self._check_credentials()
         except BaseException:
             with self._lock:
                 self._running = False
+            await self._stop_slots()
             raise
         self._fresh()
         self._token, self._loop_thread = anyio.lowlevel.current_token(), threading.get_ident()
@@ -151,6 +162,8 @@ class AsyncRelay(RelayShell):
             async with anyio.create_task_group() as tasks:
                 if self._signals:
                     tasks.start_soon(self._on_signals)
+                if self._slots is not None:
+                    tasks.start_soon(self._or_stop, self._slots.keep)
                 for _ in range(self._senders):
                     tasks.start_soon(self._or_stop, self._work)
                 recorder = anyio.Event()
@@ -164,8 +177,14 @@ class AsyncRelay(RelayShell):
                     tasks.cancel_scope.cancel()  # a send outliving the timeout is left to its lease
         finally:
             self._token = self._loop_thread = None
+            await self._stop_slots()
         self._raise_if_ended_badly()
         return self.stats()
+
+    async def _stop_slots(self) -> None:
+        if self._slots is not None:
+            with anyio.CancelScope(shield=True):
+                await self._slots.stop()
 
     def _wake(self) -> None:
         self._changed.set()
@@ -208,6 +227,8 @@ class AsyncRelay(RelayShell):
         while not self._stop_requested:
             self._turned = self._clock.monotonic()
             await self._drive(self._renewing())
+            if self._slots is not None:
+                self._slots.poll()
             try:
                 if await self._step(until_empty):
                     return
@@ -293,12 +314,13 @@ class AsyncRelay(RelayShell):
             handled: Handled = None
             failed_while_open = False
             with _logs.about(**_logs.about_claim(claim)):  # the client's records of this send carry it too
-                self._announce(claim)
-                try:
-                    handled, failed_while_open = await self._drive(self._handling(claim))
-                except Exception as e:  # noqa: BLE001 - as Relay's workers: the lease runs out, it is reconciled
-                    self._not_recorded(claim, e)
-                self._handed(claim, handled)
+                async with self._slots.turn() if self._slots is not None else contextlib.nullcontext():  # a place
+                    self._announce(claim)
+                    try:
+                        handled, failed_while_open = await self._drive(self._handling(claim))
+                    except Exception as e:  # noqa: BLE001 - as Relay's workers: the lease runs out, it is reconciled
+                        self._not_recorded(claim, e)
+                    self._handed(claim, handled)
             with self._lock:
                 outcome = self._claimer.handled(claim, handled, failed_while_open=failed_while_open)
             self._wake()

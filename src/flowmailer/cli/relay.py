@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from flowmailer.adapters.prometheus_observer import PrometheusObserver
     from flowmailer.app import RelayStats, SlotKeeper
     from flowmailer.app._relay import RelayShell
+    from flowmailer.app._slots import SlotKeeping
+    from flowmailer.app.async_relay import AsyncSlotKeeper
     from flowmailer.cli._config import Config
     from flowmailer.ports import Clock, Observer, Outbox
 
@@ -108,15 +110,16 @@ def relay(args: argparse.Namespace) -> int:
     outbox = open_outbox(config)
     slots = None
     try:
-        keeper: SlotKeeper | None = None
-        if threaded is None:  # the async relay does not share the limit yet: it holds its own connections
-            sharing = f"holding up to {connections} connections of client id {config.client_id} on its own"
+        slots = open_slots(config)
+        key = config.require_credentials().client_id
+        keeper: SlotKeeper | AsyncSlotKeeper
+        if threaded is None:
+            from flowmailer.app.async_relay import AsyncSlotKeeper
+
+            keeper = AsyncSlotKeeper(slots, key, transport, lease=args.slot_lease, margin=_REQUEST_TIME)  # type: ignore[arg-type]
         else:
-            slots = open_slots(config)
-            keeper = SlotKeeper(
-                slots, config.require_credentials().client_id, threaded, lease=args.slot_lease, margin=_REQUEST_TIME
-            )
-            sharing = f"sharing the 10 connections of client id {config.client_id} with the relays on this outbox"
+            keeper = SlotKeeper(slots, key, threaded, lease=args.slot_lease, margin=_REQUEST_TIME)
+        sharing = f"sharing the 10 connections of client id {config.client_id} with the relays on this outbox"
         prometheus = None
         observer: Observer = tally
         if exporter is not None:
@@ -161,7 +164,7 @@ _Built = tuple["RelayShell", Callable[[bool], "RelayStats"], Callable[[], object
 
 def _threaded(
     stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
-    transport: Urllib3Transport, outbox: Outbox, clock: Clock, keeper: SlotKeeper | None,
+    transport: Urllib3Transport, outbox: Outbox, clock: Clock, keeper: SlotKeeper,
 ) -> _Built:  # fmt: skip
     """The threaded relay over two Clients: the default, and all a base install (no anyio) can run."""
     from flowmailer.app import Relay
@@ -179,7 +182,7 @@ def _threaded(
 
 def _pipelined(
     stack: contextlib.ExitStack, args: argparse.Namespace, config: Config, observer: Observer,
-    transport: AnyioTransport, outbox: Outbox, clock: Clock, keeper: None,
+    transport: AnyioTransport, outbox: Outbox, clock: Clock, keeper: AsyncSlotKeeper,
 ) -> _Built:  # fmt: skip
     """The async relay over two AsyncClients, on an asyncio loop in a thread of its own (a blocking portal), so
     that this thread shows progress and takes signals as for the threaded relay."""
@@ -192,7 +195,7 @@ def _pipelined(
     client, reconciler = build_async_clients(config, observer=observer, transport=transport)
     runner = AsyncRelay(
         outbox, client, reconciler=reconciler, concurrency=args.concurrency, pipeline_depth=args.pipeline_depth,
-        clock=clock, observer=observer,
+        clock=clock, observer=observer, slots=keeper,
     )  # fmt: skip
     return (
         runner,
@@ -211,7 +214,7 @@ def _prometheus() -> type[PrometheusObserver]:
     return PrometheusObserver
 
 
-def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell, keeper: SlotKeeper | None = None) -> Rows:
+def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell, keeper: SlotKeeping | None = None) -> Rows:
     """The outbox's rows by state (all relays', all time) apart from what this relay did since it started."""
     share = None if keeper is None else keeper.share
     slots: Rows = (

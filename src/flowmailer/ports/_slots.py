@@ -6,7 +6,7 @@ from typing import Protocol
 
 from flowmailer.core import SlotHolding
 
-__all__ = ["ConnectionCap", "ConnectionSlots"]
+__all__ = ["AsyncConnectionCap", "ConnectionCap", "ConnectionSlots"]
 
 
 class ConnectionSlots(Protocol):
@@ -40,4 +40,13 @@ class ConnectionCap(Protocol):
     def limit_connections(self, limit: int) -> int:
         """Hold at most ``limit`` connections from now on (never more than it was built with): idle ones over it
         close at once, those in use when they come back. Returns how many are open after closing the idle ones."""
+        ...
+
+
+class AsyncConnectionCap(Protocol):
+    """:class:`ConnectionCap` for an async transport (closing a connection is awaited there)."""
+
+    async def limit_connections(self, limit: int) -> int:
+        """As :meth:`ConnectionCap.limit_connections`; a pipelining transport closes a busy connection once every
+        request on it is answered, and gives it no new one meanwhile."""
         ...
