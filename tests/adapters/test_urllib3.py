@@ -388,3 +388,27 @@ def test_a_request_is_one_write_unless_its_body_is_large(
         assert isinstance(transport.send(request, server.origin, server.addresses[0]), WireResponse)
     assert len(counted) == writes
     assert server.received()[0].body == body
+
+
+def test_a_request_counts_as_in_flight_to_its_address_from_its_checkout_until_it_ends(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = Urllib3Transport(ca_bundle=server.ca_bundle, max_connections=1, checkout_timeout=0.1)
+    during: list[dict[str, int]] = []
+    real_connect = HTTPSConnection.connect
+
+    def connect(self: HTTPSConnection) -> None:
+        during.append(dict(transport.in_flight(server.origin)))
+        real_connect(self)
+
+    monkeypatch.setattr(HTTPSConnection, "connect", connect)
+    with closing(transport):
+        assert isinstance(transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+        assert during == [{server.addresses[0]: 1}]
+        assert transport.in_flight(server.origin) == {}  # none left: the core reads an idle origin as no load
+        held = transport._checkout(_key(server, server.addresses[1]))  # the one slot, taken elsewhere
+        assert not isinstance(held, NotSent)
+        busy = transport.send(_get(), server.origin, server.addresses[0])  # waits at the cap, then gives up
+        transport._checkin(held[0], reusable=False)
+        assert isinstance(busy, NotSent)
+        assert transport.in_flight(server.origin) == {}

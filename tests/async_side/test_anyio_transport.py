@@ -119,6 +119,24 @@ async def test_requests_on_one_connection_never_exceed_the_pipeline_depth(server
 
 
 @pytest.mark.anyio
+async def test_a_request_counts_as_in_flight_to_its_address_until_it_ends(server: TlsServer) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, max_connections=1)
+    seen: list[dict[str, int]] = []
+
+    def answer(sock: ssl.SSLSocket) -> None:  # in the server's thread, while the request waits for its answer
+        seen.append(dict(transport.in_flight(server.origin)))
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    server.answer_next_with(answer)
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
+    assert seen == [{server.addresses[0]: 1}]
+    assert transport.in_flight(server.origin) == {}  # none left: the core reads an idle origin as no load
+    await transport.aclose()
+    assert isinstance(await transport.send(_get(), server.origin, server.addresses[1]), NotSent)
+    assert transport.in_flight(server.origin) == {}  # a request refused at once is counted out too
+
+
+@pytest.mark.anyio
 async def test_a_closed_transport_sends_nothing(server: TlsServer) -> None:
     transport = AnyioTransport(ca_bundle=server.ca_bundle)
     assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from flowmailer.core import (
     Credentials,
     Event,
     NotSent,
+    Origin,
     RejectedError,
     RequestFinished,
     RetryBudget,
@@ -116,6 +118,22 @@ def test_not_sent_goes_at_once_to_another_address(
     first, second = transport.to("/messages/submit")
     assert first.address != second.address
     assert all(s == 0 for s in clock.slept)
+
+
+def test_a_transport_that_counts_its_requests_in_flight_gets_each_submit_at_its_least_loaded_address(
+    clock: FakeClock,
+) -> None:
+    class Counting(ScriptedTransport):
+        def in_flight(self, origin: Origin) -> Mapping[str, int]:
+            return {"127.0.0.2": 4, "127.0.0.3": 1, "127.0.0.4": 2} if origin.host == API else {}
+
+    counting, plain = Counting(), ScriptedTransport()
+    for t in (counting, plain):
+        with make_client(t, clock) as c:
+            for _ in range(3):
+                c.submit(message())
+    assert [s.address for s in counting.to("/messages/submit")] == ["127.0.0.3"] * 3
+    assert [s.address for s in plain.to("/messages/submit")] == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 
 
 @pytest.mark.parametrize("code", [503, 429])

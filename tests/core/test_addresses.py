@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Mapping
 
 import attrs
 import pytest
@@ -122,12 +123,17 @@ def test_when_every_address_cools_down_the_one_ending_first_is_picked(addresses:
     assert book.pick(now)[0] == addresses[-1]
 
 
-def _pick_by_search(book: AddressBook, now: float, avoid: str | None) -> tuple[str, int]:
-    """The rule pick documents, spelled out: rotation order, never ``avoid`` if possible, cooling ones last."""
+def _pick_by_search(
+    book: AddressBook, now: float, avoid: str | None, load: Mapping[str, int] | None = None
+) -> tuple[str, int]:
+    """The rule pick documents, spelled out: rotation order, never ``avoid`` if possible, cooling ones last, and
+    among the ready ones the first with the fewest requests in flight."""
     n = len(book)
     order = [book.entries[(book.cursor + i) % n] for i in range(n)]
     candidates = [e for e in order if e.address != avoid] or order
     ready = [e for e in candidates if not e.cooling(now)]
+    fewest = min((load or {}).get(e.address, 0) for e in ready) if ready else 0
+    ready = [e for e in ready if (load or {}).get(e.address, 0) == fewest]
     chosen = ready[0] if ready else min(candidates, key=lambda e: e.cooling_until)
     return chosen.address, (book.entries.index(chosen) + 1) % n
 
@@ -137,6 +143,68 @@ def test_pick_follows_its_rule_in_every_state_of_health(book: AddressBook, now: 
     address, after = book.pick(now, avoid=avoid)
     assert (address, after.cursor) == _pick_by_search(book, now, avoid)
     assert attrs.evolve(after, cursor=book.cursor) == book
+
+
+def load_of(book: AddressBook) -> st.SearchStrategy[dict[str, int]]:
+    """Requests in flight per address, as a transport counts them: some of the book's addresses left out (none in
+    flight), perhaps one the book does not know."""
+    return st.dictionaries(st.sampled_from([*book.addresses, "192.0.2.1"]), st.integers(min_value=0, max_value=3))
+
+
+@given(books(), times, st.none() | st.sampled_from(["127.0.0.2", "127.0.0.3", "192.0.2.1"]), st.data())
+def test_pick_is_the_least_loaded_ready_address_first_in_rotation_among_equals(
+    book: AddressBook, now: float, avoid: str | None, data: st.DataObject
+) -> None:
+    load = data.draw(load_of(book))
+    address, after = book.pick(now, avoid=avoid, load=load)
+    assert (address, after.cursor) == _pick_by_search(book, now, avoid, load)
+    assert attrs.evolve(after, cursor=book.cursor) == book
+
+
+@given(books(), times, st.data())
+def test_a_loaded_pick_never_returns_the_avoided_address_nor_a_cooling_one_while_another_is_ready(
+    book: AddressBook, now: float, data: st.DataObject
+) -> None:
+    avoid = data.draw(st.sampled_from(book.addresses))
+    load = data.draw(load_of(book))
+    address, _ = book.pick(now, avoid=avoid, load=load)
+    others = [e for e in book.entries if e.address != avoid]
+    assert address != avoid or not others
+    ready = [e.address for e in others if not e.cooling(now)]
+    if ready:
+        assert address in ready
+        assert load.get(address, 0) == min(load.get(a, 0) for a in ready)
+
+
+@given(books(), times, st.none() | st.sampled_from(["127.0.0.2", "127.0.0.3", "192.0.2.1"]), st.data())
+def test_with_no_load_or_an_even_one_the_pick_is_the_rotation(
+    book: AddressBook, now: float, avoid: str | None, data: st.DataObject
+) -> None:
+    even = data.draw(st.sampled_from([None, {}, dict.fromkeys(book.addresses, 2)]))
+    assert book.pick(now, avoid=avoid, load=even) == book.pick(now, avoid=avoid) == book.pick(now, avoid)
+
+
+def test_a_busy_address_is_passed_over_for_an_idle_one_and_the_rotation_goes_on_after_it() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    address, after = book.pick(0.0, load={"127.0.0.2": 1, "127.0.0.3": 1})
+    assert (address, after.cursor) == ("127.0.0.4", 0)
+    # One in flight against none counted: the address with no entry is the idle one (not counted as one).
+    assert after.pick(0.0, load={"127.0.0.2": 1})[0] == "127.0.0.3"
+    # A count of 0 and no count are the same (not less): the rotation decides between them.
+    assert book.pick(0.0, load={"127.0.0.2": 1, "127.0.0.3": 0})[0] == "127.0.0.3"
+    # Equal loads above zero: rotation, not the first address of the book.
+    assert attrs.evolve(book, cursor=1).pick(0.0, load=dict.fromkeys(book.addresses, 1))[0] == "127.0.0.3"
+    # Fewer in flight wins over more, whatever the rotation: 1 beats 2, not only 0 beats 1.
+    assert book.pick(0.0, load={"127.0.0.2": 2, "127.0.0.3": 1, "127.0.0.4": 2})[0] == "127.0.0.3"
+
+
+def test_a_less_loaded_address_that_cools_down_or_is_avoided_is_passed_over() -> None:
+    book = book_of("127.0.0.2", "127.0.0.3", "127.0.0.4").mark_failed("127.0.0.4", 0.0)
+    load = {"127.0.0.2": 3, "127.0.0.3": 2}
+    assert book.pick(0.5, load=load)[0] == "127.0.0.3"
+    assert book.pick(0.5, avoid="127.0.0.3", load=load)[0] == "127.0.0.2"
+    # Once the cool-down ends the idle address is the least loaded again.
+    assert book.pick(5.0, avoid="127.0.0.3", load=load)[0] == "127.0.0.4"
 
 
 @given(books())

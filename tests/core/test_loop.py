@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -194,6 +194,31 @@ def test_a_failed_address_is_not_tried_again_while_another_is_healthy(script: li
     for previous, result, following in zip(api, world.results, api[1:], strict=False):
         if isinstance(result, NotSent):
             assert following != previous  # two other addresses are healthy: the failed one waits
+
+
+def test_each_attempt_goes_to_the_address_the_shells_load_says_is_least_busy_and_never_the_failed_one() -> None:
+    world = World(iter([NotSent("refused"), CREATED, CREATED]))
+    seen: list[Origin] = []
+
+    def load(origin: Origin) -> Mapping[str, int]:
+        seen.append(origin)
+        return {"10.0.0.1": 2, "10.0.0.2": 3}  # 10.0.0.3 has nothing in flight
+
+    e = engine(RetryPolicy(), load=load)
+    world.run(e, e.submit(MESSAGE))  # refused by 10.0.0.3: the retry avoids it and takes the least loaded other
+    world.run(e, e.submit(MESSAGE))  # 10.0.0.3 cools down: again the least loaded healthy one
+    api = [s.address for s in world.sends if s.request.host is Host.API]
+    assert api == ["10.0.0.3", "10.0.0.1", "10.0.0.1"]
+    assert set(seen) == {ORIGINS[Host.API], ORIGINS[Host.LOGIN]}  # asked per origin: each has its own addresses
+
+
+def test_a_shell_that_counts_no_load_keeps_the_rotation() -> None:
+    world = World(iter([]))
+    e = engine(RetryPolicy(), load=lambda origin: None)
+    for _ in range(4):
+        world.run(e, e.submit(MESSAGE))
+    api = [s.address for s in world.sends if s.request.host is Host.API]
+    assert api == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1"]
 
 
 def test_an_accepted_submit_returns_the_message_id_from_location() -> None:

@@ -1,16 +1,19 @@
-"""What both transports share: the connection cap from Flowmailer's guidelines, and a context that verifies."""
+"""What both transports share: the connection cap from Flowmailer's guidelines, a context that verifies, and the
+count of requests in flight per address that the core's address choice reads."""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 
 import truststore
 
-from flowmailer.core import ConfigurationError
+from flowmailer.core import ConfigurationError, Origin
 from flowmailer.core._checks import require
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "InFlight",
     "check_connection_limit",
     "check_pool_settings",
     "require_verifying",
@@ -83,3 +86,27 @@ def require_verifying(context: ssl.SSLContext) -> None:
             "Flowmailer's guidelines require a verified certificate; keep verify_mode=CERT_REQUIRED and "
             "check_hostname=True",
         )
+
+
+_NONE: Mapping[str, int] = {}
+
+
+class InFlight:
+    """Requests in flight per IP address of each origin, from the moment a transport takes one until it answers
+    (waiting for a connection included): what ``in_flight(origin)`` tells the core, which sends the next request
+    to the least loaded address. A thread-safe transport changes it under its lock."""
+
+    def __init__(self) -> None:
+        self._by_origin: dict[tuple[str, int], dict[str, int]] = {}
+
+    def of(self, origin: Origin) -> Mapping[str, int]:
+        """The counts of ``origin``'s addresses; an address with none is left out. A live view: read, not kept."""
+        return self._by_origin.get((origin.host, origin.port), _NONE)
+
+    def add(self, origin: Origin, address: str, change: int) -> None:
+        counts = self._by_origin.setdefault((origin.host, origin.port), {})
+        left = counts.get(address, 0) + change
+        if left:
+            counts[address] = left
+        else:
+            del counts[address]  # an idle book reads as no load at all: the core's rotation needs no search

@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 from collections import deque
+from collections.abc import Mapping
 
 import attrs
 import urllib3.exceptions
@@ -18,6 +19,7 @@ from flowmailer.adapters._clock import SystemClock
 from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
+    InFlight,
     check_connection_limit,
     check_pool_settings,
     require_verifying,
@@ -104,6 +106,7 @@ class Urllib3Transport:
         self._per_key: dict[_Key, int] = {}
         self._opened = 0
         self._closed = False
+        self._in_flight = InFlight()
 
     def stats(self) -> PoolStats:
         with self._lock:
@@ -123,9 +126,22 @@ class Urllib3Transport:
         with self._lock:
             return self._open
 
+    def in_flight(self, origin: Origin) -> Mapping[str, int]:
+        """Requests taken and not yet answered per address of ``origin`` (none: left out), for the core's choice."""
+        return self._in_flight.of(origin)
+
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)  # refused before a connection is taken
+        with self._lock:
+            self._in_flight.add(origin, address, 1)
+        try:
+            return self._send(request, origin, address, pieces)
+        finally:
+            with self._lock:
+                self._in_flight.add(origin, address, -1)
+
+    def _send(self, request: WireRequest, origin: Origin, address: str, pieces: tuple[bytes, ...]) -> TransportResult:
         started = self._clock.monotonic()
 
         def left(limit: float) -> float:

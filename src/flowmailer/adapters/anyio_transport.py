@@ -15,7 +15,7 @@ import select
 import socket
 import ssl
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 
 import anyio
@@ -27,6 +27,7 @@ from anyio.streams.tls import TLSStream
 from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
+    InFlight,
     check_connection_limit,
     check_pool_settings,
     require_verifying,
@@ -183,6 +184,7 @@ class AnyioTransport:
         #: Tasks waiting at the cap, by the key they wait for: a place that opens wakes one task that can use it.
         self._waiting: dict[_Key, _Lot] = {}
         self._closed = False
+        self._in_flight = InFlight()
 
     def stats(self) -> AnyioPoolStats:
         return AnyioPoolStats(self._open, self._opened, self._max_in_flight)
@@ -199,26 +201,34 @@ class AnyioTransport:
                 lot.unpark_all()
         return self._open
 
+    def in_flight(self, origin: Origin) -> Mapping[str, int]:
+        """Requests taken and not yet answered per address of ``origin`` (none: left out), for the core's choice."""
+        return self._in_flight.of(origin)
+
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)
         now = anyio.current_time()
         ends = now + (math.inf if request.timeout is None else request.timeout)
         key = (origin.host, origin.port, address)
-        conn = self._ready(key, now) if now < ends else None
-        if conn is not None:  # the usual case: no cancel scope, nothing awaited, so ``now`` is still now
-            conn.in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, conn.in_flight)
-        else:
-            got = await self._checkout(key, origin, ends, now)
-            if not isinstance(got, _Conn):
-                return got
-            conn, now = got, anyio.current_time()
+        self._in_flight.add(origin, address, 1)
         try:
-            return await self._exchange(conn, request, origin, pieces, ends, now)
+            conn = self._ready(key, now) if now < ends else None
+            if conn is not None:  # the usual case: no cancel scope, nothing awaited, so ``now`` is still now
+                conn.in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, conn.in_flight)
+            else:
+                got = await self._checkout(key, origin, ends, now)
+                if not isinstance(got, _Conn):
+                    return got
+                conn, now = got, anyio.current_time()
+            try:
+                return await self._exchange(conn, request, origin, pieces, ends, now)
+            finally:
+                conn.in_flight -= 1
+                await self._checkin(conn)
         finally:
-            conn.in_flight -= 1
-            await self._checkin(conn)
+            self._in_flight.add(origin, address, -1)
 
     async def aclose(self) -> None:
         """Close every connection now; requests still on them end ``Ambiguous`` or ``NotSent``."""

@@ -92,6 +92,7 @@ class Shell(Generic[TransportT, TokensT]):
             draw=(rng if rng is not None else random.Random()).random,
             guard=self._guard,
             observed=self._observed,
+            load=self._in_flight,
         )
         self._clock = clock if clock is not None else _defaults.clock()
         if transport is None:
@@ -142,6 +143,12 @@ class Shell(Generic[TransportT, TokensT]):
         """Whether an attempt's :class:`Emit` has anywhere to go: the observer, or the debug log :meth:`_emit`
         writes. Neither (the usual case) spares every attempt a step."""
         return self._observer is not None or _log.isEnabledFor(logging.DEBUG)
+
+    def _in_flight(self, origin: Origin) -> Mapping[str, int] | None:
+        """The transport's requests in flight per address of ``origin``, when it counts them (``in_flight``, as the
+        bundled transports do): the engine sends each attempt to the least loaded address. None: plain rotation."""
+        count = getattr(self._transport, "in_flight", None)
+        return count(origin) if count is not None else None
 
     def _retrying(self, effect: Sleep) -> float:
         """Log a retry's wait; the seconds the shell is to sleep."""

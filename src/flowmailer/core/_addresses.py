@@ -1,8 +1,9 @@
-"""Which IP address the next request goes to: rotation, cool-down of failing addresses, and DNS freshness."""
+"""Which IP address the next request goes to: the least loaded, rotation, cool-down of failing ones, DNS freshness."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import attrs
 
@@ -89,21 +90,28 @@ class AddressBook:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def pick(self, now: float, avoid: str | None = None) -> tuple[str, AddressBook]:
-        """The next address in rotation that is not cooling down, never ``avoid`` while another exists.
+    def pick(
+        self, now: float, avoid: str | None = None, load: Mapping[str, int] | None = None
+    ) -> tuple[str, AddressBook]:
+        """The address not cooling down with the fewest requests in flight by ``load`` (the transport's count; an
+        address it leaves out has none), the next in rotation among equals; never ``avoid`` while another exists.
 
-        When every candidate is cooling down, the one whose cool-down ends first: there is always an answer.
+        Load decides because each address has its own connections: a request sent to a busy address waits for one
+        of them while another address's connection idles. Without a load, plain rotation. When every candidate is
+        cooling down, the one whose cool-down ends first: there is always an answer.
         """
         n = len(self.entries)
         first = self.entries[self.cursor % n]
-        if first.address != avoid and not first.cooling(now):  # the common, healthy case: no search
-            return first.address, AddressBook(
+        if first.address != avoid and not first.cooling(now) and not (load and load.get(first.address)):
+            return first.address, AddressBook(  # the common case: healthy and idle, so no search
                 self.entries, self.resolved_at, self.ttl, self.policy, (self.cursor + 1) % n
             )
         order = [self.entries[(self.cursor + i) % n] for i in range(n)]
         candidates = [e for e in order if e.address != avoid] or order
-        chosen = next((e for e in candidates if not e.cooling(now)), None)
-        if chosen is None:
+        ready = [e for e in candidates if not e.cooling(now)]
+        if ready:
+            chosen = min(ready, key=lambda e: load.get(e.address, 0)) if load else ready[0]  # min keeps the first
+        else:
             chosen = min(candidates, key=lambda e: e.cooling_until)
         index = self.entries.index(chosen)
         return chosen.address, attrs.evolve(self, cursor=(index + 1) % n)

@@ -246,6 +246,7 @@ class Engine:
         draw: Callable[[], float],
         guard: AbstractContextManager[object] | None = None,
         observed: Callable[[], bool] | None = None,
+        load: Callable[[Origin], Mapping[str, int] | None] | None = None,
     ) -> None:
         if not reference_prefix:
             raise ConfigurationError("reference_prefix", "is empty", 'use a tag prefix such as "ref:"')
@@ -263,6 +264,9 @@ class Engine:
         #: Whether anyone takes :class:`Emit` effects now (an observer, a debug log), asked once per attempt; a shell
         #: that says no is spared a step per attempt that would only be thrown away. None: always emit.
         self._observed = observed if observed is not None else _always
+        #: The transport's requests in flight per address of an origin, read as each attempt picks its address, so
+        #: the least loaded one is taken; a shell whose transport does not count them gives None: plain rotation.
+        self._load = load if load is not None else _no_load
         self.books: dict[Host, AddressBook] = {}
         self._resolving: set[Host] = set()
         #: Counts resolutions finished (or abandoned): a call waiting in :class:`AwaitResolution` waits for a change.
@@ -523,7 +527,7 @@ class Engine:
             return origin.host, book, fed.monotonic, fed
         sent_at = fed.monotonic
         with self._guard:
-            address, self.books[host] = self.books[host].pick(sent_at, avoid)
+            address, self.books[host] = self.books[host].pick(sent_at, avoid, self._load(origin))
         fed = yield Send(request, origin, address)
         result = cast("TransportResult", fed.value)
         book = self.books[host]
@@ -578,3 +582,7 @@ class Engine:
 
 def _always() -> bool:
     return True
+
+
+def _no_load(origin: Origin) -> None:
+    return None

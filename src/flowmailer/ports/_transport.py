@@ -14,6 +14,11 @@ class Transport(Protocol):
 
     Returns the response, or ``NotSent`` when nothing reached the server, or ``Ambiguous`` when the request
     was written and no answer came. Never raises for network trouble; never follows redirects.
+
+    A transport may also offer ``in_flight(origin) -> Mapping[str, int]``: its requests taken and not yet answered
+    per address of ``origin`` (an address with none left out). The client then sends each attempt to the least
+    loaded healthy address, since each address has its own connections; without it, plain rotation. Both
+    bundled transports offer it.
     """
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult: ...
@@ -22,7 +27,7 @@ class Transport(Protocol):
 
 
 class AsyncTransport(Protocol):
-    """The async-coloured twin of :class:`Transport` (asyncio or trio)."""
+    """The async-coloured twin of :class:`Transport` (asyncio or trio), ``in_flight`` (sync) optional as there."""
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult: ...
 
