@@ -46,7 +46,9 @@ MODULES = {
     "_lifecycle": "tests/core/test_lifecycle.py",
     "_protocol": "tests/core/test_protocol.py",
 }
-_ENTRY = re.compile(r"^- `(?P<op>[^`]+)` #(?P<n>\d+) on `(?P<line>.*)`")
+#: An entry's source line ends at the first backtick followed by ``:``, ``,``, `` and`` or the end of the line, so
+#: that the argument after it may quote code too.
+_ENTRY = re.compile(r"^- `(?P<op>[^`]+)` #(?P<n>\d+) on `(?P<line>.*?)`(?=[:,]| and|$)")
 #: Third-party modules imported before the forks are not rewritten by pytest's assertion rewriter, which warns
 #: (an error under the suite's ``filterwarnings``); their asserts are not the tests', so the warning is muted.
 _PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -132,10 +134,10 @@ class Runner:
                 continue
         assert not [m for m in sys.modules if m.split(".")[0] in ("flowmailer", "tests")], "the fork must import these"
 
-    def pytest(self, args: list[str], log: Path, coverage_of: Path | None = None, timeout: int = 3600) -> bool:
+    def pytest(self, args: list[str], log: Path, coverage_of: list[Path] | None = None, timeout: int = 3600) -> bool:
         """Run pytest on ``args`` in a fork; whether every test passed (False on a failure, error or timeout).
 
-        With ``coverage_of``, the fork records which test executes which line of that file, as coverage contexts
+        With ``coverage_of``, the fork records which test executes which line of those files, as coverage contexts
         (the node id; the empty context is import time) in ``log`` + ``.coverage``."""
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
@@ -150,7 +152,10 @@ class Runner:
                     import coverage
 
                     cov = coverage.Coverage(
-                        data_file=f"{log}.coverage", include=[str(coverage_of)], config_file=False, branch=False
+                        data_file=f"{log}.coverage",
+                        include=[str(p) for p in coverage_of],
+                        config_file=False,
+                        branch=False,
                     )
                     plugins.append(_Contexts(cov))
                     cov.start()
@@ -172,18 +177,20 @@ class Runner:
             raise SystemExit(f"pytest {args[:3]}... ended with {pytest.ExitCode(code).name}: see {log}")
         return code == 0
 
-    def coverage(self, module_path: Path) -> dict[int, set[str]]:
-        """Line -> the node ids of the tests in tests/core that execute it ("" for import time)."""
+    def coverage(self, module_paths: list[Path]) -> dict[Path, dict[int, set[str]]]:
+        """Per module, line -> the node ids of the tests in tests/core that execute it ("" for import time)."""
         import coverage
 
         log = self.scratch / "coverage.log"
         started = time.monotonic()
-        if not self.pytest(["tests/core"], log, coverage_of=module_path):
+        if not self.pytest(["tests/core"], log, coverage_of=module_paths):
             raise SystemExit(f"tests/core fails on the unmutated code: see {log}")
         self.timeout = 60 + 3 * math.ceil(time.monotonic() - started)
         data = coverage.CoverageData(basename=f"{log}.coverage")
         data.read()
-        return {line: set(ids) for line, ids in data.contexts_by_lineno(str(module_path)).items()}
+        return {
+            path: {line: set(ids) for line, ids in data.contexts_by_lineno(str(path)).items()} for path in module_paths
+        }
 
 
 class _Contexts:
@@ -201,7 +208,7 @@ class _Contexts:
             self.cov.switch_context("")
 
 
-def run(module: str, runner: Runner) -> tuple[float, list[str]]:
+def run(module: str, runner: Runner, covered: dict[int, set[str]]) -> tuple[float, list[str]]:
     """Mutate one module in the runner's scratch copy; the kill rate and the survivors, as entries for mutants.md."""
     from cosmic_ray.mutating import mutate_code  # type: ignore[import-untyped]
     from cosmic_ray.plugins import get_operator  # type: ignore[import-untyped]
@@ -223,7 +230,6 @@ def run(module: str, runner: Runner) -> tuple[float, list[str]]:
             "SELECT operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, end_pos_col "
             "FROM mutation_specs ORDER BY start_pos_row, start_pos_col, operator_name"
         ).fetchall()
-    covered = runner.coverage(target)
     spans, argued = _signature_spans(tree), equivalents(module)
     per_line: dict[tuple[str, int], int] = defaultdict(int)
     set_aside = {"annotation": 0, "argued": 0}
@@ -293,8 +299,11 @@ def main(modules: list[str]) -> int:
             shutil.copytree(ROOT / part, scratch / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy(ROOT / "pyproject.toml", scratch / "pyproject.toml")
         runner = Runner(scratch)
-        for module in modules or list(MODULES):
-            rate, _ = run(module, runner)
+        chosen = modules or list(MODULES)
+        paths = {m: scratch / f"src/flowmailer/core/{m}.py" for m in chosen}
+        covered = runner.coverage(list(paths.values()))
+        for module in chosen:
+            rate, _ = run(module, runner, covered[paths[module]])
             if rate < TARGET:
                 failed.append(module)
         os.chdir(ROOT)

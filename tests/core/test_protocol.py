@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from flowmailer.core import (
     JSON_CONTENT_TYPE,
+    MAX_TAG_PAGES,
     MEDIA_TYPE,
+    SMALL_ANSWER_LIMIT,
     Accepted,
     AccessToken,
     Ambiguous,
@@ -105,6 +107,15 @@ def test_submit_request_is_a_non_idempotent_json_post_with_the_bearer_token() ->
 
 def test_submit_request_takes_the_message_already_serialised() -> None:
     assert submit_request("123", TOKEN, message_to_json(MESSAGE)) == submit_request("123", TOKEN, MESSAGE)
+
+
+def test_a_token_or_submit_answer_may_hold_64_kib_and_a_tag_search_reads_100_pages() -> None:
+    """The documented limits: 64 KiB for an answer of nothing, a token or a list of errors; 100 pages of 100
+    messages for a search by client reference."""
+    credentials = Credentials("123", "client id", "secret")
+    limits = {token_request(credentials).answer_limit, submit_request("123", TOKEN, MESSAGE).answer_limit}
+    assert limits == {SMALL_ANSWER_LIMIT} == {65_536}
+    assert MAX_TAG_PAGES == 100
 
 
 def test_simulate_request_adds_the_source_id_and_may_be_repeated() -> None:
