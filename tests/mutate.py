@@ -232,7 +232,7 @@ def run(module: str, runner: Runner, covered: dict[int, set[str]]) -> tuple[floa
         ).fetchall()
     spans, argued = _signature_spans(tree), equivalents(module)
     per_line: dict[tuple[str, int], int] = defaultdict(int)
-    set_aside = {"annotation": 0, "argued": 0}
+    set_aside = {"annotation": 0, "argued": 0, "unbuildable": 0}
     killed, survivors, started, timeouts = 0, [], time.monotonic(), runner.timeouts
     log = scratch / f"{module}.log"
     for done, (op, occurrence, row, col, end_row, end_col) in enumerate(specs):
@@ -248,9 +248,14 @@ def run(module: str, runner: Runner, covered: dict[int, set[str]]) -> tuple[floa
         if (op, text, n) in argued:
             set_aside["argued"] += 1
             continue
-        mutant = mutate_code(source, get_operator(op)(), occurrence)
-        if mutant is None:
-            raise SystemExit(f"cosmic-ray listed {key} but cannot apply it")
+        try:
+            mutant = mutate_code(source, get_operator(op)(), occurrence)
+        except Exception:  # noqa: BLE001 - cosmic-ray's own failure to build it (ExceptionReplacer on a dotted name)
+            mutant = None
+        if mutant is None:  # neither killed nor survived: counted apart, so that no rate includes it
+            set_aside["unbuildable"] += 1
+            print(f"  cannot build: {key}", flush=True)
+            continue
         ids: set[str] = set()
         for line in _statement_lines(tree, row, end_row):
             ids |= covered.get(line, set())
@@ -270,6 +275,7 @@ def run(module: str, runner: Runner, covered: dict[int, set[str]]) -> tuple[floa
                 "",
             )
             survivors.append(f"{key}\n    ({changed})")
+            print(f"  survivor so far: {survivors[-1]}", flush=True)
         else:
             killed += 1
     considered = killed + len(survivors)
@@ -277,7 +283,8 @@ def run(module: str, runner: Runner, covered: dict[int, set[str]]) -> tuple[floa
     elapsed = time.monotonic() - started
     print(
         f"core/{module}.py: {len(specs)} mutants; set aside {set_aside['annotation']} in signatures' annotations "
-        f"and {set_aside['argued']} argued equivalent; killed {killed} of {considered} = {rate:.1%}"
+        f"and {set_aside['argued']} argued equivalent; {set_aside['unbuildable']} cosmic-ray could not build;"
+        f" killed {killed} of {considered} = {rate:.1%}"
         f" (target {TARGET:.0%}); {runner.timeouts - timeouts} of them by the {runner.timeout} s timeout;"
         f" {elapsed:.0f} s, {elapsed / max(considered, 1):.2f} s a mutant",
         flush=True,

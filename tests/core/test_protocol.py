@@ -154,6 +154,18 @@ def test_listing_without_options_is_the_first_page_and_bare_path() -> None:
     assert (r.path, r.query, r.header("Range")) == ("/123/message_events", (), "items=:100")
 
 
+def test_a_request_built_with_the_defaults_asks_for_no_option() -> None:
+    """Events, headers, online links and tags are asked for only when the caller says so: each makes the answer
+    bigger."""
+    requests = [
+        messages_request("123", TOKEN),
+        message_request("123", TOKEN, ID),
+        tag_messages_request("123", TOKEN, "ref"),
+        message_events_request("123", TOKEN),
+    ]
+    assert [r.query for r in requests] == [(), (), (), ()]
+
+
 def test_messages_request_carries_sorting_and_flags() -> None:
     r = messages_request(
         "123",
