@@ -280,6 +280,13 @@ def test_401_invalid_token_is_token_invalid() -> None:
     assert "expired" in outcome.detail
 
 
+@pytest.mark.parametrize("status", [400, 403])
+def test_invalid_token_with_another_status_than_401_is_rejected(status: int) -> None:
+    """Only a 401 asks for a new token; another refusal naming invalid_token is still that refusal."""
+    outcome = classify_submit(response(status, {"error": "invalid_token"}))
+    assert outcome == Rejected(status, (ErrorDetail(code="invalid_token"),))
+
+
 def test_401_invalid_token_in_the_challenge_header_is_token_invalid() -> None:
     outcome = classify_submit(response(401, WWW_Authenticate='Bearer error="invalid_token"'))
     assert isinstance(outcome, TokenInvalid)
@@ -317,7 +324,7 @@ def test_retry_after_as_http_date_needs_now() -> None:
     assert (with_now.retry_after, without.retry_after) == (30.0, None)
 
 
-@pytest.mark.parametrize("status", [100, 301, 302, 405, 409, 415])
+@pytest.mark.parametrize("status", [100, 301, 302, 405, 409, 415, 499])
 def test_any_other_status_is_rejected(status: int) -> None:
     assert classify_submit(response(status)) == Rejected(status, ())
 
