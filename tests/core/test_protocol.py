@@ -280,6 +280,11 @@ def test_401_invalid_token_is_token_invalid() -> None:
     assert "expired" in outcome.detail
 
 
+def test_an_outcome_describes_each_error_by_its_message_and_code_or_by_the_one_it_has() -> None:
+    body = {"allErrors": [{"code": "busy", "defaultMessage": "try later"}, {"code": "queue_full"}]}
+    assert classify_submit(response(503, body)) == Transient(503, None, "HTTP 503: try later (busy); queue_full")
+
+
 @pytest.mark.parametrize("status", [400, 403])
 def test_invalid_token_with_another_status_than_401_is_rejected(status: int) -> None:
     """Only a 401 asks for a new token; another refusal naming invalid_token is still that refusal."""
