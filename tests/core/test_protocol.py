@@ -235,9 +235,12 @@ def test_201_with_a_location_of_the_api_host_and_the_account_is_accepted(locatio
         "/123/flows/9",
         "x y",
         f"https://evil.example/123/messages/{ID}",  # another host
+        f"https://api.example.net/123/messages/{ID}",  # one that sorts before it
         f"//evil.example/123/messages/{ID}",
         f"http://api.flowmailer.net/123/messages/{ID}",
+        f"wss://api.flowmailer.net/123/messages/{ID}",  # a scheme that sorts after https
         f"https://api.flowmailer.net:8443/123/messages/{ID}",
+        f"https://api.flowmailer.net:442/123/messages/{ID}",
         f"https://user@api.flowmailer.net/123/messages/{ID}",
         f"https://api.flowmailer.net/999/messages/{ID}",  # another account
         f"/999/messages/{ID}",
