@@ -332,7 +332,7 @@ def test_retry_after_as_http_date_needs_now() -> None:
     assert (with_now.retry_after, without.retry_after) == (30.0, None)
 
 
-@pytest.mark.parametrize("status", [100, 301, 302, 405, 409, 415, 499])
+@pytest.mark.parametrize("status", [100, 199, 300, 301, 302, 405, 409, 415, 499])
 def test_any_other_status_is_rejected(status: int) -> None:
     assert classify_submit(response(status)) == Rejected(status, ())
 
