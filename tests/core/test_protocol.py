@@ -421,6 +421,7 @@ def test_token_with_expires_in_as_text_is_read_as_its_number() -> None:
         [],
         {"expires_in": 60},
         {"access_token": "abc"},
+        {"access_token": "", "expires_in": 60},
         {"access_token": "abc", "expires_in": True},
         {"access_token": "a", "expires_in": -1},
         {"access_token": "a", "expires_in": "soon"},
@@ -428,7 +429,15 @@ def test_token_with_expires_in_as_text_is_read_as_its_number() -> None:
     ],
 )
 def test_malformed_token_200_is_transient(body: object) -> None:
-    assert isinstance(interpret_token(response(200, body), now=0.0), Transient)
+    outcome = interpret_token(response(200, body), now=0.0)
+    assert isinstance(outcome, Transient)
+    assert (outcome.status, outcome.retry_after) == (200, None)
+
+
+def test_a_token_in_an_answer_other_than_200_is_not_taken() -> None:
+    """A 1xx is no answer to take a token from, whatever its body says."""
+    outcome = interpret_token(response(199, {"access_token": "abc", "expires_in": 60}), now=0.0)
+    assert outcome == Rejected(199, ())
 
 
 @pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "invalid_grant"])
