@@ -424,6 +424,8 @@ def test_token_with_expires_in_as_text_is_read_as_its_number() -> None:
         {"access_token": "", "expires_in": 60},
         {"access_token": "abc", "expires_in": True},
         {"access_token": "a", "expires_in": -1},
+        {"access_token": "a", "expires_in": -0.5},
+        {"access_token": "a", "expires_in": 0},
         {"access_token": "a", "expires_in": "soon"},
         {"access_token": "a", "expires_in": "9" * 400},
     ],
@@ -432,6 +434,10 @@ def test_malformed_token_200_is_transient(body: object) -> None:
     outcome = interpret_token(response(200, body), now=0.0)
     assert isinstance(outcome, Transient)
     assert (outcome.status, outcome.retry_after) == (200, None)
+
+
+def test_a_token_expiring_within_a_second_is_still_a_token() -> None:
+    assert isinstance(interpret_token(response(200, {"access_token": "a", "expires_in": 0.5}), now=0.0), AccessToken)
 
 
 def test_a_token_in_an_answer_other_than_200_is_not_taken() -> None:
