@@ -440,6 +440,12 @@ def test_a_token_expiring_within_a_second_is_still_a_token() -> None:
     assert isinstance(interpret_token(response(200, {"access_token": "a", "expires_in": 0.5}), now=0.0), AccessToken)
 
 
+@pytest.mark.parametrize("status", [399, 403])
+def test_bad_credentials_named_by_another_status_than_400_or_401_are_that_refusal(status: int) -> None:
+    outcome = interpret_token(response(status, {"error": "invalid_client"}), now=0.0)
+    assert outcome == Rejected(status, (ErrorDetail(code="invalid_client"),))
+
+
 def test_a_token_in_an_answer_other_than_200_is_not_taken() -> None:
     """A 1xx is no answer to take a token from, whatever its body says."""
     outcome = interpret_token(response(199, {"access_token": "abc", "expires_in": 60}), now=0.0)
