@@ -259,7 +259,7 @@ def test_201_without_usable_location_is_ambiguous(location: str | None) -> None:
     assert isinstance(classify_submit(response(201, **headers)), Ambiguous)
 
 
-@pytest.mark.parametrize("status", [200, 202, 204])
+@pytest.mark.parametrize("status", [200, 202, 204, 299])
 def test_other_2xx_is_ambiguous(status: int) -> None:
     assert isinstance(classify_submit(response(status, Location=LOCATION)), Ambiguous)
 
