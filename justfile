@@ -33,7 +33,7 @@ test-thorough: venv
     FLOWMAILER_HYPOTHESIS=thorough {{bin}}/pytest tests/core -q
 
 # Mutation testing (cosmic-ray) of the core's decision modules, one at a time, printing each kill rate; survivors
-# not argued equivalent in tests/core/mutants.md are listed. Slow: about 4 s a mutant. `just mutate _retry` for one.
+# not argued equivalent in tests/core/mutants.md are listed. Slow: about 2 s a mutant. `just mutate _retry` for one.
 mutate *modules: venv
     {{bin}}/python tests/mutate.py {{modules}}
 

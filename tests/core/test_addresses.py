@@ -324,6 +324,20 @@ def test_mark_ok_resets_the_failures_of_an_address_whose_cool_down_is_over() -> 
     assert book.mark_ok("127.0.0.3").mark_failed("127.0.0.3", 10.0).entries[1].cooling_until == 11.0
 
 
+def test_mark_ok_and_mark_failed_find_the_address_by_equality_not_by_order() -> None:
+    """A healthy address sorting after the one marked comes first, and a resting one without failures counted is
+    healed too: mark_ok and mark_failed change exactly the entry whose address equals the one given."""
+    book = attrs.evolve(book_of("127.0.0.2", "127.0.0.1", "127.0.0.3"), entries=(
+        AddressHealth("127.0.0.2"), AddressHealth("127.0.0.1", failures=2, cooling_until=50.0),
+        AddressHealth("127.0.0.3", failures=0, cooling_until=50.0),
+    ))  # fmt: skip
+    assert book.mark_ok("127.0.0.1").entries[1] == AddressHealth("127.0.0.1")
+    assert book.mark_ok("127.0.0.3").entries[2] == AddressHealth("127.0.0.3")
+    tired = attrs.evolve(book, entries=(AddressHealth("127.0.0.2", failures=3, cooling_until=50.0), *book.entries[1:]))
+    assert tired.mark_failed("127.0.0.1", 10.0).entries[1].failures == 3
+    assert tired.mark_failed("127.0.0.3", 10.0).entries[2].failures == 1
+
+
 @given(books(), times, st.sampled_from([NotSent("refused"), Ambiguous("reset"), WireResponse(201)]))
 def test_an_address_not_in_the_book_changes_nothing_not_even_the_rotation(
     book: AddressBook, now: float, result: NotSent | Ambiguous | WireResponse

@@ -307,3 +307,13 @@ def test_an_engine_that_nobody_observes_yields_no_emit_and_decides_the_same() ->
     assert [type(x).__name__ for x in emitted] == ["RequestFinished", "AttemptFinished", "AttemptFinished"]
     assert not any(isinstance(x, Emit) for x in unwatched.effects)
     assert [x for x in watched.effects if not isinstance(x, Emit)] == unwatched.effects
+
+
+@pytest.mark.parametrize("max_pages", [True, 0, 1.5])
+def test_a_tag_search_takes_a_whole_number_of_pages_and_refuses_anything_else(max_pages: object) -> None:
+    e = engine(RetryPolicy())
+    e.messages_by_tag("ref:x")
+    e.messages_by_tag("ref:x", max_pages=1)
+    with pytest.raises(ConfigurationError) as caught:
+        e.messages_by_tag("ref:x", max_pages=max_pages)  # type: ignore[arg-type]
+    assert caught.value.field == "max_pages"

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from flowmailer.core import (
     JSON_CONTENT_TYPE,
+    MAX_TAG_PAGES,
     MEDIA_TYPE,
+    SMALL_ANSWER_LIMIT,
     Accepted,
     AccessToken,
     Ambiguous,
@@ -107,6 +109,15 @@ def test_submit_request_takes_the_message_already_serialised() -> None:
     assert submit_request("123", TOKEN, message_to_json(MESSAGE)) == submit_request("123", TOKEN, MESSAGE)
 
 
+def test_a_token_or_submit_answer_may_hold_64_kib_and_a_tag_search_reads_100_pages() -> None:
+    """The documented limits: 64 KiB for an answer of nothing, a token or a list of errors; 100 pages of 100
+    messages for a search by client reference."""
+    credentials = Credentials("123", "client id", "secret")
+    limits = {token_request(credentials).answer_limit, submit_request("123", TOKEN, MESSAGE).answer_limit}
+    assert limits == {SMALL_ANSWER_LIMIT} == {65_536}
+    assert MAX_TAG_PAGES == 100
+
+
 def test_simulate_request_adds_the_source_id_and_may_be_repeated() -> None:
     r = simulate_request("123", TOKEN, MESSAGE, "77")
     assert (r.method, r.path, r.idempotent) == ("POST", "/123/messages/simulate", True)
@@ -141,6 +152,18 @@ def test_message_events_request_carries_matrix_params_query_and_range() -> None:
 def test_listing_without_options_is_the_first_page_and_bare_path() -> None:
     r = message_events_request("123", TOKEN)
     assert (r.path, r.query, r.header("Range")) == ("/123/message_events", (), "items=:100")
+
+
+def test_a_request_built_with_the_defaults_asks_for_no_option() -> None:
+    """Events, headers, online links and tags are asked for only when the caller says so: each makes the answer
+    bigger."""
+    requests = [
+        messages_request("123", TOKEN),
+        message_request("123", TOKEN, ID),
+        tag_messages_request("123", TOKEN, "ref"),
+        message_events_request("123", TOKEN),
+    ]
+    assert [r.query for r in requests] == [(), (), (), ()]
 
 
 def test_messages_request_carries_sorting_and_flags() -> None:
@@ -212,9 +235,12 @@ def test_201_with_a_location_of_the_api_host_and_the_account_is_accepted(locatio
         "/123/flows/9",
         "x y",
         f"https://evil.example/123/messages/{ID}",  # another host
+        f"https://api.example.net/123/messages/{ID}",  # one that sorts before it
         f"//evil.example/123/messages/{ID}",
         f"http://api.flowmailer.net/123/messages/{ID}",
+        f"wss://api.flowmailer.net/123/messages/{ID}",  # a scheme that sorts after https
         f"https://api.flowmailer.net:8443/123/messages/{ID}",
+        f"https://api.flowmailer.net:442/123/messages/{ID}",
         f"https://user@api.flowmailer.net/123/messages/{ID}",
         f"https://api.flowmailer.net/999/messages/{ID}",  # another account
         f"/999/messages/{ID}",
@@ -233,7 +259,7 @@ def test_201_without_usable_location_is_ambiguous(location: str | None) -> None:
     assert isinstance(classify_submit(response(201, **headers)), Ambiguous)
 
 
-@pytest.mark.parametrize("status", [200, 202, 204])
+@pytest.mark.parametrize("status", [200, 202, 204, 299])
 def test_other_2xx_is_ambiguous(status: int) -> None:
     assert isinstance(classify_submit(response(status, Location=LOCATION)), Ambiguous)
 
@@ -255,6 +281,18 @@ def test_401_invalid_token_is_token_invalid() -> None:
     outcome = classify_submit(response(401, {"error": "invalid_token", "error_description": "expired"}))
     assert isinstance(outcome, TokenInvalid)
     assert "expired" in outcome.detail
+
+
+def test_an_outcome_describes_each_error_by_its_message_and_code_or_by_the_one_it_has() -> None:
+    body = {"allErrors": [{"code": "busy", "defaultMessage": "try later"}, {"code": "queue_full"}]}
+    assert classify_submit(response(503, body)) == Transient(503, None, "HTTP 503: try later (busy); queue_full")
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_invalid_token_with_another_status_than_401_is_rejected(status: int) -> None:
+    """Only a 401 asks for a new token; another refusal naming invalid_token is still that refusal."""
+    outcome = classify_submit(response(status, {"error": "invalid_token"}))
+    assert outcome == Rejected(status, (ErrorDetail(code="invalid_token"),))
 
 
 def test_401_invalid_token_in_the_challenge_header_is_token_invalid() -> None:
@@ -294,7 +332,7 @@ def test_retry_after_as_http_date_needs_now() -> None:
     assert (with_now.retry_after, without.retry_after) == (30.0, None)
 
 
-@pytest.mark.parametrize("status", [100, 301, 302, 405, 409, 415])
+@pytest.mark.parametrize("status", [100, 199, 300, 301, 302, 405, 409, 415, 499])
 def test_any_other_status_is_rejected(status: int) -> None:
     assert classify_submit(response(status)) == Rejected(status, ())
 
@@ -383,14 +421,35 @@ def test_token_with_expires_in_as_text_is_read_as_its_number() -> None:
         [],
         {"expires_in": 60},
         {"access_token": "abc"},
+        {"access_token": "", "expires_in": 60},
         {"access_token": "abc", "expires_in": True},
         {"access_token": "a", "expires_in": -1},
+        {"access_token": "a", "expires_in": -0.5},
+        {"access_token": "a", "expires_in": 0},
         {"access_token": "a", "expires_in": "soon"},
         {"access_token": "a", "expires_in": "9" * 400},
     ],
 )
 def test_malformed_token_200_is_transient(body: object) -> None:
-    assert isinstance(interpret_token(response(200, body), now=0.0), Transient)
+    outcome = interpret_token(response(200, body), now=0.0)
+    assert isinstance(outcome, Transient)
+    assert (outcome.status, outcome.retry_after) == (200, None)
+
+
+def test_a_token_expiring_within_a_second_is_still_a_token() -> None:
+    assert isinstance(interpret_token(response(200, {"access_token": "a", "expires_in": 0.5}), now=0.0), AccessToken)
+
+
+@pytest.mark.parametrize("status", [399, 403])
+def test_bad_credentials_named_by_another_status_than_400_or_401_are_that_refusal(status: int) -> None:
+    outcome = interpret_token(response(status, {"error": "invalid_client"}), now=0.0)
+    assert outcome == Rejected(status, (ErrorDetail(code="invalid_client"),))
+
+
+def test_a_token_in_an_answer_other_than_200_is_not_taken() -> None:
+    """A 1xx is no answer to take a token from, whatever its body says."""
+    outcome = interpret_token(response(199, {"access_token": "abc", "expires_in": 60}), now=0.0)
+    assert outcome == Rejected(199, ())
 
 
 @pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "invalid_grant"])

@@ -249,6 +249,15 @@ def test_an_untrusted_certificate_gives_up_once_every_address_in_a_row_said_so(
     assert (error.field, error.hostname) == ("ca_bundle", "api.flowmailer.net")
 
 
+def test_an_untrusted_streak_longer_than_a_re_resolved_book_gives_up() -> None:
+    """The name re-resolved to fewer addresses than already refused the certificate in a row: every one of
+    them has, so the next untrusted answer gives up at once, not after the streak wrapped around."""
+    outcome = NotSent("certificate verify failed", untrusted=True)
+    state = RetryState(attempts=3, not_sent_streak=3, untrusted_streak=3)
+    decision, _ = RetryPolicy().decide(outcome, state, elapsed=0.0, u=0.0, addresses=2)
+    assert decision == GiveUp(GiveUpReason.CERTIFICATE_UNTRUSTED, outcome)
+
+
 def test_not_sent_with_one_address_backs_off_every_time() -> None:
     policy = RetryPolicy(base_delay=1.0, cap=8.0)
     decision, state = policy.decide(NotSent("refused"), RetryState(), elapsed=0.0, u=0.5)
@@ -304,7 +313,7 @@ def test_a_bad_policy_setting_is_refused_naming_the_field(kwargs: dict[str, floa
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize(("attempt", "u", "field"), [(0, 0.5, "attempt"), (1, 1.0, "u"), (1, -0.1, "u")])
+@pytest.mark.parametrize(("attempt", "u", "field"), [(0, 0.5, "attempt"), (1, 1.0, "u"), (1, 1.5, "u"), (1, -0.1, "u")])
 def test_next_delay_refuses_arguments_outside_its_domain(attempt: int, u: float, field: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         RetryPolicy().next_delay(attempt, u)
@@ -355,6 +364,7 @@ def test_admit_deposits_on_done_and_spends_on_retry_only() -> None:
         ({"refill_per_second": -1.0}, "RetryBudget.refill_per_second"),
         ({"deposit_per_success": math.nan}, "RetryBudget.deposit_per_success"),
         ({"tokens": 11.0}, "RetryBudget.tokens"),
+        ({"tokens": -0.5}, "RetryBudget.tokens"),
     ],
 )
 def test_a_bad_budget_setting_is_refused_naming_the_field(kwargs: dict[str, float], field: str) -> None:

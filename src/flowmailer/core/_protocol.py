@@ -72,8 +72,6 @@ FIRST_PAGE = ReferenceRange()
 
 #: OAuth error codes that mean "these credentials are wrong": never retried, Flowmailer locks the IP.
 _BAD_CREDENTIALS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
-#: Permanent refusals of a well-formed request: resending the same request gets the same answer.
-_REJECTED = frozenset({400, 403, 404, 413, 422})
 #: Bad Gateway and Gateway Timeout: a proxy answered for the origin, which may have accepted the request.
 _GATEWAY_ERRORS = frozenset({502, 504})
 #: Flowmailer's message ids: a 14-digit timestamp (yyyyMMddHHmmss) then 18 hex digits, as in its examples.
@@ -349,14 +347,14 @@ def _oauth_error(response: WireResponse) -> str | None:
 
 
 def _refusal(response: WireResponse, now: float | None) -> Outcome:
-    """What a non-success status means for any API request (token requests have their own reading)."""
+    """What a non-success status means for any API request (token requests have their own reading).
+
+    Only an expired token, overload and server trouble are worth asking again; every other status (400, 403,
+    404, 413, 422, any other 401, ...) refuses a well-formed request for good: the same request gets the same answer.
+    """
     status = response.status
-    if status == 401:
-        if _oauth_error(response) == "invalid_token":
-            return TokenInvalid(_describe(response))
-        return Rejected(401, _errors(response.body))
-    if status in _REJECTED:
-        return Rejected(status, _errors(response.body))
+    if status == 401 and _oauth_error(response) == "invalid_token":
+        return TokenInvalid(_describe(response))
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(response.header("Retry-After"), now)
         return Transient(status, retry_after, _describe(response))
