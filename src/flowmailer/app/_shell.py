@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -102,6 +102,7 @@ class Shell(Generic[TransportT, TokensT]):
             field = "ca_bundle" if ca_bundle is not None else "max_connections"
             raise ConfigurationError(field, "was given with a transport", f"set {field} on the transport itself")
         self._transport: TransportT = transport
+        self._count: Callable[[Origin], Mapping[str, int]] | None = getattr(transport, "in_flight", None)
         self._resolver = resolver if resolver is not None else _defaults.resolver()
         self._tokens: TokensT = token_store if token_store is not None else self._default_token_store()
         self._observer = observer
@@ -147,8 +148,7 @@ class Shell(Generic[TransportT, TokensT]):
     def _in_flight(self, origin: Origin) -> Mapping[str, int] | None:
         """The transport's requests in flight per address of ``origin``, when it counts them (``in_flight``, as the
         bundled transports do): the engine sends each attempt to the least loaded address. None: plain rotation."""
-        count = getattr(self._transport, "in_flight", None)
-        return count(origin) if count is not None else None
+        return self._count(origin) if self._count is not None else None
 
     def _retrying(self, effect: Sleep) -> float:
         """Log a retry's wait; the seconds the shell is to sleep."""

@@ -469,12 +469,13 @@ class Engine:
             got = interpret(result, fed.wall)
             duration = fed.monotonic - sent_at
             attempt = state.attempts + 1
-            url = self.origins[host].url() + request.target  # for the observer: no secret is ever in one
+            observed = self._observed()
+            url = self.origins[host].url() + request.target if observed else ""  # no secret is ever in one
             if isinstance(got, Accepted) or not isinstance(got, _OUTCOMES):
                 if self.budget.tokens < self.budget.capacity:  # a full bucket stays full: no guard, no copy
                     with self._guard:
                         self.budget = self.budget.deposit(fed.monotonic)
-                if self._observed():
+                if observed:
                     status = result.status if isinstance(result, WireResponse) else 0
                     done = (
                         AttemptFinished(operation, address, got, duration, attempt, url)
@@ -484,7 +485,7 @@ class Engine:
                     yield Emit(done)
                 return cast("T", got)  # Accepted is the T of submit
             outcome: Outcome = got
-            if self._observed():
+            if observed:
                 yield Emit(AttemptFinished(operation, address, outcome, duration, attempt, url))
             book = self.books.get(host)
             decision, state = self.policy.decide(
