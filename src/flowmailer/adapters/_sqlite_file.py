@@ -7,14 +7,15 @@ damaged one is refused before a relay spins on it, and a reader opens the file w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from flowmailer.core import ConfigurationError
+from flowmailer.core import ConfigurationError, OutboxError
 
-__all__ = ["PROJECT_TABLES", "open_sqlite"]
+__all__ = ["PROJECT_TABLES", "open_sqlite", "transaction"]
 
 #: Every table this project keeps in a SQLite file; a file holding tables but none of these is another program's.
 PROJECT_TABLES = frozenset({"outbox", "event_cursors", "report_stretches", "report_samples", "connection_slots"})
@@ -93,6 +94,25 @@ def open_sqlite(
         conn.close()
         raise
     return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, failure: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``conn`` (a write one takes the file's write lock at once, so that work across processes
+    is atomic): committed when the block ends, rolled back when it raises; a storage failure becomes OutboxError
+    saying ``failure``."""
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.Error as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise OutboxError(f"{failure}: {e}") from e
 
 
 def _check(

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.adapters._sqlite_file import open_sqlite
-from flowmailer.core import MAX_SLOTS, ConfigurationError, OutboxError, SlotHolding, slots_to_hold
+from flowmailer.adapters._sqlite_file import open_sqlite, transaction
+from flowmailer.core import MAX_SLOTS, ConfigurationError, SlotHolding, slots_to_hold
 from flowmailer.core._checks import check_duration, check_slot_request, require
 from flowmailer.ports import Clock
 
@@ -62,21 +62,10 @@ class SQLiteConnectionSlots:
         with self._lock:
             if self._conn is None:
                 raise ConfigurationError("slots", f"{self.path} is closed", "create a new SQLiteConnectionSlots")
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    now = self._clock.now()
-                    conn.execute("DELETE FROM connection_slots WHERE credential = ? AND lease_until <= ?", (key, now))
-                    yield conn, now
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise OutboxError(f"the connection slots in {self.path} could not {what}: {e}") from e
+            with transaction(self._conn, f"the connection slots in {self.path} could not {what}") as conn:
+                now = self._clock.now()
+                conn.execute("DELETE FROM connection_slots WHERE credential = ? AND lease_until <= ?", (key, now))
+                yield conn, now
 
     @staticmethod
     def _holding(conn: sqlite3.Connection, key: str, held: int) -> SlotHolding:

@@ -16,7 +16,7 @@ import attrs
 
 from flowmailer._trace import or_current
 from flowmailer.adapters._clock import SystemClock
-from flowmailer.adapters._sqlite_file import open_sqlite
+from flowmailer.adapters._sqlite_file import open_sqlite, transaction
 from flowmailer.core import (
     Claim,
     ConfigurationError,
@@ -194,19 +194,8 @@ class SQLiteOutbox(SingleClaimOutcomes):
         with self._lock:
             if self._conn is None:
                 raise ConfigurationError("outbox", f"{self.path} is closed", "create a new SQLiteOutbox")
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise OutboxError(f"the SQLite outbox at {self.path} could not {what}: {e}") from e
+            with transaction(self._conn, f"the SQLite outbox at {self.path} could not {what}", write=write) as conn:
+                yield conn
 
     # -- enqueue -----------------------------------------------------------------------------------------------
 
