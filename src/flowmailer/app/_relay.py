@@ -208,6 +208,8 @@ class RelayShell:
     def _announce(self, claim: Claim) -> None:
         """A sender starts on ``claim``: the requests it makes until ``_handed`` are for this message (an observer
         makes its span current in the sender's context: its thread, or its task)."""
+        if self._observer is None:  # the hot path: no event built for nobody
+            return
         self._emit(
             RelayHandling(
                 self._owner, claim.id, claim.client_reference, claim.attempts, claim.must_reconcile,
@@ -216,6 +218,8 @@ class RelayShell:
         )  # fmt: skip
 
     def _handed(self, claim: Claim, handled: Handled) -> None:
+        if self._observer is None:
+            return
         self._emit(RelayHandled(self._owner, claim.id, None if handled is None else handled[1]))
 
     def _claimed(self, claims: list[Claim], probe: bool) -> None:
@@ -335,7 +339,8 @@ class RelayShell:
             self._claimer.recorded(decision)
         if decision is not None:
             _log_decision(claim, decision)
-            self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
+            if self._observer is not None:
+                self._emit(RelayRecorded(self._owner, claim.id, claim.client_reference, claim.attempts, decision))
 
     def _not_recorded(self, claim: Claim, error: Exception) -> None:
         with self._lock:
@@ -685,8 +690,9 @@ class Relay(RelayShell):
 def _log_decision(claim: Claim, decision: RelayDecision) -> None:
     """One record per decision recorded, at the level an operator would want to see it."""
     if isinstance(decision, RecordAccepted):
-        how = "accepted after reconciliation" if decision.reconciled else "accepted"
-        _log.info(how, extra=_logs.about_claim(claim, message_id=decision.message_id))
+        if _log.isEnabledFor(logging.INFO):  # the one decision per message: no record's extra built for nothing
+            how = "accepted after reconciliation" if decision.reconciled else "accepted"
+            _log.info(how, extra=_logs.about_claim(claim, message_id=decision.message_id))
     elif isinstance(decision, RetryAt | ReconcileAt):
         what = "retry" if isinstance(decision, RetryAt) else "reconciliation"
         _log.info("%s scheduled (%s): %s", what, decision.cause.value, decision.reason, extra=_logs.about_claim(claim))

@@ -118,8 +118,10 @@ class AsyncRelay(RelayShell):
 
     def _fresh(self) -> None:
         """Events and the recorder's queue for one run (a run's loop may not be the next one's)."""
-        self._changed = anyio.Event()  # set (and replaced) when a claim ends or stop(): the claimer loop waits on it
-        self._ready = anyio.Event()  # likewise, when claims wait for a sender: the senders wait on it
+        # Made by the first task to wait, set and dropped by the next wake: a claim ending (every message) costs no
+        # new Event, and wakes no task, while nobody waits.
+        self._changed: anyio.Event | None = None  # a claim ended, or stop(): the claimer loop and the recorder wait
+        self._ready: anyio.Event | None = None  # claims wait for a sender, or stop(): idle senders wait on it
         self._outcomes: collections.deque[_Outcome | None] = collections.deque()  # for the recorder (None: stop)
         self._queued = anyio.Event()  # set when an outcome is queued: the recorder waits on it
 
@@ -187,10 +189,18 @@ class AsyncRelay(RelayShell):
                 await self._slots.stop()
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-        self._ready.set()
-        self._ready = anyio.Event()
+        """Claims to take, or stop(): wake every waiting task."""
+        self._wake_claimer()
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    def _wake_claimer(self) -> None:
+        """A claim ended (room to claim, a probe done) or leases changed: wake the claimer loop and the recorder.
+        Idle senders sleep on: an ending claim gives them nothing to take."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def _on_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -275,6 +285,8 @@ class AsyncRelay(RelayShell):
 
     async def _wait(self, seconds: float) -> None:
         """Until a claim ends, stop(), or ``seconds`` pass."""
+        if self._changed is None:
+            self._changed = anyio.Event()
         changed = self._changed
         with anyio.move_on_after(seconds):
             await changed.wait()
@@ -308,6 +320,8 @@ class AsyncRelay(RelayShell):
                     claim = self._claimer.take()
                 if claim is not None:
                     break
+                if self._ready is None:
+                    self._ready = anyio.Event()
                 await self._ready.wait()
             if claim is None:
                 return  # what is still queued is released by the shutdown
@@ -323,7 +337,7 @@ class AsyncRelay(RelayShell):
                     self._handed(claim, handled)
             with self._lock:
                 outcome = self._claimer.handled(claim, handled, failed_while_open=failed_while_open)
-            self._wake()
+            self._wake_claimer()
             if outcome is not None:
                 self._queue(outcome)
 
@@ -350,7 +364,7 @@ class AsyncRelay(RelayShell):
         self._queued.set()
 
     def _notify(self) -> None:
-        self._wake()  # the steps run on the loop, whatever thread performed their outbox calls
+        self._wake_claimer()  # the steps run on the loop, whatever thread performed their outbox calls
 
     def _release(self, unstarted: list[Claim]) -> None:
         for waiting in unstarted:
