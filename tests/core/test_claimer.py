@@ -66,6 +66,9 @@ class Relay:
         assert c.renew_at - self.mono <= c.renew_every  # never more than a third of a lease to the next renewal
         assert len(c.queue) + c.sending + c.recording <= len(c.held)
         assert len(c.held) - c.recording <= c.limit + c.batch_size
+        # Decisions waiting for the outbox count as room for one batch only: a recorder falling behind holds
+        # claiming back, rather than the relay holding ever more rows a crash would leave to reconcile.
+        assert len(c.held) <= c.limit + 2 * c.batch_size
 
     def step(self, action: tuple[str, int]) -> None:
         kind, n = action
@@ -226,3 +229,19 @@ def test_room_counts_senders_and_one_batch_waiting_and_claims_again_at_half_a_ba
     assert c.plan(0.0) == ClaimUpTo(5)
     c.limit = 1  # e.g. fewer connection slots are held: fewer senders, less room
     assert c.plan(0.0) == Idle(busy=True)
+
+
+def test_decisions_waiting_to_be_recorded_make_room_for_one_batch_only() -> None:
+    c = Claimer(limit=2, batch_size=4, lease=LEASE, breaker=CircuitBreaker())
+    c.start(0.0)
+    ids = iter(range(1, 100))
+    for _ in range(3):  # senders finish three rounds while the recorder writes nothing
+        plan = c.plan(0.0)
+        assert isinstance(plan, ClaimUpTo)
+        c.claimed([claim(next(ids), T0) for _ in range(plan.limit)])
+        while (sent := c.take()) is not None:
+            c.handled(sent, (sent, RecordAccepted("m")))
+    assert (len(c.held), c.recording) == (10, 10)  # 2 senders + a batch + a batch being recorded
+    assert c.plan(0.0) == Idle(busy=True)  # the recorder first
+    c.settled([(x, RecordAccepted("m")) for x in list(c.held.values())[:4]])
+    assert c.plan(0.0) == ClaimUpTo(4)

@@ -123,8 +123,9 @@ class Claimer:
 
     ``limit`` senders at once (the relay's concurrency: at most that many claims between ``take`` and ``handled``);
     it may be changed between calls. The claimer keeps up to ``batch_size`` claims waiting beyond the senders and
-    claims again once half a batch fits, so senders rarely wait for the outbox. Every lease is renewed each third
-    of ``lease``; a send starts only with more than a third of its lease left (``lease_allows_send``).
+    claims again once half a batch fits, so senders rarely wait for the outbox; decisions waiting to be recorded
+    count as room up to one batch, so a recorder behind on its settles holds claiming back. Every lease is renewed
+    each third of ``lease``; a send starts only with more than a third of its lease left (``lease_allows_send``).
     """
 
     def __init__(self, *, limit: int, batch_size: int, lease: float, breaker: CircuitBreaker) -> None:
@@ -172,7 +173,10 @@ class Claimer:
             return Idle(self.busy)
         if permit is Permit.HOLD:  # Flowmailer looks down: claim nothing, so the rows stay queued
             return HoldOff(self.breaker.wait(now))
-        room = self.limit + self.batch_size - len(self.held) + self.recording
+        # Claims being recorded no longer take a sender's place, up to a batch of them: decisions piling up beyond
+        # that hold claims back, so the recorder gets the outbox (one fsync a batch, not a backlog a crash leaves to
+        # reconcile) and what is held stays under limit + 2 x batch_size.
+        room = self.limit + self.batch_size - len(self.held) + min(self.recording, self.batch_size)
         if permit is Permit.PROBE:
             if room >= 1:
                 return ClaimUpTo(1, probe=True)
