@@ -24,7 +24,7 @@ import h11
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, encoding_refused, limit_text, render_request, too_long
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
     InFlight,
@@ -102,6 +102,26 @@ class _Lot:
 
 
 @attrs.define(eq=False)
+class _Out:
+    """A request's bytes on a connection's outbox, from their turn to be written until the write carrying them
+    ended; ``state`` says where they are, ``woken`` is set when it changes for the request's task."""
+
+    pieces: tuple[bytes, ...]
+    state: int = 0  # _QUEUED, _PROMOTED, _TAKEN, _WRITTEN or _FAILED
+    #: Its answer's number on the connection, given when a write takes it.
+    seq: int = -1
+    #: Why the write carrying it failed, and whether it may have been written in full all the same.
+    failed: str = ""
+    whole: bool = False
+    woken: anyio.Event = attrs.Factory(anyio.Event)
+
+
+#: Waiting behind a write in progress; told to write (the write before it ended with the outbox not empty);
+#: in a write in progress; written; its write failed (``failed``, ``whole``).
+_QUEUED, _PROMOTED, _TAKEN, _WRITTEN, _FAILED = range(5)
+
+
+@attrs.define(eq=False)
 class _Conn:
     key: _Key
     stream: TLSStream
@@ -111,14 +131,17 @@ class _Conn:
     reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
     #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
     in_flight: int = 0
+    #: Requests taken by a write (each one's answer number is the count before it).
     written: int = 0
     answered: int = 0
     used: bool = False
     #: Takes no new request (too old, or the transport is closing); the ones on it are still answered.
     retired: bool = False
     broken: str | None = None
-    #: No checkpoint when nobody holds it (fast_acquire): the write that follows is one anyway.
-    write_lock: anyio.Lock = attrs.Factory(lambda: anyio.Lock(fast_acquire=True))
+    #: Requests waiting for the write in progress to end: the next write takes them all, in this order (the
+    #: order of their answers), in one TLS write. At most one task writes at a time (``writing``).
+    outbox: deque[_Out] = attrs.Factory(deque)
+    writing: bool = False
     #: By the number of the answer each waits for: the task whose answer is next (woken alone, not every reader on
     #: the connection for every answer).
     turns: dict[int, anyio.Event] = attrs.Factory(dict)
@@ -127,6 +150,11 @@ class _Conn:
         for turn in self.turns.values():
             turn.set()
         self.turns.clear()
+        while self.outbox:  # not taken by any write: not sent
+            out = self.outbox.popleft()
+            out.state, out.failed = _FAILED, self.broken or "the connection closed"
+            out.woken.set()
+        self.writing = False
 
 
 class AnyioTransport:
@@ -417,24 +445,21 @@ class AnyioTransport:
     ) -> TransportResult:
         address = conn.key[2]
         limit = min(self._read_timeout, ends - now)
-        # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``writing``.
-        lock = conn.write_lock
-        await lock.acquire()  # FIFO: answers come back in the order requests were written
-        locked, writing = True, True
+        if conn.broken is not None:
+            return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
+        out = _Out(pieces)
+        conn.outbox.append(out)  # FIFO: answers come back in the order requests were written
+        # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``out.state``.
         try:
-            if conn.broken is not None:
-                return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
-            seq = conn.written
             with _fail_at(now + limit):
-                for piece in pieces:
-                    await conn.stream.send(piece)
-                conn.written += 1
-                conn.used = True
-                writing = False
-                lock.release()
-                locked = False
-                while conn.answered != seq and conn.broken is None:
-                    turn = conn.turns[seq] = anyio.Event()
+                if conn.writing:
+                    await out.woken.wait()  # the write in progress, or the one after it, takes it along
+                if out.state <= _PROMOTED:
+                    await self._write(conn)
+                if out.state == _FAILED:
+                    raise _BrokenError(out.failed)
+                while conn.answered != out.seq and conn.broken is None:
+                    turn = conn.turns[out.seq] = anyio.Event()
                     await turn.wait()
                 if conn.broken is not None:
                     raise _BrokenError(conn.broken)
@@ -443,26 +468,83 @@ class AnyioTransport:
             await self._drop(conn, f"an answer was not read: {e}")
             return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
-            if writing:
+            timed_out = isinstance(e, TimeoutError)
+            if out.state <= _PROMOTED:  # timed out waiting for its turn to be written: nothing of it was sent
+                self._unqueue(conn, out)
+                return NotSent(f"timed out before the request was written to {address}", local=True)
+            if out.state == _FAILED and not out.whole:
                 # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
-                reason = "timed out writing" if isinstance(e, TimeoutError) else _describe(e)
+                reason = "timed out writing" if timed_out else _describe(e)
                 await self._drop(conn, f"writing failed: {reason}")
                 return NotSent(f"connection to {address} closed before the request was written: {reason}")
-            reason = limit_text(max(0.0, limit)) if isinstance(e, TimeoutError) else _describe(e)
+            if out.state != _WRITTEN:  # in a write that failed or did not end: it may have been written in full
+                reason = "timed out writing" if timed_out else _describe(e)
+                await self._drop(conn, f"writing failed: {reason}")
+                return Ambiguous(f"request written to {address} with others, then the write failed: {reason}")
+            reason = limit_text(max(0.0, limit)) if timed_out else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
-            why = "while it was written" if writing else "while it waited for its answer"
+            if out.state <= _PROMOTED:  # cancelled before any of it was sent: the connection is as it was
+                self._unqueue(conn, out)
+                raise
+            why = "while it was written" if out.state != _WRITTEN else "while it waited for its answer"
             await self._drop(conn, f"a request was cancelled {why}")
             raise
-        finally:
-            if locked:
-                lock.release()
         conn.answered += 1
         following = conn.turns.pop(conn.answered, None)
         if following is not None:
             following.set()
         return response
+
+    async def _write(self, conn: _Conn) -> None:
+        """Write every request on ``conn``'s outbox (the caller's own among them) in order, in one TLS write (a
+        large body apart), then let the first request queued meanwhile write the next batch.
+
+        If a write fails, each request it took is ``_FAILED``: the last one in the failed piece was not written in
+        full (its end was in it), those before it in that piece may have been (``whole``); those after it were not.
+        """
+        conn.writing = True
+        batch = list(conn.outbox)
+        conn.outbox.clear()
+        for out in batch:
+            out.state, out.seq = _TAKEN, conn.written
+            conn.written += 1
+        ending: list[_Out] = []
+        try:
+            for data, ending in _blobs(batch):
+                await conn.stream.send(data)
+                for out in ending:
+                    out.state = _WRITTEN
+        except BaseException:
+            for out in batch:
+                if out.state == _TAKEN:
+                    out.state, out.failed = _FAILED, "the write that carried it failed"
+                    out.whole = out in ending[:-1]
+                out.woken.set()
+            raise  # the writer drops the connection, which fails what is still queued; no write follows
+        conn.used = True
+        for out in batch:
+            out.woken.set()
+        self._hand_on(conn)
+
+    def _hand_on(self, conn: _Conn) -> None:
+        """The write ended: the first request queued meanwhile writes the next batch (the task writing is still
+        ``writing``, so no request that arrives now writes before the queued ones)."""
+        conn.writing = False
+        if conn.outbox and conn.broken is None:
+            first = conn.outbox[0]
+            first.state = _PROMOTED
+            conn.writing = True
+            first.woken.set()
+
+    def _unqueue(self, conn: _Conn, out: _Out) -> None:
+        """A request leaves the outbox before any write took it (cancelled, or timed out waiting)."""
+        if out in conn.outbox:
+            conn.outbox.remove(out)
+        if out.state == _PROMOTED:  # it was to write the next batch: the next in line does
+            out.state = _QUEUED
+            self._hand_on(conn)
 
     async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
         reader = conn.reader
@@ -510,6 +592,30 @@ def _framing(method: str, host: str) -> h11.Request:
     """The request h11 is told of, made once per method and host (h11 validates an event as it is made; its
     events are immutable, so one serves every request)."""
     return h11.Request(method=method, target="/", headers=[("Host", host)])
+
+
+def _blobs(batch: list[_Out]) -> list[tuple[bytes, list[_Out]]]:
+    """The batch's bytes as the writes to make, each with the requests whose last byte it carries: the small
+    pieces of consecutive requests joined, a large body (over ONE_WRITE_LIMIT) written alone rather than copied."""
+    blobs: list[tuple[bytes, list[_Out]]] = []
+    small: list[bytes] = []
+    ending: list[_Out] = []
+    for out in batch:
+        for piece in out.pieces:
+            if len(piece) > ONE_WRITE_LIMIT:
+                if small:
+                    blobs.append((b"".join(small), ending))
+                    small, ending = [], []
+                blobs.append((piece, []))
+            else:
+                small.append(piece)
+        if small:
+            ending.append(out)
+        else:
+            blobs[-1][1].append(out)
+    if small:
+        blobs.append((b"".join(small), ending))
+    return blobs
 
 
 def _closed_by_peer(conn: _Conn) -> bool:
