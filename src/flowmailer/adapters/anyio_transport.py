@@ -1,5 +1,6 @@
-"""The async transport: anyio streams (under asyncio or trio), answers read by h11, keep-alive per IP address,
-optional HTTP/1.1 pipelining.
+"""The async transport: anyio streams (under asyncio or trio), keep-alive per IP address, optional HTTP/1.1
+pipelining; the requests queued on a connection written together, answers read by a lean parser (h11 for any
+answer that is not simple, ``_answers``).
 
 Pipelining submits is safe here because of how failures are classified, not because submits are idempotent:
 every request written on a connection that then breaks is reported ``Ambiguous`` (the shell reconciles it by its
@@ -9,7 +10,6 @@ silently resent, so depth 3 (what Flowmailer's own Magento connector used) costs
 
 from __future__ import annotations
 
-import functools
 import math
 import select
 import socket
@@ -24,7 +24,10 @@ import h11
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, encoding_refused, limit_text, render_request, too_long
+from flowmailer.adapters._answers import AnswerReader
+from flowmailer.adapters._answers import BrokenError as _BrokenError
+from flowmailer.adapters._answers import UnreadableError as _UnreadableError
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, limit_text, render_request
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
     InFlight,
@@ -55,14 +58,6 @@ class AnyioPoolStats:
     open: int
     opened: int
     max_in_flight: int
-
-
-class _BrokenError(Exception):
-    """The connection can carry nothing more; ``str`` says why."""
-
-
-class _UnreadableError(Exception):
-    """The answer came and is not read (too long, or encoded as not asked); ``str`` says why."""
 
 
 class _Lot:
@@ -107,6 +102,9 @@ class _Out:
     ended; ``state`` says where they are, ``woken`` is set when it changes for the request's task."""
 
     pieces: tuple[bytes, ...]
+    #: What reading its answer needs: the method (HEAD has no body) and the most body bytes taken.
+    method: str
+    cap: int
     state: int = 0  # _QUEUED, _PROMOTED, _TAKEN, _WRITTEN or _FAILED
     #: Its answer's number on the connection, given when a write takes it.
     seq: int = -1
@@ -114,6 +112,8 @@ class _Out:
     failed: str = ""
     whole: bool = False
     woken: anyio.Event = attrs.Factory(anyio.Event)
+    #: Its answer, when the task reading an earlier one found it complete behind its own and read it too.
+    response: WireResponse | None = None
 
 
 #: Waiting behind a write in progress; told to write (the write before it ended with the outbox not empty);
@@ -128,7 +128,7 @@ class _Conn:
     born: float
     #: The raw socket, for the idle-close poll (looked up once: anyio builds its typed attributes on every call).
     sock: socket.socket
-    reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
+    answers: AnswerReader = attrs.Factory(lambda self: AnswerReader(self.key[0]), takes_self=True)
     #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
     in_flight: int = 0
     #: Requests taken by a write (each one's answer number is the count before it).
@@ -142,6 +142,8 @@ class _Conn:
     #: order of their answers), in one TLS write. At most one task writes at a time (``writing``).
     outbox: deque[_Out] = attrs.Factory(deque)
     writing: bool = False
+    #: Written and not yet answered, in order: the task reading an answer reads those already here behind it.
+    unanswered: deque[_Out] = attrs.Factory(deque)
     #: By the number of the answer each waits for: the task whose answer is next (woken alone, not every reader on
     #: the connection for every answer).
     turns: dict[int, anyio.Event] = attrs.Factory(dict)
@@ -447,7 +449,7 @@ class AnyioTransport:
         limit = min(self._read_timeout, ends - now)
         if conn.broken is not None:
             return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
-        out = _Out(pieces)
+        out = _Out(pieces, request.method, request.answer_limit)
         conn.outbox.append(out)  # FIFO: answers come back in the order requests were written
         # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``out.state``.
         try:
@@ -458,16 +460,20 @@ class AnyioTransport:
                     await self._write(conn)
                 if out.state == _FAILED:
                     raise _BrokenError(out.failed)
-                while conn.answered != out.seq and conn.broken is None:
+                while out.response is None and conn.answered != out.seq and conn.broken is None:
                     turn = conn.turns[out.seq] = anyio.Event()
                     await turn.wait()
+                if out.response is not None:
+                    return out.response  # read with an earlier answer; the turns are already passed on
                 if conn.broken is not None:
                     raise _BrokenError(conn.broken)
-                response = await self._read(conn, request, origin)
+                response = await self._read(conn, out)
         except _UnreadableError as e:
             await self._drop(conn, f"an answer was not read: {e}")
             return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
+            if out.response is not None:  # its answer came with an earlier one (the connection is whole)
+                return out.response
             timed_out = isinstance(e, TimeoutError)
             if out.state <= _PROMOTED:  # timed out waiting for its turn to be written: nothing of it was sent
                 self._unqueue(conn, out)
@@ -485,17 +491,34 @@ class AnyioTransport:
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
-            if out.state <= _PROMOTED:  # cancelled before any of it was sent: the connection is as it was
+            # Cancelled before any of it was sent, or with its answer read: the connection is as it was.
+            if out.state <= _PROMOTED or out.response is not None:
                 self._unqueue(conn, out)
                 raise
             why = "while it was written" if out.state != _WRITTEN else "while it waited for its answer"
             await self._drop(conn, f"a request was cancelled {why}")
             raise
         conn.answered += 1
+        conn.unanswered.popleft()
+        self._read_ahead(conn)
         following = conn.turns.pop(conn.answered, None)
         if following is not None:
             following.set()
         return response
+
+    def _read_ahead(self, conn: _Conn) -> None:
+        """Give the requests behind on the pipeline their answers already here (simple and complete), so their
+        tasks run together rather than each woken by the one before; any other answer its own task reads."""
+        while conn.unanswered and conn.broken is None:
+            out = conn.unanswered[0]
+            out.response = conn.answers.ahead(out.method, out.cap)
+            if out.response is None:
+                return
+            conn.unanswered.popleft()
+            turn = conn.turns.pop(conn.answered, None)
+            conn.answered += 1
+            if turn is not None:
+                turn.set()
 
     async def _write(self, conn: _Conn) -> None:
         """Write every request on ``conn``'s outbox (the caller's own among them) in order, in one TLS write (a
@@ -510,6 +533,7 @@ class AnyioTransport:
         for out in batch:
             out.state, out.seq = _TAKEN, conn.written
             conn.written += 1
+        conn.unanswered.extend(batch)
         ending: list[_Out] = []
         try:
             for data, ending in _blobs(batch):
@@ -546,52 +570,17 @@ class AnyioTransport:
             out.state = _QUEUED
             self._hand_on(conn)
 
-    async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
-        reader = conn.reader
-        # The reader learns of the request's method, which is all h11 needs to frame the answer (HEAD has no body).
-        reader.send(_framing(request.method, origin.host))
-        reader.send(h11.EndOfMessage())
-        status, body = 0, bytearray()
-        headers: tuple[tuple[str, str], ...] = ()
-        cap = request.answer_limit
-        while True:
-            event = reader.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    data = await conn.stream.receive(65536)
-                except anyio.EndOfStream:
-                    data = b""  # h11's word for the end of the stream
-                reader.receive_data(data)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
-                length = next((v for k, v in headers if k.lower() == "content-length"), None)
-                if length is not None and length.strip().isdigit() and int(length) > cap:
-                    raise _UnreadableError(too_long(cap))
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > cap:
-                    raise _UnreadableError(too_long(cap))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                raise _BrokenError("the server closed the connection")
-        if reader.their_state is h11.DONE and reader.our_state is h11.DONE:
-            reader.start_next_cycle()
-        else:
+    async def _read(self, conn: _Conn, out: _Out) -> WireResponse:
+        answers = conn.answers
+        while (response := answers.next_answer(out.method, out.cap)) is None:
+            try:
+                data = await conn.stream.receive(65536)
+            except anyio.EndOfStream:
+                data = b""  # the end of the stream, which h11 is told of
+            answers.feed(data)
+        if answers.closing:
             conn.broken = "the server ends the connection after this answer"
-        data = bytes(body)
-        refused = encoding_refused(headers, data)
-        if refused is not None:
-            raise _UnreadableError(refused)
-        return WireResponse(status, headers, data)
-
-
-@functools.lru_cache(maxsize=64)
-def _framing(method: str, host: str) -> h11.Request:
-    """The request h11 is told of, made once per method and host (h11 validates an event as it is made; its
-    events are immutable, so one serves every request)."""
-    return h11.Request(method=method, target="/", headers=[("Host", host)])
+        return response
 
 
 def _blobs(batch: list[_Out]) -> list[tuple[bytes, list[_Out]]]:
