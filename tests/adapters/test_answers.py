@@ -40,6 +40,9 @@ def answers(draw: st.DrawFn) -> tuple[str, int, list[tuple[str, str]], bytes, st
     extra = draw(st.lists(st.tuples(header_names, header_values), max_size=5))
     if draw(st.booleans()):
         extra.append(("Content-Encoding", draw(st.sampled_from(["identity", "gzip", ""]))))
+    if draw(st.booleans()):  # nginx says keep-alive with every answer
+        keep = ["keep-alive", "Keep-Alive", "keep-alive ,keep-alive", "keep-alive, close", "close", "upgrade"]
+        extra.append(("Connection", draw(st.sampled_from(keep))))
     reason = draw(st.sampled_from(["", "OK", "Created", "Too Many\tRequests"]))
     return method, status, extra, body, draw(framings), draw(st.booleans()), reason
 
@@ -158,6 +161,7 @@ def _pieces(stream: bytes, cuts: list[int]) -> Iterator[bytes]:
 
 @given(st.lists(answers(), min_size=1, max_size=4), st.lists(st.integers(1, 300), max_size=30), st.booleans())
 @example([("POST", 201, [], b"", "length", False, "Created")], [], False)
+@example([("POST", 201, [("Connection", "keep-alive")], b"{}", "length", False, "")] * 2, [40], True)  # nginx's
 @example([("POST", 201, [("X-A", "\xff")], b"x" * 251, "length", False, "")], [3], True)  # too long
 def test_the_reader_gives_what_h11_gives_for_any_answers_h11_renders_under_any_chunking(
     script: list[tuple[str, int, list[tuple[str, str]], bytes, str, bool, str]], cuts: list[int], ahead: bool
@@ -195,8 +199,10 @@ def test_a_simple_answer_is_read_without_h11(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(h11, "Connection", no_h11)
     reader = AnswerReader(HOST)
-    reader.feed(b"HTTP/1.1 201 Created\r\nLocation: /m/1\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 2")
-    assert reader.next_answer("POST", CAP) == WireResponse(201, (("Location", "/m/1"), ("Content-Length", "2")), b"ok")
+    reader.feed(b"HTTP/1.1 201 Created\r\nLocation: /m/1\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n")
+    reader.feed(b"okHTTP/1.1 2")
+    headers = (("Location", "/m/1"), ("Content-Length", "2"), ("Connection", "keep-alive"))
+    assert reader.next_answer("POST", CAP) == WireResponse(201, headers, b"ok")
     assert reader.ahead("POST", CAP) is None  # the next one is not all here: nothing consumed
     reader.feed(b"02 Accepted\r\nContent-Length: 0\r\n\r\n")
     assert reader.ahead("POST", CAP) == WireResponse(202, (("Content-Length", "0"),), b"")

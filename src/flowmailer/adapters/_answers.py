@@ -3,9 +3,9 @@
 Every answer Flowmailer gives is simple: ``HTTP/1.1``, a final status, header lines, a ``Content-Length`` body.
 Reading those through h11 costs its per-event state machine on both sides of every exchange, which at depth 8 is
 a large part of the async client's CPU (docs/benchmarks.md). The lean parser reads exactly that shape, checked at
-least as strictly as h11 checks it, and hands anything else (chunked, 1xx, ``Connection``, HEAD, another version,
-any line it does not match, the end of the stream) to h11 for that answer, so whatever h11 refuses is refused
-with h11's own error. tests/adapters/test_answers.py holds it to h11's reading under any chunking.
+least as strictly as h11 checks it, and hands anything else (chunked, 1xx, HEAD, another version, a
+``Connection`` other than keep-alive, any line it does not match, the end of the stream) to h11 for that answer,
+so whatever h11 refuses is refused with h11's own error. tests/adapters/test_answers.py holds it to h11's reading under any chunking.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ _STATUS = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9])(?: [\t !-~\x80-\xff]*)?")
 #: ASCII or obs-text: stricter than h11, which allows controls but NUL, so what this refuses h11 judges.
 _FIELD = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[!-~\x80-\xff]+(?:[ \t]+[!-~\x80-\xff]+)*)?)[ \t]*")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
-#: Headers whose meaning h11 applies (framing, the connection's end): an answer with one goes to h11.
-_TO_H11 = frozenset({b"transfer-encoding", b"connection"})
+#: Framing h11 applies: an answer with it goes to h11.
+_TO_H11 = frozenset({b"transfer-encoding"})
+#: ``Connection: keep-alive`` (nginx sends it with every answer) says what HTTP/1.1 means anyway; any other token
+#: (close, upgrade, ...) goes to h11, which ends the connection after the answer.
+_KEEP_ALIVE = re.compile(rb"keep-alive(?:[ \t]*,[ \t]*keep-alive)*", re.IGNORECASE)
 _BODILESS_STATUS = frozenset({204, 304})
 
 
@@ -142,7 +145,7 @@ class AnswerReader:
                 if length >= 0 or _DIGITS.fullmatch(value) is None:
                     return _TO_H11_NOW  # a second length, or one h11 checks (commas, too many digits)
                 length = int(value)
-            elif lower in _TO_H11:
+            elif lower in _TO_H11 or (lower == b"connection" and _KEEP_ALIVE.fullmatch(value) is None):
                 return _TO_H11_NOW
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if length < 0:
