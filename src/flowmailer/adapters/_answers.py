@@ -5,7 +5,8 @@ Reading those through h11 costs its per-event state machine on both sides of eve
 a large part of the async client's CPU (docs/benchmarks.md). The lean parser reads exactly that shape, checked at
 least as strictly as h11 checks it, and hands anything else (chunked, 1xx, HEAD, another version, a
 ``Connection`` other than keep-alive, any line it does not match, the end of the stream) to h11 for that answer,
-so whatever h11 refuses is refused with h11's own error. tests/adapters/test_answers.py holds it to h11's reading under any chunking.
+so whatever h11 refuses is refused with h11's own error. tests/adapters/test_answers.py holds it to h11's
+reading under any chunking.
 """
 
 from __future__ import annotations
