@@ -105,7 +105,7 @@ class AnswerReader:
     def ahead(self, method: str, cap: int) -> WireResponse | None:
         """The next answer if it is already here in full and simple and fine, else None with nothing consumed:
         read ahead for a request further down the pipeline, whose own task reads whatever this leaves."""
-        if self._h11 is not None or method == "HEAD":
+        if not self._buffer or self._h11 is not None or method == "HEAD":
             return None
         try:
             got = self._lean(cap)

@@ -50,6 +50,9 @@ _NETWORK_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
 
 _Key = tuple[str, int, str]
 
+#: The in-flight figure's unit per connection: divisible by 1 to 10, so the figure per connection is exact.
+_SHARES = 2520
+
 
 @attrs.frozen
 class AnyioPoolStats:
@@ -232,8 +235,15 @@ class AnyioTransport:
         return self._open
 
     def in_flight(self, origin: Origin) -> Mapping[str, int]:
-        """Requests taken and not yet answered per address of ``origin`` (none: left out), for the core's choice."""
-        return self._in_flight.of(origin)
+        """The load on each address of ``origin`` (none: left out), for the core's choice of the least loaded: its
+        requests taken and not yet answered per open connection to it (in 2520ths, exact for 1 to 10
+        connections; an address with none counts as one). Per connection, since each pipelines on its own: an
+        address with four connections has room for more than one with three."""
+        counts = self._in_flight.of(origin)
+        if not counts:
+            return counts  # an idle origin reads as no load: the core's rotation needs no search
+        host, port = origin.host, origin.port
+        return {a: n * _SHARES // max(1, len(self._conns.get((host, port, a), ()))) for a, n in counts.items()}
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
