@@ -467,7 +467,7 @@ class AnyioTransport:
                 if conn.writing:
                     await out.woken.wait()  # the write in progress, or the one after it, takes it along
                 if out.state <= _PROMOTED:
-                    await self._write(conn)
+                    await self._write(conn, out)
                 if out.state == _FAILED:
                     raise _BrokenError(out.failed)
                 while out.response is None and conn.answered != out.seq and conn.broken is None:
@@ -530,7 +530,7 @@ class AnyioTransport:
             if turn is not None:
                 turn.set()
 
-    async def _write(self, conn: _Conn) -> None:
+    async def _write(self, conn: _Conn, own: _Out) -> None:
         """Write every request on ``conn``'s outbox (the caller's own among them) in order, in one TLS write (a
         large body apart), then let the first request queued meanwhile write the next batch.
 
@@ -538,6 +538,11 @@ class AnyioTransport:
         full (its end was in it), those before it in that piece may have been (``whole``); those after it were not.
         """
         conn.writing = True
+        if conn.written > conn.answered:
+            # Answers are due on this connection, so the tasks they wake are about to send again: one turn of the
+            # loop lets those that pick this connection join this write. (Cancelled here, it hands the write on.)
+            own.state = _PROMOTED
+            await anyio.lowlevel.checkpoint()
         batch = list(conn.outbox)
         conn.outbox.clear()
         for out in batch:
