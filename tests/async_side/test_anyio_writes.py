@@ -151,3 +151,24 @@ async def test_a_request_cancelled_while_queued_is_never_written_and_leaves_the_
         assert dict(result.headers)["Location"] == f"/m/{i}"
     assert conn.broken is None
     conn.sock.close()
+
+
+@pytest.mark.anyio
+async def test_with_answers_due_a_write_waits_one_turn_so_requests_sent_in_that_turn_join_it() -> None:
+    stream = _Stream()
+    conn, results, one = await _exchanges(stream, 3)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(one, 0)
+        await anyio.wait_all_tasks_blocked()  # written, its answer due
+        tasks.start_soon(one, 1)
+        tasks.start_soon(one, 2)  # in the same turn (trio runs the two in either order)
+        await anyio.wait_all_tasks_blocked()
+        assert stream.sent[0] == b"request 0;"
+        assert len(stream.sent) == 2  # one write for both
+        assert sorted(stream.sent[1].split(b";")) == [b"", b"request 1", b"request 2"]
+        order = [int(part.split()[1]) for part in stream.sent[1].decode().rstrip(";").split(";")]
+        stream.answer(b"".join(_answer(i) for i in [0, *order]))
+    for i, result in enumerate(results):
+        assert isinstance(result, WireResponse)
+        assert dict(result.headers)["Location"] == f"/m/{i}"
+    conn.sock.close()
