@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.adapters.anyio_transport import AnyioTransport, _Conn, _Lot
+from flowmailer.adapters.anyio_transport import _SHARES, AnyioTransport, _Conn, _Lot
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
@@ -129,11 +129,34 @@ async def test_a_request_counts_as_in_flight_to_its_address_until_it_ends(server
 
     server.answer_next_with(answer)
     assert isinstance(await transport.send(_get(), server.origin, server.addresses[0]), WireResponse)
-    assert seen == [{server.addresses[0]: 1}]
+    assert seen == [{server.addresses[0]: 1 * _SHARES}]  # one request on its one connection
     assert transport.in_flight(server.origin) == {}  # none left: the core reads an idle origin as no load
     await transport.aclose()
     assert isinstance(await transport.send(_get(), server.origin, server.addresses[1]), NotSent)
     assert transport.in_flight(server.origin) == {}  # a request refused at once is counted out too
+
+
+@pytest.mark.anyio
+async def test_the_load_told_for_each_address_is_per_open_connection_so_more_connections_take_more(
+    server: TlsServer,
+) -> None:
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, pipeline_depth=8)
+    (first, second), third = server.addresses, "127.0.0.9"  # the third never connected
+    origin = server.origin
+    for address, connections in ((first, 4), (second, 3)):
+        for _ in range(connections):
+            assert isinstance(await transport._checkout((origin.host, origin.port, address), origin), _Conn)
+    transport._in_flight.add(origin, first, 8)  # as eight sends to it would, two per connection
+    transport._in_flight.add(origin, second, 7)  # fewer requests, but more on each of its three connections
+    transport._in_flight.add(origin, third, 1)  # waiting for its first connection: counted as on one
+    load = transport.in_flight(origin)
+    assert load == {first: 2 * _SHARES, second: 7 * _SHARES // 3, third: _SHARES}
+    assert min(load, key=load.__getitem__) == third
+    assert load[first] < load[second]  # the core sends the next one to the address with more room
+    for address, n in ((first, 8), (second, 7), (third, 1)):
+        transport._in_flight.add(origin, address, -n)
+    assert transport.in_flight(origin) == {}
+    await transport.aclose()
 
 
 @pytest.mark.anyio

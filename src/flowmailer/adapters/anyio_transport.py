@@ -1,5 +1,6 @@
-"""The async transport: anyio streams (under asyncio or trio), answers read by h11, keep-alive per IP address,
-optional HTTP/1.1 pipelining.
+"""The async transport: anyio streams (under asyncio or trio), keep-alive per IP address, optional HTTP/1.1
+pipelining; the requests queued on a connection written together, answers read by a lean parser (h11 for any
+answer that is not simple, ``_answers``).
 
 Pipelining submits is safe here because of how failures are classified, not because submits are idempotent:
 every request written on a connection that then breaks is reported ``Ambiguous`` (the shell reconciles it by its
@@ -9,7 +10,6 @@ silently resent, so depth 3 (what Flowmailer's own Magento connector used) costs
 
 from __future__ import annotations
 
-import functools
 import math
 import select
 import socket
@@ -24,7 +24,10 @@ import h11
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-from flowmailer.adapters._http1 import encoding_refused, limit_text, render_request, too_long
+from flowmailer.adapters._answers import AnswerReader
+from flowmailer.adapters._answers import BrokenError as _BrokenError
+from flowmailer.adapters._answers import UnreadableError as _UnreadableError
+from flowmailer.adapters._http1 import ONE_WRITE_LIMIT, limit_text, render_request
 from flowmailer.adapters._tls import (
     MAX_CONNECTIONS,
     InFlight,
@@ -47,6 +50,9 @@ _NETWORK_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
 
 _Key = tuple[str, int, str]
 
+#: The in-flight figure's unit per connection: divisible by 1 to 10, so the figure per connection is exact.
+_SHARES = 2520
+
 
 @attrs.frozen
 class AnyioPoolStats:
@@ -55,14 +61,6 @@ class AnyioPoolStats:
     open: int
     opened: int
     max_in_flight: int
-
-
-class _BrokenError(Exception):
-    """The connection can carry nothing more; ``str`` says why."""
-
-
-class _UnreadableError(Exception):
-    """The answer came and is not read (too long, or encoded as not asked); ``str`` says why."""
 
 
 class _Lot:
@@ -102,23 +100,53 @@ class _Lot:
 
 
 @attrs.define(eq=False)
+class _Out:
+    """A request's bytes on a connection's outbox, from their turn to be written until the write carrying them
+    ended; ``state`` says where they are, ``woken`` is set when it changes for the request's task."""
+
+    pieces: tuple[bytes, ...]
+    #: What reading its answer needs: the method (HEAD has no body) and the most body bytes taken.
+    method: str
+    cap: int
+    state: int = 0  # _QUEUED, _PROMOTED, _TAKEN, _WRITTEN or _FAILED
+    #: Its answer's number on the connection, given when a write takes it.
+    seq: int = -1
+    #: Why the write carrying it failed, and whether it may have been written in full all the same.
+    failed: str = ""
+    whole: bool = False
+    woken: anyio.Event = attrs.Factory(anyio.Event)
+    #: Its answer, when the task reading an earlier one found it complete behind its own and read it too.
+    response: WireResponse | None = None
+
+
+#: Waiting behind a write in progress; told to write (the write before it ended with the outbox not empty);
+#: in a write in progress; written; its write failed (``failed``, ``whole``).
+_QUEUED, _PROMOTED, _TAKEN, _WRITTEN, _FAILED = range(5)
+
+
+@attrs.define(eq=False)
 class _Conn:
     key: _Key
     stream: TLSStream
     born: float
     #: The raw socket, for the idle-close poll (looked up once: anyio builds its typed attributes on every call).
     sock: socket.socket
-    reader: h11.Connection = attrs.Factory(lambda: h11.Connection(h11.CLIENT))
+    answers: AnswerReader = attrs.Factory(lambda self: AnswerReader(self.key[0]), takes_self=True)
     #: Requests holding a place on this connection (waiting to write, written, or reading their answer).
     in_flight: int = 0
+    #: Requests taken by a write (each one's answer number is the count before it).
     written: int = 0
     answered: int = 0
     used: bool = False
     #: Takes no new request (too old, or the transport is closing); the ones on it are still answered.
     retired: bool = False
     broken: str | None = None
-    #: No checkpoint when nobody holds it (fast_acquire): the write that follows is one anyway.
-    write_lock: anyio.Lock = attrs.Factory(lambda: anyio.Lock(fast_acquire=True))
+    #: Requests waiting for the write in progress to end: the next write takes them all, in this order (the
+    #: order of their answers), in one TLS write. At most one task writes at a time (``writing``).
+    outbox: deque[_Out] = attrs.Factory(deque)
+    writing: bool = False
+    #: Written and not yet answered, in order: the task reading an answer reads those already here behind it.
+    unanswered: deque[_Out] = attrs.Factory(deque)
     #: By the number of the answer each waits for: the task whose answer is next (woken alone, not every reader on
     #: the connection for every answer).
     turns: dict[int, anyio.Event] = attrs.Factory(dict)
@@ -127,6 +155,11 @@ class _Conn:
         for turn in self.turns.values():
             turn.set()
         self.turns.clear()
+        while self.outbox:  # not taken by any write: not sent
+            out = self.outbox.popleft()
+            out.state, out.failed = _FAILED, self.broken or "the connection closed"
+            out.woken.set()
+        self.writing = False
 
 
 class AnyioTransport:
@@ -202,8 +235,15 @@ class AnyioTransport:
         return self._open
 
     def in_flight(self, origin: Origin) -> Mapping[str, int]:
-        """Requests taken and not yet answered per address of ``origin`` (none: left out), for the core's choice."""
-        return self._in_flight.of(origin)
+        """The load on each address of ``origin`` (none: left out), for the core's choice of the least loaded: its
+        requests taken and not yet answered per open connection to it (in 2520ths, exact for 1 to 10
+        connections; an address with none counts as one). Per connection, since each pipelines on its own: an
+        address with four connections has room for more than one with three."""
+        counts = self._in_flight.of(origin)
+        if not counts:
+            return counts  # an idle origin reads as no load: the core's rotation needs no search
+        host, port = origin.host, origin.port
+        return {a: n * _SHARES // max(1, len(self._conns.get((host, port, a), ()))) for a, n in counts.items()}
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
         require_verifying(self._ssl_context)
@@ -417,99 +457,169 @@ class AnyioTransport:
     ) -> TransportResult:
         address = conn.key[2]
         limit = min(self._read_timeout, ends - now)
-        # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``writing``.
-        lock = conn.write_lock
-        await lock.acquire()  # FIFO: answers come back in the order requests were written
-        locked, writing = True, True
+        if conn.broken is not None:
+            return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
+        out = _Out(pieces, request.method, request.answer_limit)
+        conn.outbox.append(out)  # FIFO: answers come back in the order requests were written
+        # One deadline (one cancel scope) for writing and the whole answer; what failed is told by ``out.state``.
         try:
-            if conn.broken is not None:
-                return NotSent(f"connection to {address} broke before the request was written: {conn.broken}")
-            seq = conn.written
             with _fail_at(now + limit):
-                for piece in pieces:
-                    await conn.stream.send(piece)
-                conn.written += 1
-                conn.used = True
-                writing = False
-                lock.release()
-                locked = False
-                while conn.answered != seq and conn.broken is None:
-                    turn = conn.turns[seq] = anyio.Event()
+                if conn.writing:
+                    await out.woken.wait()  # the write in progress, or the one after it, takes it along
+                if out.state <= _PROMOTED:
+                    await self._write(conn, out)
+                if out.state == _FAILED:
+                    raise _BrokenError(out.failed)
+                while out.response is None and conn.answered != out.seq and conn.broken is None:
+                    turn = conn.turns[out.seq] = anyio.Event()
                     await turn.wait()
+                if out.response is not None:
+                    return out.response  # read with an earlier answer; the turns are already passed on
                 if conn.broken is not None:
                     raise _BrokenError(conn.broken)
-                response = await self._read(conn, request, origin)
+                response = await self._read(conn, out)
         except _UnreadableError as e:
             await self._drop(conn, f"an answer was not read: {e}")
             return Ambiguous(f"request written to {address}, then {e}", unreadable=True)
         except (*_NETWORK_ERRORS, _BrokenError) as e:
-            if writing:
+            if out.response is not None:  # its answer came with an earlier one (the connection is whole)
+                return out.response
+            timed_out = isinstance(e, TimeoutError)
+            if out.state <= _PROMOTED:  # timed out waiting for its turn to be written: nothing of it was sent
+                self._unqueue(conn, out)
+                return NotSent(f"timed out before the request was written to {address}", local=True)
+            if out.state == _FAILED and not out.whole:
                 # A request not written in full cannot be acted on: its framing (Content-Length) is incomplete.
-                reason = "timed out writing" if isinstance(e, TimeoutError) else _describe(e)
+                reason = "timed out writing" if timed_out else _describe(e)
                 await self._drop(conn, f"writing failed: {reason}")
                 return NotSent(f"connection to {address} closed before the request was written: {reason}")
-            reason = limit_text(max(0.0, limit)) if isinstance(e, TimeoutError) else _describe(e)
+            if out.state != _WRITTEN:  # in a write that failed or did not end: it may have been written in full
+                reason = "timed out writing" if timed_out else _describe(e)
+                await self._drop(conn, f"writing failed: {reason}")
+                return Ambiguous(f"request written to {address} with others, then the write failed: {reason}")
+            reason = limit_text(max(0.0, limit)) if timed_out else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
         except BaseException:
-            why = "while it was written" if writing else "while it waited for its answer"
+            # Cancelled before any of it was sent, or with its answer read: the connection is as it was.
+            if out.state <= _PROMOTED or out.response is not None:
+                self._unqueue(conn, out)
+                raise
+            why = "while it was written" if out.state != _WRITTEN else "while it waited for its answer"
             await self._drop(conn, f"a request was cancelled {why}")
             raise
-        finally:
-            if locked:
-                lock.release()
         conn.answered += 1
+        conn.unanswered.popleft()
+        self._read_ahead(conn)
         following = conn.turns.pop(conn.answered, None)
         if following is not None:
             following.set()
         return response
 
-    async def _read(self, conn: _Conn, request: WireRequest, origin: Origin) -> WireResponse:
-        reader = conn.reader
-        # The reader learns of the request's method, which is all h11 needs to frame the answer (HEAD has no body).
-        reader.send(_framing(request.method, origin.host))
-        reader.send(h11.EndOfMessage())
-        status, body = 0, bytearray()
-        headers: tuple[tuple[str, str], ...] = ()
-        cap = request.answer_limit
-        while True:
-            event = reader.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    data = await conn.stream.receive(65536)
-                except anyio.EndOfStream:
-                    data = b""  # h11's word for the end of the stream
-                reader.receive_data(data)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
-                length = next((v for k, v in headers if k.lower() == "content-length"), None)
-                if length is not None and length.strip().isdigit() and int(length) > cap:
-                    raise _UnreadableError(too_long(cap))
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > cap:
-                    raise _UnreadableError(too_long(cap))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                raise _BrokenError("the server closed the connection")
-        if reader.their_state is h11.DONE and reader.our_state is h11.DONE:
-            reader.start_next_cycle()
-        else:
+    def _read_ahead(self, conn: _Conn) -> None:
+        """Give the requests behind on the pipeline their answers already here (simple and complete), so their
+        tasks run together rather than each woken by the one before; any other answer its own task reads."""
+        while conn.unanswered and conn.broken is None:
+            out = conn.unanswered[0]
+            out.response = conn.answers.ahead(out.method, out.cap)
+            if out.response is None:
+                return
+            conn.unanswered.popleft()
+            turn = conn.turns.pop(conn.answered, None)
+            conn.answered += 1
+            if turn is not None:
+                turn.set()
+
+    async def _write(self, conn: _Conn, own: _Out) -> None:
+        """Write every request on ``conn``'s outbox (the caller's own among them) in order, in one TLS write (a
+        large body apart), then let the first request queued meanwhile write the next batch.
+
+        If a write fails, each request it took is ``_FAILED``: the last one in the failed piece was not written in
+        full (its end was in it), those before it in that piece may have been (``whole``); those after it were not.
+        """
+        conn.writing = True
+        if conn.written > conn.answered:
+            # Answers are due on this connection, so the tasks they wake are about to send again: one turn of the
+            # loop lets those that pick this connection join this write. (Cancelled here, it hands the write on.)
+            own.state = _PROMOTED
+            await anyio.lowlevel.checkpoint()
+        batch = list(conn.outbox)
+        conn.outbox.clear()
+        for out in batch:
+            out.state, out.seq = _TAKEN, conn.written
+            conn.written += 1
+        conn.unanswered.extend(batch)
+        ending: list[_Out] = []
+        try:
+            for data, ending in _blobs(batch):
+                await conn.stream.send(data)
+                for out in ending:
+                    out.state = _WRITTEN
+        except BaseException:
+            for out in batch:
+                if out.state == _TAKEN:
+                    out.state, out.failed = _FAILED, "the write that carried it failed"
+                    out.whole = out in ending[:-1]
+                out.woken.set()
+            raise  # the writer drops the connection, which fails what is still queued; no write follows
+        conn.used = True
+        for out in batch:
+            out.woken.set()
+        self._hand_on(conn)
+
+    def _hand_on(self, conn: _Conn) -> None:
+        """The write ended: the first request queued meanwhile writes the next batch (the task writing is still
+        ``writing``, so no request that arrives now writes before the queued ones)."""
+        conn.writing = False
+        if conn.outbox and conn.broken is None:
+            first = conn.outbox[0]
+            first.state = _PROMOTED
+            conn.writing = True
+            first.woken.set()
+
+    def _unqueue(self, conn: _Conn, out: _Out) -> None:
+        """A request leaves the outbox before any write took it (cancelled, or timed out waiting)."""
+        if out in conn.outbox:
+            conn.outbox.remove(out)
+        if out.state == _PROMOTED:  # it was to write the next batch: the next in line does
+            out.state = _QUEUED
+            self._hand_on(conn)
+
+    async def _read(self, conn: _Conn, out: _Out) -> WireResponse:
+        answers = conn.answers
+        while (response := answers.next_answer(out.method, out.cap)) is None:
+            try:
+                data = await conn.stream.receive(65536)
+            except anyio.EndOfStream:
+                data = b""  # the end of the stream, which h11 is told of
+            answers.feed(data)
+        if answers.closing:
             conn.broken = "the server ends the connection after this answer"
-        data = bytes(body)
-        refused = encoding_refused(headers, data)
-        if refused is not None:
-            raise _UnreadableError(refused)
-        return WireResponse(status, headers, data)
+        return response
 
 
-@functools.lru_cache(maxsize=64)
-def _framing(method: str, host: str) -> h11.Request:
-    """The request h11 is told of, made once per method and host (h11 validates an event as it is made; its
-    events are immutable, so one serves every request)."""
-    return h11.Request(method=method, target="/", headers=[("Host", host)])
+def _blobs(batch: list[_Out]) -> list[tuple[bytes, list[_Out]]]:
+    """The batch's bytes as the writes to make, each with the requests whose last byte it carries: the small
+    pieces of consecutive requests joined, a large body (over ONE_WRITE_LIMIT) written alone rather than copied."""
+    blobs: list[tuple[bytes, list[_Out]]] = []
+    small: list[bytes] = []
+    ending: list[_Out] = []
+    for out in batch:
+        for piece in out.pieces:
+            if len(piece) > ONE_WRITE_LIMIT:
+                if small:
+                    blobs.append((b"".join(small), ending))
+                    small, ending = [], []
+                blobs.append((piece, []))
+            else:
+                small.append(piece)
+        if small:
+            ending.append(out)
+        else:
+            blobs[-1][1].append(out)
+    if small:
+        blobs.append((b"".join(small), ending))
+    return blobs
 
 
 def _closed_by_peer(conn: _Conn) -> bool:

@@ -15,10 +15,11 @@ class Transport(Protocol):
     Returns the response, or ``NotSent`` when nothing reached the server, or ``Ambiguous`` when the request
     was written and no answer came. Never raises for network trouble; never follows redirects.
 
-    A transport may also offer ``in_flight(origin) -> Mapping[str, int]``: its requests taken and not yet answered
-    per address of ``origin`` (an address with none left out). The client then sends each attempt to the least
-    loaded healthy address, since each address has its own connections; without it, plain rotation. Both
-    bundled transports offer it.
+    A transport may also offer ``in_flight(origin) -> Mapping[str, int]``: the load on each address of ``origin``,
+    its requests taken and not yet answered or a figure that grows with them (an address with none left out). The
+    client then sends each attempt to the least loaded healthy address, since each address has its own
+    connections; without it, plain rotation. Both bundled transports offer it: the sync one counts requests, the
+    async one requests per open connection (a pipelining address with more connections has more room).
     """
 
     def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult: ...

@@ -1,0 +1,174 @@
+"""AnyioTransport's writes on one connection, over a scripted stream (no network, no clock): the requests queued
+while a write is in progress go out together in the next write, in order, each one's answer still its own; when a
+joint write fails, only the request whose end it carried is not sent, those before it in it may have been."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import pytest
+
+from flowmailer.adapters.anyio_transport import AnyioTransport, _Conn
+from flowmailer.core import Ambiguous, Host, NotSent, Origin, TransportResult, WireRequest, WireResponse
+
+ORIGIN = Origin("api.flowmailer.test", 443)
+
+
+class _Stream:
+    """Records each write; a write numbered in ``held`` waits for its gate, one in ``failing`` raises after
+    its gate; answers are what ``answer`` was given."""
+
+    def __init__(self, held: set[int] = frozenset(), failing: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.sent: list[bytes] = []
+        self.gates = {n: anyio.Event() for n in held | failing}
+        self.writing = {n: anyio.Event() for n in held | failing}
+        self.failing = failing
+        self._answers = bytearray()
+        self._more = anyio.Event()
+        self.closed = False
+
+    async def send(self, data: bytes) -> None:
+        n = len(self.sent)
+        self.sent.append(data)
+        if n in self.gates:
+            self.writing[n].set()
+            await self.gates[n].wait()
+        if n in self.failing:
+            raise anyio.BrokenResourceError
+        await anyio.lowlevel.checkpoint()
+
+    def answer(self, data: bytes) -> None:
+        self._answers += data
+        self._more.set()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self._answers:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            self._more = anyio.Event()
+            await self._more.wait()
+        data = bytes(self._answers[:max_bytes])
+        del self._answers[:max_bytes]
+        return data
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._more.set()
+
+
+def _answer(n: int) -> bytes:
+    return f"HTTP/1.1 201 Created\r\nLocation: /m/{n}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+def _request(n: int) -> WireRequest:
+    return WireRequest("POST", Host.API, f"/acct/messages/{n}", body=b'{"n": %d}' % n)
+
+
+async def _exchanges(stream: _Stream, n: int, *, depth: int = 8) -> tuple[_Conn, list[TransportResult | None], Any]:
+    transport = AnyioTransport(pipeline_depth=depth)
+    sock = socket.socket()
+    conn = _Conn(("api.flowmailer.test", 443, "127.0.0.1"), stream, 0.0, sock)  # type: ignore[arg-type]
+    results: list[TransportResult | None] = [None] * n
+
+    async def one(i: int) -> None:
+        request = _request(i)
+        pieces = (b"request %d;" % i,)
+        conn.in_flight += 1
+        results[i] = await transport._exchange(conn, request, ORIGIN, pieces, 1e9, anyio.current_time())
+
+    return conn, results, one
+
+
+@pytest.mark.anyio
+async def test_requests_queued_behind_a_write_in_progress_go_out_in_one_write_each_answer_its_own() -> None:
+    stream = _Stream(held={0})
+    conn, results, one = await _exchanges(stream, 4)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(one, 0)
+        await stream.writing[0].wait()
+        for i in (1, 2, 3):  # one at a time: trio runs tasks started together in any order
+            tasks.start_soon(one, i)
+            await anyio.wait_all_tasks_blocked()
+        stream.gates[0].set()
+        stream.answer(b"".join(_answer(i) for i in range(4)))
+    assert stream.sent == [b"request 0;", b"request 1;request 2;request 3;"]
+    for i, result in enumerate(results):
+        assert isinstance(result, WireResponse)
+        assert dict(result.headers)["Location"] == f"/m/{i}"
+    assert conn.broken is None
+    conn.sock.close()
+
+
+@pytest.mark.anyio
+async def test_a_joint_write_that_fails_makes_only_its_last_request_not_sent_and_what_follows_it() -> None:
+    # Write 0 (request 0) goes out; write 1 carries requests 1 and 2 and fails while request 3 waits behind it.
+    stream = _Stream(held={0}, failing={1})
+    conn, results, one = await _exchanges(stream, 4)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(one, 0)
+        await stream.writing[0].wait()
+        for i in (1, 2):
+            tasks.start_soon(one, i)
+            await anyio.wait_all_tasks_blocked()
+        stream.gates[0].set()
+        await stream.writing[1].wait()
+        tasks.start_soon(one, 3)
+        await anyio.wait_all_tasks_blocked()
+        stream.gates[1].set()
+    assert stream.sent == [b"request 0;", b"request 1;request 2;"]
+    written, in_failed_write, its_last, behind = results
+    assert isinstance(written, Ambiguous)  # written in full, no answer: never resent unreconciled
+    assert isinstance(in_failed_write, Ambiguous)  # its bytes may all have gone before the failure
+    assert isinstance(its_last, NotSent)  # its end was in the failed write: the server cannot act on it
+    assert isinstance(behind, NotSent)
+    assert "before the request was written" in behind.reason
+    assert conn.broken is not None
+    conn.sock.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_cancelled_while_queued_is_never_written_and_leaves_the_connection_whole() -> None:
+    stream = _Stream(held={0})
+    conn, results, one = await _exchanges(stream, 3)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(one, 0)
+        await stream.writing[0].wait()
+        async with anyio.create_task_group() as doomed:
+            doomed.start_soon(one, 1)
+            await anyio.wait_all_tasks_blocked()
+            doomed.cancel_scope.cancel()  # request 1 is queued behind write 0, not taken by any write
+        tasks.start_soon(one, 2)
+        await anyio.wait_all_tasks_blocked()
+        stream.gates[0].set()
+        stream.answer(_answer(0) + _answer(2))
+    assert stream.sent == [b"request 0;", b"request 2;"]
+    assert results[1] is None
+    for i in (0, 2):
+        result = results[i]
+        assert isinstance(result, WireResponse)
+        assert dict(result.headers)["Location"] == f"/m/{i}"
+    assert conn.broken is None
+    conn.sock.close()
+
+
+@pytest.mark.anyio
+async def test_with_answers_due_a_write_waits_one_turn_so_requests_sent_in_that_turn_join_it() -> None:
+    stream = _Stream()
+    conn, results, one = await _exchanges(stream, 3)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(one, 0)
+        await anyio.wait_all_tasks_blocked()  # written, its answer due
+        tasks.start_soon(one, 1)
+        tasks.start_soon(one, 2)  # in the same turn (trio runs the two in either order)
+        await anyio.wait_all_tasks_blocked()
+        assert stream.sent[0] == b"request 0;"
+        assert len(stream.sent) == 2  # one write for both
+        assert sorted(stream.sent[1].split(b";")) == [b"", b"request 1", b"request 2"]
+        order = [int(part.split()[1]) for part in stream.sent[1].decode().rstrip(";").split(";")]
+        stream.answer(b"".join(_answer(i) for i in [0, *order]))
+    for i, result in enumerate(results):
+        assert isinstance(result, WireResponse)
+        assert dict(result.headers)["Location"] == f"/m/{i}"
+    conn.sock.close()
