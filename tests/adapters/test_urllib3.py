@@ -35,7 +35,7 @@ def _post() -> WireRequest:
 
 
 def test_urllib3_transport_passes_the_conformance_suite(server: TlsServer) -> None:
-    check_transport(lambda: Urllib3Transport(ca_bundle=server.ca_bundle, connect_timeout=0.5), server)
+    check_transport(lambda: Urllib3Transport(ca_bundle=server.ca_bundle), server)
 
 
 def test_the_operating_system_store_does_not_trust_a_private_ca(server: TlsServer) -> None:

@@ -33,7 +33,7 @@ def server(tmp_path: Path) -> Iterator[TlsServer]:
 @pytest.mark.parametrize("depth", [1, 3])
 async def test_the_anyio_transport_passes_the_conformance_suite(server: TlsServer, depth: int) -> None:
     def factory() -> AnyioTransport:
-        return AnyioTransport(ca_bundle=server.ca_bundle, connect_timeout=0.5, pipeline_depth=depth)
+        return AnyioTransport(ca_bundle=server.ca_bundle, pipeline_depth=depth)
 
     await check_async_transport(factory, server)
 
@@ -305,6 +305,28 @@ async def test_busy_connections_over_a_lowered_cap_take_no_new_request_and_close
     await _give_back(transport, kept[0])
     assert transport.stats().open == 1
     await anyio.to_thread.run_sync(_until, lambda: server.open_connections() == 1)
+    await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_new_connection_has_its_connect_timeout_for_the_handshake_not_what_the_checkout_wait_had_left(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """checkout_timeout bounds the wait for a place; a handshake cut by it was reported as "all connections stayed
+    busy" (and a loaded machine's TLS handshake outlasts a short checkout_timeout)."""
+    real_connect = anyio.connect_tcp
+    left: list[float] = []
+
+    async def measured_connect(*args: Any, **kwargs: Any) -> Any:
+        left.append(anyio.current_effective_deadline() - anyio.current_time())
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "connect_tcp", measured_connect)
+    transport = AnyioTransport(ca_bundle=server.ca_bundle, connect_timeout=30.0, checkout_timeout=0.05)
+    held = await _hold(transport, server, 1)  # through the checkout, as a request that finds no idle connection
+    assert len(left) == 1
+    assert left[0] > 1.0  # the connect's own 30 s, far from the checkout's 0.05 s
+    await _give_back(transport, held[0])
     await transport.aclose()
 
 

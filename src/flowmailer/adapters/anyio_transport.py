@@ -287,10 +287,13 @@ class AnyioTransport:
         waiting no later than ``ends`` (the request's own timeout).
 
         At the cap, a key with no connection of its own takes the slot of the oldest idle connection elsewhere.
+        ``checkout_timeout`` bounds the wait for a place only: a connection it finds room to open has
+        ``connect_timeout`` (and ``ends``) for its handshake, as if no wait had come before.
         """
         if now is None:
             now = anyio.current_time()
         waited = max(0.0, min(self._checkout_timeout, ends - now))
+        room = False
         with anyio.CancelScope(deadline=now + waited):
             while True:
                 if self._closed:
@@ -301,7 +304,8 @@ class AnyioTransport:
                     if victim is not None:
                         await self._drop(victim, "its slot went to another address")
                 if conn is None and self._open < self._max:
-                    return await self._connect(key, origin, ends)
+                    room = True  # to connect, out of the scope: nothing is awaited before _connect counts it open
+                    break
                 if conn is None:
                     conn = self._least_loaded(key, now)
                 if conn is not None:
@@ -310,6 +314,8 @@ class AnyioTransport:
                     return conn
                 await self._waiting.setdefault(key, _Lot()).park()
                 now = anyio.current_time()
+        if room:
+            return await self._connect(key, origin, ends)
         if not self._max:
             return NotSent(f"no connection may be open (the cap is 0) for {waited:g} s", local=True)
         return NotSent(f"all {self._max} connections stayed busy for {waited:g} s", local=True)
