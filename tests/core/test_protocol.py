@@ -30,6 +30,7 @@ from flowmailer.core import (
     Origin,
     Outcome,
     Page,
+    ProtocolError,
     ReferenceRange,
     Rejected,
     Sample,
@@ -52,6 +53,7 @@ from flowmailer.core import (
     message_stats_request,
     message_to_json,
     messages_request,
+    next_page,
     parse_retry_after,
     simulate_request,
     submit_request,
@@ -509,6 +511,40 @@ def test_empty_page_ends_the_listing_even_with_next_range() -> None:
     assert interpret_page(response(206, [], Next_Range="items=e1:100"), MessageEvent) == Page(())
 
 
+def _page_onto(reference: str) -> Page[MessageEvent]:
+    page = interpret_page(response(206, [EVENT], Next_Range=f"items={reference}:100"), MessageEvent)
+    assert isinstance(page, Page)
+    return page
+
+
+def test_next_page_follows_the_next_range_while_the_listing_is_within_max_pages() -> None:
+    page = _page_onto("e9")
+    assert next_page("message_events", page, {""}, max_pages=2) == ReferenceRange("e9", 100)
+    assert next_page("message_events", page, {"", "e1"}, max_pages=3) == ReferenceRange("e9", 100)
+    assert next_page("message_events", Page(page.items), {"", "e1"}, max_pages=1) is None  # the last page
+
+
+def test_next_page_without_max_pages_follows_a_listing_of_any_length() -> None:
+    seen = {"", *(f"r{i}" for i in range(1000))}
+    assert next_page("message_events", _page_onto("e9"), seen) == ReferenceRange("e9", 100)
+
+
+@pytest.mark.parametrize(
+    ("max_pages", "read"),
+    [
+        (1, 1),
+        (3, 3),
+        (3, 4),  # a caller's listing already past its limit stops too
+        (300, 300),  # a count above 256 is a new int each time: compared by value
+    ],
+)
+def test_next_page_stops_a_listing_that_goes_on_past_max_pages(max_pages: int, read: int) -> None:
+    seen = {"", *(f"r{i}" for i in range(read - 1))}
+    assert len(seen) == read
+    with pytest.raises(ProtocolError, match=f"message_events: the listing goes on past {max_pages} pages"):
+        next_page("message_events", _page_onto("e9"), seen, max_pages=max_pages)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -590,12 +626,34 @@ def test_a_stats_answer_becomes_data_sets_of_samples() -> None:
         "2021-01-01T00:30:00Z",  # between boundaries (buckets in another time zone)
         "2020-12-31T23:00:00Z",  # before the range
         "2021-01-01T02:00:00Z",  # at its end, which is exclusive
+        "2021-01-01T03:00:00Z",  # after it
     ],
 )
 def test_a_sample_off_the_requested_boundaries_is_unreadable_never_merged(timestamp: str) -> None:
     got = _stats(_stats_answer(("2021-01-01T00:00:00Z", 4), (timestamp, 1)))
     assert isinstance(got, Transient)
     assert "unreadable answer" in got.reason
+
+
+@pytest.mark.parametrize("year", [2021, 2110])
+def test_a_sample_a_microsecond_off_a_boundary_is_unreadable_in_any_year(year: int) -> None:
+    """Past 2106 a timestamp held as a float keeps about a microsecond: the sample's offset from the range's start
+    is exact only when taken by subtraction (a sum of the two rounds the microsecond away)."""
+    hours = DateRange(datetime(year, 1, 1, tzinfo=UTC), datetime(year, 1, 1, 2, tzinfo=UTC))
+    answer = _stats_answer((f"{year}-01-01T00:00:00Z", 4), (f"{year}-01-01T01:00:00.000001Z", 1))
+    got = interpret_stats(answer, query=_HOURS, daterange=hours)
+    assert isinstance(got, Transient)
+    assert "unreadable answer" in got.reason
+
+
+def test_a_stats_range_may_start_at_the_epoch() -> None:
+    """The epoch is 0 s: a range starting there is on every interval's boundaries like any other."""
+    hours = DateRange(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 2, tzinfo=UTC))
+    got = interpret_stats(
+        _stats_answer(("1970-01-01T00:00:00Z", 4), ("1970-01-01T01:00:00Z", 1)), query=_HOURS, daterange=hours
+    )
+    hour = [datetime(1970, 1, 1, h, tzinfo=UTC) for h in range(2)]
+    assert got == Stats((DataSet("sent", (Sample(hour[0], 4), Sample(hour[1], 1))),))
 
 
 def test_a_sample_twice_for_one_counter_is_unreadable() -> None:
