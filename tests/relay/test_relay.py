@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flowmailer.app import RelayStats
@@ -567,6 +567,9 @@ _BEHAVIOURS: dict[str, Behaviour] = {
     scripts=st.lists(st.lists(st.sampled_from(sorted(_BEHAVIOURS)), max_size=6), min_size=1, max_size=6),
     search_failures=st.integers(0, 3),
 )
+# Six sends with max_attempts 5, rightly: the fourth 503 opened the breaker, and a send failing while it is open is
+# released uncounted (docs/relay.md). Found by the search once in a while; pinned so the bound below is always met.
+@example(scripts=[["lost"], ["transient", "transient", "transient", "transient", "lost"]], search_failures=0)
 def test_every_message_ends_accepted_exactly_once_or_dead_never_duplicated(
     scripts: list[list[str]], search_failures: int
 ) -> None:
@@ -583,7 +586,10 @@ def test_every_message_ends_accepted_exactly_once_or_dead_never_duplicated(
         assert status is not None
         copies = client.accepted.get(status.client_reference, [])
         assert len(copies) <= 1
-        assert client.sends[status.client_reference] <= RULES.max_attempts
+        assert status.attempts <= RULES.max_attempts  # the sends counted
+        # Only a send that failed while the breaker was open goes uncounted, and only a 503 can be one of those.
+        script = scripts[ids.index(outbox_id)]
+        assert status.attempts <= client.sends[status.client_reference] <= status.attempts + script.count("transient")
         if status.state is S.ACCEPTED:
             assert [status.message_id] == copies
         else:
