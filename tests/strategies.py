@@ -192,3 +192,17 @@ references = st.text(
 )
 counts = st.integers(min_value=1, max_value=999_999_999)
 positions = st.integers(min_value=0, max_value=999_999_999)
+
+
+# --- HTTP/1.1 header fields, as h11 renders and accepts them ----------------------------------------------------
+
+#: RFC 9110 token characters, for header names and methods.
+TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VCHAR = "".join(map(chr, [*range(0x21, 0x7F), *range(0x80, 0x100)]))
+#: What h11 lets through as a field value: visible characters (obs-text too), spaces and tabs only inside.
+header_values = st.builds(
+    lambda first, middle, last: first + middle + last if middle else first,
+    st.text(_VCHAR, min_size=1, max_size=1),
+    st.text(_VCHAR + " \t", max_size=20),
+    st.text(_VCHAR, min_size=1, max_size=1),
+) | st.just("")

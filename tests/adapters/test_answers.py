@@ -14,20 +14,13 @@ from hypothesis import strategies as st
 from flowmailer.adapters._answers import AnswerReader, BrokenError, UnreadableError
 from flowmailer.adapters._http1 import encoding_refused, too_long
 from flowmailer.core import WireResponse
+from tests.strategies import TCHAR, header_values
 
 HOST = "api.flowmailer.test"
 CAP = 250
 
-_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _FRAMING = {"content-length", "transfer-encoding", "connection", "content-encoding"}
-_VCHAR = "".join(map(chr, [*range(0x21, 0x7F), *range(0x80, 0x100)]))
-header_names = st.text(_TCHAR, min_size=1, max_size=12).filter(lambda name: name.lower() not in _FRAMING)
-header_values = st.builds(
-    lambda first, middle, last: first + middle + last if middle else first,
-    st.text(_VCHAR, min_size=1, max_size=1),
-    st.text(_VCHAR + " \t", max_size=20),
-    st.text(_VCHAR, min_size=1, max_size=1),
-) | st.just("")
+header_names = st.text(TCHAR, min_size=1, max_size=12).filter(lambda name: name.lower() not in _FRAMING)
 #: How the answer frames its body: Content-Length (Flowmailer's), chunked, or the connection's end.
 framings = st.sampled_from(["length", "length", "length", "chunked", "close"])
 

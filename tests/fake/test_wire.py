@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from flowmailer.testing._fake._wire import HttpError, Request, RequestReader
 from tests.fake.raw import request_bytes
+from tests.strategies import TCHAR, header_values
 
 bodies = st.lists(st.binary(max_size=300), min_size=1, max_size=5)
 
@@ -77,18 +78,9 @@ def test_keep_alive_follows_the_version_and_connection_header(version: str, conn
     assert request.keep_alive is keep_alive
 
 
-_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _FRAMING = {"host", "content-length", "transfer-encoding", "connection", "expect"}
-_VCHAR = "".join(map(chr, [*range(0x21, 0x7F), *range(0x80, 0x100)]))
-tokens = st.text(_TCHAR, min_size=1, max_size=12)
+tokens = st.text(TCHAR, min_size=1, max_size=12)
 header_names = tokens.filter(lambda name: name.lower() not in _FRAMING)
-#: What h11 lets through as a field value: visible characters (obs-text too), spaces and tabs only inside.
-header_values = st.builds(
-    lambda first, middle, last: first + middle + last if middle else first,
-    st.text(_VCHAR, min_size=1, max_size=1),
-    st.text(_VCHAR + " \t", max_size=20),
-    st.text(_VCHAR, min_size=1, max_size=1),
-) | st.just("")
 targets = st.text("".join(map(chr, range(0x21, 0x7F))), max_size=40).map(lambda path: "/" + path)
 
 
