@@ -42,7 +42,7 @@ PROXIED_ROWS = {
 CPU_ROWS = [
     f"{backend}: {client}"
     for backend in ("asyncio", "trio")
-    for client in ("bare h11 loop", "AsyncClient depth 1", "AsyncClient depth 8")
+    for client in ("bare h11 loop depth 1", "bare h11 loop depth 8", "AsyncClient depth 1", "AsyncClient depth 8")
 ]
 
 
