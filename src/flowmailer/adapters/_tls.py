@@ -77,8 +77,8 @@ def verifying_context(ca_bundle: str | None, ssl_context: ssl.SSLContext | None)
 
 
 def require_verifying(context: ssl.SSLContext) -> None:
-    """Refuse a context that does not verify; checked again before each request, because the caller keeps the
-    context and could switch verification off after handing it over."""
+    """Refuse a context that does not verify; checked again before each request (urllib3) or each handshake
+    (anyio), because the caller keeps the context and could switch verification off after handing it over."""
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
         raise ConfigurationError(
             "ssl_context",

@@ -246,7 +246,6 @@ class AnyioTransport:
         return {a: n * _SHARES // max(1, len(self._conns.get((host, port, a), ()))) for a, n in counts.items()}
 
     async def send(self, request: WireRequest, origin: Origin, address: str) -> TransportResult:
-        require_verifying(self._ssl_context)
         pieces = render_request(request, origin, self._user_agent)
         now = anyio.current_time()
         ends = now + (math.inf if request.timeout is None else request.timeout)
@@ -364,6 +363,8 @@ class AnyioTransport:
         return min(idle, key=lambda c: c.born, default=None)
 
     async def _connect(self, key: _Key, origin: Origin, ends: float) -> _Conn | NotSent:
+        # Before every handshake, not every request: one on an open connection goes over a verified handshake.
+        require_verifying(self._ssl_context)
         host, port, address = key
         self._open += 1
         self._opened += 1
