@@ -301,6 +301,17 @@ def test_a_claim_to_reconcile_is_searched_first_taken_back_when_not_found_and_th
     assert result[0] == fresh
 
 
+def test_a_claim_not_found_after_its_last_allowed_send_is_dead_without_being_taken_back() -> None:
+    # Taking the row back counts a send: a refusal after it would record max_attempts + 1 sends, one never made.
+    last = claim(attempts=RULES.max_attempts, claimed_from=SubmissionState.RECONCILING)
+    effects, result = steps(last, {SearchByTag: ()})
+    assert [type(e) for e in effects] == [Tick, SearchByTag]
+    assert result is not None
+    assert result[0] == last
+    assert isinstance(result[1], Dead)
+    assert f"past max_attempts of {RULES.max_attempts}" in result[1].reason
+
+
 def test_a_lost_relays_claim_found_at_flowmailer_is_recorded_without_a_send() -> None:
     effects, result = steps(claim(claimed_from=SubmissionState.IN_FLIGHT), {SearchByTag: ("m9",)})
     assert not any(isinstance(e, SubmitClaim) for e in effects)

@@ -104,6 +104,10 @@ def handle_claim(claim: Claim, rules: RelayRules, draw: Callable[[], float]) -> 
         found = decide_after_reconcile(claim, result, now=fed.wall, rules=rules, u=draw())
         if not isinstance(found, Resend):
             return claim, found
+        # Refused before the row is taken back: taking it back counts the send, which must not count unmade.
+        refused = decide_before_send(attrs.evolve(claim, attempts=claim.attempts + 1), now=fed.wall, rules=rules)
+        if refused is not None:
+            return claim, refused
         fed = yield TakeBack(claim)
         claim = cast("Claim", fed.value)
     decision: RelayDecision | None = decide_before_send(claim, now=fed.wall, rules=rules)
