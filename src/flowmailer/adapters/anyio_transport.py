@@ -102,7 +102,8 @@ class _Lot:
 @attrs.define(eq=False)
 class _Out:
     """A request's bytes on a connection's outbox, from their turn to be written until the write carrying them
-    ended; ``state`` says where they are, ``woken`` is set when it changes for the request's task."""
+    ended; ``state`` says where they are, ``woken`` is set when it changes for the request's task (written by
+    another's write, at its turn to read its answer: one wake-up, not one for the write and one for the turn)."""
 
     pieces: tuple[bytes, ...]
     #: What reading its answer needs: the method (HEAD has no body) and the most body bytes taken.
@@ -571,7 +572,12 @@ class AnyioTransport:
             raise  # the writer drops the connection, which fails what is still queued; no write follows
         conn.used = True
         for out in batch:
-            out.woken.set()
+            if out is own:
+                continue
+            if conn.answered == out.seq or conn.broken is not None:
+                out.woken.set()
+            else:  # written, its answer not next: woken once, at its turn, rather than now and again then
+                conn.turns[out.seq] = out.woken
         self._hand_on(conn)
 
     def _hand_on(self, conn: _Conn) -> None:
