@@ -93,6 +93,7 @@ ClaimSteps: TypeAlias = Generator[ClaimEffect, Fed, tuple[Claim, RelayDecision] 
 def handle_claim(claim: Claim, rules: RelayRules, draw: Callable[[], float]) -> ClaimSteps:
     """Search first if Flowmailer may have the message, send if it has not: the decision to record, if any."""
     fed = yield TICK
+    decision: RelayDecision | None
     if claim.must_reconcile:
         fed = yield SearchByTag(claim.tag)
         result: ReconcileResult
@@ -104,13 +105,13 @@ def handle_claim(claim: Claim, rules: RelayRules, draw: Callable[[], float]) -> 
         found = decide_after_reconcile(claim, result, now=fed.wall, rules=rules, u=draw())
         if not isinstance(found, Resend):
             return claim, found
-        # Refused before the row is taken back: taking it back counts the send, which must not count unmade.
-        refused = decide_before_send(attrs.evolve(claim, attempts=claim.attempts + 1), now=fed.wall, rules=rules)
-        if refused is not None:
-            return claim, refused
-        fed = yield TakeBack(claim)
-        claim = cast("Claim", fed.value)
-    decision: RelayDecision | None = decide_before_send(claim, now=fed.wall, rules=rules)
+        # Decided as the resend will count, before the row is taken back (which counts it): one refused is unmade.
+        decision = decide_before_send(attrs.evolve(claim, attempts=claim.attempts + 1), now=fed.wall, rules=rules)
+        if decision is None:
+            fed = yield TakeBack(claim)
+            claim = cast("Claim", fed.value)
+    else:
+        decision = decide_before_send(claim, now=fed.wall, rules=rules)
     if decision is None:
         if not (yield KeepLease(claim)).value:
             return None
