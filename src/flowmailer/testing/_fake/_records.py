@@ -53,7 +53,7 @@ class Records:
     #: The most report requests the fake was ever answering at once: more than 1 means they overlapped.
     max_concurrent_reports: int = 0
     #: (time.monotonic(), connections open) at every connection opened or closed, in order: what
-    #: ``max_open_connections`` is the peak of. An opening does not count connections the client already closed.
+    #: ``max_open_connections`` is the peak of. No entry counts connections the client already closed.
     open_timeline: tuple[tuple[float, int], ...] = ()
 
     @property
@@ -124,10 +124,11 @@ class Recorder:
             self._notify()
             return len(self._connections) - 1
 
-    def connection_closed(self, conn: int) -> None:
+    def connection_closed(self, conn: int, *, closing: int = 0) -> None:
+        """A connection was closed while ``closing`` of the other open ones were already closed by the client."""
         with self._changed:
             self._open -= 1
-            self._timeline.append((time.monotonic(), self._open))
+            self._timeline.append((time.monotonic(), self._open - closing))
             self._notify()
 
     def handshaken(self, conn: int) -> None:

@@ -308,6 +308,7 @@ class _Run:
         self._wake_w.setblocking(False)
         self._acceptor: threading.Thread | None = None
         self._sockets: dict[int, tuple[str, socket.socket]] = {}
+        self._fds: dict[int, int] = {}  # each connection's descriptor, the same through its TLS wrapping
         self._idle: set[int] = set()  # connections waiting for a request's first byte
         self._dropped: set[int] = set()  # connections closed by close_idle_connections
         self._threads: dict[int, threading.Thread] = {}
@@ -437,26 +438,27 @@ class _Run:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = self.fake._recorder.connection_opened(address, closing=self._closed_by_peer())
-        thread = threading.Thread(
-            target=self._serve, args=(conn, sock, address, peer[0]), name=f"fake-flowmailer-{conn}", daemon=True
-        )
-        with self._lock:
+        with self._lock:  # a serving thread forgets its connection and has it counted closed under this lock too
+            fd = sock.fileno()
+            conn = self.fake._recorder.connection_opened(address, closing=self._closed_by_peer(fd))
+            thread = threading.Thread(
+                target=self._serve, args=(conn, sock, address, peer[0]), name=f"fake-flowmailer-{conn}", daemon=True
+            )
             self._sockets[conn] = (address, sock)
+            self._fds[conn] = fd
             self._threads[conn] = thread
         thread.start()
 
-    def _closed_by_peer(self) -> int:
-        """How many of the connections still being served the client has already closed (its FIN arrived, the
-        serving thread has not read it yet): a client's cap is on the connections it holds, and the one it closed
-        to open this one must not count against it. Asked of the kernel (POLLRDHUP), not of the threads."""
-        with self._lock:
-            sockets = [sock for _, sock in self._sockets.values()]
+    def _closed_by_peer(self, *new: int) -> int:
+        """How many of the connections counted open, one just accepted (descriptor ``new``) included, the client
+        has already closed (its FIN arrived, the serving thread has not read it yet): a client's cap is on the
+        connections it holds, and the one it closed to open this one must not count against it. Asked of the
+        kernel (POLLRDHUP), not of the threads. Called under ``_lock``, so every descriptor in ``_fds`` is open:
+        a serving thread closes its socket only after it has left ``_fds`` and been counted closed."""
         poll = select.poll()
-        for sock in sockets:
-            with contextlib.suppress(OSError, ValueError):  # closed meanwhile: its thread counts it
-                poll.register(sock.fileno(), _PEER_CLOSED)
-        return len(poll.poll(0))
+        for fd in (*self._fds.values(), *new):
+            poll.register(fd, _PEER_CLOSED)
+        return sum(1 for _, events in poll.poll(0) if events & _PEER_CLOSED)
 
     # -- connection threads --------------------------------------------------------------------------------
     def _serve(self, conn: int, sock: socket.socket, address: str, peer: str) -> None:
@@ -480,13 +482,14 @@ class _Run:
         except OSError:
             pass
         finally:
-            sock.close()
-            with self._lock:
+            with self._lock:  # counted closed before its descriptor is: never open and uncounted by a poll
                 del self._sockets[conn]
+                del self._fds[conn]
                 del self._threads[conn]
                 self._idle.discard(conn)
                 self._dropped.discard(conn)
-            fake._recorder.connection_closed(conn)
+                fake._recorder.connection_closed(conn, closing=self._closed_by_peer())
+            sock.close()
 
     def _converse(self, conn: int, sock: ssl.SSLSocket, address: str, peer: str) -> None:
         fake = self.fake
