@@ -220,11 +220,15 @@ def test_a_slot_is_freed_only_after_its_socket_is_closed(server: TlsServer, monk
 
 
 def _open_idle(transport: Urllib3Transport, server: TlsServer, n: int) -> None:
-    """``n`` connected keep-alive connections to the first address, all idle."""
+    """``n`` connected keep-alive connections to the first address, all idle: idle ones reused, new ones connected.
+
+    Whether an idle one is reused depends on timing: one never used is readable once the server's TLS 1.3 session
+    tickets arrive, and is then closed as unusable. Connecting a reused one again would leak its socket."""
     held = [transport._checkout(_key(server, server.addresses[0])) for _ in range(n)]
     for got in held:
         assert not isinstance(got, NotSent)
-        assert transport._connect(got[0], server.origin, server.addresses[0], 5.0) is None
+        if got[1]:
+            assert transport._connect(got[0], server.origin, server.addresses[0], 5.0) is None
     for got in held:
         assert not isinstance(got, NotSent)
         transport._checkin(got[0], reusable=True)
