@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmailer.adapters.anyio_transport import _SHARES, AnyioTransport, _Conn, _Lot
+from flowmailer.adapters.anyio_transport import _SHARES, AnyioTransport, _Conn, _Lot, _may_have_sent_all
 from flowmailer.core import Ambiguous, ConfigurationError, Host, NotSent, WireRequest, WireResponse
 from flowmailer.testing._async_transport_conformance import check_async_transport
 from tests.adapters.tls_server import TlsServer, tls_server
@@ -357,3 +357,26 @@ async def test_a_connection_still_connecting_when_the_cap_is_lowered_closes_once
     assert isinstance(results[0], WireResponse)
     assert transport.stats().open == 0
     await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_failed_write_is_told_apart_by_the_backend_s_own_stream(server: TlsServer, anyio_backend: str) -> None:
+    """What ``_may_have_sent_all`` reads of a real stream is there: trio's socket (whose sends are exact), or
+    asyncio's transport and its buffer, empty once a write went out. If anyio stopped keeping either where it is
+    read, every failed write on asyncio would be reconciled (safe, but a search each): this says so first."""
+    context = ssl.create_default_context(cafile=server.ca_bundle)
+    stream = await anyio.connect_tcp(
+        server.addresses[0], server.origin.port, ssl_context=context, tls_hostname=server.origin.host
+    )
+    try:
+        await stream.send(b"GET /acct/messages/1 HTTP/1.1\r\n")  # a head not ended: the server only reads
+        inner = stream.transport_stream
+        if anyio_backend == "trio":
+            assert hasattr(inner, "_trio_socket")
+            assert _may_have_sent_all(stream) is False
+        else:
+            transport: Any = getattr(inner, "_transport", None)
+            assert transport.get_write_buffer_size() == 0
+            assert _may_have_sent_all(stream) is True
+    finally:
+        await anyio.aclose_forcefully(stream)

@@ -504,7 +504,7 @@ class AnyioTransport:
             if out.state != _WRITTEN:  # in a write that failed or did not end: it may have been written in full
                 reason = "timed out writing" if timed_out else _describe(e)
                 await self._drop(conn, f"writing failed: {reason}")
-                return Ambiguous(f"request written to {address} with others, then the write failed: {reason}")
+                return Ambiguous(f"request may have been written in full to {address}, then the write failed: {reason}")
             reason = limit_text(max(0.0, limit)) if timed_out else _describe(e)
             await self._drop(conn, f"the answer to an earlier request failed: {reason}")
             return Ambiguous(f"request written to {address}, then no complete answer: {reason}")
@@ -542,8 +542,9 @@ class AnyioTransport:
         """Write every request on ``conn``'s outbox (the caller's own among them) in order, in one TLS write (a
         large body apart), then let the first request queued meanwhile write the next batch.
 
-        If a write fails, each request it took is ``_FAILED``: the last one in the failed piece was not written in
-        full (its end was in it), those before it in that piece may have been (``whole``); those after it were not.
+        If a write fails, each request it took is ``_FAILED``: those before the last one in the failed piece may
+        have been written in full (``whole``), those after it were not. The last one (its end was in the piece) was
+        not, unless every byte of the piece may have reached the kernel all the same (:func:`_may_have_sent_all`).
         """
         conn.writing = True
         if conn.written > conn.answered:
@@ -564,10 +565,11 @@ class AnyioTransport:
                 for out in ending:
                     out.state = _WRITTEN
         except BaseException:
+            last = ending[-1] if ending and _may_have_sent_all(conn.stream) else None
             for out in batch:
                 if out.state == _TAKEN:
                     out.state, out.failed = _FAILED, "the write that carried it failed"
-                    out.whole = out in ending[:-1]
+                    out.whole = out in ending[:-1] or out is last
                 out.woken.set()
             raise  # the writer drops the connection, which fails what is still queued; no write follows
         conn.used = True
@@ -609,6 +611,23 @@ class AnyioTransport:
         if answers.closing:
             conn.broken = "the server ends the connection after this answer"
         return response
+
+
+def _may_have_sent_all(stream: TLSStream) -> bool:
+    """After a send on ``stream`` failed or was cancelled: may the last byte it was given have reached the kernel?
+
+    On trio, no: anyio hands trio's socket the bytes a piece at a time and returns once the last is taken, with no
+    checkpoint after it, so a send that did not return did not hand it on. On asyncio, anyio gives every byte to
+    the transport, then waits for its buffer to drain: cancelled in that wait (a timeout), what is still in the
+    buffer is dropped with the connection, but an empty buffer means all of it went to the kernel, and the request
+    may arrive whole. Told by the transport's buffer (anyio keeps the transport as ``_transport``); a stream whose
+    buffer cannot be read is assumed to have sent it all, which costs a search, never a duplicate.
+    """
+    inner = getattr(stream, "transport_stream", None)
+    if hasattr(inner, "_trio_socket"):
+        return False
+    size = getattr(getattr(inner, "_transport", None), "get_write_buffer_size", None)
+    return not callable(size) or size() == 0
 
 
 def _blobs(batch: list[_Out]) -> list[tuple[bytes, list[_Out]]]:
