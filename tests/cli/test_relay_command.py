@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,13 @@ def start_relay(
     extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     """The relay, configured by a TOML file and the secret from the environment."""
+    command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5", *extra]
+    environment = {**relay_env(fake, tmp_path, role), **(env or {})}
+    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def relay_env(fake: FakeFlowmailer, tmp_path: Path, role: str = "ADMIN") -> dict[str, str]:
+    """The environment of a relay configured by a TOML file (written here) and the secret."""
     credential = fake.credential(role)
     url = f"https://localhost:{fake.port}"
     (tmp_path / "flowmailer.toml").write_text(
@@ -59,14 +67,11 @@ def start_relay(
         f'api_url = "{url}"\nlogin_url = "{url}"\nca_bundle = "{fake.ca_bundle}"\noutbox = "sqlite:outbox.db"\n',
         encoding="utf-8",
     )
-    env = {
+    return {
         **os.environ,
         "FLOWMAILER_CONFIG": str(tmp_path / "flowmailer.toml"),
         "FLOWMAILER_CLIENT_SECRET": credential.client_secret,
-        **(env or {}),
     }
-    command = [sys.executable, "-m", "flowmailer.cli", "relay", "--interval", "0.5", *extra]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def counts(path: Path) -> dict[SubmissionState, int]:
@@ -279,3 +284,78 @@ def test_a_slot_lease_too_short_to_cover_a_request_is_refused_naming_the_flag(
     assert relay.returncode == 2
     assert "--slot-lease" in err
     assert fake.records().requests == 0
+
+
+#: ``flowmailer relay`` as an application that set up OpenTelemetry's SDK before running it (as
+#: ``opentelemetry-instrument`` does): spans go to a JSON-lines file, the metrics' sums are written at exit.
+_WITH_SDK = """
+import json, sys
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+class ToFile(SpanExporter):
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8")
+    def export(self, spans):
+        for span in spans:
+            parent = None if span.parent is None else span.parent.span_id
+            record = {"name": span.name, "id": span.context.span_id, "parent": parent}
+            self.file.write(json.dumps({**record, "attributes": dict(span.attributes or {})}) + "\\n")
+        self.file.flush()
+        return SpanExportResult.SUCCESS
+
+spans, sums = sys.argv[1], sys.argv[2]
+tracing = TracerProvider()
+tracing.add_span_processor(SimpleSpanProcessor(ToFile(spans)))
+trace.set_tracer_provider(tracing)
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+from flowmailer.cli._main import main
+code = main(sys.argv[3:])
+totals = {}
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            if hasattr(metric.data, "is_monotonic"):
+                totals[metric.name] = sum(point.value for point in metric.data.data_points)
+with open(sums, "w", encoding="utf-8") as file:
+    json.dump(totals, file)
+sys.exit(code)
+"""
+
+
+@RELAYS
+def test_relay_with_otel_records_each_claims_span_its_posts_and_the_counts(
+    fake: FakeFlowmailer, tmp_path: Path, relay_flags: tuple[str, ...]
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 12)
+    spans, sums = tmp_path / "spans.jsonl", tmp_path / "sums.json"
+    command = [sys.executable, "-c", _WITH_SDK, str(spans), str(sums), "relay", "--once", "--otel", *relay_flags]
+    env = relay_env(fake, tmp_path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--otel" not in done.stderr  # an SDK is set up: no warning
+    records = [json.loads(line) for line in spans.read_text(encoding="utf-8").splitlines()]
+    claims = [r for r in records if r["name"] == "flowmailer submit"]
+    assert len(claims) == 12
+    assert {r["attributes"]["flowmailer.decision"] for r in claims} == {"accepted"}
+    posts = [r for r in records if r["name"] == "POST" and r["attributes"].get("flowmailer.operation") == "submit"]
+    assert {r["parent"] for r in posts} == {r["id"] for r in claims}  # each submit inside its claim's span
+    assert all(r["attributes"]["http.response.status_code"] == 201 for r in posts)
+    assert json.loads(sums.read_text(encoding="utf-8"))["flowmailer.submits.accepted"] == 12
+    assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 12
+
+
+def test_relay_with_otel_and_no_sdk_runs_and_warns_that_nothing_is_exported(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 3)
+    relay = start_relay(fake, tmp_path, extra=("--once", "--otel"))
+    _, err = relay.communicate(timeout=60)
+    assert relay.returncode == 0, err
+    assert "--otel: no OpenTelemetry tracer provider is set up" in err
+    assert "opentelemetry-instrument" in err
+    assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 3

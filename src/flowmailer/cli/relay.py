@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from flowmailer.core import ConfigurationError, SubmissionState
 if TYPE_CHECKING:
     from flowmailer.adapters import Urllib3Transport
     from flowmailer.adapters.anyio_transport import AnyioTransport
+    from flowmailer.adapters.otel_observer import OpenTelemetryObserver
     from flowmailer.adapters.prometheus_observer import PrometheusObserver
     from flowmailer.app import RelayStats, SlotKeeper
     from flowmailer.app._relay import RelayShell
@@ -87,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus), /healthz and /readyz there (needs the prometheus extra)",
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="record each claim's span, its HTTP requests' spans and the relay's metrics on OpenTelemetry's global "
+        "providers (needs the otel extra; run under opentelemetry-instrument, or any SDK set up before, to export)",
+    )
     add_config_arguments(parser)
     parser.set_defaults(handler=relay)
 
@@ -102,6 +110,7 @@ def relay(args: argparse.Namespace) -> int:
     connections = args.concurrency if args.max_connections is None else args.max_connections
     clock = SystemClock()
     exporter = _prometheus() if args.metrics_addr is not None else None  # a missing extra: before any work
+    otel = _opentelemetry() if args.otel else None
     pipelined = args.pipeline_depth is not None
     threaded = None if pipelined else build_transport(config, connections)
     transport: Urllib3Transport | AnyioTransport = (
@@ -121,10 +130,13 @@ def relay(args: argparse.Namespace) -> int:
             keeper = SlotKeeper(slots, key, threaded, lease=args.slot_lease, margin=_REQUEST_TIME)
         sharing = f"sharing the 10 connections of client id {config.client_id} with the relays on this outbox"
         prometheus = None
-        observer: Observer = tally
+        observers: list[Observer] = [tally]
         if exporter is not None:
             prometheus = exporter(outbox=outbox, clock=clock, connections=lambda: transport.stats().open)
-            observer = Observers(tally, prometheus)
+            observers.append(prometheus)
+        if otel is not None:
+            observers.append(otel(outbox=outbox, clock=clock, connections=lambda: transport.stats().open))
+        observer: Observer = observers[0] if len(observers) == 1 else Observers(*observers)
         with contextlib.ExitStack() as stack:
             build = _pipelined if pipelined else _threaded
             runner, run, check = build(stack, args, config, observer, transport, outbox, clock, keeper)  # type: ignore[arg-type]
@@ -212,6 +224,26 @@ def _prometheus() -> type[PrometheusObserver]:
             "--metrics-addr", "needs prometheus-client, which is not installed", "pip install 'flowmailer[prometheus]'"
         ) from e
     return PrometheusObserver
+
+
+def _opentelemetry() -> type[OpenTelemetryObserver]:
+    try:
+        from opentelemetry import trace
+
+        from flowmailer.adapters.otel_observer import OpenTelemetryObserver
+    except ImportError as e:
+        raise ConfigurationError(
+            "--otel", "needs opentelemetry-api, which is not installed", "pip install 'flowmailer[otel]'"
+        ) from e
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # nobody set one up: all is dropped
+        print(
+            "warning: --otel: no OpenTelemetry tracer provider is set up in this process, so no span is exported; "
+            "run the relay under opentelemetry-instrument (pip install opentelemetry-distro "
+            "opentelemetry-exporter-otlp, then set OTEL_EXPORTER_OTLP_ENDPOINT)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return OpenTelemetryObserver
 
 
 def relay_rows(outbox: Outbox, tally: Tally, runner: RelayShell, keeper: SlotKeeping | None = None) -> Rows:
