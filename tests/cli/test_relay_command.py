@@ -359,3 +359,21 @@ def test_relay_with_otel_and_no_sdk_runs_and_warns_that_nothing_is_exported(
     assert "--otel: no OpenTelemetry tracer provider is set up" in err
     assert "opentelemetry-instrument" in err
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 3
+
+
+@pytest.mark.parametrize(
+    ("flag", "module", "extra"),
+    [(("--otel",), "opentelemetry", "otel"), (("--metrics-addr", "127.0.0.1:0"), "prometheus_client", "prometheus")],
+)
+def test_a_flag_whose_extra_is_not_installed_is_refused_at_start_naming_the_install(
+    fake: FakeFlowmailer, tmp_path: Path, flag: tuple[str, ...], module: str, extra: str
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 2)
+    without = f"import sys; sys.modules[{module!r}] = None; from flowmailer.cli._main import main; sys.exit(main())"
+    command = [sys.executable, "-c", without, "relay", "--once", *flag]
+    done = subprocess.run(command, env=relay_env(fake, tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert flag[0] in done.stderr
+    assert f"pip install 'flowmailer[{extra}]'" in done.stderr
+    assert counts(tmp_path / "outbox.db")[SubmissionState.QUEUED] == 2  # nothing was sent
+    assert fake.records().accepted == ()
