@@ -1,14 +1,19 @@
 """AnyioTransport's writes on one connection, over a scripted stream (no network, no clock): the requests queued
 while a write is in progress go out together in the next write, in order, each one's answer still its own; when a
-joint write fails, only the request whose end it carried is not sent, those before it in it may have been."""
+joint write fails, only the request whose end it carried is not sent, those before it in it may have been; and
+how many times each task is woken (trio's instrument)."""
 
 from __future__ import annotations
 
+import collections
 import socket
 from typing import Any
 
 import anyio
 import pytest
+import trio
+import trio.abc
+import trio.lowlevel
 
 from flowmailer.adapters.anyio_transport import AnyioTransport, _Conn
 from flowmailer.core import Ambiguous, Host, NotSent, Origin, TransportResult, WireRequest, WireResponse
@@ -204,3 +209,53 @@ async def test_with_answers_due_a_write_waits_one_turn_so_requests_sent_in_that_
         assert isinstance(result, WireResponse)
         assert dict(result.headers)["Location"] == f"/m/{i}"
     conn.sock.close()
+
+
+class _Steps(trio.abc.Instrument):
+    """How many times each task ran (trio's instrument: one step per resumption)."""
+
+    def __init__(self) -> None:
+        self.steps: collections.Counter[str] = collections.Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name] += 1
+
+
+@pytest.mark.parametrize("answers", ["together", "one by one"])
+def test_a_request_written_by_anothers_write_is_woken_once_for_its_answer(answers: str) -> None:
+    """Seven requests queued behind a write in progress go out in the next write, written by the first of them;
+    each of the others then runs once more, when its answer is there: not once for the write and again for its
+    turn. Together (one read holds all the answers) each is given its answer by the read before it; one by one,
+    each is woken at its turn and reads its own. Counted by trio's instrument, one step per resumption."""
+    steps = _Steps()
+
+    async def main() -> list[TransportResult | None]:
+        stream = _Stream(held={0})
+        conn, results, one = await _exchanges(stream, 8)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(one, 0, name="request 0")
+            await stream.writing[0].wait()
+            for i in range(1, 8):  # one at a time: trio runs tasks started together in any order
+                tasks.start_soon(one, i, name=f"request {i}")
+                await anyio.wait_all_tasks_blocked()
+            before = dict(steps.steps)
+            stream.gates[0].set()
+            if answers == "together":
+                await anyio.wait_all_tasks_blocked()
+                stream.answer(b"".join(_answer(i) for i in range(8)))
+            else:
+                for i in range(8):
+                    await anyio.wait_all_tasks_blocked()
+                    stream.answer(_answer(i))
+            await anyio.wait_all_tasks_blocked()
+            woken = {name: n - before[name] for name, n in steps.steps.items() if name in before}
+        assert stream.sent == [b"request 0;", b"".join(b"request %d;" % i for i in range(1, 8))]
+        # Request 1 wrote the batch (woken to write it, then at its turn); each request it carried runs once when
+        # its answer is there, or, one by one, once at its turn and once when its answer's bytes arrive.
+        carried = {i: woken[f"request {i}"] for i in range(2, 8)}
+        assert carried == dict.fromkeys(range(2, 8), 1 if answers == "together" else 2), woken
+        conn.sock.close()
+        return results
+
+    results = trio.run(main, instruments=[steps])
+    assert all(isinstance(r, WireResponse) for r in results)
