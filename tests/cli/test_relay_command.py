@@ -363,7 +363,12 @@ def test_relay_with_otel_and_no_sdk_runs_and_warns_that_nothing_is_exported(
 
 @pytest.mark.parametrize(
     ("flag", "module", "extra"),
-    [(("--otel",), "opentelemetry", "otel"), (("--metrics-addr", "127.0.0.1:0"), "prometheus_client", "prometheus")],
+    [
+        (("--otel",), "opentelemetry", "otel"),
+        (("--metrics-addr", "127.0.0.1:0"), "prometheus_client", "prometheus"),
+        (("--pipeline-depth", "4"), "anyio", "async"),
+        (("--pipeline-depth", "4"), "h11", "async"),
+    ],
 )
 def test_a_flag_whose_extra_is_not_installed_is_refused_at_start_naming_the_install(
     fake: FakeFlowmailer, tmp_path: Path, flag: tuple[str, ...], module: str, extra: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,14 +168,8 @@ def build_transport(config: Config, max_connections: int = 10) -> Urllib3Transpo
 
 def build_async_transport(config: Config, max_connections: int, pipeline_depth: int) -> AnyioTransport:
     """The async relay's transport: ``max_connections`` connections, each pipelining up to ``pipeline_depth``."""
-    try:
+    with needs_extra("--pipeline-depth", "async", "anyio", "h11"):
         from flowmailer.adapters.anyio_transport import AnyioTransport
-    except ModuleNotFoundError as e:
-        if e.name not in ("anyio", "h11"):
-            raise
-        raise ConfigurationError(
-            "--pipeline-depth", f"needs {e.name}, which is not installed", "pip install 'flowmailer[async]'"
-        ) from e
     from flowmailer.core import AddressPolicy
 
     return AnyioTransport(
@@ -206,3 +202,16 @@ def build_async_clients(
         if credentials is not None
     ]
     return clients[0], clients[1] if len(clients) > 1 else None
+
+
+@contextlib.contextmanager
+def needs_extra(flag: str, extra: str, *modules: str) -> Iterator[None]:
+    """An import in the block that finds one of ``modules`` missing is a ConfigurationError naming ``flag`` and the
+    extra that brings it, at start, before any work."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in modules:
+            raise
+        missing = f"needs {e.name}, which is not installed"
+        raise ConfigurationError(flag, missing, f"pip install 'flowmailer[{extra}]'") from e

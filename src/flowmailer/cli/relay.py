@@ -18,10 +18,11 @@ from flowmailer.cli._wiring import (
     build_async_transport,
     build_clients,
     build_transport,
+    needs_extra,
     open_outbox,
     open_slots,
 )
-from flowmailer.core import ConfigurationError, SubmissionState
+from flowmailer.core import SubmissionState
 
 if TYPE_CHECKING:
     from flowmailer.adapters import Urllib3Transport
@@ -217,24 +218,16 @@ def _pipelined(
 
 
 def _prometheus() -> type[PrometheusObserver]:
-    try:
+    with needs_extra("--metrics-addr", "prometheus", "prometheus_client"):
         from flowmailer.adapters.prometheus_observer import PrometheusObserver
-    except ImportError as e:
-        raise ConfigurationError(
-            "--metrics-addr", "needs prometheus-client, which is not installed", "pip install 'flowmailer[prometheus]'"
-        ) from e
     return PrometheusObserver
 
 
 def _opentelemetry() -> type[OpenTelemetryObserver]:
-    try:
+    with needs_extra("--otel", "otel", "opentelemetry"):
         from opentelemetry import trace
 
         from flowmailer.adapters.otel_observer import OpenTelemetryObserver
-    except ImportError as e:
-        raise ConfigurationError(
-            "--otel", "needs opentelemetry-api, which is not installed", "pip install 'flowmailer[otel]'"
-        ) from e
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # nobody set one up: all is dropped
         print(
             "warning: --otel: no OpenTelemetry tracer provider is set up in this process, so no span is exported; "
