@@ -23,18 +23,20 @@ ORIGIN = Origin("api.flowmailer.test", 443)
 
 class _Stream:
     """Records each write; a write numbered in ``held`` waits for its gate, one in ``failing`` raises after
-    its gate; answers are what ``answer`` was given.
+    its gate, one in ``stalled`` never returns (the peer reads nothing); answers are what ``answer`` was given.
 
-    It stands for a TLS stream over asyncio's transport, whose buffer tells what a failed write left unsent:
-    all of the failing write's bytes unless ``flushed``, then none (all of them went to the kernel)."""
+    It stands for a TLS stream over asyncio's transport, whose buffer tells what a stalled write left unsent:
+    all of its bytes unless ``flushed``, then none (all of them went to the kernel)."""
 
     def __init__(
         self,
         held: set[int] = frozenset(),  # type: ignore[assignment]
         failing: set[int] = frozenset(),  # type: ignore[assignment]
         *,
+        stalled: set[int] = frozenset(),  # type: ignore[assignment]
         flushed: bool = False,
     ) -> None:
+        self.stalled = stalled
         self.transport_stream = self._transport = self
         self._unsent = 0
         self._flushed = flushed
@@ -55,6 +57,9 @@ class _Stream:
         if n in self.failing:
             self._unsent = 0 if self._flushed else len(data)
             raise anyio.BrokenResourceError
+        if n in self.stalled:
+            self._unsent = 0 if self._flushed else len(data)
+            await anyio.Event().wait()  # until the request's deadline cancels it
         await anyio.lowlevel.checkpoint()
 
     def get_write_buffer_size(self) -> int:
@@ -87,7 +92,11 @@ def _request(n: int) -> WireRequest:
     return WireRequest("POST", Host.API, f"/acct/messages/{n}", body=b'{"n": %d}' % n)
 
 
-async def _exchanges(stream: _Stream, n: int, *, depth: int = 8) -> tuple[_Conn, list[TransportResult | None], Any]:
+async def _exchanges(
+    stream: _Stream, n: int, *, depth: int = 8, limit: float = 1e9
+) -> tuple[_Conn, list[TransportResult | None], Any]:
+    """The connection over ``stream``, each exchange's result, and a task running exchange ``i`` (within
+    ``limit`` seconds)."""
     transport = AnyioTransport(pipeline_depth=depth)
     sock = socket.socket()
     conn = _Conn(("api.flowmailer.test", 443, "127.0.0.1"), stream, 0.0, sock)  # type: ignore[arg-type]
@@ -97,7 +106,8 @@ async def _exchanges(stream: _Stream, n: int, *, depth: int = 8) -> tuple[_Conn,
         request = _request(i)
         pieces = (b"request %d;" % i,)
         conn.in_flight += 1
-        results[i] = await transport._exchange(conn, request, ORIGIN, pieces, 1e9, anyio.current_time())
+        now = anyio.current_time()
+        results[i] = await transport._exchange(conn, request, ORIGIN, pieces, now + limit, now)
 
     return conn, results, one
 
@@ -150,18 +160,38 @@ async def test_a_joint_write_that_fails_makes_only_its_last_request_not_sent_and
 
 
 @pytest.mark.anyio
-async def test_a_failed_write_that_left_nothing_unsent_may_have_delivered_its_last_request() -> None:
-    """asyncio gives a write's bytes to its transport before it waits for the buffer to drain: a write that fails
-    there (a timeout) with the buffer empty may have delivered its last request whole, so it is reconciled."""
+@pytest.mark.parametrize("flushed", [True, False], ids=["nothing left unsent", "bytes left unsent"])
+async def test_a_write_that_times_out_with_nothing_left_unsent_may_have_delivered_its_request(flushed: bool) -> None:
+    """asyncio gives a write's bytes to its transport before it waits for the buffer to drain. A write whose
+    deadline passes in that wait, with the buffer empty, may have delivered its request whole: Ambiguous,
+    reconciled. With bytes still buffered (the request's end among them), they go with the connection: NotSent.
+    (The deadline is a short real one: the write never returns, so only the deadline ends it.)"""
+    stream = _Stream(stalled={0}, flushed=flushed)
+    conn, results, one = await _exchanges(stream, 1, limit=0.05)
+    await one(0)
+    assert stream.sent == [b"request 0;"]
+    result = results[0]
+    if flushed:
+        assert isinstance(result, Ambiguous)
+        assert "may have been written in full" in result.reason
+    else:
+        assert isinstance(result, NotSent)
+        assert "timed out writing" in result.reason
+    assert conn.broken is not None
+    conn.sock.close()
+
+
+@pytest.mark.anyio
+async def test_a_write_that_finds_the_connection_broken_is_not_sent_whatever_the_buffer() -> None:
+    """A broken connection fails the write before its bytes go to the transport (or drops them with it): only a
+    timeout in the wait after the hand-over can leave the request whole."""
     stream = _Stream(failing={0}, flushed=True)
     conn, results, one = await _exchanges(stream, 1)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(one, 0)
         await stream.writing[0].wait()
         stream.gates[0].set()
-    assert stream.sent == [b"request 0;"]
-    assert isinstance(results[0], Ambiguous)
-    assert "may have been written in full" in results[0].reason
+    assert isinstance(results[0], NotSent)
     conn.sock.close()
 
 

@@ -544,7 +544,8 @@ class AnyioTransport:
 
         If a write fails, each request it took is ``_FAILED``: those before the last one in the failed piece may
         have been written in full (``whole``), those after it were not. The last one (its end was in the piece) was
-        not, unless every byte of the piece may have reached the kernel all the same (:func:`_may_have_sent_all`).
+        not, unless the write was cancelled (its deadline) when every byte of the piece may have reached the kernel
+        all the same (:func:`_may_have_sent_all`).
         """
         conn.writing = True
         if conn.written > conn.answered:
@@ -564,8 +565,11 @@ class AnyioTransport:
                 await conn.stream.send(data)
                 for out in ending:
                     out.state = _WRITTEN
-        except BaseException:
-            last = ending[-1] if ending and _may_have_sent_all(conn.stream) else None
+        except BaseException as e:
+            # Cancelled (its deadline) while it waited for the buffer to drain, the write may have gone out whole;
+            # a connection found broken failed before, or lost with, what was still buffered.
+            cancelled = isinstance(e, anyio.get_cancelled_exc_class())
+            last = ending[-1] if ending and cancelled and _may_have_sent_all(conn.stream) else None
             for out in batch:
                 if out.state == _TAKEN:
                     out.state, out.failed = _FAILED, "the write that carried it failed"
@@ -614,7 +618,7 @@ class AnyioTransport:
 
 
 def _may_have_sent_all(stream: TLSStream) -> bool:
-    """After a send on ``stream`` failed or was cancelled: may the last byte it was given have reached the kernel?
+    """After a send on ``stream`` was cancelled (a timeout): may the last byte it was given have reached the kernel?
 
     On trio, no: anyio hands trio's socket the bytes a piece at a time and returns once the last is taken, with no
     checkpoint after it, so a send that did not return did not hand it on. On asyncio, anyio gives every byte to
