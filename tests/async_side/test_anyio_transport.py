@@ -3,6 +3,7 @@ and trio (anyio's pytest plugin); connection ages under trio's MockClock."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -380,3 +381,43 @@ async def test_a_failed_write_is_told_apart_by_the_backend_s_own_stream(server: 
             assert _may_have_sent_all(stream) is True
     finally:
         await anyio.aclose_forcefully(stream)
+
+
+@pytest.mark.anyio
+async def test_a_connection_dropped_with_bytes_still_buffered_never_delivers_them() -> None:
+    """A write that timed out with bytes still buffered is NotSent because of this: the transport drops the
+    connection with ``aclose_forcefully``, and what the event loop still held is discarded, not flushed. anyio
+    4.16 aborts asyncio's transport; earlier releases flushed it (hence ``anyio>=4.16``). trio never hands on
+    what its send did not send."""
+    size = 64 * 1024 * 1024  # far more than the kernel's socket buffers take
+    listener = socket.create_server(("127.0.0.2", 0))
+    given_up, done = threading.Event(), threading.Event()
+    received: list[int] = []
+
+    def peer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            given_up.wait(10)  # reads nothing until the client gave up on its write
+            conn.settimeout(10)
+            total = 0
+            while data := conn.recv(1 << 20):
+                total += len(data)
+        received.append(total)
+        done.set()
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        stream = await anyio.connect_tcp("127.0.0.2", listener.getsockname()[1])
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stream.send, b"x" * size)
+            await anyio.wait_all_tasks_blocked()  # the write is stuck: the peer reads nothing
+            tasks.cancel_scope.cancel()
+        await anyio.aclose_forcefully(stream)
+        given_up.set()
+        assert await anyio.to_thread.run_sync(done.wait, 10)
+    finally:
+        given_up.set()
+        thread.join(10)
+        listener.close()
+    assert 0 < received[0] < size

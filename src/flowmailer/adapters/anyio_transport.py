@@ -623,7 +623,8 @@ def _may_have_sent_all(stream: TLSStream) -> bool:
     On trio, no: anyio hands trio's socket the bytes a piece at a time and returns once the last is taken, with no
     checkpoint after it, so a send that did not return did not hand it on. On asyncio, anyio gives every byte to
     the transport, then waits for its buffer to drain: cancelled in that wait (a timeout), what is still in the
-    buffer is dropped with the connection, but an empty buffer means all of it went to the kernel, and the request
+    buffer is dropped with the connection (anyio 4.16 and later abort the transport; earlier ones flushed it), but
+    an empty buffer means all of it went to the kernel, and the request
     may arrive whole. Told by the transport's buffer (anyio keeps the transport as ``_transport``); a stream whose
     buffer cannot be read is assumed to have sent it all, which costs a search, never a duplicate.
     """
