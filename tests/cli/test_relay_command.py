@@ -289,7 +289,7 @@ def test_a_slot_lease_too_short_to_cover_a_request_is_refused_naming_the_flag(
 #: ``flowmailer relay`` as an application that set up OpenTelemetry's SDK before running it (as
 #: ``opentelemetry-instrument`` does): spans go to a JSON-lines file, the metrics' sums are written at exit.
 _WITH_SDK = """
-import json, sys
+import json, os, sys
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -312,11 +312,13 @@ tracing = TracerProvider()
 tracing.add_span_processor(SimpleSpanProcessor(ToFile(spans)))
 trace.set_tracer_provider(tracing)
 reader = InMemoryMetricReader()
-metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+if "TRACES_ONLY" not in os.environ:
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 from flowmailer.cli._main import main
 code = main(sys.argv[3:])
 totals = {}
-for resource in reader.get_metrics_data().resource_metrics:
+data = None if "TRACES_ONLY" in os.environ else reader.get_metrics_data()
+for resource in data.resource_metrics if data is not None else ():
     for scope in resource.scope_metrics:
         for metric in scope.metrics:
             if hasattr(metric.data, "is_monotonic"):
@@ -333,11 +335,15 @@ def test_relay_with_otel_records_each_claims_span_its_posts_and_the_counts(
 ) -> None:
     fill_outbox(tmp_path / "outbox.db", 12)
     spans, sums = tmp_path / "spans.jsonl", tmp_path / "sums.json"
-    command = [sys.executable, "-c", _WITH_SDK, str(spans), str(sums), "relay", "--once", "--otel", *relay_flags]
+    command = [
+        *(sys.executable, "-c", _WITH_SDK, str(spans), str(sums)),
+        *("relay", "--once", "--otel", "--metrics-addr", "127.0.0.1:0", *relay_flags),
+    ]  # both observers at once: OpenTelemetry's and Prometheus's
     env = relay_env(fake, tmp_path)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert "--otel" not in done.stderr  # an SDK is set up: no warning
+    assert "no OpenTelemetry SDK" not in done.stderr  # one is set up: no warning
+    assert "metrics: http://127.0.0.1:" in done.stdout
     records = [json.loads(line) for line in spans.read_text(encoding="utf-8").splitlines()]
     claims = [r for r in records if r["name"] == "flowmailer submit"]
     assert len(claims) == 12
@@ -349,16 +355,37 @@ def test_relay_with_otel_records_each_claims_span_its_posts_and_the_counts(
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 12
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_relay_with_otel_and_no_sdk_runs_and_warns_that_nothing_is_exported(
-    fake: FakeFlowmailer, tmp_path: Path
+    fake: FakeFlowmailer, tmp_path: Path, log_format: str
 ) -> None:
     fill_outbox(tmp_path / "outbox.db", 3)
-    relay = start_relay(fake, tmp_path, extra=("--once", "--otel"))
-    _, err = relay.communicate(timeout=60)
-    assert relay.returncode == 0, err
-    assert "--otel: no OpenTelemetry tracer provider is set up" in err
-    assert "opentelemetry-instrument" in err
+    command = [sys.executable, "-m", "flowmailer.cli", "--log-format", log_format, "relay", "--once", "--otel"]
+    done = subprocess.run(command, env=relay_env(fake, tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = "--otel: no OpenTelemetry SDK is set up in this process for spans or metrics, so none is exported"
+    if log_format == "json":  # a log record like every other: one JSON object a line
+        records = [json.loads(line) for line in done.stderr.splitlines()]
+        [warning] = [r for r in records if r["message"].startswith("--otel")]
+        assert warning["level"] == "warning"
+        assert warning["message"].startswith(expected)
+    else:
+        assert expected in done.stderr
+    assert "opentelemetry-instrument" in done.stderr
     assert counts(tmp_path / "outbox.db")[SubmissionState.ACCEPTED] == 3
+
+
+def test_relay_with_otel_and_only_tracing_set_up_warns_that_metrics_are_not_exported(
+    fake: FakeFlowmailer, tmp_path: Path
+) -> None:
+    fill_outbox(tmp_path / "outbox.db", 2)
+    spans, sums = tmp_path / "spans.jsonl", tmp_path / "sums.json"
+    command = [sys.executable, "-c", _WITH_SDK, str(spans), str(sums), "relay", "--once", "--otel"]
+    env = {**relay_env(fake, tmp_path), "TRACES_ONLY": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "set up in this process for metrics, so none is exported" in done.stderr
+    assert len(spans.read_text(encoding="utf-8").splitlines()) > 2  # the spans still are
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import sys
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from flowmailer.cli._config import Config
     from flowmailer.ports import Clock, Observer, Outbox
 
+
+_log = logging.getLogger(__name__)
 
 #: The longest one request may hold a connection: the transport's connect (5 s) and read (30 s) timeouts. A relay
 #: stops using its connection slots this long before their lease could run out.
@@ -94,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--otel",
         action="store_true",
         help="record each claim's span, its HTTP requests' spans and the relay's metrics on OpenTelemetry's global "
-        "providers (needs the otel extra; run under opentelemetry-instrument, or any SDK set up before, to export)",
+        "providers (needs the otel extra; to export, run under opentelemetry-instrument or set up an SDK first)",
     )
     add_config_arguments(parser)
     parser.set_defaults(handler=relay)
@@ -225,16 +227,24 @@ def _prometheus() -> type[PrometheusObserver]:
 
 def _opentelemetry() -> type[OpenTelemetryObserver]:
     with needs_extra("--otel", "otel", "opentelemetry"):
-        from opentelemetry import trace
+        from opentelemetry import metrics, trace
 
         from flowmailer.adapters.otel_observer import OpenTelemetryObserver
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # nobody set one up: all is dropped
-        print(
-            "warning: --otel: no OpenTelemetry tracer provider is set up in this process, so no span is exported; "
-            "run the relay under opentelemetry-instrument (pip install opentelemetry-distro "
-            "opentelemetry-exporter-otlp, then set OTEL_EXPORTER_OTLP_ENDPOINT)",
-            file=sys.stderr,
-            flush=True,
+    # Until an SDK (or opentelemetry-instrument) sets them, the global providers are proxies that drop everything.
+    unset = [
+        what
+        for what, proxy in (
+            ("span", isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)),
+            ("metric", type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"),
+        )
+        if proxy
+    ]
+    if unset:
+        _log.warning(
+            "--otel: no OpenTelemetry SDK is set up in this process for %s, so none is exported; run the relay "
+            "under opentelemetry-instrument (pip install opentelemetry-distro opentelemetry-exporter-otlp, then set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME)",
+            " or ".join(f"{what}s" for what in unset),
         )
     return OpenTelemetryObserver
 
