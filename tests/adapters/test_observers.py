@@ -137,6 +137,23 @@ def test_opentelemetry_records_http_client_request_duration_by_the_semantic_conv
     assert rows["queued"] == 0
 
 
+def test_an_outbox_forgotten_before_it_closes_is_read_no_more(caplog: pytest.LogCaptureFixture) -> None:
+    """An SDK collects once more at exit: after ``forget_outbox`` the row gauges report nothing, quietly, and the
+    counters go on."""
+    reader = InMemoryMetricReader()
+    clock = FakeClock()
+    outbox = FailingOutbox(clock)  # as a closed one: every read raises
+    observer = OpenTelemetryObserver(MeterProvider(metric_readers=[reader]), outbox=outbox, clock=clock)
+    observer.on_event(EVENTS[0])
+    observer.forget_outbox()
+    data = reader.get_metrics_data()
+    assert data is not None
+    found = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "flowmailer.outbox.rows" not in found or not found["flowmailer.outbox.rows"].data.data_points
+    assert "flowmailer.tokens.fetched" in found
+    assert "could not be read" not in caplog.text
+
+
 def test_a_dead_letters_claim_span_is_an_error_and_an_unannounced_end_is_ignored() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -121,6 +121,7 @@ def relay(args: argparse.Namespace) -> int:
     )
     outbox = open_outbox(config)
     slots = None
+    telemetry: OpenTelemetryObserver | None = None
     try:
         slots = open_slots(config)
         key = config.require_credentials().client_id
@@ -138,7 +139,8 @@ def relay(args: argparse.Namespace) -> int:
             prometheus = exporter(outbox=outbox, clock=clock, connections=lambda: transport.stats().open)
             observers.append(prometheus)
         if otel is not None:
-            observers.append(otel(outbox=outbox, clock=clock, connections=lambda: transport.stats().open))
+            telemetry = otel(outbox=outbox, clock=clock, connections=lambda: transport.stats().open)
+            observers.append(telemetry)
         observer: Observer = observers[0] if len(observers) == 1 else Observers(*observers)
         with contextlib.ExitStack() as stack:
             build = _pipelined if pipelined else _threaded
@@ -168,6 +170,8 @@ def relay(args: argparse.Namespace) -> int:
         print(f"relay stopped | {plain_line(relay_rows(outbox, tally, runner, keeper))}")
         return 0
     finally:
+        if telemetry is not None:  # the SDK collects once more at exit, after the outbox is closed
+            telemetry.forget_outbox()
         if slots is not None:
             slots.close()
         outbox.close()
