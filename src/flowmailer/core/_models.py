@@ -249,6 +249,9 @@ def _require_text(field: str, value: str | None, fix: str) -> None:
 
 #: ``Bob <bob@example.com>`` or ``<bob@example.com>``: what a display name looks like, and nothing else.
 _DISPLAY_NAME = re.compile(r"[^<>]*<[^<>]*>\s*")
+#: What no address holds: white space (``\s`` is ``str.isspace`` for text), and the characters of a display name.
+_WHITE_SPACE = re.compile(r"\s")
+_ANGLE_OR_QUOTE = re.compile(r'[<>"]')
 _PHONE_NUMBER = re.compile(r"\+?[0-9]+")
 
 
@@ -265,9 +268,9 @@ def _check_email_address(field: str, value: str) -> None:
             f"give the bare address (bob@example.com) and put the name in {_NAME_FIELD.get(field, 'header_to_name')}",
         )
     local, at, domain = value.partition("@")
-    if any(c.isspace() for c in value):
+    if _WHITE_SPACE.search(value):
         problem = "contains white space"
-    elif any(c in '<>"' for c in value):
+    elif _ANGLE_OR_QUOTE.search(value):
         problem = 'contains <, > or "'
     elif not at:
         problem = "has no @"
