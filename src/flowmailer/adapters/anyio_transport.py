@@ -624,9 +624,9 @@ def _may_have_sent_all(stream: TLSStream) -> bool:
     checkpoint after it, so a send that did not return did not hand it on. On asyncio, anyio gives every byte to
     the transport, then waits for its buffer to drain: cancelled in that wait (a timeout), what is still in the
     buffer is dropped with the connection (anyio 4.16 and later abort the transport; earlier ones flushed it), but
-    an empty buffer means all of it went to the kernel, and the request
-    may arrive whole. Told by the transport's buffer (anyio keeps the transport as ``_transport``); a stream whose
-    buffer cannot be read is assumed to have sent it all, which costs a search, never a duplicate.
+    an empty buffer means all of it went to the kernel, and the request may arrive whole. Told by the transport's
+    buffer (anyio keeps the transport as ``_transport``); a stream whose buffer cannot be read is assumed to have
+    sent it all, which costs a search, never a duplicate.
     """
     inner = getattr(stream, "transport_stream", None)
     if hasattr(inner, "_trio_socket"):
