@@ -227,11 +227,25 @@ def test_outbox_urls(url: str, expected: object) -> None:
     assert parse_outbox(url) == expected
 
 
-@pytest.mark.parametrize("url", ["sqlite:", "sqlite://", "mysql://x/y", "outbox.db"])
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:", "sqlite://", "mysql://x/y", "outbox.db", "postgres:host=/tmp dbname=mail", "postgresql:relay@db/mail"],
+)
 def test_bad_outbox_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_outbox(url)
     assert info.value.field == "outbox"
+    assert "postgresql://user@host/dbname" in info.value.fix
+
+
+def test_a_postgres_outbox_without_its_slashes_is_refused_without_quoting_it() -> None:
+    """libpq would take ``postgres:host=...`` as one unknown option, and only when the relay first connects;
+    and text that is no URL cannot be told apart from a password in it, so it is not quoted back."""
+    with pytest.raises(ConfigurationError) as info:
+        parse_outbox("postgresql:relay:hunter2@db/mail")
+    assert info.value.field == "outbox"
+    assert "the // is missing" in info.value.problem
+    assert "hunter2" not in str(info.value)
 
 
 def test_relative_sqlite_outbox_in_toml_is_relative_to_the_toml_file(tmp_path: Path) -> None:

@@ -113,6 +113,9 @@ def parse_outbox(
             path = base / path
         return SqliteLocation(path)
     if scheme in ("postgresql", "postgres"):
+        if not rest.startswith("//"):  # libpq would read "postgres:host=..." as one unknown option, much later
+            # Not quoted back: text that is no URL cannot be told apart from a password in it.
+            raise ConfigurationError("outbox", f"starts with {scheme}: but not {scheme}:// (the // is missing)", fix)
         try:
             urlsplit(url)
         except ValueError:  # its text could quote the URL
