@@ -238,6 +238,18 @@ def test_bad_outbox_urls_are_refused(url: str) -> None:
     assert "postgresql://user@host/dbname" in info.value.fix
 
 
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [("mysql://relay:hunter2@db/mail", "'mysql'"), ("host=db password=hunter2", None), ("relay:hunter2@db", "'relay'")],
+)
+def test_an_unknown_outbox_url_is_refused_showing_its_scheme_at_most(url: str, named: str | None) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_outbox(url)
+    assert "hunter2" not in str(info.value)
+    assert info.value.problem.startswith("is neither a sqlite: nor a postgresql:// URL")
+    assert (named is not None and f"its scheme is {named}" in info.value.problem) or "scheme" not in info.value.problem
+
+
 def test_a_postgres_outbox_without_its_slashes_is_refused_without_quoting_it() -> None:
     """libpq would take ``postgres:host=...`` as one unknown option, and only when the relay first connects;
     and text that is no URL cannot be told apart from a password in it, so it is not quoted back."""
@@ -364,5 +376,5 @@ def test_redact_url_hides_a_key_value_password_and_leaves_the_rest(text: str, sh
 def test_a_key_value_connection_string_is_refused_without_echoing_its_password() -> None:
     with pytest.raises(ConfigurationError) as info:
         load_config({}, {"FLOWMAILER_OUTBOX": f"host=db password={SECRET}"})
-    assert "password=********" in str(info.value)
+    assert "is neither a sqlite: nor a postgresql:// URL" in str(info.value)  # and not quoted back at all
     assert SECRET not in str(info.value)

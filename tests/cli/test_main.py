@@ -198,7 +198,9 @@ def test_exit_1_when_the_work_cannot_be_done_and_2_when_the_command_is_wrong(
 )
 def test_an_error_names_the_whole_command(capsys: Capsys, command: list[str], name: str) -> None:
     assert main([*command, "--outbox", "mysql://x/y"]) == 2
-    assert capsys.readouterr().err.startswith(f"{name}: outbox: 'mysql://x/y' is neither")
+    assert capsys.readouterr().err.startswith(
+        f"{name}: outbox: is neither a sqlite: nor a postgresql:// URL (its scheme is 'mysql')"
+    )
 
 
 def test_a_toml_file_that_is_not_utf8_is_a_configuration_error_not_a_traceback(capsys: Capsys, tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ _HIDDEN = "********"
 _KEY_VALUE = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
 
 
+#: A URL's scheme (RFC 3986): what an unknown outbox URL may show of itself.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def _is_url(text: str) -> bool:
     return text.startswith(("postgresql://", "postgres://"))
 
@@ -127,7 +131,9 @@ def parse_outbox(
                 "drop the password from the URL and use PGPASSWORD or ~/.pgpass, or set the URL in FLOWMAILER_OUTBOX",
             )
         return PostgresLocation(url)
-    raise ConfigurationError("outbox", f"{redact_url(url)!r} is neither a sqlite: nor a postgresql:// URL", fix)
+    # Only a scheme is quoted back: any other URL (mysql://user:PASSWORD@...) or text may hold a password.
+    named = f" (its scheme is {scheme!r})" if rest and _SCHEME.fullmatch(scheme) else ""
+    raise ConfigurationError("outbox", f"is neither a sqlite: nor a postgresql:// URL{named}", fix)
 
 
 def open_outbox_url(url: str) -> Outbox:
