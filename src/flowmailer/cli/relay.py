@@ -235,20 +235,17 @@ def _opentelemetry() -> type[OpenTelemetryObserver]:
 
         from flowmailer.adapters.otel_observer import OpenTelemetryObserver
     # Until an SDK (or opentelemetry-instrument) sets them, the global providers are proxies that drop everything.
-    unset = [
-        what
-        for what, proxy in (
-            ("span", isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)),
-            ("metric", type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"),
-        )
-        if proxy
-    ]
+    unset = []
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        unset.append("spans")
+    if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        unset.append("metrics")
     if unset:
         _log.warning(
             "--otel: no OpenTelemetry SDK is set up in this process for %s, so none is exported; run the relay "
             "under opentelemetry-instrument (pip install opentelemetry-distro opentelemetry-exporter-otlp, then set "
             "OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME)",
-            " or ".join(f"{what}s" for what in unset),
+            " or ".join(unset),
         )
     return OpenTelemetryObserver
 
